@@ -1,0 +1,359 @@
+/*
+ * libupstream-revtun — the upstream (cloud-side) end of reverse tunnels,
+ * compatible with Envoy's envoy.bootstrap.reverse_tunnel.upstream_socket_interface.
+ *
+ * Everything here is part of the stable ABI:
+ *   - every type the host sees is opaque except revtun_io_event_t, which is frozen;
+ *   - every enum value is explicit and append-only; none is ever renumbered or reused;
+ *   - functions are only ever added, never changed or removed.
+ *
+ * Threading: a revtun_t (and the acceptors bound to it) is used by one thread at a
+ * time. Nothing in the library is global. See revtun(7) for ownership and
+ * re-entrancy rules; each function has its own man page.
+ */
+#ifndef REVTUN_REVTUN_H
+#define REVTUN_REVTUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <revtun/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(REVTUN_STATICLIB)
+#define REVTUN_API
+#elif defined(BUILDING_REVTUN) && defined(__GNUC__)
+#define REVTUN_API __attribute__((visibility("default")))
+#else
+#define REVTUN_API
+#endif
+
+#if defined(__GNUC__)
+#define REVTUN_WARN_UNUSED __attribute__((warn_unused_result))
+#else
+#define REVTUN_WARN_UNUSED
+#endif
+
+/* ------------------------------------------------------------------ types */
+
+typedef struct revtun revtun_t;                   /* one socket pool + keepalive engine */
+typedef struct revtun_options revtun_options_t;   /* creation-time wiring, copied by revtun_new */
+typedef struct revtun_reg revtun_reg_t;           /* reusable registration description */
+typedef struct revtun_event revtun_event_t;       /* borrowed record, valid inside a callback */
+typedef struct revtun_acceptor revtun_acceptor_t; /* handshake acceptor bound to a revtun_t */
+
+/* Monotonic milliseconds supplied by the host; the library never reads a clock. */
+typedef uint64_t revtun_time_ms_t;
+
+/* State of the post-handoff RPING strip helper; 0 is a fresh state. */
+typedef uint32_t revtun_strip_t;
+
+/* Frozen forever: used only by revtun_process_io_batch(). */
+typedef struct revtun_io_event {
+  int fd;
+  int events; /* REVTUN_IO_READ | REVTUN_IO_WRITE */
+} revtun_io_event_t;
+
+/* ---------------------------------------------------------------- statuses */
+
+enum revtun_status {
+  REVTUN_OK = 0,
+  REVTUN_E_INVAL = -1,       /* bad argument */
+  REVTUN_E_NOMEM = -2,       /* allocation failed; the handle is unchanged */
+  REVTUN_E_CONFIG = -3,      /* configuration rejected; see the error buffer */
+  REVTUN_E_NOT_FOUND = -4,   /* no such fd, node, cluster or entry */
+  REVTUN_E_EXISTS = -5,      /* fd already tracked */
+  REVTUN_E_RECURSIVE = -6,   /* called from inside a callback where forbidden */
+  REVTUN_E_STATE = -7,       /* handle is being freed or in an error state */
+  REVTUN_E_HOST = -8,        /* a host hook (io or timer callback) failed */
+  REVTUN_E_IO = -9,          /* a system call failed */
+  REVTUN_E_UNSUPPORTED = -10, /* feature or operation not supported */
+  REVTUN_E_LIMIT = -11,      /* a configured limit was reached */
+  REVTUN_E_PROTOCOL = -12,   /* peer violated the protocol (e.g. RPING flood) */
+  REVTUN_E_NOSPACE = -13     /* caller's buffer too small */
+};
+
+/* Bits for revtun_io_cb and revtun_process_io(). */
+enum revtun_io_flags {
+  REVTUN_IO_NONE = 0,
+  REVTUN_IO_READ = 1,
+  REVTUN_IO_WRITE = 2,
+  REVTUN_IO_REMOVE = 4 /* stop watching this fd; says nothing about closing it */
+};
+
+/* Event kinds. 1..63 are lifecycle records (access log), 64.. reporter events. */
+enum revtun_event_kind {
+  REVTUN_EV_TUNNEL_SETUP = 1,
+  REVTUN_EV_PING_SENT = 2,
+  REVTUN_EV_PING_ACK = 3,
+  REVTUN_EV_PING_MISS = 4,
+  REVTUN_EV_PING_TIMEOUT = 5,
+  REVTUN_EV_SOCKET_HANDOFF = 6,
+  REVTUN_EV_TUNNEL_CLOSED = 7,
+  REVTUN_EV_H2_KEEPALIVE_TIMEOUT = 8,
+  REVTUN_EV_REPORT_CONNECTED = 64,
+  REVTUN_EV_REPORT_DISCONNECTED = 65,
+  REVTUN_EV_REPORT_GOAWAY = 66,
+  REVTUN_EV_REPORT_SERVER_INITIALIZED = 67
+};
+
+/* Why a tunnel closed. The names (revtun_close_reason_name) are Envoy's strings. */
+enum revtun_close_reason {
+  REVTUN_CLOSE_NONE = 0,
+  REVTUN_CLOSE_IDLE_PEER_CLOSE = 1,       /* idle_peer_close */
+  REVTUN_CLOSE_IDLE_READ_ERROR = 2,       /* idle_read_error */
+  REVTUN_CLOSE_IDLE_PING_WRITE_FAILURE = 3, /* idle_ping_write_failure */
+  REVTUN_CLOSE_IDLE_PING_TIMEOUT = 4,     /* idle_ping_timeout */
+  REVTUN_CLOSE_IDLE_UNEXPECTED_DATA = 5,  /* idle_unexpected_data */
+  REVTUN_CLOSE_IDLE_KEEPALIVE_FLOOD = 6,  /* idle_keepalive_flood */
+  REVTUN_CLOSE_REMOTE_CLOSE = 7,          /* remote_close */
+  REVTUN_CLOSE_LOCAL_CLOSE = 8,           /* local_close */
+  REVTUN_CLOSE_EXPLICIT_CLOSE = 9,        /* explicit_close */
+  REVTUN_CLOSE_SHUTDOWN = 10,             /* shutdown: the handle was freed */
+  REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11    /* http2_ping_timeout */
+};
+
+enum revtun_socket_state {
+  REVTUN_SOCK_IDLE = 1,       /* in the pool, pinged by the library */
+  REVTUN_SOCK_HANDED_OFF = 2, /* reported in the socket_handoff record */
+  REVTUN_SOCK_IN_USE = 3      /* owned by the host after handoff */
+};
+
+enum revtun_stat_type { REVTUN_STAT_COUNTER = 1, REVTUN_STAT_GAUGE = 2 };
+
+enum revtun_log_level {
+  REVTUN_LOG_ERROR = 1,
+  REVTUN_LOG_WARN = 2,
+  REVTUN_LOG_INFO = 3,
+  REVTUN_LOG_DEBUG = 4
+};
+
+/* Ids for revtun_options_set_limit(). */
+enum revtun_limit {
+  REVTUN_LIMIT_CONFIG_BYTES = 1,     /* largest serialized config accepted (default 1 MiB) */
+  REVTUN_LIMIT_LOG_BUFFER_BYTES = 2, /* per built-in access log buffer (default 1 MiB) */
+  REVTUN_LIMIT_ACCESS_LOGS = 3,      /* most access_log entries accepted (default 64) */
+  REVTUN_LIMIT_LOG_FLUSH_MS = 4      /* built-in access log flush interval (default 1000) */
+};
+
+/* Ids for revtun_acceptor_set_limit(). */
+enum revtun_acceptor_limit {
+  REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS = 1, /* default 10000 */
+  REVTUN_ACCEPTOR_MAX_HEADER_BYTES = 2,     /* request line + headers, default 8192 */
+  REVTUN_ACCEPTOR_MAX_HEADERS = 3,          /* header count, default 100 */
+  REVTUN_ACCEPTOR_MAX_PENDING = 4           /* concurrent handshakes, default 65536 */
+};
+
+/* -------------------------------------------------------------- callbacks */
+
+/* Watch fd for events (READ/WRITE bits) or stop watching it (REMOVE).
+ * sock_user is the pointer given at registration or accept. Non-zero return
+ * puts the handle in an error state (REVTUN_E_HOST). */
+typedef int (*revtun_io_cb)(revtun_t *h, int fd, int events, void *sock_user, void *user_data);
+
+/* Arm the single one-shot timer to fire in timeout_ms (replacing any previous
+ * one); -1 cancels it. When it fires, call revtun_tick(). */
+typedef int (*revtun_timer_cb)(revtun_t *h, int64_t timeout_ms, void *user_data);
+
+/* Lifecycle records (access log) and reporter events. ev is borrowed. */
+typedef void (*revtun_event_cb)(revtun_t *h, const revtun_event_t *ev, void *user_data);
+
+/* Diagnostics; msg is NUL-terminated. Must not call back into the library. */
+typedef void (*revtun_log_cb)(revtun_t *h, int level, const char *msg, void *user_data);
+
+/* If set, the library calls this instead of close(2) for fds it drops. */
+typedef void (*revtun_close_cb)(revtun_t *h, int fd, void *sock_user, void *user_data);
+
+typedef void *(*revtun_malloc_fn)(size_t size, void *alloc_user);
+typedef void *(*revtun_realloc_fn)(void *ptr, size_t size, void *alloc_user);
+typedef void (*revtun_free_fn)(void *ptr, void *alloc_user);
+
+/* Named extensions (reporters, access loggers) chosen by the config.
+ * create: build an instance from the entry's typed_config (type_url, bytes);
+ *         return REVTUN_OK and set *instance, or an error with a sentence in errbuf.
+ * event:  deliver one event to the instance.
+ * destroy: release the instance (called from revtun_free). */
+typedef int (*revtun_ext_create_cb)(const char *type_url, const uint8_t *config, size_t config_len,
+                                    void *factory_user, void **instance, char *errbuf,
+                                    size_t errbuf_len);
+typedef void (*revtun_ext_event_cb)(void *instance, const revtun_event_t *ev);
+typedef void (*revtun_ext_destroy_cb)(void *instance);
+
+/* Introspection callbacks; return non-zero to stop the iteration. */
+typedef int (*revtun_node_cb)(const char *node_id, const char *tenant_id, const char *cluster_id,
+                              size_t idle, size_t live, void *user_data);
+typedef int (*revtun_cluster_cb)(const char *cluster_id, const char *tenant_id, size_t nodes,
+                                 size_t idle, size_t live, void *user_data);
+typedef int (*revtun_stat_cb)(const char *name, int type, uint64_t value, void *user_data);
+
+/* ------------------------------------------------------- version, errors */
+
+REVTUN_API const char *revtun_version(int *num_out);
+REVTUN_API const char *revtun_strerror(int status);
+REVTUN_API const char *revtun_status_name(int status);
+REVTUN_API const char *revtun_event_kind_name(int kind);
+REVTUN_API const char *revtun_close_reason_name(int reason);
+REVTUN_API const char *revtun_socket_state_name(int state);
+
+/* ---------------------------------------------------------------- options */
+
+REVTUN_API REVTUN_WARN_UNUSED int revtun_options_new(revtun_options_t **out);
+REVTUN_API void revtun_options_free(revtun_options_t *opts);
+REVTUN_API int revtun_options_set_user_data(revtun_options_t *opts, void *user_data);
+REVTUN_API int revtun_options_set_io_cb(revtun_options_t *opts, revtun_io_cb cb);
+REVTUN_API int revtun_options_set_timer_cb(revtun_options_t *opts, revtun_timer_cb cb);
+REVTUN_API int revtun_options_set_access_log_cb(revtun_options_t *opts, revtun_event_cb cb);
+REVTUN_API int revtun_options_set_reporter_cb(revtun_options_t *opts, revtun_event_cb cb);
+REVTUN_API int revtun_options_set_log_cb(revtun_options_t *opts, revtun_log_cb cb, int min_level);
+REVTUN_API int revtun_options_set_close_cb(revtun_options_t *opts, revtun_close_cb cb);
+REVTUN_API int revtun_options_set_allocator(revtun_options_t *opts, revtun_malloc_fn malloc_fn,
+                                            revtun_realloc_fn realloc_fn, revtun_free_fn free_fn,
+                                            void *alloc_user);
+REVTUN_API int revtun_options_set_worker_name(revtun_options_t *opts, const char *name);
+REVTUN_API int revtun_options_set_seed(revtun_options_t *opts, uint64_t seed);
+REVTUN_API int revtun_options_set_limit(revtun_options_t *opts, int limit, uint64_t value);
+REVTUN_API int revtun_reporter_register(revtun_options_t *opts, const char *name,
+                                        revtun_ext_create_cb create, revtun_ext_event_cb event,
+                                        revtun_ext_destroy_cb destroy, void *factory_user);
+REVTUN_API int revtun_access_logger_register(revtun_options_t *opts, const char *name,
+                                             revtun_ext_create_cb create,
+                                             revtun_ext_event_cb event,
+                                             revtun_ext_destroy_cb destroy, void *factory_user);
+
+/* ---------------------------------------------------------- config, handle */
+
+REVTUN_API REVTUN_WARN_UNUSED int revtun_config_validate(const void *config, size_t len,
+                                                         const revtun_options_t *opts,
+                                                         char *errbuf, size_t errbuf_len);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_new(revtun_t **out, const void *config, size_t len,
+                                             const revtun_options_t *opts, revtun_time_ms_t now,
+                                             char *errbuf, size_t errbuf_len);
+REVTUN_API void revtun_free(revtun_t *h);
+REVTUN_API void *revtun_get_user_data(const revtun_t *h);
+
+REVTUN_API const char *revtun_config_stat_prefix(const revtun_t *h);
+REVTUN_API uint32_t revtun_config_ping_failure_threshold(const revtun_t *h);
+REVTUN_API int revtun_config_detailed_stats(const revtun_t *h);
+REVTUN_API int revtun_config_tenant_isolation(const revtun_t *h);
+REVTUN_API uint32_t revtun_config_max_connections_per_node(const revtun_t *h);
+REVTUN_API int revtun_config_reporter(const revtun_t *h, const char **name, const char **type_url,
+                                      const uint8_t **value, size_t *value_len);
+REVTUN_API size_t revtun_config_access_log_count(const revtun_t *h);
+REVTUN_API int revtun_config_access_log(const revtun_t *h, size_t index, const char **name,
+                                        const char **type_url, const uint8_t **value,
+                                        size_t *value_len);
+
+/* ------------------------------------------------------------ event loop */
+
+REVTUN_API int revtun_process_io(revtun_t *h, int fd, int events, revtun_time_ms_t now);
+REVTUN_API int revtun_process_io_batch(revtun_t *h, const revtun_io_event_t *events, size_t n,
+                                       revtun_time_ms_t now);
+REVTUN_API int revtun_tick(revtun_t *h, revtun_time_ms_t now);
+REVTUN_API int64_t revtun_next_timeout_ms(const revtun_t *h, revtun_time_ms_t now);
+
+/* ------------------------------------------------------------ registration */
+
+REVTUN_API REVTUN_WARN_UNUSED int revtun_reg_new(revtun_t *h, revtun_reg_t **out);
+REVTUN_API void revtun_reg_free(revtun_reg_t *reg);
+REVTUN_API void revtun_reg_reset(revtun_reg_t *reg);
+REVTUN_API int revtun_reg_set_ids(revtun_reg_t *reg, const char *node_id, const char *cluster_id,
+                                  const char *tenant_id);
+REVTUN_API int revtun_reg_set_ping_interval(revtun_reg_t *reg, uint32_t interval_ms);
+REVTUN_API int revtun_reg_set_initiator(revtun_reg_t *reg, int64_t initiation_time_ms,
+                                        const char *worker_id, const char *connection_id);
+REVTUN_API int revtun_reg_set_sock_user(revtun_reg_t *reg, void *sock_user);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_register_socket(revtun_t *h, int fd,
+                                                         const revtun_reg_t *reg,
+                                                         revtun_time_ms_t now);
+
+/* ----------------------------------------------------- lookup, handoff, close */
+
+REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff(revtun_t *h, const char *node_id,
+                                                 const char *tenant_id, revtun_time_ms_t now,
+                                                 int *fd_out, revtun_strip_t *strip_out);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id,
+                                                            const char *tenant_id,
+                                                            revtun_time_ms_t now, int *fd_out,
+                                                            revtun_strip_t *strip_out);
+REVTUN_API int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now);
+REVTUN_API int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now);
+REVTUN_API int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now);
+
+REVTUN_API int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
+                                     const char **node_id_out);
+REVTUN_API int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id);
+REVTUN_API int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id,
+                                         const char *tenant_id);
+REVTUN_API int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id,
+                                      const char **cluster_id, const char **tenant_id);
+REVTUN_API int revtun_socket_state(const revtun_t *h, int fd);
+REVTUN_API int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user_data);
+REVTUN_API int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user_data);
+
+/* Strip late RPING echoes from the first bytes read after handoff.
+ * out must hold in_len + 4 bytes. Returns REVTUN_OK, or REVTUN_E_PROTOCOL when
+ * one call strips 64 KiB or more of echoes (a keepalive flood). */
+REVTUN_API int revtun_rping_strip(revtun_strip_t *state, const uint8_t *in, size_t in_len,
+                                  uint8_t *out, size_t *out_len, size_t *pings_out);
+REVTUN_API int revtun_rping_strip_active(revtun_strip_t state);
+
+/* -------------------------------------------------------------------- stats */
+
+REVTUN_API int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user_data);
+REVTUN_API int revtun_stats_get(const revtun_t *h, const char *name, uint64_t *value);
+REVTUN_API int revtun_stats_prometheus(const revtun_t *h, char *buf, size_t cap, size_t *len_out);
+REVTUN_API int revtun_reopen_logs(revtun_t *h);
+
+/* ------------------------------------------------------------- event records */
+
+REVTUN_API int revtun_event_kind(const revtun_event_t *ev);
+REVTUN_API revtun_time_ms_t revtun_event_time_ms(const revtun_event_t *ev);
+REVTUN_API const char *revtun_event_node_id(const revtun_event_t *ev, size_t *len);
+REVTUN_API const char *revtun_event_cluster_id(const revtun_event_t *ev, size_t *len);
+REVTUN_API const char *revtun_event_tenant_id(const revtun_event_t *ev, size_t *len);
+REVTUN_API const char *revtun_event_node_key(const revtun_event_t *ev, size_t *len);
+REVTUN_API const char *revtun_event_cluster_key(const revtun_event_t *ev, size_t *len);
+REVTUN_API const char *revtun_event_worker(const revtun_event_t *ev, size_t *len);
+REVTUN_API int revtun_event_fd(const revtun_event_t *ev);
+REVTUN_API void *revtun_event_sock_user(const revtun_event_t *ev);
+REVTUN_API int revtun_event_socket_state(const revtun_event_t *ev);
+REVTUN_API int revtun_event_close_reason(const revtun_event_t *ev);
+REVTUN_API int revtun_event_sys_errno(const revtun_event_t *ev);
+REVTUN_API uint32_t revtun_event_miss_count(const revtun_event_t *ev);
+REVTUN_API int64_t revtun_event_initiation_time_ms(const revtun_event_t *ev);
+REVTUN_API const char *revtun_event_initiator_worker_id(const revtun_event_t *ev, size_t *len);
+REVTUN_API const char *revtun_event_initiator_connection_id(const revtun_event_t *ev, size_t *len);
+REVTUN_API const struct sockaddr *revtun_event_local_addr(const revtun_event_t *ev,
+                                                          socklen_t *len);
+REVTUN_API const struct sockaddr *revtun_event_remote_addr(const revtun_event_t *ev,
+                                                           socklen_t *len);
+REVTUN_API size_t revtun_event_meta_count(const revtun_event_t *ev);
+REVTUN_API int revtun_event_meta_get(const revtun_event_t *ev, size_t index, const char **key,
+                                     const char **value);
+REVTUN_API const char *revtun_event_meta_find(const revtun_event_t *ev, const char *key);
+
+/* ---------------------------------------------------------------- acceptor */
+
+REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_config_validate(const void *config, size_t len,
+                                                                  char *errbuf,
+                                                                  size_t errbuf_len);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_new(revtun_acceptor_t **out, revtun_t *h,
+                                                      const void *config, size_t len,
+                                                      char *errbuf, size_t errbuf_len);
+REVTUN_API void revtun_acceptor_free(revtun_acceptor_t *acc);
+REVTUN_API int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value);
+REVTUN_API int revtun_acceptor_set_header_prefix(revtun_acceptor_t *acc, const char *prefix);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd,
+                                                         void *sock_user, revtun_time_ms_t now);
+REVTUN_API size_t revtun_acceptor_pending(const revtun_acceptor_t *acc);
+REVTUN_API uint32_t revtun_acceptor_ping_interval_ms(const revtun_acceptor_t *acc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REVTUN_REVTUN_H */

@@ -1,0 +1,95 @@
+# The library: lib/*.c, the public headers, and the protobuf-c code generated
+# from lib/proto at build time.
+lib_LTLIBRARIES = lib/libupstream-revtun.la
+
+nobase_include_HEADERS = include/revtun/revtun.h include/revtun/adapters/libevent.h
+nobase_nodist_include_HEADERS = include/revtun/version.h
+
+PROTO_FILES = \
+	lib/proto/envoy/config/accesslog/v3/accesslog.proto \
+	lib/proto/envoy/config/core/v3/base.proto \
+	lib/proto/envoy/config/core/v3/extension.proto \
+	lib/proto/envoy/config/core/v3/substitution_format_string.proto \
+	lib/proto/envoy/extensions/access_loggers/file/v3/file.proto \
+	lib/proto/envoy/extensions/access_loggers/stream/v3/stream.proto \
+	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/reporter/dynamic_modules/v3/dynamic_module_reporter.proto \
+	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.proto \
+	lib/proto/envoy/extensions/dynamic_modules/v3/dynamic_modules.proto \
+	lib/proto/envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.proto
+WKT_PROTOS = any duration struct wrappers
+
+PROTO_GEN_C = \
+	lib/proto/envoy/config/accesslog/v3/accesslog.pb-c.c \
+	lib/proto/envoy/config/core/v3/base.pb-c.c \
+	lib/proto/envoy/config/core/v3/extension.pb-c.c \
+	lib/proto/envoy/config/core/v3/substitution_format_string.pb-c.c \
+	lib/proto/envoy/extensions/access_loggers/file/v3/file.pb-c.c \
+	lib/proto/envoy/extensions/access_loggers/stream/v3/stream.pb-c.c \
+	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/reporter/dynamic_modules/v3/dynamic_module_reporter.pb-c.c \
+	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.pb-c.c \
+	lib/proto/envoy/extensions/dynamic_modules/v3/dynamic_modules.pb-c.c \
+	lib/proto/envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.pb-c.c \
+	lib/proto/google/protobuf/any.pb-c.c \
+	lib/proto/google/protobuf/duration.pb-c.c \
+	lib/proto/google/protobuf/struct.pb-c.c \
+	lib/proto/google/protobuf/wrappers.pb-c.c
+PROTO_GEN_H = $(PROTO_GEN_C:.c=.h)
+
+# One protoc run makes every file; the stamp keeps make from running it per file.
+lib/proto/.stamp: $(PROTO_FILES)
+	$(AM_V_GEN)$(MKDIR_P) lib/proto && \
+	$(PROTOC) --plugin=protoc-gen-c=$(PROTOC_GEN_C) -I$(srcdir)/lib/proto -I$(PROTOBUF_INCLUDE) \
+	  --c_out=lib/proto $(patsubst %,$(srcdir)/%,$(PROTO_FILES)) && \
+	$(PROTOC) --plugin=protoc-gen-c=$(PROTOC_GEN_C) -I$(PROTOBUF_INCLUDE) --c_out=lib/proto \
+	  $(patsubst %,google/protobuf/%.proto,$(WKT_PROTOS)) && \
+	touch $@
+$(PROTO_GEN_C) $(PROTO_GEN_H): lib/proto/.stamp
+
+BUILT_SOURCES += lib/proto/.stamp
+CLEANFILES += lib/proto/.stamp $(PROTO_GEN_C) $(PROTO_GEN_H)
+EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym
+
+lib_libupstream_revtun_la_SOURCES = \
+	lib/acceptor.c \
+	lib/accesslog.c \
+	lib/config.c \
+	lib/events.c \
+	lib/hash.c lib/hash.h \
+	lib/keepalive.c \
+	lib/mem.c lib/mem.h \
+	lib/names.c \
+	lib/options.c \
+	lib/pbwire.c lib/pbwire.h \
+	lib/pool.c \
+	lib/reg.c \
+	lib/reporter.c \
+	lib/revtun.c lib/revtun_int.h \
+	lib/rping.c \
+	lib/stats.c \
+	lib/strings.c \
+	lib/timer.c lib/timer.h
+nodist_lib_libupstream_revtun_la_SOURCES = \
+	lib/proto/envoy/config/accesslog/v3/accesslog.pb-c.c \
+	lib/proto/envoy/config/core/v3/base.pb-c.c \
+	lib/proto/envoy/config/core/v3/extension.pb-c.c \
+	lib/proto/envoy/config/core/v3/substitution_format_string.pb-c.c \
+	lib/proto/envoy/extensions/access_loggers/file/v3/file.pb-c.c \
+	lib/proto/envoy/extensions/access_loggers/stream/v3/stream.pb-c.c \
+	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/reporter/dynamic_modules/v3/dynamic_module_reporter.pb-c.c \
+	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.pb-c.c \
+	lib/proto/envoy/extensions/dynamic_modules/v3/dynamic_modules.pb-c.c \
+	lib/proto/envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.pb-c.c \
+	lib/proto/google/protobuf/any.pb-c.c \
+	lib/proto/google/protobuf/duration.pb-c.c \
+	lib/proto/google/protobuf/struct.pb-c.c \
+	lib/proto/google/protobuf/wrappers.pb-c.c
+nodist_noinst_HEADERS = $(PROTO_GEN_H)
+
+lib_libupstream_revtun_la_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \
+	-Ilib/proto -I$(top_srcdir)/lib $(PROTOBUF_C_CFLAGS)
+lib_libupstream_revtun_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
+lib_libupstream_revtun_la_LIBADD = $(PROTOBUF_C_LIBS)
+lib_libupstream_revtun_la_LDFLAGS = -no-undefined \
+	-version-info $(REVTUN_LT_CURRENT):$(REVTUN_LT_REVISION):$(REVTUN_LT_AGE) \
+	-Wl,--version-script=$(srcdir)/lib/libupstream-revtun.sym
+EXTRA_lib_libupstream_revtun_la_DEPENDENCIES = $(srcdir)/lib/libupstream-revtun.sym

@@ -1,0 +1,650 @@
+/* The socket pool (reference §5): sockets keyed by (tenant-scoped) node and
+ * cluster, FIFO per (node, cluster) member, round robin over a cluster's
+ * member nodes, membership kept while any of a node's sockets lives (idle or
+ * handed off), optional per-node limit, and the single place a socket dies.
+ *
+ * Every lookup is a hash lookup and every change is O(1) apart from the
+ * O(log n) deadline heap, so costs never follow the pool size. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "revtun_int.h"
+
+/* ----------------------------------------------------------------- keys */
+
+size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf,
+                     size_t cap) {
+  bool scoped = h->cfg.tenant_isolation && tenant && *tenant;
+  int n = scoped ? snprintf(buf, cap, "%s:%s", tenant, id) : snprintf(buf, cap, "%s", id);
+  return n < 0 ? 0 : (size_t)n;
+}
+
+#define KEY_CAP (2 * RT_MAX_ID_LEN + 2)
+
+static bool id_ok(const char *s) { return s && *s && strlen(s) <= RT_MAX_ID_LEN; }
+
+int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster,
+                      const char *tenant) {
+  if (!id_ok(node) || !id_ok(cluster))
+    return REVTUN_E_INVAL;
+  if (tenant && strlen(tenant) > RT_MAX_ID_LEN)
+    return REVTUN_E_INVAL;
+  if (h->cfg.tenant_isolation &&
+      (strchr(node, ':') || strchr(cluster, ':') || (tenant && strchr(tenant, ':'))))
+    return REVTUN_E_INVAL;
+  return REVTUN_OK;
+}
+
+/* A key is stored with the raw id right behind the "tenant:" part. */
+static char *make_key(revtun_t *h, const char *tenant, const char *id, const char **raw) {
+  char buf[KEY_CAP];
+  size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
+  char *key = rt_strndup(&h->mem, buf, n);
+  if (key)
+    *raw = key + (n - strlen(id));
+  return key;
+}
+
+static struct rt_node *find_node(const revtun_t *h, const char *tenant, const char *id) {
+  char buf[KEY_CAP];
+  size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
+  struct rt_hnode *hn = rt_htable_find(&h->nodes, buf, n);
+  return hn ? RT_CONTAINER_OF(hn, struct rt_node, hn) : NULL;
+}
+
+static struct rt_cluster *find_cluster(const revtun_t *h, const char *tenant, const char *id) {
+  char buf[KEY_CAP];
+  size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
+  struct rt_hnode *hn = rt_htable_find(&h->clusters, buf, n);
+  return hn ? RT_CONTAINER_OF(hn, struct rt_cluster, hn) : NULL;
+}
+
+size_t rt_pool_live_for_node(const revtun_t *h, const char *node, const char *tenant) {
+  const struct rt_node *n = find_node(h, tenant, node);
+  return n ? n->live : 0;
+}
+
+/* ------------------------------------------- node / cluster / member life */
+
+static struct rt_member *find_member(struct rt_node *n, const struct rt_cluster *c) {
+  for (struct rt_member *m = n->members; m; m = m->next_in_node)
+    if (m->cluster == c)
+      return m;
+  return NULL;
+}
+
+static void free_node(revtun_t *h, struct rt_node *n) {
+  rt_htable_remove(&h->nodes, &n->hn);
+  rt_free(&h->mem, n->key);
+  rt_free(&h->mem, n);
+}
+
+static void free_cluster(revtun_t *h, struct rt_cluster *c) {
+  rt_htable_remove(&h->clusters, &c->hn);
+  rt_free(&h->mem, c->members);
+  rt_free(&h->mem, c->key);
+  rt_free(&h->mem, c);
+}
+
+/* Drops what has no live socket left; the only place membership ends. */
+static void release_member(revtun_t *h, struct rt_member *m) {
+  struct rt_node *n = m->node;
+  struct rt_cluster *c = m->cluster;
+  if (m->live == 0) {
+    c->members[m->index_in_cluster] = c->members[--c->n_members];
+    c->members[m->index_in_cluster]->index_in_cluster = m->index_in_cluster;
+    struct rt_member **pp = &n->members;
+    while (*pp != m)
+      pp = &(*pp)->next_in_node;
+    *pp = m->next_in_node;
+    rt_free(&h->mem, m);
+  }
+  if (n->live == 0 && !n->members)
+    free_node(h, n);
+  if (c->live == 0 && c->n_members == 0)
+    free_cluster(h, c);
+}
+
+/* Finds or creates node, cluster and their member entry, all or nothing. */
+static int get_member(revtun_t *h, const char *node_id, const char *cluster_id,
+                      const char *tenant, struct rt_member **out) {
+  const struct rt_mem *mem = &h->mem;
+  struct rt_node *n = find_node(h, tenant, node_id);
+  struct rt_cluster *c = find_cluster(h, tenant, cluster_id);
+  struct rt_member *m = (n && c) ? find_member(n, c) : NULL;
+  if (m) {
+    *out = m;
+    return REVTUN_OK;
+  }
+  bool new_n = !n, new_c = !c;
+  if (new_n) {
+    n = rt_calloc(mem, 1, sizeof(*n));
+    if (!n || !(n->key = make_key(h, tenant, node_id, &n->id)) ||
+        rt_htable_insert(mem, &h->nodes, &n->hn, n->key, strlen(n->key)))
+      goto nomem;
+  }
+  if (new_c) {
+    c = rt_calloc(mem, 1, sizeof(*c));
+    if (!c || !(c->key = make_key(h, tenant, cluster_id, &c->id)) ||
+        rt_htable_insert(mem, &h->clusters, &c->hn, c->key, strlen(c->key)))
+      goto nomem;
+  }
+  if (c->n_members == c->cap_members) {
+    size_t cap = c->cap_members ? 2 * c->cap_members : 4;
+    struct rt_member **v = rt_realloc(mem, c->members, cap * sizeof(*v));
+    if (!v)
+      goto nomem;
+    c->members = v;
+    c->cap_members = cap;
+  }
+  m = rt_calloc(mem, 1, sizeof(*m));
+  if (!m)
+    goto nomem;
+  m->node = n;
+  m->cluster = c;
+  m->index_in_cluster = c->n_members;
+  c->members[c->n_members++] = m;
+  m->next_in_node = n->members;
+  n->members = m;
+  *out = m;
+  return REVTUN_OK;
+nomem:
+  /* Undo only what this call created; the hash tables hold it by now. */
+  if (new_c && c) {
+    if (c->key && rt_htable_find(&h->clusters, c->key, strlen(c->key)) == &c->hn)
+      rt_htable_remove(&h->clusters, &c->hn);
+    rt_free(mem, c->members);
+    rt_free(mem, c->key);
+    rt_free(mem, c);
+  }
+  if (new_n && n) {
+    if (n->key && rt_htable_find(&h->nodes, n->key, strlen(n->key)) == &n->hn)
+      rt_htable_remove(&h->nodes, &n->hn);
+    rt_free(mem, n->key);
+    rt_free(mem, n);
+  }
+  return REVTUN_E_NOMEM;
+}
+
+/* --------------------------------------------------------- idle FIFOs */
+
+static void fifo_push(struct rt_member *m, struct rt_sock *s) {
+  s->next = NULL;
+  s->prev = m->idle_tail;
+  if (m->idle_tail)
+    m->idle_tail->next = s;
+  else
+    m->idle_head = s;
+  m->idle_tail = s;
+}
+
+static void fifo_unlink(struct rt_member *m, struct rt_sock *s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    m->idle_head = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  else
+    m->idle_tail = s->prev;
+  s->prev = s->next = NULL;
+}
+
+/* Leaves the idle pool: FIFO, counters, deadline and io interest. */
+static void leave_idle(revtun_t *h, struct rt_sock *s) {
+  struct rt_member *m = s->member;
+  fifo_unlink(m, s);
+  m->idle--;
+  m->node->idle--;
+  m->cluster->idle--;
+  h->n_idle--;
+  rt_unschedule(h, &s->ent);
+  if (rt_io(h, &s->ent, REVTUN_IO_REMOVE))
+    rt_log(h, REVTUN_LOG_WARN, "io callback failed removing fd %d", s->ent.fd);
+}
+
+/* --------------------------------------------------------- registration */
+
+static void read_addrs(struct rt_sock *s) {
+  s->local.len = sizeof(s->local.u);
+  if (getsockname(s->ent.fd, &s->local.u.sa, &s->local.len) || s->local.len > sizeof(s->local.u))
+    s->local.len = 0;
+  s->remote.len = sizeof(s->remote.u);
+  if (getpeername(s->ent.fd, &s->remote.u.sa, &s->remote.len) ||
+      s->remote.len > sizeof(s->remote.u))
+    s->remote.len = 0;
+}
+
+/* Envoy's initiator sends a decimal connection id; keeping it as a number
+ * saves an allocation per socket. Anything else is interned as a string. */
+static bool parse_conn_id(const char *s, uint64_t *v) {
+  if (!s || !*s || (s[0] == '0' && s[1]) || strlen(s) > 19)
+    return false;
+  uint64_t r = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9')
+      return false;
+    r = r * 10 + (uint64_t)(*s - '0');
+  }
+  *v = r;
+  return true;
+}
+
+static void release_strings(revtun_t *h, struct rt_sock *s) {
+  rt_istr_put(h, s->tenant);
+  rt_istr_put(h, s->init_worker);
+  rt_istr_put(h, s->init_conn);
+}
+
+static bool intern(revtun_t *h, const char *v, struct rt_istr **out) {
+  *out = rt_istr_get(h, v);
+  return *out || !v || !*v;
+}
+
+int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_time_ms_t now) {
+  if (fd < 0)
+    return REVTUN_E_INVAL;
+  int rc = rt_pool_check_ids(h, a->node_id, a->cluster_id, a->tenant_id);
+  if (rc)
+    return rc;
+  if (rt_fd_get(h, fd))
+    return REVTUN_E_EXISTS;
+  uint32_t limit = h->cfg.max_connections_per_node;
+  if (a->enforce_limit && limit &&
+      rt_pool_live_for_node(h, a->node_id, a->tenant_id) >= limit) {
+    rt_count(h, RT_C_REGISTRATION_REJECTED);
+    return REVTUN_E_LIMIT;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+    return REVTUN_E_IO;
+
+  /* Everything that can fail happens before the first visible change. */
+  struct rt_sock *s = rt_calloc(&h->mem, 1, sizeof(*s));
+  struct rt_member *m = NULL;
+  if (!s)
+    return REVTUN_E_NOMEM;
+  s->ent.fd = fd;
+  s->ent.kind = RT_FD_POOL;
+  s->ent.sock_user = a->sock_user;
+  s->ent.tm.idx = RT_TIMER_IDLE;
+  s->has_conn_num = parse_conn_id(a->init_conn, &s->init_conn_num);
+  if (!intern(h, a->tenant_id, &s->tenant) || !intern(h, a->init_worker, &s->init_worker) ||
+      (!s->has_conn_num && !intern(h, a->init_conn, &s->init_conn)) ||
+      rt_heap_reserve(&h->mem, &h->timers, h->timers.n + 1) ||
+      rt_fd_set(h, fd, NULL) != REVTUN_OK ||
+      get_member(h, a->node_id, a->cluster_id, a->tenant_id, &m) != REVTUN_OK ||
+      rt_stats_reserve(h, a->node_id, a->cluster_id, a->tenant_id) != REVTUN_OK) {
+    rc = REVTUN_E_NOMEM;
+    goto undo;
+  }
+  if ((rc = rt_io(h, &s->ent, REVTUN_IO_READ)))
+    goto undo;
+
+  rt_fd_set(h, fd, &s->ent); /* cannot fail: the slot exists */
+  s->member = m;
+  s->state = RT_SOCK_IDLE;
+  s->interval_ms = a->interval_ms ? a->interval_ms : RT_DEFAULT_PING_INTERVAL_MS;
+  s->initiation_time_ms = a->initiation_time_ms;
+  s->seq = h->next_seq++;
+  read_addrs(s);
+  fifo_push(m, s);
+  m->live++, m->idle++;
+  m->node->live++, m->node->idle++;
+  m->cluster->live++, m->cluster->idle++;
+  h->n_sockets++, h->n_idle++;
+  rt_count(h, RT_C_TUNNELS_SETUP);
+  rt_stats_socket(h, s, +1);
+  rt_ka_start(h, s, now);
+
+  struct revtun_event ev;
+  rt_event_init(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
+  ev.extra = a->extra;
+  ev.n_extra = a->n_extra;
+  rt_emit(h, &ev);
+  if (!s->dead) {
+    rt_event_init(&ev, h, REVTUN_EV_REPORT_CONNECTED, now, s);
+    rt_report(h, &ev);
+  }
+  if (!s->dead && s->state == RT_SOCK_IDLE && a->n_early)
+    rt_ka_feed(h, s, a->early_bytes, a->n_early, now);
+  return REVTUN_OK;
+
+undo:
+  if (m && m->live == 0) {
+    rt_stats_unreserve(h, a->node_id, a->cluster_id, a->tenant_id);
+    release_member(h, m);
+  }
+  release_strings(h, s);
+  rt_free(&h->mem, s);
+  return rc;
+}
+
+/* ----------------------------------------------------------------- death */
+
+static void free_sock(revtun_t *h, struct rt_sock *s) {
+  if (h->depth) { /* a caller frame may still hold s */
+    s->next = h->zombies;
+    h->zombies = s;
+  } else {
+    rt_free(&h->mem, s);
+  }
+}
+
+void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno,
+                  revtun_time_ms_t now) {
+  if (s->dead)
+    return;
+  s->dead = 1;
+  bool was_idle = s->state == RT_SOCK_IDLE;
+  if (was_idle)
+    leave_idle(h, s);
+  rt_fd_clear(h, s->ent.fd);
+  h->n_sockets--;
+  if (was_idle) { /* after handoff the fd belongs to the host */
+    if (!h->opts.close_cb)
+      shutdown(s->ent.fd, SHUT_RDWR);
+    rt_close_fd(h, s->ent.fd, s->ent.sock_user);
+  }
+  if (reason >= REVTUN_CLOSE_IDLE_PEER_CLOSE && reason <= REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
+    rt_count(h, (enum rt_counter)(RT_C_CLOSED_BASE + reason));
+  rt_stats_socket(h, s, -1);
+
+  /* The member still counts s as live while the callbacks run, so nothing
+   * they do can free the node or cluster the records point at. */
+  struct revtun_event ev;
+  rt_event_init(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
+  rt_report(h, &ev);
+  rt_event_init(&ev, h, REVTUN_EV_TUNNEL_CLOSED, now, s);
+  ev.close_reason = reason;
+  ev.sys_errno = sys_errno;
+  rt_emit(h, &ev);
+
+  struct rt_member *m = s->member;
+  m->live--;
+  m->node->live--;
+  m->cluster->live--;
+  release_member(h, m);
+  release_strings(h, s);
+  free_sock(h, s);
+}
+
+void rt_pool_free_all(revtun_t *h) {
+  for (size_t fd = 0; fd < h->fds_cap && h->n_sockets; fd++) {
+    struct rt_fdent *e = h->fds[fd];
+    if (e && e->kind == RT_FD_POOL)
+      rt_pool_kill(h, (struct rt_sock *)e, REVTUN_CLOSE_SHUTDOWN, 0, h->last_now);
+  }
+}
+
+/* ---------------------------------------------------------------- handoff */
+
+/* Allowed from inside callbacks (DESIGN §3), so it does not use rt_enter's
+ * callback check; it still refuses a handle that is going away. */
+static int enter_pool_call(revtun_t *h, revtun_time_ms_t now) {
+  if (!h)
+    return REVTUN_E_INVAL;
+  if (h->free_pending || h->freeing || h->failed)
+    return REVTUN_E_STATE;
+  h->depth++;
+  if (now > h->last_now)
+    h->last_now = now;
+  return REVTUN_OK;
+}
+
+static void leave_pool_call(revtun_t *h) {
+  if (h->cb_depth) { /* nested in a callback: the outer call finishes up */
+    h->depth--;
+    return;
+  }
+  rt_leave(h);
+}
+
+/* Peeks without consuming: EOF or a hard error means the peer is gone. */
+static bool still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
+  char c;
+  ssize_t r = recv(s->ent.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+    return true;
+  int err = r < 0 ? errno : 0;
+  rt_pool_kill(h, s, r == 0 ? REVTUN_CLOSE_IDLE_PEER_CLOSE : REVTUN_CLOSE_IDLE_READ_ERROR, err,
+               now);
+  return false;
+}
+
+static void hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int *fd_out,
+                      revtun_strip_t *strip_out) {
+  leave_idle(h, s);
+  s->state = RT_SOCK_HANDED_OFF;
+  rt_count(h, RT_C_HANDOFFS);
+  *fd_out = s->ent.fd;
+  if (strip_out)
+    *strip_out = s->partial; /* a partial echo becomes the strip helper's state */
+  s->partial = 0;
+  rt_emit_sock(h, REVTUN_EV_SOCKET_HANDOFF, s, now);
+}
+
+static struct rt_sock *oldest_idle(const struct rt_node *n) {
+  struct rt_sock *best = NULL;
+  for (const struct rt_member *m = n->members; m; m = m->next_in_node)
+    if (m->idle_head && (!best || m->idle_head->seq < best->seq))
+      best = m->idle_head;
+  return best;
+}
+
+int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id,
+                   revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
+  if (!node_id || !fd_out)
+    return REVTUN_E_INVAL;
+  *fd_out = -1;
+  int rc = enter_pool_call(h, now);
+  if (rc)
+    return rc;
+  rc = REVTUN_E_NOT_FOUND;
+  struct rt_node *n;
+  struct rt_sock *s;
+  /* Each pass either hands a socket over or drops a dead one. */
+  while ((n = find_node(h, tenant_id, node_id)) && (s = oldest_idle(n))) {
+    if (still_alive(h, s, now)) {
+      hand_over(h, s, now, fd_out, strip_out);
+      rc = REVTUN_OK;
+      break;
+    }
+  }
+  if (rc)
+    rt_count(h, RT_C_POOL_MISS);
+  leave_pool_call(h);
+  return rc;
+}
+
+/* Next member with an idle socket, round robin; NULL if the cluster has none. */
+static struct rt_member *next_member_with_idle(struct rt_cluster *c) {
+  for (size_t tries = 0; tries < c->n_members; tries++) {
+    struct rt_member *m = c->members[c->rr % c->n_members];
+    c->rr = (c->rr + 1) % c->n_members;
+    if (m->idle_head)
+      return m;
+  }
+  return NULL;
+}
+
+int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
+                              revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
+  if (!cluster_id || !fd_out)
+    return REVTUN_E_INVAL;
+  *fd_out = -1;
+  int rc = enter_pool_call(h, now);
+  if (rc)
+    return rc;
+  rc = REVTUN_E_NOT_FOUND;
+  struct rt_cluster *c;
+  struct rt_member *m;
+  while ((c = find_cluster(h, tenant_id, cluster_id)) && (m = next_member_with_idle(c))) {
+    struct rt_sock *s = m->idle_head;
+    if (still_alive(h, s, now)) {
+      hand_over(h, s, now, fd_out, strip_out);
+      rc = REVTUN_OK;
+      break;
+    }
+  }
+  if (rc)
+    rt_count(h, RT_C_POOL_MISS);
+  leave_pool_call(h);
+  return rc;
+}
+
+static struct rt_sock *pool_sock(const revtun_t *h, int fd) {
+  struct rt_fdent *e = h ? rt_fd_get(h, fd) : NULL;
+  return e && e->kind == RT_FD_POOL ? (struct rt_sock *)e : NULL;
+}
+
+int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now) {
+  if (reason < REVTUN_CLOSE_NONE || reason > REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
+    return REVTUN_E_INVAL;
+  int rc = enter_pool_call(h, now);
+  if (rc)
+    return rc;
+  struct rt_sock *s = pool_sock(h, fd);
+  if (!s) {
+    rc = REVTUN_E_NOT_FOUND;
+  } else {
+    /* After a noted HTTP/2 keepalive timeout the close reuses that reason. */
+    if (s->h2_timeout_noted && (reason == REVTUN_CLOSE_NONE || reason == REVTUN_CLOSE_LOCAL_CLOSE))
+      reason = REVTUN_CLOSE_HTTP2_PING_TIMEOUT;
+    if (reason == REVTUN_CLOSE_NONE)
+      reason = REVTUN_CLOSE_EXPLICIT_CLOSE;
+    rt_pool_kill(h, s, reason, 0, now);
+  }
+  leave_pool_call(h);
+  return rc;
+}
+
+int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now) {
+  int rc = enter_pool_call(h, now);
+  if (rc)
+    return rc;
+  struct rt_sock *s = pool_sock(h, fd);
+  if (!s || s->state != RT_SOCK_HANDED_OFF) {
+    rc = s ? REVTUN_E_STATE : REVTUN_E_NOT_FOUND;
+  } else if (!s->h2_timeout_noted) { /* exactly one record per socket */
+    s->h2_timeout_noted = 1;
+    struct revtun_event ev;
+    rt_event_init(&ev, h, REVTUN_EV_H2_KEEPALIVE_TIMEOUT, now, s);
+    ev.close_reason = REVTUN_CLOSE_HTTP2_PING_TIMEOUT;
+    rt_emit(h, &ev);
+  }
+  leave_pool_call(h);
+  return rc;
+}
+
+int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now) {
+  int rc = enter_pool_call(h, now);
+  if (rc)
+    return rc;
+  struct rt_sock *s = pool_sock(h, fd);
+  if (!s) {
+    rc = REVTUN_E_NOT_FOUND;
+  } else {
+    struct revtun_event ev;
+    rt_event_init(&ev, h, REVTUN_EV_REPORT_GOAWAY, now, s);
+    rt_report(h, &ev);
+  }
+  leave_pool_call(h);
+  return rc;
+}
+
+/* ------------------------------------------------------------- lookups */
+
+int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
+                          const char **node_id_out) {
+  if (!h || !cluster_id || !node_id_out)
+    return REVTUN_E_INVAL;
+  *node_id_out = NULL;
+  struct rt_cluster *c = find_cluster(h, tenant_id, cluster_id);
+  if (!c || !c->n_members)
+    return REVTUN_E_NOT_FOUND;
+  struct rt_member *m = c->members[c->rr % c->n_members];
+  c->rr = (c->rr + 1) % c->n_members;
+  *node_id_out = m->node->id;
+  return REVTUN_OK;
+}
+
+int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id) {
+  if (!h || !node_id)
+    return REVTUN_E_INVAL;
+  const struct rt_node *n = find_node(h, tenant_id, node_id);
+  return n ? (int)n->idle : 0;
+}
+
+int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id, const char *tenant_id) {
+  if (!h || !cluster_id)
+    return REVTUN_E_INVAL;
+  const struct rt_cluster *c = find_cluster(h, tenant_id, cluster_id);
+  return c ? (int)c->idle : 0;
+}
+
+int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id,
+                           const char **cluster_id, const char **tenant_id) {
+  const struct rt_sock *s = pool_sock(h, fd);
+  if (!s)
+    return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
+  if (node_id)
+    *node_id = s->member->node->id;
+  if (cluster_id)
+    *cluster_id = s->member->cluster->id;
+  if (tenant_id)
+    *tenant_id = rt_istr_str(s->tenant);
+  return REVTUN_OK;
+}
+
+int revtun_socket_state(const revtun_t *h, int fd) {
+  const struct rt_sock *s = pool_sock(h, fd);
+  if (!s)
+    return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
+  return s->state == RT_SOCK_IDLE ? REVTUN_SOCK_IDLE : REVTUN_SOCK_IN_USE;
+}
+
+/* The tenant part of a scoped key, or "" when the key is not scoped. */
+static const char *key_tenant(const char *key, const char *id, char *buf, size_t cap) {
+  size_t n = (size_t)(id - key);
+  if (n == 0 || n > cap)
+    return "";
+  memcpy(buf, key, n - 1);
+  buf[n - 1] = '\0';
+  return buf;
+}
+
+int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
+  if (!h || !cb)
+    return REVTUN_E_INVAL;
+  size_t i;
+  char tenant[RT_MAX_ID_LEN + 1];
+  for (struct rt_hnode *hn = rt_htable_first(&h->nodes, &i); hn;
+       hn = rt_htable_next(&h->nodes, hn, &i)) {
+    const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
+    const char *cluster = n->members ? n->members->cluster->id : "";
+    if (cb(n->id, key_tenant(n->key, n->id, tenant, sizeof(tenant)), cluster, n->idle, n->live,
+           user))
+      break;
+  }
+  return REVTUN_OK;
+}
+
+int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) {
+  if (!h || !cb)
+    return REVTUN_E_INVAL;
+  size_t i;
+  char tenant[RT_MAX_ID_LEN + 1];
+  for (struct rt_hnode *hn = rt_htable_first(&h->clusters, &i); hn;
+       hn = rt_htable_next(&h->clusters, hn, &i)) {
+    const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
+    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), c->n_members, c->idle,
+           c->live, user))
+      break;
+  }
+  return REVTUN_OK;
+}

@@ -1,0 +1,34 @@
+/* The deadline structure: a binary min-heap of embedded timers. Add, remove
+ * and re-arm are O(log n); a tick pops only what is due, so its cost follows
+ * the number of due sockets, never the pool size. */
+#ifndef REVTUN_TIMER_H
+#define REVTUN_TIMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "mem.h"
+
+#define RT_TIMER_IDLE ((size_t)-1)
+
+struct rt_timer {
+  uint64_t deadline;
+  size_t idx; /* position in the heap, RT_TIMER_IDLE when not armed */
+};
+
+struct rt_heap {
+  struct rt_timer **v;
+  size_t n, cap;
+};
+
+void rt_heap_init(struct rt_heap *hp);
+void rt_heap_free(const struct rt_mem *m, struct rt_heap *hp);
+/* Reserve room so that arming one more timer cannot fail later. */
+int rt_heap_reserve(const struct rt_mem *m, struct rt_heap *hp, size_t n);
+/* Arms or re-arms t; the room must have been reserved. */
+void rt_heap_set(struct rt_heap *hp, struct rt_timer *t, uint64_t deadline);
+void rt_heap_remove(struct rt_heap *hp, struct rt_timer *t);
+static inline struct rt_timer *rt_heap_top(const struct rt_heap *hp) {
+  return hp->n ? hp->v[0] : NULL;
+}
+
+#endif

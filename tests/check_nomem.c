@@ -1,0 +1,152 @@
+/* Allocation failure, curl "torture" style: fail the 1st, 2nd, ... allocation
+ * of an operation until it succeeds. Each failure must return REVTUN_E_NOMEM,
+ * leave the handle consistent and usable, and leak nothing (the allocator
+ * counts live blocks). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+struct failing {
+  long countdown; /* fail when it reaches 0; negative: never */
+  long live;      /* blocks currently allocated */
+  long calls;
+};
+
+static void *f_malloc(size_t n, void *u) {
+  struct failing *f = u;
+  f->calls++;
+  if (f->countdown >= 0 && f->countdown-- == 0)
+    return NULL;
+  void *p = malloc(n);
+  if (p)
+    f->live++;
+  return p;
+}
+
+static void *f_realloc(void *p, size_t n, void *u) {
+  struct failing *f = u;
+  f->calls++;
+  if (f->countdown >= 0 && f->countdown-- == 0)
+    return NULL;
+  void *q = realloc(p, n);
+  if (q && !p)
+    f->live++;
+  return q;
+}
+
+static void f_free(void *p, void *u) {
+  struct failing *f = u;
+  if (p)
+    f->live--;
+  free(p);
+}
+
+static struct tu_rec rec;
+
+static revtun_options_t *options(struct failing *f) {
+  revtun_options_t *o;
+  ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
+  tu_options(o, &rec);
+  ck_assert_int_eq(revtun_options_set_allocator(o, f_malloc, f_realloc, f_free, f), REVTUN_OK);
+  return o;
+}
+
+START_TEST(create_fails_cleanly_at_every_allocation) {
+  size_t len;
+  uint8_t *cfg = tu_config("detailed_isolation", &len);
+  struct failing f = {-1, 0, 0};
+  tu_rec_init(&rec);
+  revtun_options_t *o = options(&f);
+  int successes = 0;
+  for (long n = 0; n < 1000 && !successes; n++) {
+    f.countdown = n;
+    revtun_t *h = NULL;
+    char err[256];
+    int rc = revtun_new(&h, cfg, len, o, 0, err, sizeof(err));
+    if (rc == REVTUN_OK) {
+      successes++;
+      revtun_free(h);
+    } else {
+      ck_assert_msg(rc == REVTUN_E_NOMEM, "allocation %ld: %s (%s)", n, revtun_status_name(rc),
+                    err);
+      ck_assert_ptr_null(h);
+    }
+    ck_assert_msg(f.live == 0, "allocation %ld: %ld blocks leaked", n, f.live);
+  }
+  ck_assert_int_eq(successes, 1);
+  revtun_options_free(o);
+  free(cfg);
+}
+END_TEST
+
+START_TEST(register_and_handoff_fail_cleanly) {
+  struct failing f = {-1, 0, 0};
+  tu_rec_init(&rec);
+  revtun_options_t *o = options(&f);
+  revtun_t *h = tu_new_opts("detailed_isolation", o, 0);
+  revtun_options_free(o);
+  revtun_reg_t *reg;
+  ck_assert_int_eq(revtun_reg_new(h, &reg), REVTUN_OK);
+  int peers[64];
+  int registered = 0;
+  for (int round = 0; round < 3; round++) {
+    /* fresh names each round so node, cluster and strings get allocated */
+    char node[32], cluster[32], tenant[32], conn[32];
+    snprintf(node, sizeof(node), "node-%d", round);
+    snprintf(cluster, sizeof(cluster), "cluster-%d", round);
+    snprintf(tenant, sizeof(tenant), "tenant-%d", round);
+    snprintf(conn, sizeof(conn), "conn-%d", round);
+    revtun_reg_set_ids(reg, node, cluster, tenant);
+    revtun_reg_set_initiator(reg, 5, "worker_9", conn);
+    int sv[2];
+    tu_socketpair(sv);
+    peers[round] = sv[1];
+    int rc;
+    for (long n = 0;; n++) {
+      f.countdown = n;
+      rc = revtun_register_socket(h, sv[0], reg, 1);
+      if (rc == REVTUN_OK)
+        break;
+      ck_assert_msg(rc == REVTUN_E_NOMEM, "allocation %ld: %s", n, revtun_status_name(rc));
+      ck_assert(tu_fd_open(sv[0])); /* still the caller's */
+      /* nothing half-registered is left behind (hash tables may keep the
+       * room they grew; the final free proves nothing leaked) */
+      ck_assert_uint_eq(tu_stat(h, "rt.worker_0.total_nodes"), (uint64_t)round);
+      ck_assert_uint_eq(tu_stat(h, "rt.worker_0.total_clusters"), (uint64_t)round);
+      ck_assert_uint_eq(tu_stat(h, "rt.worker_0.live_sockets"), (uint64_t)round);
+      ck_assert_int_eq(revtun_idle_count(h, node, tenant), 0);
+      ck_assert_int_eq(revtun_socket_state(h, sv[0]), REVTUN_E_NOT_FOUND);
+    }
+    f.countdown = -1;
+    registered++;
+    ck_assert_int_eq(revtun_idle_count(h, node, tenant), 1);
+  }
+  ck_assert_uint_eq(tu_stat(h, "rt.nodes.node-2"), 1);
+  /* handoff and mark_dead allocate nothing: even a failing allocator works */
+  f.countdown = 0;
+  int fd;
+  ck_assert_int_eq(revtun_handoff(h, "node-1", "tenant-1", 2, &fd, NULL), REVTUN_OK);
+  ck_assert_int_eq(revtun_mark_dead(h, fd, REVTUN_CLOSE_REMOTE_CLOSE, 3), REVTUN_OK);
+  close(fd);
+  ck_assert_int_eq(revtun_tick(h, 100000), REVTUN_OK);
+  f.countdown = -1;
+  ck_assert_int_eq(revtun_idle_count(h, "node-0", "tenant-0"), 1);
+  revtun_reg_free(reg);
+  revtun_free(h);
+  ck_assert_int_eq(f.live, 0);
+  for (int i = 0; i < registered; i++)
+    close(peers[i]);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("nomem");
+  TCase *tc = tcase_create("nomem");
+  tcase_add_test(tc, create_fails_cleanly_at_every_allocation);
+  tcase_add_test(tc, register_and_handoff_fail_cleanly);
+  suite_add_tcase(s, tc);
+  return tu_run(s);
+}

@@ -1,0 +1,55 @@
+# Check suites (one program per module), script tests, and the configs the
+# tests use, encoded at build time by the reference `protoc --encode`.
+TEST_CPPFLAGS = -I$(top_srcdir)/include -Iinclude -I$(top_srcdir)/tests \
+	-DTEST_CONFIG_DIR='"$(abs_builddir)/tests/configs"' \
+	-DTEST_BUILD_DIR='"$(abs_builddir)"' -DTEST_SRC_DIR='"$(abs_srcdir)"'
+TEST_CFLAGS = $(WARN_CFLAGS) $(CHECK_CFLAGS)
+TEST_LDADD = tests/libtestutil.la lib/libupstream-revtun.la $(CHECK_LIBS)
+
+check_LTLIBRARIES = tests/libtestutil.la
+tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h
+tests_libtestutil_la_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_libtestutil_la_CFLAGS = $(TEST_CFLAGS)
+
+# Text configs: the first line names the message ("# proto-message: <full name>").
+TEST_CONFIG_TXT = $(wildcard $(srcdir)/tests/configs/*.txtpb)
+TEST_CONFIG_BIN = $(patsubst $(srcdir)/tests/configs/%.txtpb,tests/configs/%.bin,$(TEST_CONFIG_TXT))
+tests/configs/%.bin: $(srcdir)/tests/configs/%.txtpb $(PROTO_FILES)
+	@$(MKDIR_P) tests/configs
+	$(AM_V_GEN)msg=`sed -n '1s/^# proto-message: *//p' $<` && \
+	$(PROTOC) -I$(srcdir)/lib/proto -I$(PROTOBUF_INCLUDE) --encode=$$msg \
+	  $(patsubst $(srcdir)/lib/proto/%,%,$(patsubst %,$(srcdir)/%,$(PROTO_FILES))) < $< > $@.tmp && mv $@.tmp $@
+check_DATA = $(TEST_CONFIG_BIN)
+CLEANFILES += $(TEST_CONFIG_BIN)
+EXTRA_DIST += tests/configs
+
+if HAVE_CHECK
+CHECK_SUITES = \
+	tests/check_config \
+	tests/check_pool \
+	tests/check_keepalive \
+	tests/check_nomem
+check_PROGRAMS += $(CHECK_SUITES)
+TESTS += $(CHECK_SUITES)
+
+tests_check_config_SOURCES = tests/check_config.c
+tests_check_pool_SOURCES = tests/check_pool.c
+tests_check_keepalive_SOURCES = tests/check_keepalive.c
+tests_check_nomem_SOURCES = tests/check_nomem.c
+tests_check_config_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_pool_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_keepalive_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_nomem_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_config_CFLAGS = $(TEST_CFLAGS)
+tests_check_pool_CFLAGS = $(TEST_CFLAGS)
+tests_check_keepalive_CFLAGS = $(TEST_CFLAGS)
+tests_check_nomem_CFLAGS = $(TEST_CFLAGS)
+tests_check_config_LDADD = $(TEST_LDADD)
+tests_check_pool_LDADD = $(TEST_LDADD)
+tests_check_keepalive_LDADD = $(TEST_LDADD)
+tests_check_nomem_LDADD = $(TEST_LDADD)
+endif
+
+AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
+	top_builddir='$(abs_top_builddir)'; top_srcdir='$(abs_top_srcdir)'; \
+	export top_builddir top_srcdir;
