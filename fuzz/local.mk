@@ -1,1 +1,29 @@
-# fuzz
+# libFuzzer harnesses. Every harness also builds a replay program that runs
+# its saved corpus under `make check` (no clang needed); --enable-fuzzers
+# (clang) builds the real fuzzers: fuzz/fuzz_<name> <corpus dir>.
+FUZZ_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
+FUZZ_NAMES = config rping
+EXTRA_DIST += fuzz/corpus fuzz/README.md
+
+check_PROGRAMS += fuzz/replay_config fuzz/replay_rping
+TESTS += fuzz/replay_config fuzz/replay_rping
+fuzz_replay_config_SOURCES = fuzz/replay.c fuzz/fuzz_config.c
+fuzz_replay_config_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/config"'
+fuzz_replay_config_LDADD = lib/libupstream-revtun.la
+fuzz_replay_rping_SOURCES = fuzz/replay.c fuzz/fuzz_rping.c
+fuzz_replay_rping_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/rping"'
+fuzz_replay_rping_LDADD = lib/libupstream-revtun.la
+
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_config fuzz/fuzz_rping
+fuzz_fuzz_config_SOURCES = fuzz/fuzz_config.c
+fuzz_fuzz_config_CPPFLAGS = $(FUZZ_CPPFLAGS)
+fuzz_fuzz_config_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_config_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_config_LDADD = lib/libupstream-revtun.la
+fuzz_fuzz_rping_SOURCES = fuzz/fuzz_rping.c
+fuzz_fuzz_rping_CPPFLAGS = $(FUZZ_CPPFLAGS)
+fuzz_fuzz_rping_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_rping_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_rping_LDADD = lib/libupstream-revtun.la
+endif
