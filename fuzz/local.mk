@@ -7,6 +7,7 @@ EXTRA_DIST += fuzz/corpus fuzz/README.md
 
 check_PROGRAMS += fuzz/replay_config fuzz/replay_rping
 TESTS += fuzz/replay_config fuzz/replay_rping
+VALGRIND_TESTS += fuzz/replay_config fuzz/replay_rping
 fuzz_replay_config_SOURCES = fuzz/replay.c fuzz/fuzz_config.c
 fuzz_replay_config_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/config"'
 fuzz_replay_config_LDADD = lib/libupstream-revtun.la

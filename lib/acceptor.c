@@ -1,5 +1,675 @@
-/* TEMPORARY until the handshake acceptor lands (issue 4). */
-#include "revtun_int.h"
-void rt_acceptor_on_io(revtun_t *h, struct rt_fdent *e, int ev, revtun_time_ms_t now) { (void)h; (void)e; (void)ev; (void)now; }
-void rt_acceptor_on_deadline(revtun_t *h, struct rt_fdent *e, revtun_time_ms_t now) { (void)h; (void)e; (void)now; }
-void rt_acceptors_free_all(revtun_t *h) { (void)h; }
+/* The handshake acceptor: drives handshake.c over accepted fds through the
+ * handle's io callbacks, answers exactly as Envoy's reverse_tunnel network
+ * filter does (reference §3.2, §3.3), and hands accepted sockets to the pool.
+ *
+ * A connection moves through: READ (collect the request) -> either
+ * WRITE_OK (answer 200/101, then commit the prepared registration) or
+ * WRITE_REJECT -> LINGER (answer, half-close, drain briefly so the reply is
+ * not destroyed by a reset, then close). The registration is prepared before
+ * the 200 is written and committed only once the whole answer is on the wire,
+ * so no RPING can overtake it and a socket that cannot be registered gets a
+ * 503 instead of a 200. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "acceptor_int.h"
+
+#define LINGER_MS 1000u
+#define LINGER_DRAIN_MAX 65536u
+#define INITIAL_BUF 1024u
+#define TRAILER_SLACK 8192u
+
+enum phase { READ_REQUEST = 1, WRITE_OK, WRITE_REJECT, LINGER };
+
+struct rt_hs_conn {
+  struct rt_fdent ent; /* must be first */
+  revtun_acceptor_t *acc;
+  struct rt_hs_conn *prev, *next;
+  uint8_t phase;
+  uint8_t *buf;
+  size_t len, cap, scan, consumed;
+  char resp[RT_HS_RESPONSE_CAP];
+  size_t resp_len, resp_off;
+  size_t drained;
+  struct rt_sock *prepared;
+  struct rt_reg_args args; /* strings point into ids */
+  char *ids;
+  struct rt_meta_kv meta[4];
+  char *meta_keys;
+};
+
+struct revtun_acceptor {
+  revtun_t *h;
+  revtun_acceptor_t *next;
+  bool free_pending; /* freed from inside a library call: finished by rt_leave */
+  struct rt_acc_config cfg;
+  uint64_t timeout_ms, max_header_bytes, max_headers, max_pending;
+  char prefix[64];
+  struct rt_hs_conn *conns;
+  size_t n_pending;
+};
+
+/* --------------------------------------------------------------- helpers */
+
+static void header_name(const revtun_acceptor_t *acc, const char *suffix, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s-reverse-tunnel-%s", acc->prefix, suffix);
+}
+
+static const struct rt_str *tunnel_header(const revtun_acceptor_t *acc,
+                                          const struct rt_hs_request *req, const char *suffix) {
+  char name[128];
+  header_name(acc, suffix, name, sizeof(name));
+  return rt_hs_header(req, name);
+}
+
+static void unlink_conn(revtun_acceptor_t *acc, struct rt_hs_conn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    acc->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  acc->n_pending--;
+}
+
+static void free_conn(revtun_t *h, struct rt_hs_conn *c) {
+  rt_free(&h->mem, c->buf);
+  rt_free(&h->mem, c->ids);
+  rt_free(&h->mem, c->meta_keys);
+  rt_free(&h->mem, c);
+}
+
+/* Ends a connection that did not become a tunnel: the library owns the fd. */
+static void drop_conn(revtun_t *h, struct rt_hs_conn *c) {
+  revtun_acceptor_t *acc = c->acc;
+  if (c->prepared)
+    rt_pool_abort(h, c->prepared);
+  rt_unschedule(h, &c->ent);
+  rt_io(h, &c->ent, REVTUN_IO_REMOVE);
+  rt_fd_clear(h, c->ent.fd);
+  rt_close_fd(h, c->ent.fd, c->ent.sock_user);
+  unlink_conn(acc, c);
+  free_conn(h, c);
+}
+
+/* ------------------------------------------------------------ responding */
+
+static void start_linger(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  shutdown(c->ent.fd, SHUT_WR);
+  c->phase = LINGER;
+  rt_schedule(h, &c->ent, now + LINGER_MS);
+  if (rt_io(h, &c->ent, REVTUN_IO_READ))
+    drop_conn(h, c);
+}
+
+static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now);
+
+/* Writes what is left of the answer; false when the connection was dropped
+ * or must wait for writability. */
+static void write_response(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  while (c->resp_off < c->resp_len) {
+    ssize_t n = send(c->ent.fd, c->resp + c->resp_off, c->resp_len - c->resp_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      c->resp_off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (rt_io(h, &c->ent, REVTUN_IO_WRITE))
+        drop_conn(h, c);
+      return;
+    }
+    drop_conn(h, c); /* the initiator went away */
+    return;
+  }
+  if (c->phase == WRITE_OK)
+    commit(h, c, now);
+  else
+    start_linger(h, c, now);
+}
+
+static void reject(revtun_t *h, struct rt_hs_conn *c, int status, const char *body,
+                   enum rt_counter counter, revtun_time_ms_t now) {
+  if (counter != RT_C_COUNT)
+    rt_count(h, counter);
+  rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d rejected: %d %s", c->ent.fd,
+         status, body ? body : "");
+  if (c->prepared) {
+    rt_pool_abort(h, c->prepared);
+    c->prepared = NULL;
+  }
+  c->resp_len = body ? rt_hs_response_reject(c->resp, status, body, status == 426)
+                     : rt_hs_response_bare(c->resp, status);
+  c->resp_off = 0;
+  c->phase = WRITE_REJECT;
+  write_response(h, c, now);
+}
+
+/* ------------------------------------------------------------ validation */
+
+static char *copy_str(const struct rt_str *s, char **cursor) {
+  char *d = *cursor;
+  if (s) {
+    memcpy(d, s->p, s->n);
+    d += s->n;
+  }
+  *d++ = '\0';
+  char *start = *cursor;
+  *cursor = d;
+  return start;
+}
+
+static bool has_colon(const struct rt_str *s) { return s && memchr(s->p, ':', s->n) != NULL; }
+
+static int64_t parse_time(revtun_t *h, const struct rt_str *v) {
+  if (!v || !v->n || v->n > 18)
+    return 0;
+  int64_t r = 0;
+  for (size_t i = 0; i < v->n; i++) {
+    if (v->p[i] < '0' || v->p[i] > '9') {
+      rt_log(h, REVTUN_LOG_WARN, "ignoring unparsable initiation-time header");
+      return 0;
+    }
+    r = r * 10 + (v->p[i] - '0');
+  }
+  return r;
+}
+
+struct header_lookup {
+  const revtun_acceptor_t *acc;
+  const struct rt_hs_request *req;
+};
+
+static const char *lookup_header(void *user, const char *name, size_t *len) {
+  const struct header_lookup *l = user;
+  const struct rt_str *v = rt_hs_header(l->req, name);
+  if (!v)
+    return NULL;
+  *len = v->n;
+  return v->p;
+}
+
+/* Renders each configured format and compares it with the claimed id; an
+ * empty or "-" rendering fails closed (PR #46580). */
+static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
+                        const struct rt_hs_request *req, const struct rt_str *ids[]) {
+  struct header_lookup l = {acc, req};
+  struct rt_addr local, remote;
+  local.len = sizeof(local.u);
+  remote.len = sizeof(remote.u);
+  if (getsockname(c->ent.fd, &local.u.sa, &local.len))
+    local.len = 0;
+  if (getpeername(c->ent.fd, &remote.u.sa, &remote.len))
+    remote.len = 0;
+  struct rt_fmt_ctx ctx;
+  memset(&ctx, 0, sizeof(ctx));
+  ctx.req_header = lookup_header;
+  ctx.req_user = &l;
+  ctx.local = local.len ? &local.u.sa : NULL;
+  ctx.local_len = local.len;
+  ctx.remote = remote.len ? &remote.u.sa : NULL;
+  ctx.remote_len = remote.len;
+  for (int i = 0; i < RT_ACC_N_IDS; i++) {
+    if (!acc->cfg.id_format[i])
+      continue;
+    char out[RT_MAX_ID_LEN + 8];
+    unsigned flags = 0;
+    size_t n = rt_fmt_render(acc->cfg.id_format[i], &ctx, out, sizeof(out), &flags);
+    if (n == 0 || (flags & (RT_FMT_R_NULL | RT_FMT_R_SHORTENED)) || (n == 1 && out[0] == '-') ||
+        n != ids[i]->n || memcmp(out, ids[i]->p, n))
+      return false;
+  }
+  return true;
+}
+
+/* Steps c..k of reference §3.2 for a complete request; returns true when the
+ * connection is to be accepted (c->args filled), else it has been answered. */
+static bool validate(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_request *req,
+                     revtun_time_ms_t now) {
+  revtun_acceptor_t *acc = c->acc;
+  const struct rt_acc_config *cfg = &acc->cfg;
+  if (!rt_str_ieq(req->method, cfg->method) || !rt_str_eq(req->target, cfg->request_path)) {
+    reject(h, c, 404, "Not a reverse tunnel request", RT_C_COUNT, now); /* no counter */
+    return false;
+  }
+  if (cfg->use_upgrade) {
+    const struct rt_str *up = rt_hs_header(req, "upgrade");
+    if (!up || !rt_str_ieq(*up, "reverse-tunnel")) {
+      reject(h, c, 426, "Upgrade: reverse-tunnel required", RT_C_HS_PARSE_ERROR, now);
+      return false;
+    }
+  }
+  const struct rt_str *ids[RT_ACC_N_IDS] = {tunnel_header(acc, req, "node-id"),
+                                            tunnel_header(acc, req, "cluster-id"),
+                                            tunnel_header(acc, req, "tenant-id")};
+  if (!ids[RT_ACC_NODE] || !ids[RT_ACC_CLUSTER] || !ids[RT_ACC_TENANT]) {
+    reject(h, c, 400, "Missing required reverse tunnel headers", RT_C_HS_PARSE_ERROR, now);
+    return false;
+  }
+  if (!ids[RT_ACC_TENANT]->n) {
+    reject(h, c, 400, "Empty tenant-id header value", RT_C_HS_PARSE_ERROR, now);
+    return false;
+  }
+  /* Envoy answers 200 and then silently drops such a socket (§12 item 11). */
+  if (!ids[RT_ACC_NODE]->n || !ids[RT_ACC_CLUSTER]->n) {
+    reject(h, c, 400, "Empty node-id or cluster-id header value", RT_C_HS_PARSE_ERROR, now);
+    return false;
+  }
+  if (ids[RT_ACC_NODE]->n > RT_MAX_ID_LEN || ids[RT_ACC_CLUSTER]->n > RT_MAX_ID_LEN ||
+      ids[RT_ACC_TENANT]->n > RT_MAX_ID_LEN) {
+    reject(h, c, 400, "Reverse tunnel identifier too long", RT_C_HS_PARSE_ERROR, now);
+    return false;
+  }
+  if (h->cfg.tenant_isolation &&
+      (has_colon(ids[0]) || has_colon(ids[1]) || has_colon(ids[2]))) {
+    reject(h, c, 400,
+           "Reverse tunnel identifiers must not contain ':' when tenant isolation is enabled",
+           RT_C_HS_PARSE_ERROR, now);
+    return false;
+  }
+  if (cfg->required_cluster_name) {
+    const struct rt_str *name = tunnel_header(acc, req, "upstream-cluster-name");
+    if (!name) {
+      reject(h, c, 400, "Missing upstream cluster name header", RT_C_HS_PARSE_ERROR, now);
+      return false;
+    }
+    if (!rt_str_eq(*name, cfg->required_cluster_name)) {
+      reject(h, c, 400, "Cluster name mismatch", RT_C_HS_VALIDATION_FAILED, now);
+      return false;
+    }
+  }
+
+  /* Own NUL-terminated copies: the pool interns and keys on them. */
+  const struct rt_str *worker = tunnel_header(acc, req, "worker-id");
+  const struct rt_str *conn = tunnel_header(acc, req, "connection-id");
+  size_t need = 5;
+  for (int i = 0; i < RT_ACC_N_IDS; i++)
+    need += ids[i]->n;
+  need += (worker ? worker->n : 0) + (conn ? conn->n : 0);
+  char *cursor = c->ids = rt_malloc(&h->mem, need);
+  if (!c->ids) {
+    reject(h, c, 503, "Reverse tunnel registration unavailable", RT_C_HS_REGISTRATION_FAILED, now);
+    return false;
+  }
+  c->args.node_id = copy_str(ids[RT_ACC_NODE], &cursor);
+  c->args.cluster_id = copy_str(ids[RT_ACC_CLUSTER], &cursor);
+  c->args.tenant_id = copy_str(ids[RT_ACC_TENANT], &cursor);
+  c->args.init_worker = copy_str(worker, &cursor);
+  c->args.init_conn = copy_str(conn, &cursor);
+
+  /* The per-node limit is the first identity check, so 429 wins over 403
+   * (Errata 4). 0 means no limit here, unlike Envoy (Errata 11). */
+  uint32_t max = h->cfg.max_connections_per_node;
+  if (cfg->enable_connection_limit && max &&
+      rt_pool_count_for_node(h, c->args.node_id, c->args.tenant_id) >= max) {
+    reject(h, c, 429, "rejected", RT_C_HS_REJECTED, now);
+    return false;
+  }
+  if (!identity_ok(acc, c, req, ids)) {
+    reject(h, c, 403, "validation_failed", RT_C_HS_VALIDATION_FAILED, now);
+    return false;
+  }
+  c->args.initiation_time_ms = parse_time(h, tunnel_header(acc, req, "initiation-time"));
+  c->args.interval_ms = cfg->ping_interval_ms;
+  c->args.sock_user = c->ent.sock_user;
+  c->args.enforce_limit = cfg->enable_connection_limit;
+  return true;
+}
+
+/* Validation metadata rides on the tunnel_setup record as "<namespace>:<key>". */
+static void attach_metadata(revtun_t *h, struct rt_hs_conn *c) {
+  const char *ns = c->acc->cfg.md_namespace;
+  static const char *const keys[4] = {"node_id", "cluster_id", "tenant_id", "validation_result"};
+  size_t nslen = strlen(ns), need = 0;
+  for (int i = 0; i < 4; i++)
+    need += nslen + 1 + strlen(keys[i]) + 1;
+  char *p = c->meta_keys = rt_malloc(&h->mem, need);
+  if (!p)
+    return; /* metadata is best effort; the tunnel is not */
+  const char *values[4] = {c->args.node_id, c->args.cluster_id, c->args.tenant_id,
+                           "validation_passed"};
+  for (int i = 0; i < 4; i++) {
+    int n = sprintf(p, "%s:%s", ns, keys[i]);
+    c->meta[i] = (struct rt_meta_kv){p, values[i]};
+    p += n + 1;
+  }
+  c->args.extra = c->meta;
+  c->args.n_extra = 4;
+}
+
+/* ------------------------------------------------------------ the request */
+
+static void process_request(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_request *req,
+                            revtun_time_ms_t now) {
+  if (!validate(h, c, req, now))
+    return;
+  int rc = rt_pool_prepare(h, c->ent.fd, &c->args, &c->prepared);
+  if (rc) {
+    rt_log(h, REVTUN_LOG_WARN, "cannot prepare registration of fd %d: %s", c->ent.fd,
+           revtun_strerror(rc));
+    reject(h, c, 503, "Reverse tunnel registration unavailable", RT_C_HS_REGISTRATION_FAILED,
+           now);
+    return;
+  }
+  if (c->acc->cfg.emit_metadata)
+    attach_metadata(h, c);
+  c->consumed = req->consumed;
+  c->resp_len = rt_hs_response_ok(c->resp, c->acc->cfg.use_upgrade);
+  c->resp_off = 0;
+  c->phase = WRITE_OK;
+  write_response(h, c, now);
+}
+
+static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  revtun_acceptor_t *acc = c->acc;
+  struct rt_sock *s = c->prepared;
+  c->prepared = NULL;
+  /* Bytes read past the request (an early echo, pipelined data) belong to
+   * the tunnel: the keepalive reader sees them first. */
+  c->args.early_bytes = c->buf + c->consumed;
+  c->args.n_early = c->len - c->consumed;
+  rt_unschedule(h, &c->ent);
+  rt_fd_clear(h, c->ent.fd);
+  int rc = rt_pool_commit(h, s, &c->args, now);
+  if (rc) {
+    rt_count(h, RT_C_HS_REGISTRATION_FAILED);
+    rt_io(h, &c->ent, REVTUN_IO_REMOVE);
+    rt_close_fd(h, c->ent.fd, c->ent.sock_user);
+  } else {
+    rt_count(h, RT_C_HS_ACCEPTED);
+  }
+  unlink_conn(acc, c);
+  free_conn(h, c);
+}
+
+static bool grow(revtun_t *h, struct rt_hs_conn *c) {
+  size_t limit = c->acc->max_header_bytes + TRAILER_SLACK;
+  if (c->cap >= limit)
+    return false;
+  size_t cap = c->cap ? c->cap * 2 : INITIAL_BUF;
+  if (cap > limit)
+    cap = limit;
+  uint8_t *b = rt_realloc(&h->mem, c->buf, cap);
+  if (!b)
+    return false;
+  c->buf = b;
+  c->cap = cap;
+  return true;
+}
+
+static void read_request(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  for (;;) {
+    if (c->len == c->cap && !grow(h, c))
+      break; /* full: the parser decides below */
+    ssize_t n = recv(c->ent.fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
+    if (n > 0) {
+      c->len += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    drop_conn(h, c); /* EOF or error before a complete request: nobody to answer */
+    return;
+  }
+  struct rt_hs_limits lim = {c->acc->max_header_bytes, c->acc->max_headers};
+  struct rt_hs_request *req = rt_malloc(&h->mem, sizeof(*req));
+  if (!req) {
+    drop_conn(h, c);
+    return;
+  }
+  enum rt_hs_result r = rt_hs_parse(c->buf, c->len, &lim, &c->scan, req);
+  if (r == RT_HS_NEED_MORE && c->len == c->cap)
+    r = RT_HS_TOO_LARGE;
+  switch (r) {
+  case RT_HS_NEED_MORE:
+    break;
+  case RT_HS_DONE:
+    process_request(h, c, req, now);
+    break;
+  case RT_HS_BODY:
+    reject(h, c, 400, "Reverse tunnel handshake must not carry a body", RT_C_HS_BODY_REJECTED,
+           now);
+    break;
+  case RT_HS_TOO_LARGE:
+    reject(h, c, 431, NULL, RT_C_HS_HTTP_ERROR, now);
+    break;
+  case RT_HS_MALFORMED:
+    reject(h, c, 400, NULL, RT_C_HS_HTTP_ERROR, now);
+    break;
+  }
+  rt_free(&h->mem, req);
+}
+
+static void linger_read(revtun_t *h, struct rt_hs_conn *c) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(c->ent.fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) {
+      c->drained += (size_t)n;
+      if (c->drained > LINGER_DRAIN_MAX)
+        break;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    break;
+  }
+  drop_conn(h, c);
+}
+
+/* ------------------------------------------------ called by the core loop */
+
+void rt_acceptor_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now) {
+  struct rt_hs_conn *c = (struct rt_hs_conn *)ent;
+  switch (c->phase) {
+  case READ_REQUEST:
+    if (events & REVTUN_IO_READ)
+      read_request(h, c, now);
+    break;
+  case WRITE_OK:
+  case WRITE_REJECT:
+    if (events & REVTUN_IO_WRITE)
+      write_response(h, c, now);
+    break;
+  case LINGER:
+    if (events & REVTUN_IO_READ)
+      linger_read(h, c);
+    break;
+  }
+}
+
+void rt_acceptor_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now) {
+  (void)now;
+  struct rt_hs_conn *c = (struct rt_hs_conn *)ent;
+  if (c->phase != LINGER) {
+    rt_count(h, RT_C_HS_TIMEOUT); /* closed silently, no reply */
+    rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d timed out", c->ent.fd);
+  }
+  drop_conn(h, c);
+}
+
+/* ------------------------------------------------------------ public API */
+
+int revtun_acceptor_new(revtun_acceptor_t **out, revtun_t *h, const void *config, size_t len,
+                        char *errbuf, size_t errbuf_len) {
+  if (!out || !h)
+    return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "out and h must not be NULL");
+  *out = NULL;
+  if (h->freeing || h->free_pending)
+    return rt_fail(REVTUN_E_STATE, errbuf, errbuf_len, "the handle is being freed");
+  revtun_acceptor_t *acc = rt_calloc(&h->mem, 1, sizeof(*acc));
+  if (!acc)
+    return rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory");
+  int rc = rt_acc_config_parse(&h->mem, config, len, h->opts.limits.config_bytes, &acc->cfg,
+                               errbuf, errbuf_len);
+  if (rc) {
+    rt_free(&h->mem, acc);
+    return rc;
+  }
+  acc->h = h;
+  acc->timeout_ms = 10000;
+  acc->max_header_bytes = 8192;
+  acc->max_headers = 100;
+  acc->max_pending = 65536;
+  strcpy(acc->prefix, "x-envoy");
+  acc->next = h->acceptors;
+  h->acceptors = acc;
+  h->stats.handshake_seen = true;
+  if (errbuf && errbuf_len)
+    errbuf[0] = '\0';
+  *out = acc;
+  return REVTUN_OK;
+}
+
+static void free_acceptor(revtun_t *h, revtun_acceptor_t *acc) {
+  while (acc->conns)
+    drop_conn(h, acc->conns);
+  rt_acc_config_clear(&h->mem, &acc->cfg);
+  rt_free(&h->mem, acc);
+}
+
+void revtun_acceptor_free(revtun_acceptor_t *acc) {
+  if (!acc)
+    return;
+  revtun_t *h = acc->h;
+  if (h->depth || h->cb_depth) {
+    /* A callback frame may be processing one of its connections. */
+    acc->free_pending = true;
+    h->acceptor_free_pending = true;
+    return;
+  }
+  revtun_acceptor_t **pp = &h->acceptors;
+  while (*pp && *pp != acc)
+    pp = &(*pp)->next;
+  if (*pp)
+    *pp = acc->next;
+  free_acceptor(h, acc);
+}
+
+void rt_acceptors_free_pending(revtun_t *h) {
+  h->acceptor_free_pending = false;
+  revtun_acceptor_t **pp = &h->acceptors;
+  while (*pp) {
+    revtun_acceptor_t *acc = *pp;
+    if (acc->free_pending) {
+      *pp = acc->next;
+      free_acceptor(h, acc);
+    } else {
+      pp = &acc->next;
+    }
+  }
+}
+
+void rt_acceptors_free_all(revtun_t *h) {
+  while (h->acceptors) {
+    revtun_acceptor_t *acc = h->acceptors;
+    h->acceptors = acc->next;
+    free_acceptor(h, acc);
+  }
+}
+
+int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value) {
+  if (!acc || value == 0)
+    return REVTUN_E_INVAL;
+  switch (limit) {
+  case REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS:
+    acc->timeout_ms = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_HEADER_BYTES:
+    if (value < 64 || value > (1u << 20))
+      return REVTUN_E_INVAL;
+    acc->max_header_bytes = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_HEADERS:
+    if (value > RT_HS_MAX_HEADERS_CAP)
+      return REVTUN_E_INVAL;
+    acc->max_headers = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_PENDING:
+    acc->max_pending = value;
+    return REVTUN_OK;
+  default:
+    return REVTUN_E_INVAL;
+  }
+}
+
+int revtun_acceptor_set_header_prefix(revtun_acceptor_t *acc, const char *prefix) {
+  if (!acc || !prefix || !*prefix || strlen(prefix) >= sizeof(acc->prefix))
+    return REVTUN_E_INVAL;
+  for (const char *p = prefix; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+          (*p >= 'A' && *p <= 'Z')))
+      return REVTUN_E_INVAL;
+  strcpy(acc->prefix, prefix);
+  return REVTUN_OK;
+}
+
+size_t revtun_acceptor_pending(const revtun_acceptor_t *acc) { return acc ? acc->n_pending : 0; }
+
+uint32_t revtun_acceptor_ping_interval_ms(const revtun_acceptor_t *acc) {
+  return acc ? acc->cfg.ping_interval_ms : 0;
+}
+
+int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revtun_time_ms_t now) {
+  if (!acc || fd < 0)
+    return REVTUN_E_INVAL;
+  if (acc->free_pending)
+    return REVTUN_E_STATE;
+  revtun_t *h = acc->h;
+  int rc = rt_enter(h, now);
+  if (rc)
+    return rc;
+  struct rt_hs_conn *c = NULL;
+  if (rt_fd_get(h, fd)) {
+    rc = REVTUN_E_EXISTS;
+    goto out;
+  }
+  if (acc->n_pending >= acc->max_pending) {
+    rc = REVTUN_E_LIMIT;
+    goto out;
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+    rc = REVTUN_E_IO;
+    goto out;
+  }
+  c = rt_calloc(&h->mem, 1, sizeof(*c));
+  if (!c || rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
+      rt_fd_set(h, fd, NULL)) {
+    rt_free(&h->mem, c);
+    rc = REVTUN_E_NOMEM;
+    goto out;
+  }
+  c->ent.fd = fd;
+  c->ent.kind = RT_FD_HANDSHAKE;
+  c->ent.sock_user = sock_user;
+  c->ent.tm.idx = RT_TIMER_IDLE;
+  c->acc = acc;
+  c->phase = READ_REQUEST;
+  if ((rc = rt_io(h, &c->ent, REVTUN_IO_READ))) {
+    rt_free(&h->mem, c);
+    goto out;
+  }
+  rt_fd_set(h, fd, &c->ent);
+  c->next = acc->conns;
+  if (acc->conns)
+    acc->conns->prev = c;
+  acc->conns = c;
+  acc->n_pending++;
+  rt_schedule(h, &c->ent, now + acc->timeout_ms);
+  read_request(h, c, now); /* the request is often already there */
+out:
+  rt_leave(h);
+  return rc;
+}

@@ -2,8 +2,11 @@
 # from lib/proto at build time.
 lib_LTLIBRARIES = lib/libupstream-revtun.la
 
-nobase_include_HEADERS = include/revtun/revtun.h include/revtun/adapters/libevent.h
-nobase_nodist_include_HEADERS = include/revtun/version.h
+revtunincludedir = $(includedir)/revtun
+revtuninclude_HEADERS = include/revtun/revtun.h
+nodist_revtuninclude_HEADERS = include/revtun/version.h
+revtunadaptersdir = $(includedir)/revtun/adapters
+revtunadapters_HEADERS = include/revtun/adapters/libevent.h
 
 PROTO_FILES = \
 	lib/proto/envoy/config/accesslog/v3/accesslog.proto \
@@ -50,10 +53,12 @@ CLEANFILES += lib/proto/.stamp $(PROTO_GEN_C) $(PROTO_GEN_H)
 EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym
 
 lib_libupstream_revtun_la_SOURCES = \
-	lib/acceptor.c \
+	lib/acceptor.c lib/acceptor_int.h \
+	lib/acceptor_config.c \
 	lib/accesslog.c \
 	lib/config.c \
 	lib/events.c \
+	lib/handshake.c lib/handshake.h \
 	lib/hash.c lib/hash.h \
 	lib/keepalive.c \
 	lib/mem.c lib/mem.h \

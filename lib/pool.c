@@ -63,9 +63,15 @@ static struct rt_cluster *find_cluster(const revtun_t *h, const char *tenant, co
   return hn ? RT_CONTAINER_OF(hn, struct rt_cluster, hn) : NULL;
 }
 
-size_t rt_pool_live_for_node(const revtun_t *h, const char *node, const char *tenant) {
+/* Live sockets plus registrations prepared but not yet committed. */
+size_t rt_pool_count_for_node(const revtun_t *h, const char *node, const char *tenant) {
   const struct rt_node *n = find_node(h, tenant, node);
-  return n ? n->live : 0;
+  if (!n)
+    return 0;
+  size_t count = n->live;
+  for (const struct rt_member *m = n->members; m; m = m->next_in_node)
+    count += m->pending;
+  return count;
 }
 
 /* ------------------------------------------- node / cluster / member life */
@@ -90,11 +96,12 @@ static void free_cluster(revtun_t *h, struct rt_cluster *c) {
   rt_free(&h->mem, c);
 }
 
-/* Drops what has no live socket left; the only place membership ends. */
+/* Drops what has no live (or prepared) socket left; the only place
+ * membership ends. */
 static void release_member(revtun_t *h, struct rt_member *m) {
   struct rt_node *n = m->node;
   struct rt_cluster *c = m->cluster;
-  if (m->live == 0) {
+  if (m->live == 0 && m->pending == 0) {
     c->members[m->index_in_cluster] = c->members[--c->n_members];
     c->members[m->index_in_cluster]->index_in_cluster = m->index_in_cluster;
     struct rt_member **pp = &n->members;
@@ -245,25 +252,27 @@ static bool intern(revtun_t *h, const char *v, struct rt_istr **out) {
   return *out || !v || !*v;
 }
 
-int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_time_ms_t now) {
+/* Registration is two-phase so that the handshake acceptor can reserve
+ * everything before it answers 200 and commit after the answer is on the
+ * wire (reference §3.2 l-o): prepare allocates and checks, commit cannot
+ * fail for want of memory. */
+int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_sock **out) {
+  *out = NULL;
   if (fd < 0)
     return REVTUN_E_INVAL;
   int rc = rt_pool_check_ids(h, a->node_id, a->cluster_id, a->tenant_id);
   if (rc)
     return rc;
-  if (rt_fd_get(h, fd))
-    return REVTUN_E_EXISTS;
   uint32_t limit = h->cfg.max_connections_per_node;
   if (a->enforce_limit && limit &&
-      rt_pool_live_for_node(h, a->node_id, a->tenant_id) >= limit) {
+      rt_pool_count_for_node(h, a->node_id, a->tenant_id) >= limit) {
     rt_count(h, RT_C_REGISTRATION_REJECTED);
     return REVTUN_E_LIMIT;
   }
   int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+  if (fl < 0)
     return REVTUN_E_IO;
 
-  /* Everything that can fail happens before the first visible change. */
   struct rt_sock *s = rt_calloc(&h->mem, 1, sizeof(*s));
   struct rt_member *m = NULL;
   if (!s)
@@ -272,30 +281,68 @@ int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_ti
   s->ent.kind = RT_FD_POOL;
   s->ent.sock_user = a->sock_user;
   s->ent.tm.idx = RT_TIMER_IDLE;
+  s->interval_ms = a->interval_ms ? a->interval_ms : RT_DEFAULT_PING_INTERVAL_MS;
+  s->initiation_time_ms = a->initiation_time_ms;
   s->has_conn_num = parse_conn_id(a->init_conn, &s->init_conn_num);
   if (!intern(h, a->tenant_id, &s->tenant) || !intern(h, a->init_worker, &s->init_worker) ||
       (!s->has_conn_num && !intern(h, a->init_conn, &s->init_conn)) ||
-      rt_heap_reserve(&h->mem, &h->timers, h->timers.n + 1) ||
-      rt_fd_set(h, fd, NULL) != REVTUN_OK ||
+      rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
+      rt_fd_set(h, fd, rt_fd_get(h, fd)) != REVTUN_OK ||
       get_member(h, a->node_id, a->cluster_id, a->tenant_id, &m) != REVTUN_OK ||
       rt_stats_reserve(h, a->node_id, a->cluster_id, a->tenant_id) != REVTUN_OK) {
-    rc = REVTUN_E_NOMEM;
-    goto undo;
+    if (m && m->live == 0 && m->pending == 0) {
+      rt_stats_unreserve(h, a->node_id, a->cluster_id, a->tenant_id);
+      release_member(h, m);
+    }
+    release_strings(h, s);
+    rt_free(&h->mem, s);
+    return REVTUN_E_NOMEM;
   }
-  if ((rc = rt_io(h, &s->ent, REVTUN_IO_READ)))
-    goto undo;
-
-  rt_fd_set(h, fd, &s->ent); /* cannot fail: the slot exists */
+  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    s->member = m;
+    m->pending++;
+    h->n_prepared++;
+    rt_pool_abort(h, s);
+    return REVTUN_E_IO;
+  }
   s->member = m;
+  m->pending++; /* keeps the member alive until commit or abort */
+  h->n_prepared++;
+  *out = s;
+  return REVTUN_OK;
+}
+
+void rt_pool_abort(revtun_t *h, struct rt_sock *s) {
+  struct rt_member *m = s->member;
+  m->pending--;
+  h->n_prepared--;
+  if (m->live == 0 && m->pending == 0) {
+    rt_stats_unreserve(h, m->node->id, m->cluster->id, rt_istr_str(s->tenant));
+    release_member(h, m);
+  }
+  release_strings(h, s);
+  rt_free(&h->mem, s);
+}
+
+int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
+                   revtun_time_ms_t now) {
+  struct rt_member *m = s->member;
+  int rc = rt_io(h, &s->ent, REVTUN_IO_READ);
+  if (rc) {
+    rt_pool_abort(h, s);
+    return rc;
+  }
+  m->pending--;
+  h->n_prepared--;
+  rt_fd_set(h, s->ent.fd, &s->ent); /* cannot fail: prepare made the slot */
   s->state = RT_SOCK_IDLE;
-  s->interval_ms = a->interval_ms ? a->interval_ms : RT_DEFAULT_PING_INTERVAL_MS;
-  s->initiation_time_ms = a->initiation_time_ms;
   s->seq = h->next_seq++;
   read_addrs(s);
   fifo_push(m, s);
   m->live++, m->idle++;
-  m->node->live++, m->node->idle++;
-  m->cluster->live++, m->cluster->idle++;
+  h->n_live_nodes += m->node->live++ == 0;
+  h->n_live_clusters += m->cluster->live++ == 0;
+  m->node->idle++, m->cluster->idle++;
   h->n_sockets++, h->n_idle++;
   rt_count(h, RT_C_TUNNELS_SETUP);
   rt_stats_socket(h, s, +1);
@@ -313,15 +360,14 @@ int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_ti
   if (!s->dead && s->state == RT_SOCK_IDLE && a->n_early)
     rt_ka_feed(h, s, a->early_bytes, a->n_early, now);
   return REVTUN_OK;
+}
 
-undo:
-  if (m && m->live == 0) {
-    rt_stats_unreserve(h, a->node_id, a->cluster_id, a->tenant_id);
-    release_member(h, m);
-  }
-  release_strings(h, s);
-  rt_free(&h->mem, s);
-  return rc;
+int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_time_ms_t now) {
+  if (rt_fd_get(h, fd))
+    return REVTUN_E_EXISTS;
+  struct rt_sock *s;
+  int rc = rt_pool_prepare(h, fd, a, &s);
+  return rc ? rc : rt_pool_commit(h, s, a, now);
 }
 
 /* ----------------------------------------------------------------- death */
@@ -366,8 +412,8 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno,
 
   struct rt_member *m = s->member;
   m->live--;
-  m->node->live--;
-  m->cluster->live--;
+  h->n_live_nodes -= --m->node->live == 0;
+  h->n_live_clusters -= --m->cluster->live == 0;
   release_member(h, m);
   release_strings(h, s);
   free_sock(h, s);
@@ -390,6 +436,8 @@ static int enter_pool_call(revtun_t *h, revtun_time_ms_t now) {
     return REVTUN_E_INVAL;
   if (h->free_pending || h->freeing || h->failed)
     return REVTUN_E_STATE;
+  if (h->iterating)
+    return REVTUN_E_RECURSIVE; /* the pool is being walked by a foreach callback */
   h->depth++;
   if (now > h->last_now)
     h->last_now = now;
@@ -565,12 +613,15 @@ int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenan
     return REVTUN_E_INVAL;
   *node_id_out = NULL;
   struct rt_cluster *c = find_cluster(h, tenant_id, cluster_id);
-  if (!c || !c->n_members)
-    return REVTUN_E_NOT_FOUND;
-  struct rt_member *m = c->members[c->rr % c->n_members];
-  c->rr = (c->rr + 1) % c->n_members;
-  *node_id_out = m->node->id;
-  return REVTUN_OK;
+  for (size_t tries = 0; c && tries < c->n_members; tries++) {
+    struct rt_member *m = c->members[c->rr % c->n_members];
+    c->rr = (c->rr + 1) % c->n_members;
+    if (m->live) { /* not a registration still being answered */
+      *node_id_out = m->node->id;
+      return REVTUN_OK;
+    }
+  }
+  return REVTUN_E_NOT_FOUND;
 }
 
 int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id) {
@@ -623,14 +674,24 @@ int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
     return REVTUN_E_INVAL;
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
+  revtun_t *mut = (revtun_t *)h; /* the guard flag only */
+  bool was = mut->iterating;
+  mut->iterating = true;
   for (struct rt_hnode *hn = rt_htable_first(&h->nodes, &i); hn;
        hn = rt_htable_next(&h->nodes, hn, &i)) {
     const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
-    const char *cluster = n->members ? n->members->cluster->id : "";
-    if (cb(n->id, key_tenant(n->key, n->id, tenant, sizeof(tenant)), cluster, n->idle, n->live,
-           user))
+    if (!n->live)
+      continue;
+    /* the cluster of its oldest membership with live sockets */
+    const struct rt_member *first = NULL;
+    for (const struct rt_member *m = n->members; m; m = m->next_in_node)
+      if (m->live)
+        first = m;
+    if (cb(n->id, key_tenant(n->key, n->id, tenant, sizeof(tenant)), first->cluster->id, n->idle,
+           n->live, user))
       break;
   }
+  mut->iterating = was;
   return REVTUN_OK;
 }
 
@@ -639,12 +700,21 @@ int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) 
     return REVTUN_E_INVAL;
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
+  revtun_t *mut = (revtun_t *)h; /* the guard flag only */
+  bool was = mut->iterating;
+  mut->iterating = true;
   for (struct rt_hnode *hn = rt_htable_first(&h->clusters, &i); hn;
        hn = rt_htable_next(&h->clusters, hn, &i)) {
     const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
-    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), c->n_members, c->idle,
-           c->live, user))
+    if (!c->live)
+      continue;
+    size_t nodes = 0;
+    for (size_t k = 0; k < c->n_members; k++)
+      nodes += c->members[k]->live != 0;
+    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), nodes, c->idle, c->live,
+           user))
       break;
   }
+  mut->iterating = was;
   return REVTUN_OK;
 }

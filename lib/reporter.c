@@ -1,31 +1,64 @@
-/* The reporter chosen by reporter_config.name (reference §2.2): a factory the
- * host registered with revtun_reporter_register(), or a built-in one. It sees
- * the reporter events (connected, disconnected, goaway, server_initialized)
- * after the host's own reporter callback. */
+/* The reporter chosen by reporter_config (reference §2.2): a factory the host
+ * registered with revtun_reporter_register() under reporter_config.name, else
+ * a built-in one, found by name or by typed_config type as Envoy finds
+ * extensions:
+ *   envoy.extensions.reverse_tunnel.reporting_service.dynamic_modules
+ *     (envoy.extensions.bootstrap.reverse_tunnel.reporter.dynamic_modules.v3.
+ *      DynamicModuleReverseTunnelReporter; dynmod.c, include/revtun/reporter_module.h)
+ * It sees the reporter events (server_initialized, connected, disconnected,
+ * goaway) after the host's own reporter callback. */
 #include <string.h>
 
+#include "dynmod.h"
+#include "pbwire.h"
 #include "revtun_int.h"
 
-/* Built-in reporters, looked up when the host registered none by that name. */
-static const struct rt_factory *builtin_reporter(const char *name) {
-  (void)name;
-  return NULL;
-}
+/* Built-ins are created by reporter.c itself (they need the handle), so
+ * only event and destroy are used from this table. */
+static const struct rt_factory dynmod_factory = {
+    .name = (char *)RT_DYNMOD_REPORTER_NAME,
+    .event = rt_dynmod_event,
+    .destroy = rt_dynmod_destroy,
+    .is_reporter = true,
+};
 
-static const struct rt_factory *find_reporter(const revtun_options_t *opts, const char *name) {
-  const struct rt_factory *f = rt_options_find_factory(opts, name, true);
-  return f ? f : builtin_reporter(name);
+enum pick { PICK_NONE, PICK_HOST, PICK_DYNMOD, PICK_WRONG_TYPE };
+
+static enum pick pick(const revtun_options_t *opts, const struct rt_ext_entry *e,
+                      const struct rt_factory **host) {
+  *host = rt_options_find_factory(opts, e->name, true);
+  if (*host)
+    return PICK_HOST;
+  bool typed = e->type_url && *e->type_url;
+  bool type_match = typed && strcmp(rt_pb_type_name(e->type_url), RT_DYNMOD_REPORTER_TYPE) == 0;
+  if (type_match)
+    return PICK_DYNMOD;
+  if (strcmp(e->name, RT_DYNMOD_REPORTER_NAME) == 0)
+    return typed ? PICK_WRONG_TYPE : PICK_DYNMOD;
+  return PICK_NONE;
 }
 
 int rt_reporter_validate(const struct rt_mem *mem, const struct rt_config *cfg,
                          const revtun_options_t *opts, char *errbuf, size_t errbuf_len) {
-  (void)mem;
-  if (!cfg->has_reporter || find_reporter(opts, cfg->reporter.name))
+  if (!cfg->has_reporter)
     return REVTUN_OK;
-  return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
-                 "reporter_config.name '%s' is not a known reporter (built in: none matched; "
-                 "hosts add theirs with revtun_reporter_register)",
-                 cfg->reporter.name);
+  const struct rt_ext_entry *e = &cfg->reporter;
+  const struct rt_factory *host;
+  switch (pick(opts, e, &host)) {
+  case PICK_HOST:
+    return REVTUN_OK;
+  case PICK_DYNMOD:
+    return rt_dynmod_validate(mem, e->value, e->value_len, errbuf, errbuf_len);
+  case PICK_WRONG_TYPE:
+    return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
+                   "reporter_config '%s': typed_config must be %s (got %s)", e->name,
+                   RT_DYNMOD_REPORTER_TYPE, e->type_url);
+  default:
+    return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
+                   "reporter_config.name '%s' is not a known reporter (built in: %s; hosts add "
+                   "theirs with revtun_reporter_register)",
+                   e->name, RT_DYNMOD_REPORTER_NAME);
+  }
 }
 
 int rt_reporter_create(revtun_t *h, char *errbuf, size_t errbuf_len) {
@@ -34,21 +67,23 @@ int rt_reporter_create(revtun_t *h, char *errbuf, size_t errbuf_len) {
   int rc = rt_reporter_validate(&h->mem, &h->cfg, &h->opts, errbuf, errbuf_len);
   if (rc)
     return rc;
-  const struct rt_factory *f = find_reporter(&h->opts, h->cfg.reporter.name);
+  const struct rt_ext_entry *e = &h->cfg.reporter;
+  const struct rt_factory *f;
   void *instance = NULL;
-  char msg[256] = "";
-  rc = f->create(h->cfg.reporter.type_url, h->cfg.reporter.value, h->cfg.reporter.value_len,
-                 f->user, &instance, msg, sizeof(msg));
-  if (rc)
-    return rt_fail(rc == REVTUN_E_NOMEM ? rc : REVTUN_E_CONFIG, errbuf, errbuf_len,
-                   "reporter_config ('%s'): %s", h->cfg.reporter.name,
-                   *msg ? msg : revtun_strerror(rc));
+  if (pick(&h->opts, e, &f) == PICK_HOST) {
+    char msg[256] = "";
+    rc = f->create(e->type_url, e->value, e->value_len, f->user, &instance, msg, sizeof(msg));
+    if (rc)
+      return rt_fail(rc == REVTUN_E_NOMEM ? rc : REVTUN_E_CONFIG, errbuf, errbuf_len,
+                     "reporter_config ('%s'): %s", e->name, *msg ? msg : revtun_strerror(rc));
+  } else {
+    f = &dynmod_factory;
+    if ((rc = rt_dynmod_create(h, e->value, e->value_len, &instance, errbuf, errbuf_len)))
+      return rc;
+  }
   h->reporter_factory = f;
   h->reporter_instance = instance;
-  struct revtun_event ev;
-  rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, h->last_now, NULL);
-  rt_reporter_event(h, &ev);
-  return REVTUN_OK;
+  return REVTUN_OK; /* revtun_new() reports server_initialized once all is built */
 }
 
 void rt_reporter_event(revtun_t *h, const revtun_event_t *ev) {

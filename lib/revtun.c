@@ -99,6 +99,9 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
     goto fail;
   if ((rc = rt_reporter_create(h, errbuf, errbuf_len)))
     goto fail;
+  struct revtun_event ev;
+  rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, now, NULL);
+  rt_report(h, &ev); /* host reporter callback, then the configured reporter */
   if (errbuf && errbuf_len)
     errbuf[0] = '\0';
   *out = h;
@@ -165,6 +168,8 @@ void rt_leave(revtun_t *h) {
   if (--h->depth)
     return;
   free_zombies(h);
+  if (h->acceptor_free_pending)
+    rt_acceptors_free_pending(h);
   if (h->free_pending) {
     destroy(h);
     return;
@@ -318,8 +323,10 @@ int64_t revtun_next_timeout_ms(const revtun_t *h, revtun_time_ms_t now) {
 static void destroy(revtun_t *h) {
   h->free_pending = false;
   h->freeing = true;
-  rt_acceptors_free_all(h);
+  /* Tunnels first: their closing callbacks may still free an acceptor
+   * (deferred), which the line after then finishes. */
   rt_pool_free_all(h);
+  rt_acceptors_free_all(h);
   free_zombies(h);
   rt_reporter_free(h);
   rt_loggers_free(h);

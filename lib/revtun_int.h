@@ -133,6 +133,7 @@ struct rt_member {
   size_t index_in_cluster;
   size_t live;
   size_t idle;
+  size_t pending; /* prepared registrations not yet committed */
   struct rt_sock *idle_head, *idle_tail;
 };
 
@@ -259,6 +260,8 @@ struct revtun {
   struct rt_fdent **fds;
   size_t fds_cap;
   size_t n_sockets, n_idle;
+  size_t n_prepared; /* registrations between prepare and commit */
+  size_t n_live_nodes, n_live_clusters; /* with at least one live socket */
 
   struct rt_htable nodes, clusters, strings;
   struct rt_heap timers;
@@ -279,8 +282,10 @@ struct revtun {
   unsigned depth;        /* nesting of public calls */
   unsigned cb_depth;     /* nesting of host callbacks */
   bool free_pending;
+  bool acceptor_free_pending;
   bool freeing;
   bool failed;           /* a host hook failed */
+  bool iterating;        /* inside a foreach callback: the pool must not change */
   uint64_t armed_deadline; /* what the host timer is armed for, RT_NO_DEADLINE if nothing */
   revtun_time_ms_t last_now;
   revtun_time_ms_t log_flush_due; /* 0 = nothing buffered */
@@ -318,11 +323,15 @@ struct rt_reg_args {
   size_t n_extra;
 };
 int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_time_ms_t now);
+int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_sock **out);
+int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
+                   revtun_time_ms_t now);
+void rt_pool_abort(revtun_t *h, struct rt_sock *s);
 int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster,
                       const char *tenant);
 size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf,
                      size_t cap);
-size_t rt_pool_live_for_node(const revtun_t *h, const char *node, const char *tenant);
+size_t rt_pool_count_for_node(const revtun_t *h, const char *node, const char *tenant);
 void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno,
                   revtun_time_ms_t now);
 void rt_pool_free_all(revtun_t *h);
@@ -382,5 +391,6 @@ void rt_reporter_free(revtun_t *h);
 void rt_acceptor_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now);
 void rt_acceptor_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now);
 void rt_acceptors_free_all(revtun_t *h);
+void rt_acceptors_free_pending(revtun_t *h);
 
 #endif

@@ -83,6 +83,20 @@ static void drop_gauge(revtun_t *h, struct rt_gauge *g) {
   rt_free(&h->mem, g);
 }
 
+static int rt_stats_reserve_one(revtun_t *h, const char *name) {
+  size_t len = strlen(name);
+  struct rt_gauge *g = rt_malloc(&h->mem, sizeof(*g) + len + 1);
+  if (!g)
+    return REVTUN_E_NOMEM;
+  memcpy(g->name, name, len + 1);
+  g->value = 0;
+  if (rt_htable_insert(&h->mem, &h->stats.gauges, &g->hn, g->name, len)) {
+    rt_free(&h->mem, g);
+    return REVTUN_E_NOMEM;
+  }
+  return REVTUN_OK;
+}
+
 /* Makes sure every gauge the registration will bump exists, so that the
  * registration either fails whole (REVTUN_E_NOMEM) or counts completely. */
 int rt_stats_reserve(revtun_t *h, const char *node, const char *cluster, const char *tenant) {
@@ -94,22 +108,12 @@ int rt_stats_reserve(revtun_t *h, const char *node, const char *cluster, const c
   for (size_t i = 0; i < n; i++) {
     if (find_gauge(h, names[i]))
       continue;
-    size_t len = strlen(names[i]);
-    struct rt_gauge *g = rt_malloc(&h->mem, sizeof(*g) + len + 1);
-    if (g) {
-      memcpy(g->name, names[i], len + 1);
-      g->value = 0;
-      if (rt_htable_insert(&h->mem, &h->stats.gauges, &g->hn, g->name, len)) {
-        rt_free(&h->mem, g);
-        g = NULL;
-      }
-    }
-    if (!g) {
+    if (rt_stats_reserve_one(h, names[i]) != REVTUN_OK) {
       while (n_made)
         drop_gauge(h, made[--n_made]);
       return REVTUN_E_NOMEM;
     }
-    made[n_made++] = g;
+    made[n_made++] = find_gauge(h, names[i]);
   }
   return REVTUN_OK;
 }
@@ -135,8 +139,10 @@ void rt_stats_socket(revtun_t *h, const struct rt_sock *s, int delta) {
                          names);
   for (size_t i = 0; i < n; i++) {
     struct rt_gauge *g = find_gauge(h, names[i]);
+    if (!g && delta > 0 && rt_stats_reserve_one(h, names[i]) == REVTUN_OK)
+      g = find_gauge(h, names[i]); /* dropped at 0 between prepare and commit */
     if (!g)
-      continue; /* reserved before any +1, so only a floor-at-0 case */
+      continue; /* floored at 0, or out of memory in that rare case */
     if (delta > 0)
       g->value++;
     else if (g->value && --g->value == 0)
@@ -151,10 +157,10 @@ int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user) {
   const char *p = h->cfg.stat_prefix, *w = h->opts.worker;
   char name[NAME_CAP];
   snprintf(name, sizeof(name), "%s.%s.total_nodes", p, w);
-  if (cb(name, REVTUN_STAT_GAUGE, h->nodes.count, user))
+  if (cb(name, REVTUN_STAT_GAUGE, h->n_live_nodes, user))
     return REVTUN_OK;
   snprintf(name, sizeof(name), "%s.%s.total_clusters", p, w);
-  if (cb(name, REVTUN_STAT_GAUGE, h->clusters.count, user))
+  if (cb(name, REVTUN_STAT_GAUGE, h->n_live_clusters, user))
     return REVTUN_OK;
   snprintf(name, sizeof(name), "%s.%s.idle_sockets", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->n_idle, user))

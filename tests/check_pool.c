@@ -100,7 +100,8 @@ START_TEST(empty_ids_are_errors_and_the_caller_keeps_the_fd) {
   ck_assert_int_eq(tu_register(h, -1, "n", "c", NULL, 0, 0), REVTUN_E_INVAL);
   ck_assert_int_eq(revtun_register_socket(h, fd, NULL, 0), REVTUN_E_INVAL);
   ck_assert(tu_fd_open(fd));
-  ck_assert_uint_eq(rec.n, 0);       /* no events */
+  ck_assert_uint_eq(rec.n, 1); /* only server_initialized: no tunnel events */
+  ck_assert_int_eq(rec.ev[0].kind, REVTUN_EV_REPORT_SERVER_INITIALIZED);
   ck_assert_int_eq(rec.io_calls, 0); /* no io interest */
   ck_assert_int_eq(revtun_socket_state(h, fd), REVTUN_E_NOT_FOUND);
   ck_assert_int_eq(handoff(h, "test-node", NULL), REVTUN_E_NOT_FOUND);
@@ -555,7 +556,8 @@ START_TEST(io_callback_failure_rolls_back) {
   rec.io_fail_fd = a;
   ck_assert_int_eq(tu_register(h, a, "n", "c", NULL, 0, 0), REVTUN_E_HOST);
   ck_assert(tu_fd_open(a));
-  ck_assert_uint_eq(rec.n, 0);
+  ck_assert_uint_eq(rec.n, 1); /* only server_initialized: no tunnel events */
+  ck_assert_int_eq(rec.ev[0].kind, REVTUN_EV_REPORT_SERVER_INITIALIZED);
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.worker_0.total_nodes"), 0);
   rec.io_fail_fd = -2;
   ck_assert_int_eq(tu_register(h, a, "n", "c", NULL, 0, 0), REVTUN_OK);

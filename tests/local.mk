@@ -6,7 +6,7 @@ TEST_CPPFLAGS = -I$(top_srcdir)/include -Iinclude -I$(top_srcdir)/tests \
 TEST_CFLAGS = $(WARN_CFLAGS) $(CHECK_CFLAGS)
 TEST_LDADD = tests/libtestutil.la lib/libupstream-revtun.la $(CHECK_LIBS)
 
-check_LTLIBRARIES = tests/libtestutil.la
+check_LTLIBRARIES += tests/libtestutil.la
 tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h
 tests_libtestutil_la_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_libtestutil_la_CFLAGS = $(TEST_CFLAGS)
@@ -25,13 +25,25 @@ EXTRA_DIST += tests/configs
 
 if HAVE_CHECK
 CHECK_SUITES = \
+	tests/check_acceptor \
+	tests/check_handshake \
 	tests/check_config \
 	tests/check_pool \
 	tests/check_keepalive \
 	tests/check_nomem
 check_PROGRAMS += $(CHECK_SUITES)
 TESTS += $(CHECK_SUITES)
+VALGRIND_TESTS += $(CHECK_SUITES)
 
+tests_check_acceptor_SOURCES = tests/check_acceptor.c
+tests_check_acceptor_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_acceptor_CFLAGS = $(TEST_CFLAGS)
+tests_check_acceptor_LDADD = $(TEST_LDADD)
+# The parser is internal: compiled into its test directly.
+tests_check_handshake_SOURCES = tests/check_handshake.c lib/handshake.c
+tests_check_handshake_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
+tests_check_handshake_CFLAGS = $(TEST_CFLAGS)
+tests_check_handshake_LDADD = $(TEST_LDADD)
 tests_check_config_SOURCES = tests/check_config.c
 tests_check_pool_SOURCES = tests/check_pool.c
 tests_check_keepalive_SOURCES = tests/check_keepalive.c
@@ -48,8 +60,21 @@ tests_check_config_LDADD = $(TEST_LDADD)
 tests_check_pool_LDADD = $(TEST_LDADD)
 tests_check_keepalive_LDADD = $(TEST_LDADD)
 tests_check_nomem_LDADD = $(TEST_LDADD)
+if HAVE_LIBEVENT
+check_PROGRAMS += tests/check_loop
+TESTS += tests/check_loop
+VALGRIND_TESTS += tests/check_loop
+tests_check_loop_SOURCES = tests/check_loop.c
+tests_check_loop_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_loop_CFLAGS = $(TEST_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_check_loop_LDADD = $(TEST_LDADD) $(LIBEVENT_LIBS)
 endif
+endif
+
+# Script tests: ABI bookkeeping, and the README example against the installed library.
+dist_check_SCRIPTS = tests/symbols.sh tests/installed.sh
+TESTS += tests/symbols.sh tests/installed.sh
 
 AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 	top_builddir='$(abs_top_builddir)'; top_srcdir='$(abs_top_srcdir)'; \
-	export top_builddir top_srcdir;
+	MAKE='$(MAKE)'; CC='$(CC)'; export top_builddir top_srcdir MAKE CC;

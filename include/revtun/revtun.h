@@ -46,7 +46,8 @@ typedef struct revtun_reg revtun_reg_t;           /* reusable registration descr
 typedef struct revtun_event revtun_event_t;       /* borrowed record, valid inside a callback */
 typedef struct revtun_acceptor revtun_acceptor_t; /* handshake acceptor bound to a revtun_t */
 
-/* Monotonic milliseconds supplied by the host; the library never reads a clock. */
+/* Monotonic milliseconds supplied by the host; the state machine never reads
+ * a clock (only %START_TIME% in built-in access logs reads CLOCK_REALTIME). */
 typedef uint64_t revtun_time_ms_t;
 
 /* State of the post-handoff RPING strip helper; 0 is a fresh state. */
@@ -151,12 +152,13 @@ enum revtun_acceptor_limit {
 /* -------------------------------------------------------------- callbacks */
 
 /* Watch fd for events (READ/WRITE bits) or stop watching it (REMOVE).
- * sock_user is the pointer given at registration or accept. Non-zero return
- * puts the handle in an error state (REVTUN_E_HOST). */
+ * sock_user is the pointer given at registration or accept. A non-zero return
+ * fails the operation that asked (REVTUN_E_HOST); on REMOVE it is logged. */
 typedef int (*revtun_io_cb)(revtun_t *h, int fd, int events, void *sock_user, void *user_data);
 
 /* Arm the single one-shot timer to fire in timeout_ms (replacing any previous
- * one); -1 cancels it. When it fires, call revtun_tick(). */
+ * one); -1 cancels it. When it fires, call revtun_tick(). A non-zero return
+ * makes the handle unusable (REVTUN_E_STATE) until it is freed. */
 typedef int (*revtun_timer_cb)(revtun_t *h, int64_t timeout_ms, void *user_data);
 
 /* Lifecycle records (access log) and reporter events. ev is borrowed. */
