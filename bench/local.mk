@@ -30,3 +30,12 @@ bench_bench_keepalive_LDFLAGS = $(BENCH_WRAP)
 bench_bench_keepalive_LDADD = $(BENCH_LDADD)
 
 EXTRA_DIST += bench/README.md
+
+noinst_PROGRAMS += bench/bench_accesslog
+bench_bench_accesslog_SOURCES = bench/bench_accesslog.c $(BENCH_COMMON) \
+	$(lib_libupstream_revtun_la_SOURCES)
+nodist_bench_bench_accesslog_SOURCES = $(nodist_lib_libupstream_revtun_la_SOURCES)
+bench_bench_accesslog_CPPFLAGS = $(BENCH_CPPFLAGS)
+bench_bench_accesslog_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_accesslog_LDFLAGS = $(BENCH_WRAP)
+bench_bench_accesslog_LDADD = $(BENCH_LDADD)

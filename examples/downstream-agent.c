@@ -158,6 +158,7 @@ struct agent {
 
 static int verbose;
 
+static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
 {
 	struct timespec ts;

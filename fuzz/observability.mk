@@ -1,8 +1,6 @@
 # issue 5 (observability): the substitution-format engine (parser and
 # renderer). Its corpus is replayed by `make check` like the others; the
 # engine's sources are compiled in because its API is internal.
-EXTRA_DIST += fuzz/fuzz_format.c
-
 check_PROGRAMS += fuzz/replay_format
 TESTS += fuzz/replay_format
 VALGRIND_TESTS += fuzz/replay_format

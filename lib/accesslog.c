@@ -226,7 +226,8 @@ int rt_loggers_reopen(revtun_t *h) {
       continue;
     }
     /* Everything buffered so far is written to the old file first, so no
-     * line is split between the two and none is written twice. */
+     * line is split between the two and none is written twice. (Only bytes
+     * a failing write left behind -- a full disk -- go to the new file.) */
     int err = rt_logfile_reopen(&h->mem, &l->out);
     if (err) {
       rt_count(h, RT_C_LOG_WRITE_ERRORS);

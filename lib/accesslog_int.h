@@ -6,7 +6,8 @@
 #include "format.h"
 #include "revtun_int.h"
 
-/* Used when an entry gives no format. Documented in revtun(7) and the README:
+/* Used when an entry gives no format (Envoy's own default is an HTTP line,
+ * meaningless for tunnel records). One line per record, for example:
  *   [2026-01-02T03:04:05.678Z] tunnel_setup node=n1 cluster=c1 tenant=- worker=worker_0
  *   fd=7 state=idle miss_count=- close_reason=- remote=10.0.0.1:4242
  * (one line; tenant is "-" when there is none, miss_count only on ping misses). */

@@ -119,6 +119,18 @@ void rt_sink_val(struct rt_sink *s, const char *d, size_t n) {
   rt_sink_esc(s, d, n, s->esc);
 }
 
+size_t rt_u64_dec(uint64_t v, char *buf) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  return n;
+}
+
 /* ----------------------------------------------------------------- parser */
 
 static bool is_name_char(char c) {
@@ -313,8 +325,7 @@ void rt_fmt_put_value_text(struct rt_sink *s, const struct rt_fmt_val *v, const 
     break;
   case RT_V_NUM: {
     char buf[24];
-    int n = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->num);
-    rt_sink_val(s, buf, (size_t)n);
+    rt_sink_val(s, buf, rt_u64_dec(v->num, buf));
     break;
   }
   case RT_V_META:

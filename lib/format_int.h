@@ -87,6 +87,7 @@ void rt_sink_val(struct rt_sink *s, const char *d, size_t n);      /* budget + s
 static inline void rt_sink_str(struct rt_sink *s, const char *str) {
   rt_sink_val(s, str, __builtin_strlen(str));
 }
+size_t rt_u64_dec(uint64_t v, char *buf); /* no NUL; buf holds 20 bytes */
 void rt_sink_json_string(struct rt_sink *s, const char *d, size_t n, unsigned level);
 void rt_sink_number(struct rt_sink *s, double v, unsigned level);
 

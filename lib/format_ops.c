@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "format_int.h"
-#include "revtun/revtun.h"
+#include "revtun_int.h"
 
 #define LIFECYCLE_NS "envoy.reverse_tunnel.lifecycle"
 #define FILTER_STATE_PREFIX "envoy.reverse_tunnel."
@@ -36,6 +36,48 @@ const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len) {
     if (strlen(ops[i].name) == len && memcmp(ops[i].name, name, len) == 0)
       return &ops[i];
   return NULL;
+}
+
+/* Keys of the lifecycle namespace (reference §8.2), resolved when the
+ * format is compiled so that rendering reads the record directly instead of
+ * building and searching the metadata view for every operator. The presence
+ * rules are those of events.c's view; check_format compares the two for
+ * every key. Other keys (the extra pairs) use revtun_event_meta_find(). */
+enum rt_meta_key {
+  MK_OTHER,
+  MK_EVENT,
+  MK_NODE_ID,
+  MK_CLUSTER_ID,
+  MK_TENANT_ID,
+  MK_WORKER,
+  MK_SOCKET_STATE,
+  MK_HANDOFF_KIND,
+  MK_CLOSE_REASON,
+  MK_FD,
+  MK_MISS_COUNT,
+  MK_INIT_WORKER,
+  MK_INIT_CONN
+};
+
+static uint8_t meta_key(const char *k) {
+  static const char *const names[] = {
+      [MK_EVENT] = "event",
+      [MK_NODE_ID] = "node_id",
+      [MK_CLUSTER_ID] = "cluster_id",
+      [MK_TENANT_ID] = "tenant_id",
+      [MK_WORKER] = "worker",
+      [MK_SOCKET_STATE] = "socket_state",
+      [MK_HANDOFF_KIND] = "handoff_kind",
+      [MK_CLOSE_REASON] = "close_reason",
+      [MK_FD] = "fd",
+      [MK_MISS_COUNT] = "miss_count",
+      [MK_INIT_WORKER] = "initiator_worker_id",
+      [MK_INIT_CONN] = "initiator_connection_id",
+  };
+  for (uint8_t i = MK_EVENT; i < sizeof(names) / sizeof(names[0]); i++)
+    if (strcmp(k, names[i]) == 0)
+      return i;
+  return MK_OTHER;
 }
 
 /* Filter-state keys of reference §8.3 (0 = a key we never set: absent). */
@@ -115,8 +157,6 @@ int rt_fmt_parse_arg(struct rt_fmt_part *p, char *arg, char *err, size_t errlen)
       *key++ = '\0';
     if (!*arg)
       return rt_fmt_fail(err, errlen, "a namespace is required");
-    if (strcmp(arg, LIFECYCLE_NS) != 0)
-      p->flags |= RT_PF_OTHER_NS; /* nothing else is ever set: always absent */
     if (key) {
       char *deeper = strchr(key, ':');
       if (deeper) {
@@ -124,7 +164,20 @@ int rt_fmt_parse_arg(struct rt_fmt_part *p, char *arg, char *err, size_t errlen)
         p->flags |= RT_PF_DEEP; /* every value is a scalar: no path below a key */
       }
     }
+    if (strcmp(arg, LIFECYCLE_NS) != 0) {
+      if (!key) {
+        p->flags |= RT_PF_OTHER_NS; /* whole foreign namespaces are never set */
+      } else {
+        /* Other namespaces (the acceptor's validation metadata) ride on the
+         * record as extra pairs keyed "<namespace>:<key>". */
+        key[-1] = ':';
+        p->a = arg;
+        p->key = MK_OTHER;
+        return REVTUN_OK;
+      }
+    }
     p->a = key;
+    p->key = key ? meta_key(key) : MK_OTHER;
     return REVTUN_OK;
   }
   case RT_OP_FILTER_STATE: {
@@ -179,6 +232,59 @@ static bool numeric_meta_key(const char *key) {
   return strcmp(key, "fd") == 0 || strcmp(key, "miss_count") == 0;
 }
 
+static void set_present(struct rt_fmt_val *v, const char *s) {
+  v->kind = RT_V_STR; /* present, even when empty (Envoy always sets node_id etc.) */
+  v->s = s ? s : "";
+  v->len = strlen(v->s);
+}
+
+/* A key of events.c's view, read from the record; false when the record
+ * does not carry it (an extra pair of that name may still exist). */
+static bool meta_direct(uint8_t key, const revtun_event_t *ev, struct rt_fmt_val *v) {
+  switch (key) {
+  case MK_EVENT: set_present(v, revtun_event_kind_name(ev->kind)); return true;
+  case MK_NODE_ID: set_present(v, ev->node_id); return true;
+  case MK_CLUSTER_ID: set_present(v, ev->cluster_id); return true;
+  case MK_TENANT_ID: set_present(v, ev->tenant_id); return true;
+  case MK_WORKER: set_present(v, ev->worker); return true;
+  case MK_SOCKET_STATE: set_present(v, revtun_socket_state_name(ev->socket_state)); return true;
+  case MK_HANDOFF_KIND:
+    if (!ev->handoff_kind)
+      return false;
+    set_present(v, ev->handoff_kind);
+    return true;
+  case MK_CLOSE_REASON:
+    if (!ev->close_reason)
+      return false;
+    set_present(v, revtun_close_reason_name(ev->close_reason));
+    return true;
+  case MK_FD:
+    if (ev->fd < 0)
+      return false;
+    v->kind = RT_V_NUM;
+    v->num = (uint64_t)ev->fd;
+    return true;
+  case MK_MISS_COUNT:
+    if (ev->kind != REVTUN_EV_PING_MISS && ev->kind != REVTUN_EV_PING_TIMEOUT)
+      return false;
+    v->kind = RT_V_NUM;
+    v->num = ev->miss_count;
+    return true;
+  case MK_INIT_WORKER:
+    if (!ev->init_worker || !*ev->init_worker)
+      return false;
+    set_present(v, ev->init_worker);
+    return true;
+  case MK_INIT_CONN:
+    if (!ev->init_conn || !*ev->init_conn)
+      return false;
+    set_present(v, ev->init_conn);
+    return true;
+  default:
+    return false;
+  }
+}
+
 static void eval_meta(const struct rt_fmt_part *p, const revtun_event_t *ev,
                       struct rt_fmt_val *v) {
   if (!ev || (p->flags & (RT_PF_OTHER_NS | RT_PF_DEEP)))
@@ -187,16 +293,15 @@ static void eval_meta(const struct rt_fmt_part *p, const revtun_event_t *ev,
     v->kind = RT_V_META;
     return;
   }
-  const char *val = revtun_event_meta_find(ev, p->a);
+  if (meta_direct(p->key, ev, v))
+    return;
+  const char *val = revtun_event_meta_find(ev, p->a); /* the extra pairs */
   if (!val)
     return;
-  if (numeric_meta_key(p->a) && parse_u64(val, &v->num)) {
+  if (numeric_meta_key(p->a) && parse_u64(val, &v->num))
     v->kind = RT_V_NUM;
-    return;
-  }
-  v->kind = RT_V_STR; /* present, even when empty (Envoy always sets node_id etc.) */
-  v->s = val;
-  v->len = strlen(val);
+  else
+    set_present(v, val);
 }
 
 static void eval_filter_state(const struct rt_fmt_part *p, const revtun_event_t *ev,
@@ -333,8 +438,7 @@ void rt_fmt_put_meta_object(struct rt_sink *s, const struct rt_rctx *r, unsigned
     uint64_t num;
     if (numeric_meta_key(k) && parse_u64(val, &num)) {
       char buf[24];
-      int len = snprintf(buf, sizeof(buf), "%llu", (unsigned long long)num);
-      rt_sink_esc(s, buf, (size_t)len, level);
+      rt_sink_esc(s, buf, rt_u64_dec(num, buf), level);
     } else {
       size_t len = strlen(val);
       rt_sink_json_string(s, val, len < r->value_cap ? len : r->value_cap, level);

@@ -95,15 +95,48 @@ static void put(struct out *o, const char *d, size_t n) {
   o->len += n;
 }
 
+/* n decimal digits of v, zero-padded (the common conversions are done here
+ * rather than by strftime, a large part of a record's cost). */
+static void put_digits(struct out *o, unsigned long v, int n) {
+  char buf[20];
+  for (int i = n - 1; i >= 0; i--) {
+    buf[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
+  put(o, buf, (size_t)n);
+}
+
 static void put_fraction(struct out *o, long nsec, int digits) {
   char buf[10];
-  snprintf(buf, sizeof(buf), "%09ld", nsec);
+  unsigned long v = nsec < 0 || nsec > 999999999 ? 0 : (unsigned long)nsec;
+  for (int i = 8; i >= 0; i--) {
+    buf[i] = (char)('0' + v % 10);
+    v /= 10;
+  }
   if (digits < 0) { /* all significant digits: trailing zeros trimmed */
     digits = 9;
     while (digits > 0 && buf[digits - 1] == '0')
       digits--;
   }
   put(o, buf, (size_t)digits);
+}
+
+/* %Y %m %d %H %M %S %j without strftime; false for anything else. */
+static bool fast_conversion(struct out *o, char c, const struct tm *tm) {
+  switch (c) {
+  case 'Y':
+    if (tm->tm_year < -1900 || tm->tm_year > 8099)
+      return false;
+    put_digits(o, (unsigned long)(tm->tm_year + 1900), 4);
+    return true;
+  case 'm': put_digits(o, (unsigned long)tm->tm_mon + 1, 2); return true;
+  case 'd': put_digits(o, (unsigned long)tm->tm_mday, 2); return true;
+  case 'H': put_digits(o, (unsigned long)tm->tm_hour, 2); return true;
+  case 'M': put_digits(o, (unsigned long)tm->tm_min, 2); return true;
+  case 'S': put_digits(o, (unsigned long)tm->tm_sec, 2); return true;
+  case 'j': put_digits(o, (unsigned long)tm->tm_yday + 1, 3); return true;
+  default: return false;
+  }
 }
 
 size_t rt_fmt_time(const char *fmt, const struct timespec *ts, char *dst, size_t cap) {
@@ -140,13 +173,16 @@ size_t rt_fmt_time(const char *fmt, const struct timespec *ts, char *dst, size_t
       break;
     case 'f': put_fraction(&o, ts->tv_nsec, sp.digits); break;
     case 'S':
-      n = snprintf(buf, sizeof(buf), "%02d", tm.tm_sec);
-      put(&o, buf, (size_t)n);
+      put_digits(&o, (unsigned long)tm.tm_sec, 2);
       if (sp.digits != 0 && !(sp.digits < 0 && ts->tv_nsec == 0)) {
         put(&o, ".", 1);
         put_fraction(&o, ts->tv_nsec, sp.digits);
       }
       break;
+    case 'x':
+      if (sp.len == 1 && fast_conversion(&o, f[1], &tm))
+        break;
+      /* fall through */
     default: {
       char conv[16] = "%";
       memcpy(conv + 1, f + 1, sp.len);

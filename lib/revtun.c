@@ -297,11 +297,17 @@ int revtun_tick(revtun_t *h, revtun_time_ms_t now) {
   struct rt_timer *t;
   while (!h->free_pending && (t = rt_heap_top(&h->timers)) && t->deadline <= now) {
     struct rt_fdent *ent = RT_CONTAINER_OF(t, struct rt_fdent, tm);
-    rt_heap_remove(&h->timers, t);
-    if (ent->kind == RT_FD_HANDSHAKE)
+    if (ent->kind == RT_FD_HANDSHAKE) {
+      rt_heap_remove(&h->timers, t); /* the handler frees the connection */
       rt_acceptor_on_deadline(h, ent, now);
-    else
-      rt_ka_on_deadline(h, (struct rt_sock *)ent, now);
+      continue;
+    }
+    /* A socket's handler re-arms its timer in place (one sift instead of a
+     * pop and a push) or kills it, which unschedules it; dead sockets stay
+     * readable until the outermost call returns. */
+    rt_ka_on_deadline(h, (struct rt_sock *)ent, now);
+    if (t->idx != RT_TIMER_IDLE && t->deadline <= now)
+      rt_heap_remove(&h->timers, t);
   }
   if (h->log_flush_due && h->log_flush_due <= now)
     rt_loggers_flush(h, true);

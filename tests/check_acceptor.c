@@ -459,6 +459,27 @@ START_TEST(metadata_on_setup_record) {
   o = run(h, acc, r, strlen(r), 0);
   ck_assert_ptr_nonnull(strstr(tu_last(&rec, REVTUN_EV_TUNNEL_SETUP)->meta, "my.ns:tenant_id=t;"));
   revtun_free(h);
+
+  /* an access log reads it as %DYNAMIC_METADATA(<namespace>:<key>)% */
+  char dir[] = "/tmp/revtun-acc-XXXXXX", old[1024];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  ck_assert_ptr_nonnull(getcwd(old, sizeof(old)));
+  ck_assert_int_eq(chdir(dir), 0);
+  tu_rec_init(&rec);
+  h = tu_new("acc_md_log", &rec, 0);
+  acc = acceptor(h, "acc_metadata");
+  o = run(h, acc, r, strlen(r), 0);
+  ck_assert_str_eq(o.response, OK_200);
+  revtun_free(h); /* flushes */
+  char line[512] = "";
+  FILE *f = fopen("md.log", "r");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+  fclose(f);
+  ck_assert_str_eq(line, "tunnel_setup validation_passed - n\n");
+  unlink("md.log");
+  ck_assert_int_eq(chdir(old), 0);
+  rmdir(dir);
 }
 END_TEST
 

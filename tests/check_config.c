@@ -27,7 +27,7 @@ static int validate(const char *name, char *err, size_t errlen) {
 }
 
 START_TEST(empty_config_gives_defaults) {
-  struct tu_rec r;
+  static struct tu_rec r; /* large: not on the stack */
   tu_rec_init(&r);
   revtun_t *h = tu_new("empty", &r, 0);
   ck_assert_str_eq(revtun_config_stat_prefix(h), "reverse_tunnel_acceptor");
@@ -109,7 +109,7 @@ START_TEST(wrapper_present_with_zero_is_rejected) {
 END_TEST
 
 START_TEST(wrapper_values_one_and_false) {
-  struct tu_rec r;
+  static struct tu_rec r; /* large: not on the stack */
   tu_rec_init(&r);
   revtun_t *h = tu_new("threshold_one", &r, 0);
   ck_assert_uint_eq(revtun_config_ping_failure_threshold(h), 1);

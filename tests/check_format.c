@@ -171,6 +171,43 @@ START_TEST(dynamic_metadata_other_namespaces_and_paths) {
 }
 END_TEST
 
+/* format_ops.c reads the lifecycle keys from the record directly; it must
+ * agree with the public metadata view (events.c) on every key, present or
+ * absent, for every kind of record -- extra pairs included. */
+START_TEST(direct_metadata_matches_the_event_view) {
+  static const char *const keys[] = {
+      "event", "node_id", "cluster_id", "tenant_id", "worker", "socket_state", "handoff_kind",
+      "close_reason", "fd", "miss_count", "initiator_worker_id", "initiator_connection_id",
+      "validation", "nope"};
+  static const struct rt_meta_kv extras[] = {{"validation", "passed"}, {"fd", "x7"},
+                                             {"handoff_kind", "extra"}};
+  for (int variant = 0; variant < 256; variant++) {
+    struct revtun_event ev;
+    make_event(&ev);
+    ev.kind = 1 + variant % 8;
+    ev.fd = variant & 8 ? -1 : 5 + variant;
+    ev.close_reason = variant % 12;
+    ev.socket_state = 1 + variant % 3;
+    ev.miss_count = (uint32_t)variant;
+    ev.handoff_kind = variant & 16 ? "pool_to_upstream" : NULL;
+    ev.init_worker = variant & 32 ? "" : "iw";
+    ev.init_conn = variant & 64 ? "" : "77";
+    ev.tenant_id = variant & 128 ? "" : "t";
+    ev.extra = extras;
+    ev.n_extra = variant & 1 ? 3 : 0;
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+      char src[128];
+      snprintf(src, sizeof(src), "%%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:%s)%%",
+               keys[k]);
+      const char *want = revtun_event_meta_find(&ev, keys[k]);
+      ck_assert_msg(strcmp(life(src, &ev), want ? want : "-") == 0,
+                    "variant %d key %s: got '%s', view '%s'", variant, keys[k], out,
+                    want ? want : "(absent)");
+    }
+  }
+}
+END_TEST
+
 START_TEST(filter_state_every_key) {
   struct revtun_event ev;
   make_event(&ev);
@@ -754,6 +791,7 @@ int main(void) {
   tcase_add_test(t, literals_and_percent);
   tcase_add_test(t, dynamic_metadata_every_key);
   tcase_add_test(t, dynamic_metadata_other_namespaces_and_paths);
+  tcase_add_test(t, direct_metadata_matches_the_event_view);
   tcase_add_test(t, filter_state_every_key);
   tcase_add_test(t, addresses);
   tcase_add_test(t, termination_details);

@@ -23,7 +23,8 @@ awk '/<!-- embed-example -->/ { on = 1; next } on && /^```c/ { inside = 1; next 
 [ -s "$tmp/embed.c" ] || { echo "no example found in README.md"; exit 1; }
 
 libdir=$(pkg-config --variable=libdir upstream-revtun)
-${CC:-cc} -Wall -Wextra -Werror -o "$tmp/embed" "$tmp/embed.c" \
+# CFLAGS/LDFLAGS carry the sanitizer flags when the build uses them
+${CC:-cc} ${CFLAGS:-} -Wall -Wextra -Werror -o "$tmp/embed" "$tmp/embed.c" ${LDFLAGS:-} \
   $(pkg-config --cflags --libs upstream-revtun) -Wl,-rpath,"$libdir"
 "$tmp/embed" >"$tmp/out"
 printf '%s\n' "tunnel_setup node-1" "idle_ping_sent node-1" "idle_ping_ack node-1" \

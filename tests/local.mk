@@ -77,4 +77,5 @@ TESTS += tests/symbols.sh tests/installed.sh
 
 AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 	top_builddir='$(abs_top_builddir)'; top_srcdir='$(abs_top_srcdir)'; \
-	MAKE='$(MAKE)'; CC='$(CC)'; export top_builddir top_srcdir MAKE CC;
+	MAKE='$(MAKE)'; CC='$(CC)'; CFLAGS='$(CFLAGS)'; LDFLAGS='$(LDFLAGS)'; \
+	export top_builddir top_srcdir MAKE CC CFLAGS LDFLAGS;

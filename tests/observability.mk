@@ -23,6 +23,7 @@ OBS_SUITES = \
 	tests/check_reporter
 check_PROGRAMS += $(OBS_SUITES)
 TESTS += $(OBS_SUITES)
+VALGRIND_TESTS += $(OBS_SUITES)
 
 OBS_TEST_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib -Ilib/proto $(PROTOBUF_C_CFLAGS) \
 	-DTEST_MODULE_DIR='"$(abs_builddir)/examples/.libs"' \
