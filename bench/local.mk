@@ -39,3 +39,11 @@ bench_bench_accesslog_CPPFLAGS = $(BENCH_CPPFLAGS)
 bench_bench_accesslog_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_accesslog_LDFLAGS = $(BENCH_WRAP)
 bench_bench_accesslog_LDADD = $(BENCH_LDADD)
+
+# handshakes/s through the acceptor vs accept()+write()+close(): real sockets,
+# the shared library as a host links it.
+noinst_PROGRAMS += bench/bench_handshake
+bench_bench_handshake_SOURCES = bench/bench_handshake.c
+bench_bench_handshake_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
+bench_bench_handshake_CFLAGS = $(WARN_CFLAGS)
+bench_bench_handshake_LDADD = lib/libupstream-revtun.la

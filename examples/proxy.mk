@@ -1,0 +1,1 @@
+# issue 6: upstream proxy, quickstart, end-to-end tests and benchmark (landing)
