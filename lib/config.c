@@ -2,7 +2,6 @@
  * protobuf-c applies none of Envoy's validation rules, so each one is here,
  * with a sentence naming the field when it fails. The decoded message never
  * outlives this file: what the handle needs is copied into rt_config. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,16 +15,6 @@ typedef Envoy__Extensions__Bootstrap__ReverseTunnel__UpstreamSocketInterface__V3
     UpstreamConfig;
 #define UPSTREAM_CONFIG_DESC                                                                    \
   envoy__extensions__bootstrap__reverse_tunnel__upstream_socket_interface__v3__upstream_reverse_connection_socket_interface__descriptor
-
-int rt_fail(int status, char *errbuf, size_t errbuf_len, const char *fmt, ...) {
-  if (errbuf && errbuf_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errbuf_len, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
 
 static int copy_any(const struct rt_mem *m, const char *name, const Google__Protobuf__Any *any,
                     struct rt_ext_entry *e) {

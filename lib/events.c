@@ -5,17 +5,9 @@
 
 #include "revtun_int.h"
 
-/* Decimal into buf (at least 21 bytes), left aligned; returns buf. */
+/* Decimal into buf (at least 21 bytes), NUL-terminated; returns buf. */
 static char *u64_dec(uint64_t v, char *buf) {
-  char tmp[21];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
-  buf[n] = '\0';
+  buf[rt_u64_dec(v, buf)] = '\0';
   return buf;
 }
 

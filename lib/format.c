@@ -11,16 +11,6 @@
 
 #include "format_int.h"
 
-int rt_fmt_fail(char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return REVTUN_E_CONFIG;
-}
-
 /* ------------------------------------------------------------------ sink */
 
 void rt_sink_raw(struct rt_sink *s, const char *d, size_t n) {
@@ -117,18 +107,6 @@ void rt_sink_val(struct rt_sink *s, const char *d, size_t n) {
   if (s->budget != SIZE_MAX)
     s->budget -= n;
   rt_sink_esc(s, d, n, s->esc);
-}
-
-size_t rt_u64_dec(uint64_t v, char *buf) {
-  char tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
-  return n;
 }
 
 /* ----------------------------------------------------------------- parser */

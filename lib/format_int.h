@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "format.h"
+#include "util.h"
 
 #define RT_FMT_NO_MAX UINT32_MAX
 
@@ -87,7 +88,6 @@ void rt_sink_val(struct rt_sink *s, const char *d, size_t n);      /* budget + s
 static inline void rt_sink_str(struct rt_sink *s, const char *str) {
   rt_sink_val(s, str, __builtin_strlen(str));
 }
-size_t rt_u64_dec(uint64_t v, char *buf); /* no NUL; buf holds 20 bytes */
 void rt_sink_json_string(struct rt_sink *s, const char *d, size_t n, unsigned level);
 void rt_sink_number(struct rt_sink *s, double v, unsigned level);
 
@@ -143,8 +143,8 @@ void rt_fmt_render_seq_text(const struct rt_fmt_seq *q, struct rt_rctx *r, struc
 /* A value as text (the text-format rules), at the sink's escaping depth. */
 void rt_fmt_put_value_text(struct rt_sink *s, const struct rt_fmt_val *v, const struct rt_rctx *r,
                            uint32_t max_len);
-int rt_fmt_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* A config error sentence (util.h). */
+#define rt_fmt_fail(err, errlen, ...) rt_fail(REVTUN_E_CONFIG, (err), (errlen), __VA_ARGS__)
 
 /* format_json.c */
 void rt_fmt_json_free(const struct rt_mem *m, struct rt_fmt_jnode *n);

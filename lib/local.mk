@@ -72,22 +72,9 @@ lib_libupstream_revtun_la_SOURCES = \
 	lib/rping.c \
 	lib/stats.c \
 	lib/strings.c \
-	lib/timer.c lib/timer.h
-nodist_lib_libupstream_revtun_la_SOURCES = \
-	lib/proto/envoy/config/accesslog/v3/accesslog.pb-c.c \
-	lib/proto/envoy/config/core/v3/base.pb-c.c \
-	lib/proto/envoy/config/core/v3/extension.pb-c.c \
-	lib/proto/envoy/config/core/v3/substitution_format_string.pb-c.c \
-	lib/proto/envoy/extensions/access_loggers/file/v3/file.pb-c.c \
-	lib/proto/envoy/extensions/access_loggers/stream/v3/stream.pb-c.c \
-	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/reporter/dynamic_modules/v3/dynamic_module_reporter.pb-c.c \
-	lib/proto/envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.pb-c.c \
-	lib/proto/envoy/extensions/dynamic_modules/v3/dynamic_modules.pb-c.c \
-	lib/proto/envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.pb-c.c \
-	lib/proto/google/protobuf/any.pb-c.c \
-	lib/proto/google/protobuf/duration.pb-c.c \
-	lib/proto/google/protobuf/struct.pb-c.c \
-	lib/proto/google/protobuf/wrappers.pb-c.c
+	lib/timer.c lib/timer.h \
+	lib/util.c lib/util.h
+nodist_lib_libupstream_revtun_la_SOURCES = $(PROTO_GEN_C)
 nodist_noinst_HEADERS = $(PROTO_GEN_H)
 
 lib_libupstream_revtun_la_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \

@@ -14,7 +14,7 @@ revtuninclude_HEADERS += include/revtun/reporter_module.h
 # The format engine on its own (no protobuf decoding, no handle), compiled
 # into tests/check_format and fuzz/*_format so they can reach its internal
 # API; the event getters it calls come from the shared library.
-FORMAT_ENGINE_SRC = lib/format.c lib/format_json.c lib/format_ops.c lib/format_time.c \
+FORMAT_ENGINE_SRC = lib/format.c lib/format_json.c lib/format_ops.c lib/format_time.c lib/util.c \
 	lib/mem.c
 FORMAT_ENGINE_CPPFLAGS = -I$(top_srcdir)/include -Iinclude -I$(top_srcdir)/lib -Ilib/proto \
 	$(PROTOBUF_C_CFLAGS)

@@ -5,22 +5,28 @@
 
 #define RT_MAX_FACTORIES 64u
 
-int revtun_options_new(revtun_options_t **out) {
-  if (!out)
-    return REVTUN_E_INVAL;
-  struct rt_mem m;
-  rt_mem_default(&m);
-  revtun_options_t *o = rt_calloc(&m, 1, sizeof(*o));
-  *out = o;
-  if (!o)
-    return REVTUN_E_NOMEM;
-  o->mem = m;
+/* The defaults, shared by revtun_options_new() and calls given NULL options. */
+void rt_options_defaults(revtun_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  rt_mem_default(&o->mem);
   o->log_level = REVTUN_LOG_WARN;
   strcpy(o->worker, RT_DEFAULT_WORKER);
   o->limits.config_bytes = 1u << 20;
   o->limits.log_buffer_bytes = 1u << 20;
   o->limits.access_logs = 64;
   o->limits.log_flush_ms = 1000;
+}
+
+int revtun_options_new(revtun_options_t **out) {
+  if (!out)
+    return REVTUN_E_INVAL;
+  struct rt_mem m;
+  rt_mem_default(&m);
+  revtun_options_t *o = rt_malloc(&m, sizeof(*o));
+  *out = o;
+  if (!o)
+    return REVTUN_E_NOMEM;
+  rt_options_defaults(o);
   return REVTUN_OK;
 }
 

@@ -484,55 +484,37 @@ static struct rt_sock *oldest_idle(const struct rt_node *n) {
   return best;
 }
 
-int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id,
-                   revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
-  if (!node_id || !fd_out)
-    return REVTUN_E_INVAL;
-  *fd_out = -1;
-  int rc = enter_pool_call(h, now);
-  if (rc)
-    return rc;
-  rc = REVTUN_E_NOT_FOUND;
-  struct rt_node *n;
-  struct rt_sock *s;
-  /* Each pass either hands a socket over or drops a dead one. */
-  while ((n = find_node(h, tenant_id, node_id)) && (s = oldest_idle(n))) {
-    if (still_alive(h, s, now)) {
-      hand_over(h, s, now, fd_out, strip_out);
-      rc = REVTUN_OK;
-      break;
-    }
-  }
-  if (rc)
-    rt_count(h, RT_C_POOL_MISS);
-  leave_pool_call(h);
-  return rc;
+/* The next candidate for a handoff by node: the node's oldest idle socket. */
+static struct rt_sock *pick_by_node(revtun_t *h, const char *tenant, const char *node) {
+  struct rt_node *n = find_node(h, tenant, node);
+  return n ? oldest_idle(n) : NULL;
 }
 
-/* Next member with an idle socket, round robin; NULL if the cluster has none. */
-static struct rt_member *next_member_with_idle(struct rt_cluster *c) {
-  for (size_t tries = 0; tries < c->n_members; tries++) {
+/* By cluster: the next member node, round robin, that has an idle socket. */
+static struct rt_sock *pick_by_cluster(revtun_t *h, const char *tenant, const char *cluster) {
+  struct rt_cluster *c = find_cluster(h, tenant, cluster);
+  for (size_t tries = 0; c && tries < c->n_members; tries++) {
     struct rt_member *m = c->members[c->rr % c->n_members];
     c->rr = (c->rr + 1) % c->n_members;
     if (m->idle_head)
-      return m;
+      return m->idle_head;
   }
   return NULL;
 }
 
-int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
-                              revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
-  if (!cluster_id || !fd_out)
+static int handoff(revtun_t *h, const char *key, const char *tenant, revtun_time_ms_t now,
+                   int *fd_out, revtun_strip_t *strip_out,
+                   struct rt_sock *(*pick)(revtun_t *, const char *, const char *)) {
+  if (!key || !fd_out)
     return REVTUN_E_INVAL;
   *fd_out = -1;
   int rc = enter_pool_call(h, now);
   if (rc)
     return rc;
   rc = REVTUN_E_NOT_FOUND;
-  struct rt_cluster *c;
-  struct rt_member *m;
-  while ((c = find_cluster(h, tenant_id, cluster_id)) && (m = next_member_with_idle(c))) {
-    struct rt_sock *s = m->idle_head;
+  struct rt_sock *s;
+  /* Each pass either hands a socket over or drops a dead one, so it ends. */
+  while ((s = pick(h, tenant, key))) {
     if (still_alive(h, s, now)) {
       hand_over(h, s, now, fd_out, strip_out);
       rc = REVTUN_OK;
@@ -543,6 +525,16 @@ int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *t
     rt_count(h, RT_C_POOL_MISS);
   leave_pool_call(h);
   return rc;
+}
+
+int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id,
+                   revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
+  return handoff(h, node_id, tenant_id, now, fd_out, strip_out, pick_by_node);
+}
+
+int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
+                              revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
+  return handoff(h, cluster_id, tenant_id, now, fd_out, strip_out, pick_by_cluster);
 }
 
 static struct rt_sock *pool_sock(const revtun_t *h, int fd) {

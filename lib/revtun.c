@@ -17,22 +17,11 @@
 
 /* ------------------------------------------------------------ validation */
 
-static void default_options(revtun_options_t *o) {
-  memset(o, 0, sizeof(*o));
-  rt_mem_default(&o->mem);
-  o->log_level = REVTUN_LOG_WARN;
-  strcpy(o->worker, RT_DEFAULT_WORKER);
-  o->limits.config_bytes = 1u << 20;
-  o->limits.log_buffer_bytes = 1u << 20;
-  o->limits.access_logs = 64;
-  o->limits.log_flush_ms = 1000;
-}
-
 int revtun_config_validate(const void *config, size_t len, const revtun_options_t *opts,
                            char *errbuf, size_t errbuf_len) {
   revtun_options_t defaults;
   if (!opts) {
-    default_options(&defaults);
+    rt_options_defaults(&defaults);
     opts = &defaults;
   }
   struct rt_config cfg;
@@ -68,7 +57,7 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
   *out = NULL;
   revtun_options_t defaults;
   if (!opts) {
-    default_options(&defaults);
+    rt_options_defaults(&defaults);
     opts = &defaults;
   }
   const struct rt_mem *m = &opts->mem;

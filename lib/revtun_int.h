@@ -11,6 +11,7 @@
 #include "hash.h"
 #include "mem.h"
 #include "timer.h"
+#include "util.h"
 
 #define RT_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 #define RT_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -55,9 +56,6 @@ int rt_config_parse(const struct rt_mem *mem, const void *buf, size_t len,
                     size_t errbuf_len);
 void rt_config_clear(const struct rt_mem *mem, struct rt_config *cfg);
 
-/* Writes a sentence into errbuf (when given) and returns status. */
-int rt_fail(int status, char *errbuf, size_t errbuf_len, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* ---------------------------------------------------------------- options */
 
@@ -90,6 +88,7 @@ struct revtun_options {
 
 const struct rt_factory *rt_options_find_factory(const revtun_options_t *opts, const char *name,
                                                  bool reporter);
+void rt_options_defaults(revtun_options_t *o);
 int rt_options_copy(const struct rt_mem *m, revtun_options_t *dst, const revtun_options_t *src);
 void rt_options_clear(const struct rt_mem *m, revtun_options_t *o);
 
