@@ -142,11 +142,61 @@ START_TEST(register_and_handoff_fail_cleanly) {
 }
 END_TEST
 
+/* Phase one of an accepted handshake (reference §3.2 l, item 98 NEW): when
+ * the registration cannot be prepared the initiator gets 503, never a 200
+ * for a socket that is not registered. */
+START_TEST(handshake_503_when_registration_cannot_be_prepared) {
+  struct failing f = {-1, 0, 0};
+  tu_rec_init(&rec);
+  revtun_options_t *o = options(&f);
+  revtun_t *h = tu_new_opts("detailed_isolation", o, 0);
+  revtun_options_free(o);
+  revtun_acceptor_t *acc;
+  ck_assert_int_eq(revtun_acceptor_new(&acc, h, NULL, 0, NULL, 0), REVTUN_OK);
+  static const char req[] = "GET /reverse_connections/request HTTP/1.1\r\n"
+                            "x-envoy-reverse-tunnel-node-id: fresh-node\r\n"
+                            "x-envoy-reverse-tunnel-cluster-id: fresh-cluster\r\n"
+                            "x-envoy-reverse-tunnel-tenant-id: fresh-tenant\r\n\r\n";
+  int saw_503 = 0, saw_200 = 0;
+  for (long n = 0; n < 200 && !saw_200; n++) {
+    int sv[2];
+    tu_socketpair(sv);
+    tu_write(sv[1], req);
+    f.countdown = n;
+    int rc = revtun_acceptor_accept(acc, sv[0], NULL, 1);
+    f.countdown = -1;
+    char resp[1024];
+    tu_read_all(sv[1], resp, sizeof(resp));
+    if (rc != REVTUN_OK) {
+      ck_assert_int_eq(rc, REVTUN_E_NOMEM);
+      ck_assert(tu_fd_open(sv[0])); /* refused: still the caller's */
+      close(sv[0]);
+    } else if (strncmp(resp, "HTTP/1.1 503 ", 13) == 0) {
+      saw_503++;
+      ck_assert_ptr_nonnull(strstr(resp, "Reverse tunnel registration unavailable"));
+      ck_assert_int_eq(revtun_idle_count(h, "fresh-node", "fresh-tenant"), 0);
+    } else if (strncmp(resp, "HTTP/1.1 200 ", 13) == 0) {
+      saw_200 = 1; /* enough allocations: registered */
+      ck_assert_int_eq(revtun_idle_count(h, "fresh-node", "fresh-tenant"), 1);
+    }
+    close(sv[1]);
+    revtun_tick(h, 100000 + (revtun_time_ms_t)n); /* let lingering rejects end */
+  }
+  ck_assert_int_gt(saw_503, 0);
+  ck_assert_int_eq(saw_200, 1);
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.registration_failed"), (uint64_t)saw_503);
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.accepted"), 1);
+  revtun_free(h);
+  ck_assert_int_eq(f.live, 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("nomem");
   TCase *tc = tcase_create("nomem");
   tcase_add_test(tc, create_fails_cleanly_at_every_allocation);
   tcase_add_test(tc, register_and_handoff_fail_cleanly);
+  tcase_add_test(tc, handshake_503_when_registration_cannot_be_prepared);
   suite_add_tcase(s, tc);
   return tu_run(s);
 }
