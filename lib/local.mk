@@ -65,7 +65,9 @@ lib_libupstream_revtun_la_SOURCES = \
 	lib/names.c \
 	lib/options.c \
 	lib/pbwire.c lib/pbwire.h \
-	lib/pool.c \
+	lib/pool.c lib/pool_int.h \
+	lib/handoff.c \
+	lib/lookup.c \
 	lib/reg.c \
 	lib/reporter.c \
 	lib/revtun.c lib/revtun_int.h \

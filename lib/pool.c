@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "revtun_int.h"
+#include "pool_int.h"
 
 /* ----------------------------------------------------------------- keys */
 
@@ -49,14 +49,14 @@ static char *make_key(revtun_t *h, const char *tenant, const char *id, const cha
   return key;
 }
 
-static struct rt_node *find_node(const revtun_t *h, const char *tenant, const char *id) {
+struct rt_node *rt_pool_find_node(const revtun_t *h, const char *tenant, const char *id) {
   char buf[KEY_CAP];
   size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
   struct rt_hnode *hn = rt_htable_find(&h->nodes, buf, n);
   return hn ? RT_CONTAINER_OF(hn, struct rt_node, hn) : NULL;
 }
 
-static struct rt_cluster *find_cluster(const revtun_t *h, const char *tenant, const char *id) {
+struct rt_cluster *rt_pool_find_cluster(const revtun_t *h, const char *tenant, const char *id) {
   char buf[KEY_CAP];
   size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
   struct rt_hnode *hn = rt_htable_find(&h->clusters, buf, n);
@@ -65,7 +65,7 @@ static struct rt_cluster *find_cluster(const revtun_t *h, const char *tenant, co
 
 /* Live sockets plus registrations prepared but not yet committed. */
 size_t rt_pool_count_for_node(const revtun_t *h, const char *node, const char *tenant) {
-  const struct rt_node *n = find_node(h, tenant, node);
+  const struct rt_node *n = rt_pool_find_node(h, tenant, node);
   if (!n)
     return 0;
   size_t count = n->live;
@@ -120,8 +120,8 @@ static void release_member(revtun_t *h, struct rt_member *m) {
 static int get_member(revtun_t *h, const char *node_id, const char *cluster_id,
                       const char *tenant, struct rt_member **out) {
   const struct rt_mem *mem = &h->mem;
-  struct rt_node *n = find_node(h, tenant, node_id);
-  struct rt_cluster *c = find_cluster(h, tenant, cluster_id);
+  struct rt_node *n = rt_pool_find_node(h, tenant, node_id);
+  struct rt_cluster *c = rt_pool_find_cluster(h, tenant, cluster_id);
   struct rt_member *m = (n && c) ? find_member(n, c) : NULL;
   if (m) {
     *out = m;
@@ -202,7 +202,7 @@ static void fifo_unlink(struct rt_member *m, struct rt_sock *s) {
 }
 
 /* Leaves the idle pool: FIFO, counters, deadline and io interest. */
-static void leave_idle(revtun_t *h, struct rt_sock *s) {
+void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s) {
   struct rt_member *m = s->member;
   fifo_unlink(m, s);
   m->idle--;
@@ -388,7 +388,7 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno,
   s->dead = 1;
   bool was_idle = s->state == RT_SOCK_IDLE;
   if (was_idle)
-    leave_idle(h, s);
+    rt_pool_leave_idle(h, s);
   rt_fd_clear(h, s->ent.fd);
   h->n_sockets--;
   if (was_idle) { /* after handoff the fd belongs to the host */
@@ -427,286 +427,8 @@ void rt_pool_free_all(revtun_t *h) {
   }
 }
 
-/* ---------------------------------------------------------------- handoff */
-
-/* Allowed from inside callbacks (DESIGN §3), so it does not use rt_enter's
- * callback check; it still refuses a handle that is going away. */
-static int enter_pool_call(revtun_t *h, revtun_time_ms_t now) {
-  if (!h)
-    return REVTUN_E_INVAL;
-  if (h->free_pending || h->freeing || h->failed)
-    return REVTUN_E_STATE;
-  if (h->iterating)
-    return REVTUN_E_RECURSIVE; /* the pool is being walked by a foreach callback */
-  h->depth++;
-  if (now > h->last_now)
-    h->last_now = now;
-  return REVTUN_OK;
-}
-
-static void leave_pool_call(revtun_t *h) {
-  if (h->cb_depth) { /* nested in a callback: the outer call finishes up */
-    h->depth--;
-    return;
-  }
-  rt_leave(h);
-}
-
-/* Peeks without consuming: EOF or a hard error means the peer is gone. */
-static bool still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
-  char c;
-  ssize_t r = recv(s->ent.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
-    return true;
-  int err = r < 0 ? errno : 0;
-  rt_pool_kill(h, s, r == 0 ? REVTUN_CLOSE_IDLE_PEER_CLOSE : REVTUN_CLOSE_IDLE_READ_ERROR, err,
-               now);
-  return false;
-}
-
-static void hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int *fd_out,
-                      revtun_strip_t *strip_out) {
-  leave_idle(h, s);
-  s->state = RT_SOCK_HANDED_OFF;
-  rt_count(h, RT_C_HANDOFFS);
-  *fd_out = s->ent.fd;
-  if (strip_out)
-    *strip_out = s->partial; /* a partial echo becomes the strip helper's state */
-  s->partial = 0;
-  rt_emit_sock(h, REVTUN_EV_SOCKET_HANDOFF, s, now);
-}
-
-static struct rt_sock *oldest_idle(const struct rt_node *n) {
-  struct rt_sock *best = NULL;
-  for (const struct rt_member *m = n->members; m; m = m->next_in_node)
-    if (m->idle_head && (!best || m->idle_head->seq < best->seq))
-      best = m->idle_head;
-  return best;
-}
-
-/* The next candidate for a handoff by node: the node's oldest idle socket. */
-static struct rt_sock *pick_by_node(revtun_t *h, const char *tenant, const char *node) {
-  struct rt_node *n = find_node(h, tenant, node);
-  return n ? oldest_idle(n) : NULL;
-}
-
-/* By cluster: the next member node, round robin, that has an idle socket. */
-static struct rt_sock *pick_by_cluster(revtun_t *h, const char *tenant, const char *cluster) {
-  struct rt_cluster *c = find_cluster(h, tenant, cluster);
-  for (size_t tries = 0; c && tries < c->n_members; tries++) {
-    struct rt_member *m = c->members[c->rr % c->n_members];
-    c->rr = (c->rr + 1) % c->n_members;
-    if (m->idle_head)
-      return m->idle_head;
-  }
-  return NULL;
-}
-
-static int handoff(revtun_t *h, const char *key, const char *tenant, revtun_time_ms_t now,
-                   int *fd_out, revtun_strip_t *strip_out,
-                   struct rt_sock *(*pick)(revtun_t *, const char *, const char *)) {
-  if (!key || !fd_out)
-    return REVTUN_E_INVAL;
-  *fd_out = -1;
-  int rc = enter_pool_call(h, now);
-  if (rc)
-    return rc;
-  rc = REVTUN_E_NOT_FOUND;
-  struct rt_sock *s;
-  /* Each pass either hands a socket over or drops a dead one, so it ends. */
-  while ((s = pick(h, tenant, key))) {
-    if (still_alive(h, s, now)) {
-      hand_over(h, s, now, fd_out, strip_out);
-      rc = REVTUN_OK;
-      break;
-    }
-  }
-  if (rc)
-    rt_count(h, RT_C_POOL_MISS);
-  leave_pool_call(h);
-  return rc;
-}
-
-int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id,
-                   revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
-  return handoff(h, node_id, tenant_id, now, fd_out, strip_out, pick_by_node);
-}
-
-int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
-                              revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
-  return handoff(h, cluster_id, tenant_id, now, fd_out, strip_out, pick_by_cluster);
-}
-
-static struct rt_sock *pool_sock(const revtun_t *h, int fd) {
+/* The pool socket behind fd, or NULL (unknown fd, or a handshake). */
+struct rt_sock *rt_pool_sock(const revtun_t *h, int fd) {
   struct rt_fdent *e = h ? rt_fd_get(h, fd) : NULL;
   return e && e->kind == RT_FD_POOL ? (struct rt_sock *)e : NULL;
-}
-
-int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now) {
-  if (reason < REVTUN_CLOSE_NONE || reason > REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
-    return REVTUN_E_INVAL;
-  int rc = enter_pool_call(h, now);
-  if (rc)
-    return rc;
-  struct rt_sock *s = pool_sock(h, fd);
-  if (!s) {
-    rc = REVTUN_E_NOT_FOUND;
-  } else {
-    /* After a noted HTTP/2 keepalive timeout the close reuses that reason. */
-    if (s->h2_timeout_noted && (reason == REVTUN_CLOSE_NONE || reason == REVTUN_CLOSE_LOCAL_CLOSE))
-      reason = REVTUN_CLOSE_HTTP2_PING_TIMEOUT;
-    if (reason == REVTUN_CLOSE_NONE)
-      reason = REVTUN_CLOSE_EXPLICIT_CLOSE;
-    rt_pool_kill(h, s, reason, 0, now);
-  }
-  leave_pool_call(h);
-  return rc;
-}
-
-int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now) {
-  int rc = enter_pool_call(h, now);
-  if (rc)
-    return rc;
-  struct rt_sock *s = pool_sock(h, fd);
-  if (!s || s->state != RT_SOCK_HANDED_OFF) {
-    rc = s ? REVTUN_E_STATE : REVTUN_E_NOT_FOUND;
-  } else if (!s->h2_timeout_noted) { /* exactly one record per socket */
-    s->h2_timeout_noted = 1;
-    struct revtun_event ev;
-    rt_event_init(&ev, h, REVTUN_EV_H2_KEEPALIVE_TIMEOUT, now, s);
-    ev.close_reason = REVTUN_CLOSE_HTTP2_PING_TIMEOUT;
-    rt_emit(h, &ev);
-  }
-  leave_pool_call(h);
-  return rc;
-}
-
-int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now) {
-  int rc = enter_pool_call(h, now);
-  if (rc)
-    return rc;
-  struct rt_sock *s = pool_sock(h, fd);
-  if (!s) {
-    rc = REVTUN_E_NOT_FOUND;
-  } else {
-    struct revtun_event ev;
-    rt_event_init(&ev, h, REVTUN_EV_REPORT_GOAWAY, now, s);
-    rt_report(h, &ev);
-  }
-  leave_pool_call(h);
-  return rc;
-}
-
-/* ------------------------------------------------------------- lookups */
-
-int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
-                          const char **node_id_out) {
-  if (!h || !cluster_id || !node_id_out)
-    return REVTUN_E_INVAL;
-  *node_id_out = NULL;
-  struct rt_cluster *c = find_cluster(h, tenant_id, cluster_id);
-  for (size_t tries = 0; c && tries < c->n_members; tries++) {
-    struct rt_member *m = c->members[c->rr % c->n_members];
-    c->rr = (c->rr + 1) % c->n_members;
-    if (m->live) { /* not a registration still being answered */
-      *node_id_out = m->node->id;
-      return REVTUN_OK;
-    }
-  }
-  return REVTUN_E_NOT_FOUND;
-}
-
-int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id) {
-  if (!h || !node_id)
-    return REVTUN_E_INVAL;
-  const struct rt_node *n = find_node(h, tenant_id, node_id);
-  return n ? (int)n->idle : 0;
-}
-
-int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id, const char *tenant_id) {
-  if (!h || !cluster_id)
-    return REVTUN_E_INVAL;
-  const struct rt_cluster *c = find_cluster(h, tenant_id, cluster_id);
-  return c ? (int)c->idle : 0;
-}
-
-int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id,
-                           const char **cluster_id, const char **tenant_id) {
-  const struct rt_sock *s = pool_sock(h, fd);
-  if (!s)
-    return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
-  if (node_id)
-    *node_id = s->member->node->id;
-  if (cluster_id)
-    *cluster_id = s->member->cluster->id;
-  if (tenant_id)
-    *tenant_id = rt_istr_str(s->tenant);
-  return REVTUN_OK;
-}
-
-int revtun_socket_state(const revtun_t *h, int fd) {
-  const struct rt_sock *s = pool_sock(h, fd);
-  if (!s)
-    return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
-  return s->state == RT_SOCK_IDLE ? REVTUN_SOCK_IDLE : REVTUN_SOCK_IN_USE;
-}
-
-/* The tenant part of a scoped key, or "" when the key is not scoped. */
-static const char *key_tenant(const char *key, const char *id, char *buf, size_t cap) {
-  size_t n = (size_t)(id - key);
-  if (n == 0 || n > cap)
-    return "";
-  memcpy(buf, key, n - 1);
-  buf[n - 1] = '\0';
-  return buf;
-}
-
-int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
-  if (!h || !cb)
-    return REVTUN_E_INVAL;
-  size_t i;
-  char tenant[RT_MAX_ID_LEN + 1];
-  revtun_t *mut = (revtun_t *)h; /* the guard flag only */
-  bool was = mut->iterating;
-  mut->iterating = true;
-  for (struct rt_hnode *hn = rt_htable_first(&h->nodes, &i); hn;
-       hn = rt_htable_next(&h->nodes, hn, &i)) {
-    const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
-    if (!n->live)
-      continue;
-    /* the cluster of its oldest membership with live sockets */
-    const struct rt_member *first = NULL;
-    for (const struct rt_member *m = n->members; m; m = m->next_in_node)
-      if (m->live)
-        first = m;
-    if (cb(n->id, key_tenant(n->key, n->id, tenant, sizeof(tenant)), first->cluster->id, n->idle,
-           n->live, user))
-      break;
-  }
-  mut->iterating = was;
-  return REVTUN_OK;
-}
-
-int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) {
-  if (!h || !cb)
-    return REVTUN_E_INVAL;
-  size_t i;
-  char tenant[RT_MAX_ID_LEN + 1];
-  revtun_t *mut = (revtun_t *)h; /* the guard flag only */
-  bool was = mut->iterating;
-  mut->iterating = true;
-  for (struct rt_hnode *hn = rt_htable_first(&h->clusters, &i); hn;
-       hn = rt_htable_next(&h->clusters, hn, &i)) {
-    const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
-    if (!c->live)
-      continue;
-    size_t nodes = 0;
-    for (size_t k = 0; k < c->n_members; k++)
-      nodes += c->members[k]->live != 0;
-    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), nodes, c->idle, c->live,
-           user))
-      break;
-  }
-  mut->iterating = was;
-  return REVTUN_OK;
 }
