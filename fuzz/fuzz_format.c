@@ -156,7 +156,8 @@ static const char *header(void *user, const char *name, size_t *len) {
   }
   if (strcmp(name, "x-utf8") == 0) {
     *len = 9;
-    return "\xc3\xa9\xff\"\\\n\x01" "ab";
+    return "\xc3\xa9\xff\"\\\n\x01"
+           "ab";
   }
   if (name[0] == 'x') {
     *len = strlen(name);
@@ -212,12 +213,8 @@ static Google__Protobuf__Value *new_value(const char *s) {
     v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
     v->bool_value = s[1] == 't';
     break;
-  case '~':
-    v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
-    break;
-  default:
-    v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
-    v->string_value = (char *)s;
+  case '~': v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE; break;
+  default: v->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE; v->string_value = (char *)s;
   }
   return v;
 }
@@ -312,8 +309,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct revtun_event ev;
     make_event(&ev, (mode >> 4) & 3);
     static const struct timespec wall = {1700000000, 123456789};
-    struct rt_fmt_ctx ctx = {.ev = (mode & 8) ? NULL : &ev, .req_header = header,
-                             .remote = &a6.u.sa, .remote_len = a6.len, .wall = &wall};
+    struct rt_fmt_ctx ctx = {.ev = (mode & 8) ? NULL : &ev,
+                             .req_header = header,
+                             .remote = &a6.u.sa,
+                             .remote_len = a6.len,
+                             .wall = &wall};
     char *out1 = malloc(cap), *out2 = malloc(cap);
     unsigned r1 = 0, r2 = 0;
     size_t n1 = rt_fmt_render(f, &ctx, out1, cap, &r1);

@@ -111,7 +111,7 @@ static void check_acceptor(const uint8_t *data, size_t size) {
     __builtin_trap();
   }
   revtun_tick(h, 1000000); /* timeouts and lingering connections end */
-  revtun_free(h); /* frees the acceptor and closes whatever it still holds */
+  revtun_free(h);          /* frees the acceptor and closes whatever it still holds */
   close(sv[1]);
 }
 

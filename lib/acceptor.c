@@ -24,48 +24,7 @@
 #define INITIAL_BUF 1024u
 #define TRAILER_SLACK 8192u
 
-enum phase { READ_REQUEST = 1, WRITE_OK, WRITE_REJECT, LINGER };
-
-struct rt_hs_conn {
-  struct rt_fdent ent; /* must be first */
-  revtun_acceptor_t *acc;
-  struct rt_hs_conn *prev, *next;
-  uint8_t phase;
-  uint8_t *buf;
-  size_t len, cap, scan, consumed;
-  char resp[RT_HS_RESPONSE_CAP];
-  size_t resp_len, resp_off;
-  size_t drained;
-  struct rt_sock *prepared;
-  struct rt_reg_args args; /* strings point into ids */
-  char *ids;
-  struct rt_meta_kv meta[4];
-  char *meta_keys;
-};
-
-struct revtun_acceptor {
-  revtun_t *h;
-  revtun_acceptor_t *next;
-  bool free_pending; /* freed from inside a library call: finished by rt_leave */
-  struct rt_acc_config cfg;
-  uint64_t timeout_ms, max_header_bytes, max_headers, max_pending;
-  char prefix[64];
-  struct rt_hs_conn *conns;
-  size_t n_pending;
-};
-
 /* --------------------------------------------------------------- helpers */
-
-static void header_name(const revtun_acceptor_t *acc, const char *suffix, char *buf, size_t cap) {
-  snprintf(buf, cap, "%s-reverse-tunnel-%s", acc->prefix, suffix);
-}
-
-static const struct rt_str *tunnel_header(const revtun_acceptor_t *acc,
-                                          const struct rt_hs_request *req, const char *suffix) {
-  char name[128];
-  header_name(acc, suffix, name, sizeof(name));
-  return rt_hs_header(req, name);
-}
 
 static void unlink_conn(revtun_acceptor_t *acc, struct rt_hs_conn *c) {
   if (c->prev)
@@ -139,8 +98,8 @@ static void reject(revtun_t *h, struct rt_hs_conn *c, int status, const char *bo
                    enum rt_counter counter, revtun_time_ms_t now) {
   if (counter != RT_C_COUNT)
     rt_count(h, counter);
-  rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d rejected: %d %s", c->ent.fd,
-         status, body ? body : "");
+  rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d rejected: %d %s", c->ent.fd, status,
+         body ? body : "");
   if (c->prepared) {
     rt_pool_abort(h, c->prepared);
     c->prepared = NULL;
@@ -152,214 +111,24 @@ static void reject(revtun_t *h, struct rt_hs_conn *c, int status, const char *bo
   write_response(h, c, now);
 }
 
-/* ------------------------------------------------------------ validation */
-
-static char *copy_str(const struct rt_str *s, char **cursor) {
-  char *d = *cursor;
-  if (s) {
-    memcpy(d, s->p, s->n);
-    d += s->n;
-  }
-  *d++ = '\0';
-  char *start = *cursor;
-  *cursor = d;
-  return start;
-}
-
-static bool has_colon(const struct rt_str *s) { return s && memchr(s->p, ':', s->n) != NULL; }
-
-static int64_t parse_time(revtun_t *h, const struct rt_str *v) {
-  if (!v || !v->n || v->n > 18)
-    return 0;
-  int64_t r = 0;
-  for (size_t i = 0; i < v->n; i++) {
-    if (v->p[i] < '0' || v->p[i] > '9') {
-      rt_log(h, REVTUN_LOG_WARN, "ignoring unparsable initiation-time header");
-      return 0;
-    }
-    r = r * 10 + (v->p[i] - '0');
-  }
-  return r;
-}
-
-struct header_lookup {
-  const revtun_acceptor_t *acc;
-  const struct rt_hs_request *req;
-};
-
-static const char *lookup_header(void *user, const char *name, size_t *len) {
-  const struct header_lookup *l = user;
-  const struct rt_str *v = rt_hs_header(l->req, name);
-  if (!v)
-    return NULL;
-  *len = v->n;
-  return v->p;
-}
-
-/* Renders each configured format and compares it with the claimed id; an
- * empty or "-" rendering fails closed (PR #46580). */
-static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
-                        const struct rt_hs_request *req, const struct rt_str *ids[]) {
-  struct header_lookup l = {acc, req};
-  struct rt_addr local, remote;
-  local.len = sizeof(local.u);
-  remote.len = sizeof(remote.u);
-  if (getsockname(c->ent.fd, &local.u.sa, &local.len))
-    local.len = 0;
-  if (getpeername(c->ent.fd, &remote.u.sa, &remote.len))
-    remote.len = 0;
-  struct rt_fmt_ctx ctx;
-  memset(&ctx, 0, sizeof(ctx));
-  ctx.req_header = lookup_header;
-  ctx.req_user = &l;
-  ctx.local = local.len ? &local.u.sa : NULL;
-  ctx.local_len = local.len;
-  ctx.remote = remote.len ? &remote.u.sa : NULL;
-  ctx.remote_len = remote.len;
-  for (int i = 0; i < RT_ACC_N_IDS; i++) {
-    if (!acc->cfg.id_format[i])
-      continue;
-    char out[RT_MAX_ID_LEN + 8];
-    unsigned flags = 0;
-    size_t n = rt_fmt_render(acc->cfg.id_format[i], &ctx, out, sizeof(out), &flags);
-    if (n == 0 || (flags & (RT_FMT_R_NULL | RT_FMT_R_SHORTENED)) || (n == 1 && out[0] == '-') ||
-        n != ids[i]->n || memcmp(out, ids[i]->p, n))
-      return false;
-  }
-  return true;
-}
-
-/* Steps c..k of reference §3.2 for a complete request; returns true when the
- * connection is to be accepted (c->args filled), else it has been answered. */
-static bool validate(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_request *req,
-                     revtun_time_ms_t now) {
-  revtun_acceptor_t *acc = c->acc;
-  const struct rt_acc_config *cfg = &acc->cfg;
-  if (!rt_str_ieq(req->method, cfg->method) || !rt_str_eq(req->target, cfg->request_path)) {
-    reject(h, c, 404, "Not a reverse tunnel request", RT_C_COUNT, now); /* no counter */
-    return false;
-  }
-  if (cfg->use_upgrade) {
-    const struct rt_str *up = rt_hs_header(req, "upgrade");
-    if (!up || !rt_str_ieq(*up, "reverse-tunnel")) {
-      reject(h, c, 426, "Upgrade: reverse-tunnel required", RT_C_HS_PARSE_ERROR, now);
-      return false;
-    }
-  }
-  const struct rt_str *ids[RT_ACC_N_IDS] = {tunnel_header(acc, req, "node-id"),
-                                            tunnel_header(acc, req, "cluster-id"),
-                                            tunnel_header(acc, req, "tenant-id")};
-  if (!ids[RT_ACC_NODE] || !ids[RT_ACC_CLUSTER] || !ids[RT_ACC_TENANT]) {
-    reject(h, c, 400, "Missing required reverse tunnel headers", RT_C_HS_PARSE_ERROR, now);
-    return false;
-  }
-  if (!ids[RT_ACC_TENANT]->n) {
-    reject(h, c, 400, "Empty tenant-id header value", RT_C_HS_PARSE_ERROR, now);
-    return false;
-  }
-  /* Envoy answers 200 and then silently drops such a socket (§12 item 11). */
-  if (!ids[RT_ACC_NODE]->n || !ids[RT_ACC_CLUSTER]->n) {
-    reject(h, c, 400, "Empty node-id or cluster-id header value", RT_C_HS_PARSE_ERROR, now);
-    return false;
-  }
-  if (ids[RT_ACC_NODE]->n > RT_MAX_ID_LEN || ids[RT_ACC_CLUSTER]->n > RT_MAX_ID_LEN ||
-      ids[RT_ACC_TENANT]->n > RT_MAX_ID_LEN) {
-    reject(h, c, 400, "Reverse tunnel identifier too long", RT_C_HS_PARSE_ERROR, now);
-    return false;
-  }
-  if (h->cfg.tenant_isolation &&
-      (has_colon(ids[0]) || has_colon(ids[1]) || has_colon(ids[2]))) {
-    reject(h, c, 400,
-           "Reverse tunnel identifiers must not contain ':' when tenant isolation is enabled",
-           RT_C_HS_PARSE_ERROR, now);
-    return false;
-  }
-  if (cfg->required_cluster_name) {
-    const struct rt_str *name = tunnel_header(acc, req, "upstream-cluster-name");
-    if (!name) {
-      reject(h, c, 400, "Missing upstream cluster name header", RT_C_HS_PARSE_ERROR, now);
-      return false;
-    }
-    if (!rt_str_eq(*name, cfg->required_cluster_name)) {
-      reject(h, c, 400, "Cluster name mismatch", RT_C_HS_VALIDATION_FAILED, now);
-      return false;
-    }
-  }
-
-  /* Own NUL-terminated copies: the pool interns and keys on them. */
-  const struct rt_str *worker = tunnel_header(acc, req, "worker-id");
-  const struct rt_str *conn = tunnel_header(acc, req, "connection-id");
-  size_t need = 5;
-  for (int i = 0; i < RT_ACC_N_IDS; i++)
-    need += ids[i]->n;
-  need += (worker ? worker->n : 0) + (conn ? conn->n : 0);
-  char *cursor = c->ids = rt_malloc(&h->mem, need);
-  if (!c->ids) {
-    reject(h, c, 503, "Reverse tunnel registration unavailable", RT_C_HS_REGISTRATION_FAILED, now);
-    return false;
-  }
-  c->args.node_id = copy_str(ids[RT_ACC_NODE], &cursor);
-  c->args.cluster_id = copy_str(ids[RT_ACC_CLUSTER], &cursor);
-  c->args.tenant_id = copy_str(ids[RT_ACC_TENANT], &cursor);
-  c->args.init_worker = copy_str(worker, &cursor);
-  c->args.init_conn = copy_str(conn, &cursor);
-
-  /* The per-node limit is the first identity check, so 429 wins over 403
-   * (Errata 4). 0 means no limit here, unlike Envoy (Errata 11). */
-  uint32_t max = h->cfg.max_connections_per_node;
-  if (cfg->enable_connection_limit && max &&
-      rt_pool_count_for_node(h, c->args.node_id, c->args.tenant_id) >= max) {
-    reject(h, c, 429, "rejected", RT_C_HS_REJECTED, now);
-    return false;
-  }
-  if (!identity_ok(acc, c, req, ids)) {
-    reject(h, c, 403, "validation_failed", RT_C_HS_VALIDATION_FAILED, now);
-    return false;
-  }
-  c->args.initiation_time_ms = parse_time(h, tunnel_header(acc, req, "initiation-time"));
-  c->args.interval_ms = cfg->ping_interval_ms;
-  c->args.sock_user = c->ent.sock_user;
-  c->args.enforce_limit = cfg->enable_connection_limit;
-  return true;
-}
-
-/* Validation metadata rides on the tunnel_setup record as "<namespace>:<key>". */
-static void attach_metadata(revtun_t *h, struct rt_hs_conn *c) {
-  const char *ns = c->acc->cfg.md_namespace;
-  static const char *const keys[4] = {"node_id", "cluster_id", "tenant_id", "validation_result"};
-  size_t nslen = strlen(ns), need = 0;
-  for (int i = 0; i < 4; i++)
-    need += nslen + 1 + strlen(keys[i]) + 1;
-  char *p = c->meta_keys = rt_malloc(&h->mem, need);
-  if (!p)
-    return; /* metadata is best effort; the tunnel is not */
-  const char *values[4] = {c->args.node_id, c->args.cluster_id, c->args.tenant_id,
-                           "validation_passed"};
-  for (int i = 0; i < 4; i++) {
-    int n = sprintf(p, "%s:%s", ns, keys[i]);
-    c->meta[i] = (struct rt_meta_kv){p, values[i]};
-    p += n + 1;
-  }
-  c->args.extra = c->meta;
-  c->args.n_extra = 4;
-}
-
 /* ------------------------------------------------------------ the request */
 
 static void process_request(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_request *req,
                             revtun_time_ms_t now) {
-  if (!validate(h, c, req, now))
+  struct rt_acc_verdict v;
+  if (!rt_acc_validate(h, c, req, &v)) {
+    reject(h, c, v.status, v.body, v.counter, now);
     return;
+  }
   int rc = rt_pool_prepare(h, c->ent.fd, &c->args, &c->prepared);
   if (rc) {
     rt_log(h, REVTUN_LOG_WARN, "cannot prepare registration of fd %d: %s", c->ent.fd,
            revtun_strerror(rc));
-    reject(h, c, 503, "Reverse tunnel registration unavailable", RT_C_HS_REGISTRATION_FAILED,
-           now);
+    reject(h, c, 503, "Reverse tunnel registration unavailable", RT_C_HS_REGISTRATION_FAILED, now);
     return;
   }
   if (c->acc->cfg.emit_metadata)
-    attach_metadata(h, c);
+    rt_acc_attach_metadata(h, c);
   c->consumed = req->consumed;
   c->resp_len = rt_hs_response_ok(c->resp, c->acc->cfg.use_upgrade);
   c->resp_off = 0;
@@ -430,21 +199,13 @@ static void read_request(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now
   if (r == RT_HS_NEED_MORE && c->len == c->cap)
     r = RT_HS_TOO_LARGE;
   switch (r) {
-  case RT_HS_NEED_MORE:
-    break;
-  case RT_HS_DONE:
-    process_request(h, c, req, now);
-    break;
+  case RT_HS_NEED_MORE: break;
+  case RT_HS_DONE: process_request(h, c, req, now); break;
   case RT_HS_BODY:
-    reject(h, c, 400, "Reverse tunnel handshake must not carry a body", RT_C_HS_BODY_REJECTED,
-           now);
+    reject(h, c, 400, "Reverse tunnel handshake must not carry a body", RT_C_HS_BODY_REJECTED, now);
     break;
-  case RT_HS_TOO_LARGE:
-    reject(h, c, 431, NULL, RT_C_HS_HTTP_ERROR, now);
-    break;
-  case RT_HS_MALFORMED:
-    reject(h, c, 400, NULL, RT_C_HS_HTTP_ERROR, now);
-    break;
+  case RT_HS_TOO_LARGE: reject(h, c, 431, NULL, RT_C_HS_HTTP_ERROR, now); break;
+  case RT_HS_MALFORMED: reject(h, c, 400, NULL, RT_C_HS_HTTP_ERROR, now); break;
   }
   rt_free(&h->mem, req);
 }
@@ -506,13 +267,13 @@ int revtun_acceptor_new(revtun_acceptor_t **out, revtun_t *h, const void *config
   if (!out || !h)
     return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "out and h must not be NULL");
   *out = NULL;
-  if (h->freeing || h->free_pending)
-    return rt_fail(REVTUN_E_STATE, errbuf, errbuf_len, "the handle is being freed");
+  if (h->freeing || h->free_pending || h->failed)
+    return rt_fail(REVTUN_E_STATE, errbuf, errbuf_len, "the handle is being freed or unusable");
   revtun_acceptor_t *acc = rt_calloc(&h->mem, 1, sizeof(*acc));
   if (!acc)
     return rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory");
-  int rc = rt_acc_config_parse(&h->mem, config, len, h->opts.limits.config_bytes, &acc->cfg,
-                               errbuf, errbuf_len);
+  int rc = rt_acc_config_parse(&h->mem, config, len, h->opts.limits.config_bytes, &acc->cfg, errbuf,
+                               errbuf_len);
   if (rc) {
     rt_free(&h->mem, acc);
     return rc;
@@ -583,9 +344,7 @@ int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value)
   if (!acc || value == 0)
     return REVTUN_E_INVAL;
   switch (limit) {
-  case REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS:
-    acc->timeout_ms = value;
-    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS: acc->timeout_ms = value; return REVTUN_OK;
   case REVTUN_ACCEPTOR_MAX_HEADER_BYTES:
     if (value < 64 || value > (1u << 20))
       return REVTUN_E_INVAL;
@@ -596,11 +355,8 @@ int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value)
       return REVTUN_E_INVAL;
     acc->max_headers = value;
     return REVTUN_OK;
-  case REVTUN_ACCEPTOR_MAX_PENDING:
-    acc->max_pending = value;
-    return REVTUN_OK;
-  default:
-    return REVTUN_E_INVAL;
+  case REVTUN_ACCEPTOR_MAX_PENDING: acc->max_pending = value; return REVTUN_OK;
+  default: return REVTUN_E_INVAL;
   }
 }
 
@@ -631,35 +387,34 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
   if (rc)
     return rc;
   struct rt_hs_conn *c = NULL;
-  if (rt_fd_get(h, fd)) {
+  int fl = -1;
+  if (rt_fd_get(h, fd))
     rc = REVTUN_E_EXISTS;
-    goto out;
-  }
-  if (acc->n_pending >= acc->max_pending) {
+  else if (acc->n_pending >= acc->max_pending)
     rc = REVTUN_E_LIMIT;
-    goto out;
-  }
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
+  else if ((fl = fcntl(fd, F_GETFL)) < 0)
     rc = REVTUN_E_IO;
-    goto out;
-  }
-  c = rt_calloc(&h->mem, 1, sizeof(*c));
-  if (!c || rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
-      rt_fd_set(h, fd, NULL)) {
-    rt_free(&h->mem, c);
+  else if (!(c = rt_calloc(&h->mem, 1, sizeof(*c))) ||
+           rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
+           rt_fd_set(h, fd, NULL))
     rc = REVTUN_E_NOMEM;
-    goto out;
+  else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    rc = REVTUN_E_IO;
+  if (!rc) {
+    c->ent.fd = fd;
+    c->ent.kind = RT_FD_HANDSHAKE;
+    c->ent.sock_user = sock_user;
+    c->ent.tm.idx = RT_TIMER_IDLE;
+    c->acc = acc;
+    c->phase = READ_REQUEST;
+    rc = rt_io(h, &c->ent, REVTUN_IO_READ);
   }
-  c->ent.fd = fd;
-  c->ent.kind = RT_FD_HANDSHAKE;
-  c->ent.sock_user = sock_user;
-  c->ent.tm.idx = RT_TIMER_IDLE;
-  c->acc = acc;
-  c->phase = READ_REQUEST;
-  if ((rc = rt_io(h, &c->ent, REVTUN_IO_READ))) {
+  if (rc) {
+    if (c && fl >= 0 && !(fl & O_NONBLOCK))
+      fcntl(fd, F_SETFL, fl); /* refused: the caller gets the fd back as it was */
     rt_free(&h->mem, c);
-    goto out;
+    rt_leave(h);
+    return rc;
   }
   rt_fd_set(h, fd, &c->ent);
   c->next = acc->conns;
@@ -669,7 +424,6 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
   acc->n_pending++;
   rt_schedule(h, &c->ent, now + acc->timeout_ms);
   read_request(h, c, now); /* the request is often already there */
-out:
   rt_leave(h);
-  return rc;
+  return REVTUN_OK;
 }

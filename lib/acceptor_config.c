@@ -16,7 +16,7 @@ typedef Envoy__Extensions__Filters__Network__ReverseTunnel__V3__Validation Valid
 #define MAX_FORMAT_LEN 1024u
 #define MAX_INTERVAL_MS 300000u
 
-static const char *const methods[] = {"GET", "GET",  "HEAD",    "POST",  "PUT",
+static const char *const methods[] = {"GET",    "GET",     "HEAD",    "POST",  "PUT",
                                       "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
 
 void rt_acc_config_clear(const struct rt_mem *m, struct rt_acc_config *c) {
@@ -71,8 +71,8 @@ static int parse_validation(const struct rt_mem *m, const Validation *v, struct 
     if ((rc = check_len(what, texts[i], MAX_FORMAT_LEN, err, errlen)))
       return rc;
     char msg[200];
-    rc = rt_fmt_compile(m, texts[i], strlen(texts[i]), RT_FMT_OPS_HANDSHAKE, 0,
-                        &c->id_format[i], msg, sizeof(msg));
+    rc = rt_fmt_compile(m, texts[i], strlen(texts[i]), RT_FMT_OPS_HANDSHAKE, 0, &c->id_format[i],
+                        msg, sizeof(msg));
     if (rc)
       return rt_fail(rc, err, errlen, "Failed to parse %s: %s", names[i], msg);
     if (!(c->id_format_text[i] = rt_strdup(m, texts[i])))
@@ -98,8 +98,9 @@ int rt_acc_config_parse(const struct rt_mem *m, const void *buf, size_t len, uin
                    "config is %zu bytes, more than the limit of %llu bytes", len,
                    (unsigned long long)max_bytes);
   ProtobufCMessage *msg;
-  int rc = rt_pb_unpack(m, &envoy__extensions__filters__network__reverse_tunnel__v3__reverse_tunnel__descriptor,
-                        buf, len, "ReverseTunnel", &msg, err, errlen);
+  int rc = rt_pb_unpack(
+      m, &envoy__extensions__filters__network__reverse_tunnel__v3__reverse_tunnel__descriptor, buf,
+      len, "ReverseTunnel", &msg, err, errlen);
   if (rc)
     return rc;
   const ReverseTunnel *rt = (const ReverseTunnel *)msg;
@@ -120,14 +121,13 @@ int rt_acc_config_parse(const struct rt_mem *m, const void *buf, size_t len, uin
   if ((rc = check_len("request_path", rt->request_path, MAX_PATH_LEN, err, errlen)) ||
       (rc = check_len("required_cluster_name", rt->required_cluster_name, 255, err, errlen)))
     goto done;
-  c->request_path = rt_strdup(m, rt->request_path && *rt->request_path ? rt->request_path
-                                                                       : DEFAULT_PATH);
-  c->required_cluster_name =
-      rt->required_cluster_name && *rt->required_cluster_name
-          ? rt_strdup(m, rt->required_cluster_name)
-          : NULL;
-  if (!c->request_path || (rt->required_cluster_name && *rt->required_cluster_name &&
-                           !c->required_cluster_name)) {
+  c->request_path =
+      rt_strdup(m, rt->request_path && *rt->request_path ? rt->request_path : DEFAULT_PATH);
+  c->required_cluster_name = rt->required_cluster_name && *rt->required_cluster_name
+                                 ? rt_strdup(m, rt->required_cluster_name)
+                                 : NULL;
+  if (!c->request_path ||
+      (rt->required_cluster_name && *rt->required_cluster_name && !c->required_cluster_name)) {
     rc = rt_fail(REVTUN_E_NOMEM, err, errlen, "out of memory");
     goto done;
   }

@@ -22,8 +22,8 @@
 #include "accesslog_int.h"
 #include "logfile.h"
 
-#define RETRY_MS 100u           /* earliest retry of a write that made no progress */
-#define FREE_WAIT_MS 100        /* how long revtun_free waits for room on a stream */
+#define RETRY_MS 100u    /* earliest retry of a write that made no progress */
+#define FREE_WAIT_MS 100 /* how long revtun_free waits for room on a stream */
 
 struct rt_logger {
   const struct rt_factory *factory; /* host factory, or NULL */
@@ -67,8 +67,8 @@ int rt_loggers_validate(const struct rt_mem *mem, const struct rt_config *cfg,
   return REVTUN_OK;
 }
 
-static int create_builtin(revtun_t *h, struct rt_logger *l, const struct rt_ext_entry *e,
-                          size_t i, char *errbuf, size_t errbuf_len) {
+static int create_builtin(revtun_t *h, struct rt_logger *l, const struct rt_ext_entry *e, size_t i,
+                          char *errbuf, size_t errbuf_len) {
   struct rt_logspec spec;
   int rc = rt_logspec_parse(&h->mem, e, i, &spec, errbuf, errbuf_len);
   if (rc)
@@ -110,12 +110,10 @@ int rt_loggers_create(revtun_t *h, char *errbuf, size_t errbuf_len) {
     int rc;
     if (f) {
       char msg[256] = "";
-      rc = f->create(e->type_url, e->value, e->value_len, f->user, &l->instance, msg,
-                     sizeof(msg));
+      rc = f->create(e->type_url, e->value, e->value_len, f->user, &l->instance, msg, sizeof(msg));
       if (rc)
         return rt_fail(rc == REVTUN_E_NOMEM ? rc : REVTUN_E_CONFIG, errbuf, errbuf_len,
-                       "access_log[%zu] ('%s'): %s", i, e->name,
-                       *msg ? msg : revtun_strerror(rc));
+                       "access_log[%zu] ('%s'): %s", i, e->name, *msg ? msg : revtun_strerror(rc));
       l->factory = f;
     } else if (rt_logger_builtin_kind(e)) {
       if ((rc = create_builtin(h, l, e, i, errbuf, errbuf_len)))
@@ -180,8 +178,10 @@ static void note_result(revtun_t *h, struct rt_logger *l, int err) {
   if (err == l->logged_errno)
     return;
   if (err)
-    rt_log(h, REVTUN_LOG_WARN, "access_log[%zu]: writing to %s failed: %s (%zu bytes kept for "
-           "retry)", l->index, target_name(l), strerror(err), rt_logfile_pending(&l->out));
+    rt_log(h, REVTUN_LOG_WARN,
+           "access_log[%zu]: writing to %s failed: %s (%zu bytes kept for "
+           "retry)",
+           l->index, target_name(l), strerror(err), rt_logfile_pending(&l->out));
   else
     rt_log(h, REVTUN_LOG_INFO, "access_log[%zu]: writing to %s works again", l->index,
            target_name(l));
@@ -210,9 +210,8 @@ void rt_loggers_flush(revtun_t *h, bool force) {
   if (!left)
     h->log_flush_due = 0;
   else if (due) /* a full pipe or a failing file: try again later, not in a busy loop */
-    h->log_flush_due = next_due(h, h->opts.limits.log_flush_ms > RETRY_MS
-                                       ? h->opts.limits.log_flush_ms
-                                       : RETRY_MS);
+    h->log_flush_due = next_due(
+        h, h->opts.limits.log_flush_ms > RETRY_MS ? h->opts.limits.log_flush_ms : RETRY_MS);
 }
 
 int rt_loggers_reopen(revtun_t *h) {
@@ -231,8 +230,10 @@ int rt_loggers_reopen(revtun_t *h) {
     int err = rt_logfile_reopen(&h->mem, &l->out);
     if (err) {
       rt_count(h, RT_C_LOG_WRITE_ERRORS);
-      rt_log(h, REVTUN_LOG_ERROR, "access_log[%zu]: reopening %s failed: %s; still writing to "
-             "the old file", i, target_name(l), strerror(err));
+      rt_log(h, REVTUN_LOG_ERROR,
+             "access_log[%zu]: reopening %s failed: %s; still writing to "
+             "the old file",
+             i, target_name(l), strerror(err));
       rc = REVTUN_E_IO;
     }
   }

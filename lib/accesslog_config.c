@@ -55,8 +55,7 @@ void rt_logspec_clear(const struct rt_mem *m, struct rt_logspec *spec) {
 static int default_format(const struct rt_mem *m, struct rt_logspec *spec, char *err,
                           size_t errlen) {
   static const char def[] = RT_DEFAULT_LOG_FORMAT;
-  return rt_fmt_compile(m, def, sizeof(def) - 1, RT_FMT_OPS_LIFECYCLE, 0, &spec->fmt, err,
-                        errlen);
+  return rt_fmt_compile(m, def, sizeof(def) - 1, RT_FMT_OPS_LIFECYCLE, 0, &spec->fmt, err, errlen);
 }
 
 static int file_spec(const struct rt_mem *m, const FileAccessLog *c, const char *what,
@@ -71,14 +70,14 @@ static int file_spec(const struct rt_mem *m, const FileAccessLog *c, const char 
   case ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_FORMAT:
     if (!c->format || !*c->format) /* as Envoy: an empty format means the default */
       return default_format(m, spec, err, errlen);
-    rc = rt_fmt_compile(m, c->format, strlen(c->format), RT_FMT_OPS_LIFECYCLE, 0, &spec->fmt,
-                        msg, sizeof(msg));
+    rc = rt_fmt_compile(m, c->format, strlen(c->format), RT_FMT_OPS_LIFECYCLE, 0, &spec->fmt, msg,
+                        sizeof(msg));
     if (rc)
       return rt_fail(rc, err, errlen, "%s.format: %s", what, msg);
     return REVTUN_OK;
   case ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_JSON_FORMAT:
-    rc = rt_fmt_compile_json(m, c->json_format, RT_FMT_OPS_LIFECYCLE, RT_FMT_UNTYPED,
-                             &spec->fmt, msg, sizeof(msg));
+    rc = rt_fmt_compile_json(m, c->json_format, RT_FMT_OPS_LIFECYCLE, RT_FMT_UNTYPED, &spec->fmt,
+                             msg, sizeof(msg));
     if (rc) /* the message starts with "json_format" and names the key */
       return rt_fail(rc, err, errlen, "%s.%s", what, msg);
     return REVTUN_OK;
@@ -90,10 +89,8 @@ static int file_spec(const struct rt_mem *m, const FileAccessLog *c, const char 
     return REVTUN_OK;
   case ENVOY__EXTENSIONS__ACCESS_LOGGERS__FILE__V3__FILE_ACCESS_LOG__ACCESS_LOG_FORMAT_LOG_FORMAT:
     snprintf(field, sizeof(field), "%s.log_format", what);
-    return rt_fmt_from_sfs(m, c->log_format, RT_FMT_OPS_LIFECYCLE, field, &spec->fmt, err,
-                           errlen);
-  default:
-    return default_format(m, spec, err, errlen);
+    return rt_fmt_from_sfs(m, c->log_format, RT_FMT_OPS_LIFECYCLE, field, &spec->fmt, err, errlen);
+  default: return default_format(m, spec, err, errlen);
   }
 }
 
@@ -124,8 +121,7 @@ int rt_logspec_parse(const struct rt_mem *m, const struct rt_ext_entry *e, size_
   case RT_LOGGER_STDERR:
     desc = &envoy__extensions__access_loggers__stream__v3__stderr_access_log__descriptor;
     break;
-  default:
-    return rt_fail(REVTUN_E_CONFIG, err, errlen, "%s: not a built-in logger", what);
+  default: return rt_fail(REVTUN_E_CONFIG, err, errlen, "%s: not a built-in logger", what);
   }
   ProtobufCMessage *msg;
   int rc = rt_pb_unpack(m, desc, e->value, e->value_len, what, &msg, err, errlen);

@@ -11,24 +11,24 @@
  *   [2026-01-02T03:04:05.678Z] tunnel_setup node=n1 cluster=c1 tenant=- worker=worker_0
  *   fd=7 state=idle miss_count=- close_reason=- remote=10.0.0.1:4242
  * (one line; tenant is "-" when there is none, miss_count only on ping misses). */
-#define RT_DEFAULT_LOG_FORMAT                                                                   \
-  "[%START_TIME%] %DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:event)%"                     \
-  " node=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:node_id)%"                            \
-  " cluster=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:cluster_id)%"                      \
-  " tenant=%FILTER_STATE(envoy.reverse_tunnel.tenant_id:PLAIN)%"                                \
-  " worker=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:worker)%"                           \
-  " fd=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:fd)%"                                   \
-  " state=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:socket_state)%"                      \
-  " miss_count=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:miss_count)%"                   \
-  " close_reason=%CONNECTION_TERMINATION_DETAILS%"                                              \
+#define RT_DEFAULT_LOG_FORMAT                                                                      \
+  "[%START_TIME%] %DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:event)%"                        \
+  " node=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:node_id)%"                               \
+  " cluster=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:cluster_id)%"                         \
+  " tenant=%FILTER_STATE(envoy.reverse_tunnel.tenant_id:PLAIN)%"                                   \
+  " worker=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:worker)%"                              \
+  " fd=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:fd)%"                                      \
+  " state=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:socket_state)%"                         \
+  " miss_count=%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:miss_count)%"                      \
+  " close_reason=%CONNECTION_TERMINATION_DETAILS%"                                                 \
   " remote=%DOWNSTREAM_REMOTE_ADDRESS%\n"
 
 enum rt_builtin_logger { RT_LOGGER_NONE = 0, RT_LOGGER_FILE, RT_LOGGER_STDOUT, RT_LOGGER_STDERR };
 
 /* What an entry asks of a built-in logger. */
 struct rt_logspec {
-  int kind;          /* enum rt_builtin_logger */
-  char *path;        /* RT_LOGGER_FILE */
+  int kind;   /* enum rt_builtin_logger */
+  char *path; /* RT_LOGGER_FILE */
   struct rt_fmt *fmt;
 };
 

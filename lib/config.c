@@ -13,7 +13,7 @@
 
 typedef Envoy__Extensions__Bootstrap__ReverseTunnel__UpstreamSocketInterface__V3__UpstreamReverseConnectionSocketInterface
     UpstreamConfig;
-#define UPSTREAM_CONFIG_DESC                                                                    \
+#define UPSTREAM_CONFIG_DESC                                                                       \
   envoy__extensions__bootstrap__reverse_tunnel__upstream_socket_interface__v3__upstream_reverse_connection_socket_interface__descriptor
 
 static int copy_any(const struct rt_mem *m, const char *name, const Google__Protobuf__Any *any,
@@ -48,16 +48,15 @@ void rt_config_clear(const struct rt_mem *m, struct rt_config *cfg) {
 static int check_reporter(const Envoy__Config__Core__V3__TypedExtensionConfig *r, char *errbuf,
                           size_t errbuf_len) {
   if (!r->name || !*r->name)
-    return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
-                   "reporter_config.name must not be empty");
+    return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len, "reporter_config.name must not be empty");
   if (!r->typed_config)
     return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
                    "reporter_config.typed_config is required (reporter '%s')", r->name);
   return REVTUN_OK;
 }
 
-static int check_access_logs(const UpstreamConfig *c, const struct rt_limits *limits,
-                             char *errbuf, size_t errbuf_len) {
+static int check_access_logs(const UpstreamConfig *c, const struct rt_limits *limits, char *errbuf,
+                             size_t errbuf_len) {
   if (c->n_access_log > limits->access_logs)
     return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
                    "access_log has %zu entries, more than the limit of %llu", c->n_access_log,
@@ -77,8 +76,7 @@ int rt_config_parse(const struct rt_mem *m, const void *buf, size_t len,
                     size_t errbuf_len) {
   memset(out, 0, sizeof(*out));
   if (!buf && len)
-    return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "config is NULL but its length is %zu",
-                   len);
+    return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "config is NULL but its length is %zu", len);
   if (len > limits->config_bytes)
     return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
                    "config is %zu bytes, more than the limit of %llu bytes", len,
@@ -96,9 +94,8 @@ int rt_config_parse(const struct rt_mem *m, const void *buf, size_t len,
     goto done;
   }
   if (c->stat_prefix && strlen(c->stat_prefix) > RT_MAX_STAT_PREFIX) {
-    rc = rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
-                 "stat_prefix is %zu bytes, more than %u", strlen(c->stat_prefix),
-                 RT_MAX_STAT_PREFIX);
+    rc = rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len, "stat_prefix is %zu bytes, more than %u",
+                 strlen(c->stat_prefix), RT_MAX_STAT_PREFIX);
     goto done;
   }
   if (c->reporter_config && (rc = check_reporter(c->reporter_config, errbuf, errbuf_len)))
@@ -111,8 +108,8 @@ int rt_config_parse(const struct rt_mem *m, const void *buf, size_t len,
   out->detailed_stats = c->enable_detailed_stats;
   out->tenant_isolation = c->enable_tenant_isolation && c->enable_tenant_isolation->value;
   out->max_connections_per_node = c->max_connections_per_node;
-  out->stat_prefix = rt_strdup(m, c->stat_prefix && *c->stat_prefix ? c->stat_prefix
-                                                                     : RT_DEFAULT_STAT_PREFIX);
+  out->stat_prefix =
+      rt_strdup(m, c->stat_prefix && *c->stat_prefix ? c->stat_prefix : RT_DEFAULT_STAT_PREFIX);
   rc = out->stat_prefix ? REVTUN_OK : REVTUN_E_NOMEM;
   if (!rc && c->reporter_config) {
     out->has_reporter = true;

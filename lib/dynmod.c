@@ -22,7 +22,7 @@
 
 typedef Envoy__Extensions__Bootstrap__ReverseTunnel__Reporter__DynamicModules__V3__DynamicModuleReverseTunnelReporter
     ReporterConfig;
-#define REPORTER_CONFIG_DESC                                                                    \
+#define REPORTER_CONFIG_DESC                                                                       \
   envoy__extensions__bootstrap__reverse_tunnel__reporter__dynamic_modules__v3__dynamic_module_reverse_tunnel_reporter__descriptor
 
 typedef revtun_module_reporter_t (*new_fn)(revtun_module_buffer_t);
@@ -70,8 +70,8 @@ static int copy_bytes(const struct rt_mem *m, struct modspec *s, const void *p, 
 
 /* reporter_config (Any) -> bytes, as Envoy's MessageUtil::anyToBytes plus the
  * Struct-as-JSON rule of the dynamic-module extensions. */
-static int config_bytes(const struct rt_mem *m, const Google__Protobuf__Any *any,
-                        struct modspec *s, char *err, size_t errlen) {
+static int config_bytes(const struct rt_mem *m, const Google__Protobuf__Any *any, struct modspec *s,
+                        char *err, size_t errlen) {
   if (!any)
     return copy_bytes(m, s, "", 0);
   const char *type = rt_pb_type_name(any->type_url ? any->type_url : "");
@@ -85,8 +85,10 @@ static int config_bytes(const struct rt_mem *m, const Google__Protobuf__Any *any
   if (!desc) /* any other message: its serialized bytes */
     return copy_bytes(m, s, any->value.data, any->value.len);
   ProtobufCMessage *msg;
-  int rc = rt_pb_unpack(m, desc, any->value.data, any->value.len, "reporter_config.typed_config."
-                        "reporter_config", &msg, err, errlen);
+  int rc = rt_pb_unpack(m, desc, any->value.data, any->value.len,
+                        "reporter_config.typed_config."
+                        "reporter_config",
+                        &msg, err, errlen);
   if (rc)
     return rc;
   if (desc == &google__protobuf__struct__descriptor) {
@@ -120,14 +122,15 @@ static int parse(const struct rt_mem *m, const uint8_t *cfg, size_t len, struct 
   const ReporterConfig *c = (const ReporterConfig *)msg;
   const Envoy__Extensions__DynamicModules__V3__DynamicModuleConfig *dm = c->dynamic_module_config;
   if (!dm) {
-    rc = rt_fail(REVTUN_E_CONFIG, err, errlen,
-                 "reporter_config: dynamic_module_config is required");
+    rc =
+        rt_fail(REVTUN_E_CONFIG, err, errlen, "reporter_config: dynamic_module_config is required");
   } else if (dm->module && rt_pb_has_unknown(&dm->module->base, ASYNC_DATA_SOURCE_REMOTE)) {
     rc = rt_fail(REVTUN_E_CONFIG, err, errlen,
                  "reporter_config: dynamic_module_config.module.remote is not supported "
                  "(modules are never fetched); use module.local.filename");
-  } else if (dm->module && (!dm->module->local || dm->module->local->specifier_case !=
-                                                      ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME ||
+  } else if (dm->module && (!dm->module->local ||
+                            dm->module->local->specifier_case !=
+                                ENVOY__CONFIG__CORE__V3__DATA_SOURCE__SPECIFIER_FILENAME ||
                             !*dm->module->local->filename)) {
     rc = rt_fail(REVTUN_E_CONFIG, err, errlen,
                  "reporter_config: dynamic_module_config.module must be local.filename "
@@ -180,8 +183,8 @@ static void *load(revtun_t *h, const char *path, const struct modspec *s, char *
     const char *abi = init();
     if (!abi) {
       rt_fail(REVTUN_E_CONFIG, err, errlen,
-              "reporter_config: dynamic module '%s' failed to initialize (%s returned NULL)",
-              path, REVTUN_MODULE_SYM_PROGRAM_INIT);
+              "reporter_config: dynamic module '%s' failed to initialize (%s returned NULL)", path,
+              REVTUN_MODULE_SYM_PROGRAM_INIT);
       dlclose(dl);
       return NULL;
     }
@@ -298,8 +301,7 @@ void rt_dynmod_event(void *instance, const revtun_event_t *ev) {
       d->goaway(d->obj, buf(revtun_event_node_key(ev, NULL)),
                 buf(revtun_event_cluster_key(ev, NULL)));
     break;
-  default:
-    break;
+  default: break;
   }
 }
 

@@ -6,8 +6,8 @@
 #include "revtun_int.h"
 
 #define RT_DYNMOD_REPORTER_NAME "envoy.extensions.reverse_tunnel.reporting_service.dynamic_modules"
-#define RT_DYNMOD_REPORTER_TYPE                                                                 \
-  "envoy.extensions.bootstrap.reverse_tunnel.reporter.dynamic_modules.v3."                      \
+#define RT_DYNMOD_REPORTER_TYPE                                                                    \
+  "envoy.extensions.bootstrap.reverse_tunnel.reporter.dynamic_modules.v3."                         \
   "DynamicModuleReverseTunnelReporter"
 
 /* Decodes and checks the typed_config bytes; loads nothing. */

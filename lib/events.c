@@ -29,8 +29,8 @@ void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_m
   ev->cluster_key = m->cluster->key;
   ev->tenant_id = rt_istr_str(s->tenant);
   ev->init_worker = rt_istr_str(s->init_worker);
-  ev->init_conn = s->has_conn_num ? u64_dec(s->init_conn_num, ev->conn_buf)
-                                  : rt_istr_str(s->init_conn);
+  ev->init_conn =
+      s->has_conn_num ? u64_dec(s->init_conn_num, ev->conn_buf) : rt_istr_str(s->init_conn);
   ev->initiation_time_ms = s->initiation_time_ms;
   ev->fd = s->ent.fd;
   ev->sock_user = s->ent.sock_user;
@@ -82,9 +82,9 @@ static const char *str_out(const char *s, size_t *len) {
 int revtun_event_kind(const revtun_event_t *ev) { return ev ? ev->kind : 0; }
 revtun_time_ms_t revtun_event_time_ms(const revtun_event_t *ev) { return ev ? ev->time : 0; }
 
-#define STR_GETTER(name, field)                                                                \
-  const char *revtun_event_##name(const revtun_event_t *ev, size_t *len) {                    \
-    return str_out(ev ? ev->field : NULL, len);                                                \
+#define STR_GETTER(name, field)                                                                    \
+  const char *revtun_event_##name(const revtun_event_t *ev, size_t *len) {                         \
+    return str_out(ev ? ev->field : NULL, len);                                                    \
   }
 STR_GETTER(node_id, node_id)
 STR_GETTER(cluster_id, cluster_id)

@@ -74,9 +74,7 @@ void rt_sink_esc(struct rt_sink *s, const char *d, size_t n, unsigned level) {
       case '\t': e[1] = 't'; break;
       case '\b': e[1] = 'b'; break;
       case '\f': e[1] = 'f'; break;
-      default:
-        memcpy(e, "\\u00", 4);
-        e[4] = hex[c >> 4], e[5] = hex[c & 15], elen = 6;
+      default: memcpy(e, "\\u00", 4); e[4] = hex[c >> 4], e[5] = hex[c & 15], elen = 6;
       }
     } else if (c >= 0x80) {
       adv = utf8_seq(p + i, n - i);
@@ -127,20 +125,19 @@ static int grow_parts(const struct rt_mem *m, struct rt_fmt_seq *q, size_t *cap)
   return REVTUN_OK;
 }
 
-static int add_literal(const struct rt_mem *m, struct rt_fmt_seq *q, size_t *cap,
-                       const char *start, size_t len) {
+static int add_literal(const struct rt_mem *m, struct rt_fmt_seq *q, size_t *cap, const char *start,
+                       size_t len) {
   if (!len)
     return REVTUN_OK;
   if (grow_parts(m, q, cap))
     return REVTUN_E_NOMEM;
-  q->parts[q->n++] = (struct rt_fmt_part){.op = RT_OP_LITERAL, .a = start, .len = len,
-                                           .max_len = RT_FMT_NO_MAX};
+  q->parts[q->n++] =
+      (struct rt_fmt_part){.op = RT_OP_LITERAL, .a = start, .len = len, .max_len = RT_FMT_NO_MAX};
   return REVTUN_OK;
 }
 
 /* The command as written, for messages: "%NAME(arg):Z%", cut at 64 bytes. */
-static const char *token_text(const char *src, size_t start, size_t end, char *buf,
-                              size_t cap) {
+static const char *token_text(const char *src, size_t start, size_t end, char *buf, size_t cap) {
   size_t n = end - start;
   if (n > 64)
     snprintf(buf, cap, "%.*s...", 60, src + start);
@@ -168,8 +165,7 @@ static int parse_command(const char *src, size_t len, size_t i, char *pool, unsi
     const char *close = memchr(src + j + 1, ')', len - j - 1);
     if (!close)
       return rt_fmt_fail(err, errlen, "missing ')' in command operator %%%.*s at offset %zu",
-                         (int)(name_end - i - 1 > 64 ? 64 : name_end - i - 1), src + i + 1,
-                         i);
+                         (int)(name_end - i - 1 > 64 ? 64 : name_end - i - 1), src + i + 1, i);
     size_t k = (size_t)(close - src);
     arg = pool + j + 1;
     pool[k] = '\0'; /* the ')' is never part of a literal */

@@ -45,8 +45,8 @@ enum rt_fmt_ops {
   RT_FMT_OP_TERMINATION_DETAILS = 1u << 4,
   RT_FMT_OP_REQ = 1u << 5
 };
-#define RT_FMT_OPS_LIFECYCLE                                                                    \
-  (RT_FMT_OP_START_TIME | RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE |                 \
+#define RT_FMT_OPS_LIFECYCLE                                                                       \
+  (RT_FMT_OP_START_TIME | RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE |                    \
    RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS)
 #define RT_FMT_OPS_HANDSHAKE (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME)
 

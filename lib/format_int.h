@@ -23,10 +23,10 @@ enum rt_fmt_opcode {
 };
 
 /* Part flags. */
-#define RT_PF_LOCAL 0x01u   /* ADDRESS/PORT: the local side */
-#define RT_PF_NO_PORT 0x02u /* ADDRESS: _WITHOUT_PORT */
-#define RT_PF_PLAIN 0x04u   /* FILTER_STATE: :PLAIN */
-#define RT_PF_DEEP 0x08u    /* DYNAMIC_METADATA: a path below a key (always absent) */
+#define RT_PF_LOCAL 0x01u    /* ADDRESS/PORT: the local side */
+#define RT_PF_NO_PORT 0x02u  /* ADDRESS: _WITHOUT_PORT */
+#define RT_PF_PLAIN 0x04u    /* FILTER_STATE: :PLAIN */
+#define RT_PF_DEEP 0x08u     /* DYNAMIC_METADATA: a path below a key (always absent) */
 #define RT_PF_OTHER_NS 0x10u /* DYNAMIC_METADATA: a namespace we have nothing in */
 
 /* One piece of a format string: a literal slice or a command operator. Every
@@ -64,9 +64,9 @@ struct rt_fmt {
   bool json;
   unsigned flags;
   unsigned ops_used;
-  bool ends_nl; /* text: the format ends in a newline (kept when a record is cut) */
-  struct rt_fmt_seq seq;     /* text */
-  struct rt_fmt_jnode root;  /* json */
+  bool ends_nl;             /* text: the format ends in a newline (kept when a record is cut) */
+  struct rt_fmt_seq seq;    /* text */
+  struct rt_fmt_jnode root; /* json */
   char *content_type;
 };
 
@@ -82,9 +82,9 @@ struct rt_sink {
   size_t budget;
 };
 
-void rt_sink_raw(struct rt_sink *s, const char *d, size_t n);      /* no escaping, no budget */
+void rt_sink_raw(struct rt_sink *s, const char *d, size_t n); /* no escaping, no budget */
 void rt_sink_esc(struct rt_sink *s, const char *d, size_t n, unsigned level);
-void rt_sink_val(struct rt_sink *s, const char *d, size_t n);      /* budget + s->esc */
+void rt_sink_val(struct rt_sink *s, const char *d, size_t n); /* budget + s->esc */
 static inline void rt_sink_str(struct rt_sink *s, const char *str) {
   rt_sink_val(s, str, __builtin_strlen(str));
 }
@@ -111,7 +111,7 @@ struct rt_rctx {
   bool wall_read;
   struct timespec wall;
   unsigned flags; /* RT_FMT_OMIT_EMPTY | RT_FMT_UNTYPED */
-  char tbuf[512];  /* START_TIME text */
+  char tbuf[512]; /* START_TIME text */
 };
 
 /* format_ops.c */

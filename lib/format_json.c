@@ -133,8 +133,7 @@ static int compile_value(struct jcompile *c, const Google__Protobuf__Value *v,
       return rt_fmt_fail(c->err, c->errlen, "%s: %s", c->path, msg);
     return REVTUN_OK;
   }
-  case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
-    return compile_struct(c, v->struct_value, n);
+  case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE: return compile_struct(c, v->struct_value, n);
   case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
     n->kind = RT_J_LIST;
     const Google__Protobuf__ListValue *l = v->list_value;
@@ -163,12 +162,12 @@ static int compile_value(struct jcompile *c, const Google__Protobuf__Value *v,
     n->kind = RT_J_BOOL;
     n->b = v->bool_value;
     return charge(c, 5);
-  case GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE:
-    n->kind = RT_J_NULL;
-    return charge(c, 4);
+  case GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE: n->kind = RT_J_NULL; return charge(c, 4);
   default:
-    return rt_fmt_fail(c->err, c->errlen, "%s: a value must be set (string, number, bool, "
-                       "null, struct or list)", c->path);
+    return rt_fmt_fail(c->err, c->errlen,
+                       "%s: a value must be set (string, number, bool, "
+                       "null, struct or list)",
+                       c->path);
   }
 }
 
@@ -183,9 +182,8 @@ void rt_fmt_json_free(const struct rt_mem *m, struct rt_fmt_jnode *n) {
   n->key = NULL;
 }
 
-int rt_fmt_compile_json(const struct rt_mem *m, const Google__Protobuf__Struct *tmpl,
-                        unsigned ops, unsigned flags, struct rt_fmt **out, char *err,
-                        size_t errlen) {
+int rt_fmt_compile_json(const struct rt_mem *m, const Google__Protobuf__Struct *tmpl, unsigned ops,
+                        unsigned flags, struct rt_fmt **out, char *err, size_t errlen) {
   *out = NULL;
   struct rt_fmt *f = rt_calloc(m, 1, sizeof(*f));
   if (!f) {
@@ -194,8 +192,12 @@ int rt_fmt_compile_json(const struct rt_mem *m, const Google__Protobuf__Struct *
   }
   f->json = true;
   f->flags = flags & (RT_FMT_OMIT_EMPTY | RT_FMT_UNTYPED);
-  struct jcompile c = {.m = m, .ops = ops, .budget = RT_FMT_MAX_SOURCE, .path = "json_format",
-                       .err = err, .errlen = errlen};
+  struct jcompile c = {.m = m,
+                       .ops = ops,
+                       .budget = RT_FMT_MAX_SOURCE,
+                       .path = "json_format",
+                       .err = err,
+                       .errlen = errlen};
   int rc = compile_struct(&c, tmpl, &f->root);
   if (rc == REVTUN_E_NOMEM)
     rt_fmt_fail(err, errlen, "out of memory");
@@ -226,14 +228,9 @@ static void put_typed(struct rt_sink *s, const struct rt_fmt_val *v, const struc
       len = r->value_cap;
     rt_sink_json_string(s, v->s, len, 0);
     return;
-  case RT_V_NUM:
-    rt_sink_number(s, (double)v->num, 0);
-    return;
-  case RT_V_META:
-    rt_fmt_put_meta_object(s, r, 0);
-    return;
-  default:
-    rt_sink_raw(s, "null", 4);
+  case RT_V_NUM: rt_sink_number(s, (double)v->num, 0); return;
+  case RT_V_META: rt_fmt_put_meta_object(s, r, 0); return;
+  default: rt_sink_raw(s, "null", 4);
   }
 }
 

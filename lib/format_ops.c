@@ -24,8 +24,7 @@ static const struct rt_fmt_opdef ops[] = {
     {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", RT_OP_ADDRESS, RT_PF_LOCAL | RT_PF_NO_PORT,
      RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
     {"DOWNSTREAM_REMOTE_PORT", RT_OP_PORT, 0, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
-    {"DOWNSTREAM_LOCAL_PORT", RT_OP_PORT, RT_PF_LOCAL, RT_FMT_OP_DOWNSTREAM_ADDRESS,
-     RT_ARG_NONE},
+    {"DOWNSTREAM_LOCAL_PORT", RT_OP_PORT, RT_PF_LOCAL, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
     {"CONNECTION_TERMINATION_DETAILS", RT_OP_TERMINATION, 0, RT_FMT_OP_TERMINATION_DETAILS,
      RT_ARG_NONE},
     {"REQ", RT_OP_REQ, 0, RT_FMT_OP_REQ, RT_ARG_REQUIRED},
@@ -97,9 +96,12 @@ static uint8_t filter_state_key(const char *k) {
     const char *name;
     uint8_t id;
   } keys[] = {
-      {"node_id", FS_NODE_ID},         {"cluster_id", FS_CLUSTER_ID},
-      {"tenant_id", FS_TENANT_ID},     {"worker", FS_WORKER},
-      {"fd", FS_FD},                   {"initiator_worker_id", FS_INIT_WORKER},
+      {"node_id", FS_NODE_ID},
+      {"cluster_id", FS_CLUSTER_ID},
+      {"tenant_id", FS_TENANT_ID},
+      {"worker", FS_WORKER},
+      {"fd", FS_FD},
+      {"initiator_worker_id", FS_INIT_WORKER},
       {"initiator_connection_id", FS_INIT_CONN},
   };
   size_t plen = strlen(FILTER_STATE_PREFIX);
@@ -197,10 +199,8 @@ int rt_fmt_parse_arg(struct rt_fmt_part *p, char *arg, char *err, size_t errlen)
     p->a = arg;
     return REVTUN_OK;
   }
-  case RT_OP_REQ:
-    return parse_req(p, arg, err, errlen);
-  default:
-    return REVTUN_OK;
+  case RT_OP_REQ: return parse_req(p, arg, err, errlen);
+  default: return REVTUN_OK;
   }
 }
 
@@ -280,13 +280,11 @@ static bool meta_direct(uint8_t key, const revtun_event_t *ev, struct rt_fmt_val
       return false;
     set_present(v, ev->init_conn);
     return true;
-  default:
-    return false;
+  default: return false;
   }
 }
 
-static void eval_meta(const struct rt_fmt_part *p, const revtun_event_t *ev,
-                      struct rt_fmt_val *v) {
+static void eval_meta(const struct rt_fmt_part *p, const revtun_event_t *ev, struct rt_fmt_val *v) {
   if (!ev || (p->flags & (RT_PF_OTHER_NS | RT_PF_DEEP)))
     return;
   if (!p->a) {

@@ -29,8 +29,7 @@ static int check_content_type(const char *ct, const char *what, char *err, size_
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)ct[i];
     if (c < 0x20 || c == 0x7f) /* it may end up in a header: no CR, LF or NUL */
-      return rt_fmt_fail(err, errlen, "%s.content_type contains control character 0x%02x",
-                         what, c);
+      return rt_fmt_fail(err, errlen, "%s.content_type contains control character 0x%02x", what, c);
   }
   return REVTUN_OK;
 }
@@ -60,8 +59,10 @@ static int text_source(const DataSource *ds, const char *what, const char **src,
                        "format in inline_string",
                        what);
   default:
-    return rt_fmt_fail(err, errlen, "%s.text_format_source must set inline_string or "
-                       "inline_bytes", what);
+    return rt_fmt_fail(err, errlen,
+                       "%s.text_format_source must set inline_string or "
+                       "inline_bytes",
+                       what);
   }
 }
 
@@ -69,8 +70,10 @@ int rt_fmt_from_sfs(const struct rt_mem *m, const Sfs *sfs, unsigned ops, const 
                     struct rt_fmt **out, char *err, size_t errlen) {
   *out = NULL;
   if (sfs->n_formatters)
-    return rt_fmt_fail(err, errlen, "%s.formatters is not supported (no formatter extensions "
-                       "are built in)", what);
+    return rt_fmt_fail(err, errlen,
+                       "%s.formatters is not supported (no formatter extensions "
+                       "are built in)",
+                       what);
   if (rt_pb_has_unknown(&sfs->base, SFS_JSON_FORMAT_OPTIONS))
     return rt_fmt_fail(err, errlen, "%s.json_format_options is not supported", what);
   const char *ct = sfs->content_type ? sfs->content_type : "";
@@ -98,8 +101,10 @@ int rt_fmt_from_sfs(const struct rt_mem *m, const Sfs *sfs, unsigned ops, const 
       return rc == REVTUN_E_NOMEM ? rc : rt_fmt_fail(err, errlen, "%s.%s", what, msg);
     break;
   default:
-    return rt_fmt_fail(err, errlen, "%s must set one of text_format, text_format_source or "
-                       "json_format", what);
+    return rt_fmt_fail(err, errlen,
+                       "%s must set one of text_format, text_format_source or "
+                       "json_format",
+                       what);
   }
   if (field) {
     rc = rt_fmt_compile(m, src, len, ops, flags, out, msg, sizeof(msg));

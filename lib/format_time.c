@@ -15,10 +15,10 @@
 static const char strftime_letters[] = "aAbBcCdDeFgGhHIjklmMpPrRStTuUVwWxXyYzZ+";
 
 struct spec {
-  size_t len;   /* bytes of the specifier after '%' */
-  char kind;    /* 'f' fraction, 's' seconds, 'S' %E<n>S, 'z' %Ez, 'Z', '%', or 'x' strftime */
-  int digits;   /* 'f'/'S': fractional digits; -1 = all significant (%E*S) */
-  bool star_z;  /* %E*z */
+  size_t len;  /* bytes of the specifier after '%' */
+  char kind;   /* 'f' fraction, 's' seconds, 'S' %E<n>S, 'z' %Ez, 'Z', '%', or 'x' strftime */
+  int digits;  /* 'f'/'S': fractional digits; -1 = all significant (%E*S) */
+  bool star_z; /* %E*z */
 };
 
 /* Scans the specifier at f (just after a '%'); false when it is not one. */

@@ -109,8 +109,8 @@ static int handoff(revtun_t *h, const char *key, const char *tenant, revtun_time
   return rc;
 }
 
-int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id,
-                   revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
+int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id, revtun_time_ms_t now,
+                   int *fd_out, revtun_strip_t *strip_out) {
   return handoff(h, node_id, tenant_id, now, fd_out, strip_out, pick_by_node);
 }
 

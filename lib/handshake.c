@@ -12,7 +12,9 @@ static bool is_tchar(unsigned char c) {
          (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static bool is_vchar_or_ws(unsigned char c) { return c == ' ' || c == '\t' || (c >= 0x21 && c != 0x7f); }
+static bool is_vchar_or_ws(unsigned char c) {
+  return c == ' ' || c == '\t' || (c >= 0x21 && c != 0x7f);
+}
 
 static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
@@ -38,8 +40,7 @@ const struct rt_str *rt_hs_header(const struct rt_hs_request *req, const char *n
 }
 
 /* Finds "\r\n\r\n" from *scan on; a bare LF anywhere is malformed. */
-static enum rt_hs_result find_head_end(const uint8_t *buf, size_t len, size_t *scan,
-                                       size_t *end) {
+static enum rt_hs_result find_head_end(const uint8_t *buf, size_t len, size_t *scan, size_t *end) {
   for (size_t i = *scan; i < len; i++) {
     if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
       return RT_HS_MALFORMED;
@@ -111,7 +112,8 @@ static enum rt_hs_result parse_empty_chunked(const uint8_t *buf, size_t len, siz
   for (const char *c = p; c < e && *c != ';' && *c != '\r' && *c != '\n'; c++, digits++) {
     if (*c == '0')
       continue;
-    if ((*c >= '1' && *c <= '9') || (lower((unsigned char)*c) >= 'a' && lower((unsigned char)*c) <= 'f'))
+    if ((*c >= '1' && *c <= '9') ||
+        (lower((unsigned char)*c) >= 'a' && lower((unsigned char)*c) <= 'f'))
       return RT_HS_BODY; /* a data chunk: refuse as soon as it is seen */
     return RT_HS_MALFORMED;
   }
@@ -211,8 +213,8 @@ size_t rt_hs_response_reject(char *buf, int status, const char *body, bool upgra
   int n = snprintf(buf, RT_HS_RESPONSE_CAP,
                    "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\n%stransfer-encoding: "
                    "chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n",
-                   status, reason_phrase(status), upgrade_header ? "upgrade: reverse-tunnel\r\n" : "",
-                   strlen(body), body);
+                   status, reason_phrase(status),
+                   upgrade_header ? "upgrade: reverse-tunnel\r\n" : "", strlen(body), body);
   return n < 0 ? 0 : (size_t)n;
 }
 

@@ -18,10 +18,10 @@ struct rt_hs_limits {
 
 enum rt_hs_result {
   RT_HS_NEED_MORE = 0,
-  RT_HS_DONE,        /* a complete request without body */
-  RT_HS_MALFORMED,   /* not HTTP/1.x as the codec accepts it */
-  RT_HS_TOO_LARGE,   /* limits exceeded */
-  RT_HS_BODY         /* a body, a non-"0" content-length or a data chunk */
+  RT_HS_DONE,      /* a complete request without body */
+  RT_HS_MALFORMED, /* not HTTP/1.x as the codec accepts it */
+  RT_HS_TOO_LARGE, /* limits exceeded */
+  RT_HS_BODY       /* a body, a non-"0" content-length or a data chunk */
 };
 
 struct rt_str {

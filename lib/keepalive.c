@@ -71,8 +71,7 @@ void rt_ka_on_deadline(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
     send_ping(h, s, now);
 }
 
-bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n,
-                revtun_time_ms_t now) {
+bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n, revtun_time_ms_t now) {
   size_t acks = 0, stop;
   if (rt_rping_scan(p, n, &s->partial, &acks, &stop) != RT_SCAN_OK) {
     rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_UNEXPECTED_DATA, 0, now);

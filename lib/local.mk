@@ -55,6 +55,7 @@ EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym
 lib_libupstream_revtun_la_SOURCES = \
 	lib/acceptor.c lib/acceptor_int.h \
 	lib/acceptor_config.c \
+	lib/acceptor_validate.c \
 	lib/accesslog.c \
 	lib/config.c \
 	lib/events.c \

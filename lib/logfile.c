@@ -40,8 +40,7 @@ static int open_path(const char *path) {
   return fd;
 }
 
-int rt_logfile_open(const struct rt_mem *m, struct rt_logfile *lf, const char *path,
-                    size_t limit) {
+int rt_logfile_open(const struct rt_mem *m, struct rt_logfile *lf, const char *path, size_t limit) {
   memset(lf, 0, sizeof(*lf));
   lf->fd = -1;
   lf->limit = limit;
@@ -90,8 +89,7 @@ size_t rt_logfile_reserve(const struct rt_mem *m, struct rt_logfile *lf, size_t 
   return want;
 }
 
-bool rt_logfile_append(const struct rt_mem *m, struct rt_logfile *lf, const char *rec,
-                       size_t n) {
+bool rt_logfile_append(const struct rt_mem *m, struct rt_logfile *lf, const char *rec, size_t n) {
   char *at;
   if (!n)
     return true;
@@ -130,12 +128,8 @@ static ssize_t write_some(struct rt_logfile *lf, int wait_ms) {
   size_t n = rt_logfile_pending(lf);
   ssize_t r;
   switch (lf->sink) {
-  case RT_SINK_FILE:
-    r = write(lf->fd, p, n);
-    break;
-  case RT_SINK_SOCKET:
-    r = send(lf->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
-    break;
+  case RT_SINK_FILE: r = write(lf->fd, p, n); break;
+  case RT_SINK_SOCKET: r = send(lf->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL); break;
   default: {
     struct pollfd pfd = {.fd = lf->fd, .events = POLLOUT};
     int pr = poll(&pfd, 1, wait_ms);

@@ -20,8 +20,8 @@ enum rt_logfile_sink {
 
 struct rt_logfile {
   int fd;
-  bool owned;    /* opened from path (closed on free/reopen); false for fds 1 and 2 */
-  uint8_t sink;  /* enum rt_logfile_sink, from fstat at open */
+  bool owned;   /* opened from path (closed on free/reopen); false for fds 1 and 2 */
+  uint8_t sink; /* enum rt_logfile_sink, from fstat at open */
   char *path;
   char *buf;
   size_t off, len, cap; /* pending bytes are buf[off..len) */
@@ -30,8 +30,7 @@ struct rt_logfile {
 };
 
 /* Opens path O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC, 0644. Returns 0 or errno. */
-int rt_logfile_open(const struct rt_mem *m, struct rt_logfile *lf, const char *path,
-                    size_t limit);
+int rt_logfile_open(const struct rt_mem *m, struct rt_logfile *lf, const char *path, size_t limit);
 /* Uses an fd the process already has (1 or 2); never closes it. */
 void rt_logfile_use_fd(struct rt_logfile *lf, int fd, size_t limit);
 
@@ -44,8 +43,7 @@ static inline void rt_logfile_commit(struct rt_logfile *lf, size_t n) { lf->len 
 
 /* Appends one record whole. False (nothing appended) when it would take the
  * pending bytes past the limit or memory ran out: the caller counts a drop. */
-bool rt_logfile_append(const struct rt_mem *m, struct rt_logfile *lf, const char *rec,
-                       size_t n);
+bool rt_logfile_append(const struct rt_mem *m, struct rt_logfile *lf, const char *rec, size_t n);
 
 /* Writes pending bytes while the descriptor takes them without blocking.
  * wait_ms > 0 lets a stream wait for room (only when the handle is freed).

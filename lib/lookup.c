@@ -38,8 +38,8 @@ int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id, const c
   return c ? (int)c->idle : 0;
 }
 
-int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id,
-                           const char **cluster_id, const char **tenant_id) {
+int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id, const char **cluster_id,
+                           const char **tenant_id) {
   const struct rt_sock *s = rt_pool_sock(h, fd);
   if (!s)
     return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
@@ -74,9 +74,7 @@ int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
     return REVTUN_E_INVAL;
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
-  revtun_t *mut = (revtun_t *)h; /* the guard flag only */
-  bool was = mut->iterating;
-  mut->iterating = true;
+  revtun_t *mut = rt_walk_begin(h);
   for (struct rt_hnode *hn = rt_htable_first(&h->nodes, &i); hn;
        hn = rt_htable_next(&h->nodes, hn, &i)) {
     const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
@@ -91,7 +89,7 @@ int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
            n->live, user))
       break;
   }
-  mut->iterating = was;
+  rt_walk_end(mut);
   return REVTUN_OK;
 }
 
@@ -100,9 +98,7 @@ int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) 
     return REVTUN_E_INVAL;
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
-  revtun_t *mut = (revtun_t *)h; /* the guard flag only */
-  bool was = mut->iterating;
-  mut->iterating = true;
+  revtun_t *mut = rt_walk_begin(h);
   for (struct rt_hnode *hn = rt_htable_first(&h->clusters, &i); hn;
        hn = rt_htable_next(&h->clusters, hn, &i)) {
     const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
@@ -111,10 +107,9 @@ int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) 
     size_t nodes = 0;
     for (size_t k = 0; k < c->n_members; k++)
       nodes += c->members[k]->live != 0;
-    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), nodes, c->idle, c->live,
-           user))
+    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), nodes, c->idle, c->live, user))
       break;
   }
-  mut->iterating = was;
+  rt_walk_end(mut);
   return REVTUN_OK;
 }

@@ -5,9 +5,18 @@
 
 #include "mem.h"
 
-static void *default_malloc(size_t n, void *u) { (void)u; return malloc(n); }
-static void *default_realloc(void *p, size_t n, void *u) { (void)u; return realloc(p, n); }
-static void default_free(void *p, void *u) { (void)u; free(p); }
+static void *default_malloc(size_t n, void *u) {
+  (void)u;
+  return malloc(n);
+}
+static void *default_realloc(void *p, size_t n, void *u) {
+  (void)u;
+  return realloc(p, n);
+}
+static void default_free(void *p, void *u) {
+  (void)u;
+  free(p);
+}
 
 void rt_mem_default(struct rt_mem *m) {
   m->malloc_fn = default_malloc;

@@ -47,12 +47,12 @@ void revtun_options_free(revtun_options_t *o) {
   rt_free(&m, o);
 }
 
-#define SETTER(name, field, type)                                                              \
-  int revtun_options_set_##name(revtun_options_t *o, type v) {                                \
-    if (!o)                                                                                    \
-      return REVTUN_E_INVAL;                                                                   \
-    o->field = v;                                                                              \
-    return REVTUN_OK;                                                                          \
+#define SETTER(name, field, type)                                                                  \
+  int revtun_options_set_##name(revtun_options_t *o, type v) {                                     \
+    if (!o)                                                                                        \
+      return REVTUN_E_INVAL;                                                                       \
+    o->field = v;                                                                                  \
+    return REVTUN_OK;                                                                              \
   }
 
 SETTER(user_data, user_data, void *)
@@ -107,20 +107,11 @@ int revtun_options_set_limit(revtun_options_t *o, int limit, uint64_t value) {
   if (!o || value == 0)
     return REVTUN_E_INVAL;
   switch (limit) {
-  case REVTUN_LIMIT_CONFIG_BYTES:
-    o->limits.config_bytes = value;
-    return REVTUN_OK;
-  case REVTUN_LIMIT_LOG_BUFFER_BYTES:
-    o->limits.log_buffer_bytes = value;
-    return REVTUN_OK;
-  case REVTUN_LIMIT_ACCESS_LOGS:
-    o->limits.access_logs = value;
-    return REVTUN_OK;
-  case REVTUN_LIMIT_LOG_FLUSH_MS:
-    o->limits.log_flush_ms = value;
-    return REVTUN_OK;
-  default:
-    return REVTUN_E_INVAL;
+  case REVTUN_LIMIT_CONFIG_BYTES: o->limits.config_bytes = value; return REVTUN_OK;
+  case REVTUN_LIMIT_LOG_BUFFER_BYTES: o->limits.log_buffer_bytes = value; return REVTUN_OK;
+  case REVTUN_LIMIT_ACCESS_LOGS: o->limits.access_logs = value; return REVTUN_OK;
+  case REVTUN_LIMIT_LOG_FLUSH_MS: o->limits.log_flush_ms = value; return REVTUN_OK;
+  default: return REVTUN_E_INVAL;
   }
 }
 
@@ -154,8 +145,7 @@ static int add_factory(revtun_options_t *o, const char *name, revtun_ext_create_
 }
 
 int revtun_reporter_register(revtun_options_t *o, const char *name, revtun_ext_create_cb create,
-                             revtun_ext_event_cb event, revtun_ext_destroy_cb destroy,
-                             void *user) {
+                             revtun_ext_event_cb event, revtun_ext_destroy_cb destroy, void *user) {
   return add_factory(o, name, create, event, destroy, user, true);
 }
 

@@ -80,24 +80,23 @@ static bool depth_ok(const ProtobufCMessageDescriptor *desc, const uint8_t *p, c
       p += len;
       break;
     }
-    default: /* groups are not part of any message revtun reads */
-      return false;
+    default: /* groups are not part of any message revtun reads */ return false;
     }
   }
   return true;
 }
 
-int rt_pb_unpack(const struct rt_mem *m, const ProtobufCMessageDescriptor *desc,
-                 const uint8_t *buf, size_t len, const char *what, ProtobufCMessage **out,
-                 char *errbuf, size_t errbuf_len) {
+int rt_pb_unpack(const struct rt_mem *m, const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                 size_t len, const char *what, ProtobufCMessage **out, char *errbuf,
+                 size_t errbuf_len) {
   *out = NULL;
   static const uint8_t empty[1];
   if (!len)
     buf = empty; /* NULL + 0 is not a valid range */
   if (!depth_ok(desc, buf, buf + len, 0))
     return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
-                   "%s: malformed protobuf (truncated, bad framing or nested deeper than %d)",
-                   what, RT_PB_MAX_DEPTH);
+                   "%s: malformed protobuf (truncated, bad framing or nested deeper than %d)", what,
+                   RT_PB_MAX_DEPTH);
   struct tracking t = {m, false};
   ProtobufCAllocator a = {tracking_alloc, tracking_free, &t};
   *out = protobuf_c_message_unpack(desc, &a, len, buf);

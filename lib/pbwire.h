@@ -12,9 +12,9 @@
 void rt_pb_allocator(const struct rt_mem *m, ProtobufCAllocator *out);
 /* Unpacks into *out. REVTUN_E_CONFIG with a sentence naming `what` (a field
  * path) for bad bytes, REVTUN_E_NOMEM when an allocation failed. */
-int rt_pb_unpack(const struct rt_mem *m, const ProtobufCMessageDescriptor *desc,
-                 const uint8_t *buf, size_t len, const char *what, ProtobufCMessage **out,
-                 char *errbuf, size_t errbuf_len);
+int rt_pb_unpack(const struct rt_mem *m, const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                 size_t len, const char *what, ProtobufCMessage **out, char *errbuf,
+                 size_t errbuf_len);
 void rt_pb_free(const struct rt_mem *m, ProtobufCMessage *msg);
 /* True when msg carried field `number` that this build's schema left out. */
 bool rt_pb_has_unknown(const ProtobufCMessage *msg, uint32_t number);

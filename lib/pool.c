@@ -16,8 +16,7 @@
 
 /* ----------------------------------------------------------------- keys */
 
-size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf,
-                     size_t cap) {
+size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf, size_t cap) {
   bool scoped = h->cfg.tenant_isolation && tenant && *tenant;
   int n = scoped ? snprintf(buf, cap, "%s:%s", tenant, id) : snprintf(buf, cap, "%s", id);
   return n < 0 ? 0 : (size_t)n;
@@ -117,8 +116,8 @@ static void release_member(revtun_t *h, struct rt_member *m) {
 }
 
 /* Finds or creates node, cluster and their member entry, all or nothing. */
-static int get_member(revtun_t *h, const char *node_id, const char *cluster_id,
-                      const char *tenant, struct rt_member **out) {
+static int get_member(revtun_t *h, const char *node_id, const char *cluster_id, const char *tenant,
+                      struct rt_member **out) {
   const struct rt_mem *mem = &h->mem;
   struct rt_node *n = rt_pool_find_node(h, tenant, node_id);
   struct rt_cluster *c = rt_pool_find_cluster(h, tenant, cluster_id);
@@ -264,8 +263,7 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
   if (rc)
     return rc;
   uint32_t limit = h->cfg.max_connections_per_node;
-  if (a->enforce_limit && limit &&
-      rt_pool_count_for_node(h, a->node_id, a->tenant_id) >= limit) {
+  if (a->enforce_limit && limit && rt_pool_count_for_node(h, a->node_id, a->tenant_id) >= limit) {
     rt_count(h, RT_C_REGISTRATION_REJECTED);
     return REVTUN_E_LIMIT;
   }
@@ -298,22 +296,27 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
     rt_free(&h->mem, s);
     return REVTUN_E_NOMEM;
   }
-  if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-    s->member = m;
-    m->pending++;
-    h->n_prepared++;
-    rt_pool_abort(h, s);
-    return REVTUN_E_IO;
-  }
   s->member = m;
-  m->pending++; /* keeps the member alive until commit or abort */
+  m->pending++;
   h->n_prepared++;
-  *out = s;
+  if (!(fl & O_NONBLOCK)) {
+    if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+      rt_pool_abort(h, s);
+      return REVTUN_E_IO;
+    }
+    s->set_nonblock = 1;
+  }
+  *out = s; /* m->pending keeps the member alive until commit or abort */
   return REVTUN_OK;
 }
 
 void rt_pool_abort(revtun_t *h, struct rt_sock *s) {
   struct rt_member *m = s->member;
+  if (s->set_nonblock) { /* the caller keeps the fd as it gave it */
+    int fl = fcntl(s->ent.fd, F_GETFL);
+    if (fl >= 0)
+      fcntl(s->ent.fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   m->pending--;
   h->n_prepared--;
   if (m->live == 0 && m->pending == 0) {
@@ -381,8 +384,7 @@ static void free_sock(revtun_t *h, struct rt_sock *s) {
   }
 }
 
-void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno,
-                  revtun_time_ms_t now) {
+void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now) {
   if (s->dead)
     return;
   s->dead = 1;

@@ -45,10 +45,8 @@ int rt_reporter_validate(const struct rt_mem *mem, const struct rt_config *cfg,
   const struct rt_ext_entry *e = &cfg->reporter;
   const struct rt_factory *host;
   switch (pick(opts, e, &host)) {
-  case PICK_HOST:
-    return REVTUN_OK;
-  case PICK_DYNMOD:
-    return rt_dynmod_validate(mem, e->value, e->value_len, errbuf, errbuf_len);
+  case PICK_HOST: return REVTUN_OK;
+  case PICK_DYNMOD: return rt_dynmod_validate(mem, e->value, e->value_len, errbuf, errbuf_len);
   case PICK_WRONG_TYPE:
     return rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
                    "reporter_config '%s': typed_config must be %s (got %s)", e->name,

@@ -14,7 +14,6 @@
 
 #include "revtun_int.h"
 
-
 /* ------------------------------------------------------------ validation */
 
 int revtun_config_validate(const void *config, size_t len, const revtun_options_t *opts,
@@ -81,8 +80,8 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
   if (rc)
     goto fail;
   rt_stats_init(h);
-  uint64_t seed = opts->seed_set ? opts->seed
-                                  : (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32) ^ now;
+  uint64_t seed =
+      opts->seed_set ? opts->seed : (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32) ^ now;
   h->rng = seed;
   if ((rc = rt_loggers_create(h, errbuf, errbuf_len)))
     goto fail;
@@ -91,6 +90,10 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
   struct revtun_event ev;
   rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, now, NULL);
   rt_report(h, &ev); /* host reporter callback, then the configured reporter */
+  if (h->free_pending) { /* freed by that callback: there is no handle to return */
+    destroy(h);
+    return rt_fail(REVTUN_E_STATE, errbuf, errbuf_len, "freed during creation");
+  }
   if (errbuf && errbuf_len)
     errbuf[0] = '\0';
   *out = h;
@@ -153,18 +156,40 @@ static void free_zombies(revtun_t *h) {
   }
 }
 
+void rt_finish_deferred(revtun_t *h) {
+  if (h->depth || h->cb_depth)
+    return;
+  if (h->acceptor_free_pending)
+    rt_acceptors_free_pending(h);
+  if (h->free_pending)
+    destroy(h);
+}
+
+/* A walk calls host callbacks over the pool's own structures: nothing may
+ * change them meanwhile (pool calls see `iterating`, loop calls see a
+ * callback), and a free asked for from inside happens when the walk ends. */
+revtun_t *rt_walk_begin(const revtun_t *ch) {
+  revtun_t *h = (revtun_t *)ch; /* only the guard counters change */
+  h->iterating++;
+  h->cb_depth++;
+  return h;
+}
+
+void rt_walk_end(revtun_t *h) {
+  h->iterating--;
+  h->cb_depth--;
+  rt_finish_deferred(h); /* may free h */
+}
+
 void rt_leave(revtun_t *h) {
   if (--h->depth)
     return;
   free_zombies(h);
-  if (h->acceptor_free_pending)
-    rt_acceptors_free_pending(h);
-  if (h->free_pending) {
-    destroy(h);
-    return;
+  if (!h->free_pending) {
+    rt_loggers_flush(h, false);
+    rearm_timer(h); /* its callback, too, may free the handle or an acceptor */
   }
-  rt_loggers_flush(h, false);
-  rearm_timer(h);
+  rt_finish_deferred(h);
 }
 
 /* ---------------------------------------------------------- host hooks */
@@ -388,8 +413,8 @@ int revtun_config_reporter(const revtun_t *h, const char **name, const char **ty
 
 size_t revtun_config_access_log_count(const revtun_t *h) { return h ? h->cfg.n_access_logs : 0; }
 
-int revtun_config_access_log(const revtun_t *h, size_t i, const char **name,
-                             const char **type_url, const uint8_t **value, size_t *value_len) {
+int revtun_config_access_log(const revtun_t *h, size_t i, const char **name, const char **type_url,
+                             const uint8_t **value, size_t *value_len) {
   if (!h)
     return REVTUN_E_INVAL;
   if (i >= h->cfg.n_access_logs)

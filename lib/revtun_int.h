@@ -56,7 +56,6 @@ int rt_config_parse(const struct rt_mem *mem, const void *buf, size_t len,
                     size_t errbuf_len);
 void rt_config_clear(const struct rt_mem *mem, struct rt_config *cfg);
 
-
 /* ---------------------------------------------------------------- options */
 
 struct rt_factory {
@@ -137,9 +136,9 @@ struct rt_member {
 };
 
 struct rt_node {
-  struct rt_hnode hn;   /* keyed by the scoped key */
-  char *key;            /* "tenant:id" with isolation and a tenant, else id */
-  const char *id;       /* raw id, points into key */
+  struct rt_hnode hn; /* keyed by the scoped key */
+  char *key;          /* "tenant:id" with isolation and a tenant, else id */
+  const char *id;     /* raw id, points into key */
   struct rt_member *members;
   size_t live, idle;
 };
@@ -157,22 +156,23 @@ struct rt_cluster {
 enum rt_sock_state { RT_SOCK_IDLE = 1, RT_SOCK_HANDED_OFF = 2 };
 
 struct rt_sock {
-  struct rt_fdent ent;     /* must be first */
+  struct rt_fdent ent; /* must be first */
   struct rt_member *member;
-  struct rt_sock *prev, *next; /* idle FIFO of the member */
-  struct rt_istr *tenant;  /* raw tenant, may be NULL */
+  struct rt_sock *prev, *next;             /* idle FIFO of the member */
+  struct rt_istr *tenant;                  /* raw tenant, may be NULL */
   struct rt_istr *init_worker, *init_conn; /* init_conn only when not numeric */
   uint64_t init_conn_num;
   int64_t initiation_time_ms;
-  uint64_t seq;            /* registration order, for FIFO across members */
+  uint64_t seq; /* registration order, for FIFO across members */
   uint32_t interval_ms;
   uint16_t misses;
-  uint8_t state;           /* enum rt_sock_state */
-  uint8_t partial;         /* bytes of a partial RPING echo held (0..4) */
-  uint8_t awaiting_reply;  /* the deadline is a reply deadline, not a send time */
+  uint8_t state;          /* enum rt_sock_state */
+  uint8_t partial;        /* bytes of a partial RPING echo held (0..4) */
+  uint8_t awaiting_reply; /* the deadline is a reply deadline, not a send time */
   uint8_t h2_timeout_noted;
-  uint8_t dead;            /* unlinked; memory freed when the outermost call returns */
+  uint8_t dead; /* unlinked; memory freed when the outermost call returns */
   uint8_t has_conn_num;
+  uint8_t set_nonblock; /* prepare made the fd non-blocking: undone on abort */
   struct rt_addr local, remote;
 };
 
@@ -259,7 +259,7 @@ struct revtun {
   struct rt_fdent **fds;
   size_t fds_cap;
   size_t n_sockets, n_idle;
-  size_t n_prepared; /* registrations between prepare and commit */
+  size_t n_prepared;                    /* registrations between prepare and commit */
   size_t n_live_nodes, n_live_clusters; /* with at least one live socket */
 
   struct rt_htable nodes, clusters, strings;
@@ -275,16 +275,16 @@ struct revtun {
   const struct rt_factory *reporter_factory;
 
   struct revtun_acceptor *acceptors; /* list, for free */
-  struct rt_sock *zombies; /* dead sockets whose memory a caller frame may still see */
+  struct rt_sock *zombies;           /* dead sockets whose memory a caller frame may still see */
 
   /* re-entrancy and deferred free */
-  unsigned depth;        /* nesting of public calls */
-  unsigned cb_depth;     /* nesting of host callbacks */
+  unsigned depth;    /* nesting of public calls */
+  unsigned cb_depth; /* nesting of host callbacks */
   bool free_pending;
   bool acceptor_free_pending;
   bool freeing;
-  bool failed;           /* a host hook failed */
-  bool iterating;        /* inside a foreach callback: the pool must not change */
+  bool failed;             /* a host hook failed */
+  unsigned iterating;      /* inside a foreach walk: the pool must not change */
   uint64_t armed_deadline; /* what the host timer is armed for, RT_NO_DEADLINE if nothing */
   revtun_time_ms_t last_now;
   revtun_time_ms_t log_flush_due; /* 0 = nothing buffered */
@@ -293,6 +293,11 @@ struct revtun {
 /* revtun.c: entering and leaving the library from a public mutating call. */
 int rt_enter(revtun_t *h, revtun_time_ms_t now);
 void rt_leave(revtun_t *h); /* may free h when a free was deferred */
+/* Runs frees deferred by callbacks that ran outside any library call
+ * (foreach callbacks); may free h. */
+void rt_finish_deferred(revtun_t *h);
+revtun_t *rt_walk_begin(const revtun_t *h);
+void rt_walk_end(revtun_t *h); /* may free h */
 void rt_log(revtun_t *h, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int rt_io(revtun_t *h, struct rt_fdent *ent, int events);
 void rt_close_fd(revtun_t *h, int fd, void *sock_user);
@@ -326,13 +331,10 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
 int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
                    revtun_time_ms_t now);
 void rt_pool_abort(revtun_t *h, struct rt_sock *s);
-int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster,
-                      const char *tenant);
-size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf,
-                     size_t cap);
+int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster, const char *tenant);
+size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf, size_t cap);
 size_t rt_pool_count_for_node(const revtun_t *h, const char *node, const char *tenant);
-void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno,
-                  revtun_time_ms_t now);
+void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now);
 void rt_pool_free_all(revtun_t *h);
 
 /* keepalive.c */
@@ -340,8 +342,7 @@ void rt_ka_start(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
 void rt_ka_on_readable(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
 void rt_ka_on_deadline(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
 /* Feeds bytes read elsewhere (the handshake); returns false if s was closed. */
-bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n,
-                revtun_time_ms_t now);
+bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n, revtun_time_ms_t now);
 uint32_t rt_jitter(revtun_t *h, uint32_t interval_ms);
 
 /* rping.c: the 5-byte window scanner shared by keepalive and the strip helper. */
@@ -358,7 +359,7 @@ enum rt_rping_scan rt_rping_scan(const uint8_t *in, size_t n, uint8_t *partial, 
 /* events.c */
 void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_ms_t now,
                    const struct rt_sock *s);
-void rt_emit(revtun_t *h, struct revtun_event *ev); /* lifecycle record */
+void rt_emit(revtun_t *h, struct revtun_event *ev);   /* lifecycle record */
 void rt_report(revtun_t *h, struct revtun_event *ev); /* reporter event */
 void rt_emit_sock(revtun_t *h, int kind, const struct rt_sock *s, revtun_time_ms_t now);
 

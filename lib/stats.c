@@ -135,8 +135,8 @@ void rt_stats_socket(revtun_t *h, const struct rt_sock *s, int delta) {
   if (!h->cfg.detailed_stats)
     return;
   char names[6][NAME_CAP];
-  size_t n = gauge_names(h, s->member->node->id, s->member->cluster->id, rt_istr_str(s->tenant),
-                         names);
+  size_t n =
+      gauge_names(h, s->member->node->id, s->member->cluster->id, rt_istr_str(s->tenant), names);
   for (size_t i = 0; i < n; i++) {
     struct rt_gauge *g = find_gauge(h, names[i]);
     if (!g && delta > 0 && rt_stats_reserve_one(h, names[i]) == REVTUN_OK)
@@ -150,24 +150,21 @@ void rt_stats_socket(revtun_t *h, const struct rt_sock *s, int delta) {
   }
 }
 
-/* Calls cb for every stat in a stable order; stops when cb returns non-zero. */
-int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user) {
-  if (!h || !cb)
-    return REVTUN_E_INVAL;
+static void walk_stats(const revtun_t *h, revtun_stat_cb cb, void *user) {
   const char *p = h->cfg.stat_prefix, *w = h->opts.worker;
   char name[NAME_CAP];
   snprintf(name, sizeof(name), "%s.%s.total_nodes", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->n_live_nodes, user))
-    return REVTUN_OK;
+    return;
   snprintf(name, sizeof(name), "%s.%s.total_clusters", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->n_live_clusters, user))
-    return REVTUN_OK;
+    return;
   snprintf(name, sizeof(name), "%s.%s.idle_sockets", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->n_idle, user))
-    return REVTUN_OK;
+    return;
   snprintf(name, sizeof(name), "%s.%s.live_sockets", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->n_sockets, user))
-    return REVTUN_OK;
+    return;
   for (int c = 0; c < RT_C_COUNT; c++) {
     if (c >= RT_C_CLOSED_BASE && c < RT_C_HS_PARSE_ERROR) {
       int reason = c - RT_C_CLOSED_BASE;
@@ -177,21 +174,29 @@ int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user) {
     } else if (is_handshake_counter((enum rt_counter)c)) {
       if (!h->stats.handshake_seen)
         continue;
-      snprintf(name, sizeof(name), "reverse_tunnel.handshake.%s",
-               counter_name((enum rt_counter)c));
+      snprintf(name, sizeof(name), "reverse_tunnel.handshake.%s", counter_name((enum rt_counter)c));
     } else {
       snprintf(name, sizeof(name), "%s.%s", p, counter_name((enum rt_counter)c));
     }
     if (cb(name, REVTUN_STAT_COUNTER, h->stats.counters[c], user))
-      return REVTUN_OK;
+      return;
   }
   size_t i;
   for (struct rt_hnode *hn = rt_htable_first(&h->stats.gauges, &i); hn;
        hn = rt_htable_next(&h->stats.gauges, hn, &i)) {
     const struct rt_gauge *g = RT_CONTAINER_OF(hn, struct rt_gauge, hn);
     if (cb(g->name, REVTUN_STAT_GAUGE, g->value, user))
-      return REVTUN_OK;
+      return;
   }
+}
+
+/* Calls cb for every stat in a stable order; stops when cb returns non-zero. */
+int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user) {
+  if (!h || !cb)
+    return REVTUN_E_INVAL;
+  revtun_t *mut = rt_walk_begin(h);
+  walk_stats(h, cb, user);
+  rt_walk_end(mut); /* may free the handle */
   return REVTUN_OK;
 }
 

@@ -70,7 +70,7 @@ static struct outcome run(revtun_t *h, revtun_acceptor_t *acc, const char *req, 
   if (!o.registered) {
     char b;
     o.closed = recv(cl, &b, 1, MSG_DONTWAIT) == 0; /* half-closed after the reply */
-    close(cl); /* lets the acceptor finish lingering */
+    close(cl);                                     /* lets the acceptor finish lingering */
     revtun_process_io(h, fd, REVTUN_IO_READ, 3);
     ck_assert_uint_eq(revtun_acceptor_pending(acc), 0);
   } else {
@@ -123,7 +123,8 @@ START_TEST(rejections_exact) {
   struct outcome o;
   const char *path = "GET /reverse_connections/request HTTP/1.1";
 
-  o = run(h, acc, request("GET /health HTTP/1.1", HDRS_NCT), strlen(request("GET /health HTTP/1.1", HDRS_NCT)), chunk);
+  o = run(h, acc, request("GET /health HTTP/1.1", HDRS_NCT),
+          strlen(request("GET /health HTTP/1.1", HDRS_NCT)), chunk);
   expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request"); /* 88 */
   const char *r = request("PUT /reverse_connections/request HTTP/1.1", HDRS_NCT);
   o = run(h, acc, r, strlen(r), chunk);
@@ -133,7 +134,8 @@ START_TEST(rejections_exact) {
   expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request"); /* query: full target */
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.parse_error"), 0);
 
-  r = request(path, "x-envoy-reverse-tunnel-cluster-id: c\r\nx-envoy-reverse-tunnel-tenant-id: t\r\n");
+  r = request(path,
+              "x-envoy-reverse-tunnel-cluster-id: c\r\nx-envoy-reverse-tunnel-tenant-id: t\r\n");
   o = run(h, acc, r, strlen(r), chunk);
   expect_reject(&o, 400, "Bad Request", "Missing required reverse tunnel headers"); /* 87 */
   r = request(path, "");
@@ -143,8 +145,9 @@ START_TEST(rejections_exact) {
                     "x-envoy-reverse-tunnel-tenant-id: \r\n");
   o = run(h, acc, r, strlen(r), chunk);
   expect_reject(&o, 400, "Bad Request", "Empty tenant-id header value");
-  r = request(path, "x-envoy-reverse-tunnel-node-id: node:x\r\nx-envoy-reverse-tunnel-cluster-id: c\r\n"
-                    "x-envoy-reverse-tunnel-tenant-id: t\r\n");
+  r = request(path,
+              "x-envoy-reverse-tunnel-node-id: node:x\r\nx-envoy-reverse-tunnel-cluster-id: c\r\n"
+              "x-envoy-reverse-tunnel-tenant-id: t\r\n");
   o = run(h, acc, r, strlen(r), chunk);
   expect_reject(&o, 400, "Bad Request",
                 "Reverse tunnel identifiers must not contain ':' when tenant isolation is enabled");
@@ -168,7 +171,8 @@ START_TEST(body_rejected_before_path) {
   const char *bodies[] = {
       "GET /health HTTP/1.1\r\ncontent-length: 4\r\n\r\nbody",
       "GET /reverse_connections/request HTTP/1.1\r\ncontent-length: 00\r\n\r\n",
-      "GET /reverse_connections/request HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n",
+      "GET /reverse_connections/request HTTP/1.1\r\ntransfer-encoding: "
+      "chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n",
   };
   for (size_t i = 0; i < 3; i++) {
     struct outcome o = run(h, acc, bodies[i], strlen(bodies[i]), chunk);
@@ -192,7 +196,8 @@ START_TEST(malformed_and_too_large) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
   revtun_acceptor_t *acc = acceptor(h, "acc_default");
-  ck_assert_int_eq(revtun_acceptor_set_limit(acc, REVTUN_ACCEPTOR_MAX_HEADER_BYTES, 256), REVTUN_OK);
+  ck_assert_int_eq(revtun_acceptor_set_limit(acc, REVTUN_ACCEPTOR_MAX_HEADER_BYTES, 256),
+                   REVTUN_OK);
   const char *bad[] = {"INVALID\r\n\r\n", "GET / HTTP/999.999\r\n\r\n",
                        "GET / HTTP/1.1\r\nbad header\r\n\r\n",
                        "GET / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"};
@@ -281,11 +286,13 @@ START_TEST(required_cluster_name) {
   revtun_acceptor_t *acc = acceptor(h, "acc_cluster_name");
   char hdrs[512];
   const char *line = "GET /reverse_connections/request HTTP/1.1";
-  snprintf(hdrs, sizeof(hdrs), "%sx-envoy-reverse-tunnel-upstream-cluster-name: my-upstream-cluster\r\n", HDRS_NCT);
+  snprintf(hdrs, sizeof(hdrs),
+           "%sx-envoy-reverse-tunnel-upstream-cluster-name: my-upstream-cluster\r\n", HDRS_NCT);
   const char *r = request(line, hdrs);
   struct outcome o = run(h, acc, r, strlen(r), 0);
   ck_assert_str_eq(o.response, OK_200); /* 100 */
-  snprintf(hdrs, sizeof(hdrs), "%sx-envoy-reverse-tunnel-upstream-cluster-name: wrong-cluster\r\n", HDRS_NCT);
+  snprintf(hdrs, sizeof(hdrs), "%sx-envoy-reverse-tunnel-upstream-cluster-name: wrong-cluster\r\n",
+           HDRS_NCT);
   r = request(line, hdrs);
   o = run(h, acc, r, strlen(r), 0);
   expect_reject(&o, 400, "Bad Request", "Cluster name mismatch"); /* 101 */
@@ -502,7 +509,8 @@ START_TEST(handshake_timeout) {
   ck_assert_int_eq(recv(sv[1], b, sizeof(b), 0), 0); /* closed without a reply */
   ck_assert(!tu_fd_open(sv[0]));
   /* a shorter configured timeout */
-  ck_assert_int_eq(revtun_acceptor_set_limit(acc, REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS, 50), REVTUN_OK);
+  ck_assert_int_eq(revtun_acceptor_set_limit(acc, REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS, 50),
+                   REVTUN_OK);
   int sv2[2];
   tu_socketpair(sv2);
   ck_assert_int_eq(revtun_acceptor_accept(acc, sv2[0], NULL, 20000), REVTUN_OK);
@@ -538,7 +546,8 @@ START_TEST(pipelined_bytes_are_tunnel_bytes) {
   tu_socketpair(sv);
   tu_write(sv[1], buf);
   ck_assert_int_eq(revtun_acceptor_accept(acc, sv[0], NULL, 5), REVTUN_OK);
-  ck_assert_int_eq(tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED)->reason, REVTUN_CLOSE_IDLE_UNEXPECTED_DATA);
+  ck_assert_int_eq(tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED)->reason,
+                   REVTUN_CLOSE_IDLE_UNEXPECTED_DATA);
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.accepted"), 2);
   tu_read_all(sv[1], buf, sizeof(buf));
   ck_assert_str_eq(buf, OK_200); /* exactly one answer */
@@ -578,9 +587,10 @@ START_TEST(custom_header_prefix) {
   revtun_t *h = tu_new("empty", &rec, 0);
   revtun_acceptor_t *acc = acceptor(h, "acc_default");
   ck_assert_int_eq(revtun_acceptor_set_header_prefix(acc, "x-acme"), REVTUN_OK);
-  const char *r = request("GET /reverse_connections/request HTTP/1.1",
-                          "x-acme-reverse-tunnel-node-id: n\r\nx-acme-reverse-tunnel-cluster-id: c\r\n"
-                          "x-acme-reverse-tunnel-tenant-id: t\r\n");
+  const char *r =
+      request("GET /reverse_connections/request HTTP/1.1",
+              "x-acme-reverse-tunnel-node-id: n\r\nx-acme-reverse-tunnel-cluster-id: c\r\n"
+              "x-acme-reverse-tunnel-tenant-id: t\r\n");
   struct outcome o = run(h, acc, r, strlen(r), 0);
   ck_assert_str_eq(o.response, OK_200);
   r = request("GET /reverse_connections/request HTTP/1.1", HDRS_NCT);

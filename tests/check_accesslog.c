@@ -112,7 +112,8 @@ static size_t n_exp;
 
 static void expect(const char *event, const char *node, const char *cluster, const char *tenant,
                    const char *state, const char *handoff, const char *reason, int fd, int misses) {
-  tour_exp[n_exp++] = (struct exp){event, node, cluster, tenant, state, handoff, reason, fd, misses};
+  tour_exp[n_exp++] =
+      (struct exp){event, node, cluster, tenant, state, handoff, reason, fd, misses};
 }
 
 static void tour(revtun_t *h) {
@@ -250,9 +251,10 @@ START_TEST(every_event_through_text_json_and_default_file_loggers) {
   /* the default format: "[2026-01-02T03:04:05.678Z] <event> node=..." */
   char *got = slurp("al.default");
   regex_t re;
-  ck_assert_int_eq(regcomp(&re, "^\\[[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z\\] ",
-                           REG_EXTENDED),
-                   0);
+  ck_assert_int_eq(
+      regcomp(&re, "^\\[[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z\\] ",
+              REG_EXTENDED),
+      0);
   char *line = got;
   for (size_t i = 0; i < n_exp; i++) {
     char *nl = strchr(line, '\n');
@@ -451,7 +453,8 @@ static void run_child(const char *config, int target, const char *expected) {
 }
 
 START_TEST(stdout_stderr_and_stdout_json) {
-  run_child("al_stdout", STDOUT_FILENO, "out tunnel_setup n1 -\nout tunnel_closed n1 local_close\n");
+  run_child("al_stdout", STDOUT_FILENO,
+            "out tunnel_setup n1 -\nout tunnel_closed n1 local_close\n");
   run_child("al_stderr", STDERR_FILENO, "err tunnel_setup n1\nerr tunnel_closed n1\n");
   run_child("al_stdout_json", STDOUT_FILENO,
             "{\"event\":\"tunnel_setup\",\"node\":\"n1\",\"fd\":100}\n"
@@ -618,7 +621,7 @@ START_TEST(flush_deadline_arms_the_host_timer) {
   revtun_t *h = new_with("al_host_and_builtin", o);
   int p, s = pair(&p);
   ck_assert_int_eq(tu_register(h, s, "n", "c", NULL, 60000, 0), REVTUN_OK);
-  ck_assert_int_eq(host_events, 1); /* the host factory saw it too */
+  ck_assert_int_eq(host_events, 1);     /* the host factory saw it too */
   ck_assert_int_eq(rec.timer_ms, 1000); /* the flush, before the first ping */
   ck_assert_int_eq(revtun_next_timeout_ms(h, 0), 1000);
   ck_assert_int_eq(revtun_tick(h, 999), REVTUN_OK);
@@ -632,7 +635,6 @@ START_TEST(flush_deadline_arms_the_host_timer) {
   revtun_options_free(o);
   close(p);
   assert_file("al.log", "tunnel_setup\ntunnel_closed\n");
-
 }
 END_TEST
 
@@ -859,9 +861,9 @@ START_TEST(host_factory_name_wins_over_builtin) {
   ck_assert_int_eq(revtun_config_validate(cfg, len, o, err, sizeof(err)), REVTUN_E_CONFIG);
   ck_assert_ptr_nonnull(strstr(err, "access_log[0]: logger 'test.host.logger' (typed_config "
                                     "(none)) is not known"));
-  ck_assert_int_eq(revtun_access_logger_register(o, "test.host.logger", host_create, host_event,
-                                                 NULL, NULL),
-                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_access_logger_register(o, "test.host.logger", host_create, host_event, NULL, NULL),
+      REVTUN_OK);
   ck_assert_int_eq(revtun_config_validate(cfg, len, o, err, sizeof(err)), REVTUN_OK);
   free(cfg);
   revtun_t *h = new_with("al_host_and_builtin", o);
@@ -870,7 +872,7 @@ START_TEST(host_factory_name_wins_over_builtin) {
   revtun_free(h);
   revtun_options_free(o);
   close(p);
-  ck_assert_int_eq(host_events, 4); /* two loggers, two records */
+  ck_assert_int_eq(host_events, 4);          /* two loggers, two records */
   ck_assert_int_eq(file_size("al.log"), -1); /* the built-in was never created */
 }
 END_TEST

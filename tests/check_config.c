@@ -47,14 +47,14 @@ END_TEST
 START_TEST(full_config_every_field_exact) {
   revtun_options_t *o;
   ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
-  ck_assert_int_eq(revtun_reporter_register(o, "test.reporter", noop_create, noop_event, NULL, NULL),
-                   REVTUN_OK);
-  ck_assert_int_eq(revtun_access_logger_register(o, "test.logger.one", noop_create, noop_event,
-                                                 NULL, NULL),
-                   REVTUN_OK);
-  ck_assert_int_eq(revtun_access_logger_register(o, "test.logger.two", noop_create, noop_event,
-                                                 NULL, NULL),
-                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_reporter_register(o, "test.reporter", noop_create, noop_event, NULL, NULL), REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_access_logger_register(o, "test.logger.one", noop_create, noop_event, NULL, NULL),
+      REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_access_logger_register(o, "test.logger.two", noop_create, noop_event, NULL, NULL),
+      REVTUN_OK);
   revtun_t *h = tu_new_opts("full", o, 0);
   ck_assert_str_eq(revtun_config_stat_prefix(h), "edge_tunnels");
   ck_assert_uint_eq(revtun_config_ping_failure_threshold(h), 5);
@@ -123,7 +123,8 @@ END_TEST
 
 START_TEST(garbage_is_malformed) {
   char err[256];
-  static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+  static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0x01};
   ck_assert_int_eq(revtun_config_validate(garbage, sizeof(garbage), NULL, err, sizeof(err)),
                    REVTUN_E_CONFIG);
   ck_assert_ptr_nonnull(strstr(err, "malformed protobuf"));
@@ -187,8 +188,8 @@ END_TEST
 
 START_TEST(unknown_fields_are_skipped) {
   /* stat_prefix "ab", then field 99 (varint), field 100 (bytes), field 101 (fixed32) */
-  static const uint8_t cfg[] = {0x0a, 0x02, 'a', 'b', 0x98, 0x06, 0x07, 0xa2, 0x06, 0x01, 'x',
-                                0xad, 0x06, 1, 2, 3, 4};
+  static const uint8_t cfg[] = {0x0a, 0x02, 'a',  'b',  0x98, 0x06, 0x07, 0xa2, 0x06,
+                                0x01, 'x',  0xad, 0x06, 1,    2,    3,    4};
   char err[256];
   revtun_t *h = NULL;
   ck_assert_int_eq(revtun_new(&h, cfg, sizeof(cfg), NULL, 0, err, sizeof(err)), REVTUN_OK);
@@ -264,9 +265,9 @@ START_TEST(options_misuse) {
   ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_CONFIG_BYTES, 0), REVTUN_E_INVAL);
   ck_assert_int_eq(revtun_options_set_worker_name(o, ""), REVTUN_E_INVAL);
   ck_assert_int_eq(revtun_options_set_log_cb(o, NULL, 9), REVTUN_E_INVAL);
-  ck_assert_int_eq(revtun_options_set_allocator(o, only_malloc, NULL, NULL, NULL),
-                   REVTUN_E_INVAL);
-  ck_assert_int_eq(revtun_reporter_register(o, "r", noop_create, noop_event, NULL, NULL), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_set_allocator(o, only_malloc, NULL, NULL, NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_reporter_register(o, "r", noop_create, noop_event, NULL, NULL),
+                   REVTUN_OK);
   ck_assert_int_eq(revtun_reporter_register(o, "r", noop_create, noop_event, NULL, NULL),
                    REVTUN_E_EXISTS);
   ck_assert_int_eq(revtun_reporter_register(o, "", noop_create, noop_event, NULL, NULL),

@@ -121,12 +121,34 @@ START_TEST(dynamic_metadata_every_key) {
   ev.extra = extra;
   ev.n_extra = 1;
 #define M(k) "%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:" k ")%"
-  ck_assert_str_eq(life(M("event") "|" M("node_id") "|" M("cluster_id") "|" M("tenant_id") "|" M(
-                            "worker") "|" M("socket_state") "|" M("fd") "|" M("miss_count") "|" M(
-                            "initiator_worker_id") "|" M("initiator_connection_id") "|" M(
-                            "validation"),
-                        &ev),
-                   "idle_ping_miss|node-c|cluster-c|tenant-c|worker_3|idle|321|2|iw-1|42|passed");
+  ck_assert_str_eq(
+      life(
+          M("event") "|" M("node_id") "|" M("cluster_id") "|" M("tenant_id") "|" M("worker") "|" M(
+              "socket_state") "|" M("fd") "|" M("miss_count") "|" M("initiator_worker_id") "|" M("i"
+                                                                                                 "n"
+                                                                                                 "i"
+                                                                                                 "t"
+                                                                                                 "i"
+                                                                                                 "a"
+                                                                                                 "t"
+                                                                                                 "o"
+                                                                                                 "r"
+                                                                                                 "_"
+                                                                                                 "c"
+                                                                                                 "o"
+                                                                                                 "n"
+                                                                                                 "n"
+                                                                                                 "e"
+                                                                                                 "c"
+                                                                                                 "t"
+                                                                                                 "i"
+                                                                                                 "o"
+                                                                                                 "n"
+                                                                                                 "_"
+                                                                                                 "i"
+                                                                                                 "d") "|" M("validation"),
+          &ev),
+      "idle_ping_miss|node-c|cluster-c|tenant-c|worker_3|idle|321|2|iw-1|42|passed");
   /* keys set only when they apply: absent renders "-" */
   ck_assert_str_eq(life(M("handoff_kind") "|" M("close_reason") "|" M("nope"), &ev), "-|-|-");
   ev.kind = REVTUN_EV_SOCKET_HANDOFF;
@@ -176,11 +198,12 @@ END_TEST
  * absent, for every kind of record -- extra pairs included. */
 START_TEST(direct_metadata_matches_the_event_view) {
   static const char *const keys[] = {
-      "event", "node_id", "cluster_id", "tenant_id", "worker", "socket_state", "handoff_kind",
-      "close_reason", "fd", "miss_count", "initiator_worker_id", "initiator_connection_id",
+      "event",      "node_id",      "cluster_id",          "tenant_id",
+      "worker",     "socket_state", "handoff_kind",        "close_reason",
+      "fd",         "miss_count",   "initiator_worker_id", "initiator_connection_id",
       "validation", "nope"};
-  static const struct rt_meta_kv extras[] = {{"validation", "passed"}, {"fd", "x7"},
-                                             {"handoff_kind", "extra"}};
+  static const struct rt_meta_kv extras[] = {
+      {"validation", "passed"}, {"fd", "x7"}, {"handoff_kind", "extra"}};
   for (int variant = 0; variant < 256; variant++) {
     struct revtun_event ev;
     make_event(&ev);
@@ -212,11 +235,12 @@ START_TEST(filter_state_every_key) {
   struct revtun_event ev;
   make_event(&ev);
 #define FS(k) "%FILTER_STATE(envoy.reverse_tunnel." k ":PLAIN)%"
-  ck_assert_str_eq(life(FS("node_id") " " FS("cluster_id") " " FS("tenant_id") " " FS(
-                            "worker") " " FS("fd") " " FS("initiator_worker_id") " " FS(
-                            "initiator_connection_id") " " FS("other"),
-                        &ev),
-                   "node-c cluster-c tenant-c worker_3 321 iw-1 42 -");
+  ck_assert_str_eq(
+      life(
+          FS("node_id") " " FS("cluster_id") " " FS("tenant_id") " " FS("worker") " " FS(
+              "fd") " " FS("initiator_worker_id") " " FS("initiator_connection_id") " " FS("other"),
+          &ev),
+      "node-c cluster-c tenant-c worker_3 321 iw-1 42 -");
 #undef FS
   /* TYPED (the default) is the JSON of the value, as Envoy prints it */
   ck_assert_str_eq(life("%FILTER_STATE(envoy.reverse_tunnel.node_id)% "
@@ -255,15 +279,16 @@ START_TEST(addresses) {
                         &ev),
                    "- - -");
   /* acceptor context: the connection's own sockaddrs */
-  struct rt_fmt_ctx ctx = {.remote = &remote6.u.sa, .remote_len = remote6.len,
-                           .local = &local4.u.sa, .local_len = local4.len};
+  struct rt_fmt_ctx ctx = {.remote = &remote6.u.sa,
+                           .remote_len = remote6.len,
+                           .local = &local4.u.sa,
+                           .local_len = local4.len};
   ck_assert_str_eq(render("%DOWNSTREAM_REMOTE_ADDRESS%|%DOWNSTREAM_LOCAL_ADDRESS%",
                           RT_FMT_OPS_HANDSHAKE, 0, &ctx, NULL),
                    "[2001:db8::1]:443|192.168.0.1:8080");
   /* a truncated sockaddr is not read past its length */
   ctx.remote_len = 4;
-  ck_assert_str_eq(render("%DOWNSTREAM_REMOTE_ADDRESS%", RT_FMT_OPS_HANDSHAKE, 0, &ctx, NULL),
-                   "-");
+  ck_assert_str_eq(render("%DOWNSTREAM_REMOTE_ADDRESS%", RT_FMT_OPS_HANDSHAKE, 0, &ctx, NULL), "-");
 }
 END_TEST
 
@@ -280,8 +305,8 @@ END_TEST
 
 static const char *headers(void *user, const char *name, size_t *len) {
   (void)user;
-  static const char *const kv[][2] = {{"x-node", "n-7"}, {"x-alt", "alt-value"},
-                                      {":authority", "proxy.example"}};
+  static const char *const kv[][2] = {
+      {"x-node", "n-7"}, {"x-alt", "alt-value"}, {":authority", "proxy.example"}};
   for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
     if (strcmp(kv[i][0], name) == 0) {
       *len = strlen(kv[i][1]);
@@ -315,8 +340,9 @@ START_TEST(start_time) {
   ck_assert_str_eq(life("%START_TIME(%s)%", &ev), "1767323045");
   ck_assert_str_eq(life("%START_TIME(%s.%3f|%6f|%9f|%f|%1f)%", &ev),
                    "1767323045.678|678901|678901234|678901234|6");
-  ck_assert_str_eq(life("%START_TIME(%Y/%m/%d %H:%M:%S %E6S %E*S %E0S %Ez %z %Z %j %a %% %e)%", &ev),
-                   "2026/01/02 03:04:05 05.678901 05.678901234 05 +00:00 +0000 UTC 002 Fri %  2");
+  ck_assert_str_eq(
+      life("%START_TIME(%Y/%m/%d %H:%M:%S %E6S %E*S %E0S %Ez %z %Z %j %a %% %e)%", &ev),
+      "2026/01/02 03:04:05 05.678901 05.678901234 05 +00:00 +0000 UTC 002 Fri %  2");
   ck_assert_str_eq(life("%START_TIME(%Y):4%", &ev), "2026");
   struct timespec whole = {0, 0};
   struct rt_fmt_ctx ctx = {.ev = &ev, .wall = &whole};
@@ -359,7 +385,8 @@ START_TEST(parse_errors_name_the_operator_and_offset) {
                    "unsupported command operator %NODE% at offset 5");
   ck_assert_str_eq(compile_err("0123456789ab%FOO%", L),
                    "unsupported command operator %FOO% at offset 12");
-  ck_assert_str_eq(compile_err("%PROTOCOL%", L), "unsupported command operator %PROTOCOL% at offset 0");
+  ck_assert_str_eq(compile_err("%PROTOCOL%", L),
+                   "unsupported command operator %PROTOCOL% at offset 0");
   ck_assert_str_eq(compile_err("100%", L),
                    "invalid command operator at offset 3: expected %NAME%, %NAME(arg)% or "
                    "%NAME(arg):LENGTH% (write %% for a literal %)");
@@ -586,8 +613,8 @@ END_TEST
 START_TEST(json_untyped_legacy) {
   struct revtun_event ev;
   make_event(&ev);
-  ck_assert_str_eq(json(tstruct(3, "fd", vstr(LC("fd")), "absent", vstr(LC("handoff_kind")),
-                                "port", vstr("%DOWNSTREAM_LOCAL_PORT%")),
+  ck_assert_str_eq(json(tstruct(3, "fd", vstr(LC("fd")), "absent", vstr(LC("handoff_kind")), "port",
+                                vstr("%DOWNSTREAM_LOCAL_PORT%")),
                         RT_FMT_UNTYPED, &ev),
                    "{\"fd\":\"321\",\"absent\":\"-\",\"port\":\"8080\"}\n");
   ck_assert_str_eq(json(tstruct(2, "absent", vstr(LC("handoff_kind")), "fd", vstr(LC("fd"))),
@@ -600,21 +627,22 @@ START_TEST(json_escaping) {
   struct revtun_event ev;
   make_event(&ev);
   ev.node_id = "q\"b\\s/\n\t\x01\x7f";
-  ev.cluster_id = "caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80";          /* valid UTF-8 */
-  ev.tenant_id = "bad\xff\xc3(\xe2\x82";                                   /* invalid */
+  ev.cluster_id = "caf\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80"; /* valid UTF-8 */
+  ev.tenant_id = "bad\xff\xc3(\xe2\x82";                       /* invalid */
   ck_assert_str_eq(json(tstruct(4, "n", vstr(LC("node_id")), "c", vstr(LC("cluster_id")), "t",
-                                vstr(LC("tenant_id")), "k\"ey", vstr("%FILTER_STATE("
-                                                                     "envoy.reverse_tunnel.node_"
-                                                                     "id)%")),
+                                vstr(LC("tenant_id")), "k\"ey",
+                                vstr("%FILTER_STATE("
+                                     "envoy.reverse_tunnel.node_"
+                                     "id)%")),
                         0, &ev),
                    "{\"n\":\"q\\\"b\\\\s/\\n\\t\\u0001\x7f\",\"c\":\"caf\xc3\xa9-\xe2\x82\xac-"
                    "\xf0\x9f\x98\x80\",\"t\":\"bad\\u00ff\\u00c3(\\u00e2\\u0082\",\"k\\\"ey\":"
                    "\"q\\\"b\\\\s/\\n\\t\\u0001\x7f\"}\n");
   /* TYPED filter state inside a mixed string is JSON inside JSON */
   make_event(&ev);
-  ck_assert_str_eq(json(tstruct(1, "m", vstr("id=%FILTER_STATE(envoy.reverse_tunnel.node_id)%")), 0,
-                        &ev),
-                   "{\"m\":\"id=\\\"node-c\\\"\"}\n");
+  ck_assert_str_eq(
+      json(tstruct(1, "m", vstr("id=%FILTER_STATE(envoy.reverse_tunnel.node_id)%")), 0, &ev),
+      "{\"m\":\"id=\\\"node-c\\\"\"}\n");
   /* the whole namespace: an object when alone, escaped JSON text in a string */
   ck_assert_str_eq(
       json(tstruct(2, "o", vstr("%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle)%"), "s",
@@ -634,9 +662,9 @@ END_TEST
 START_TEST(json_duplicate_keys_and_numbers) {
   struct revtun_event ev;
   make_event(&ev);
-  ck_assert_str_eq(json(tstruct(3, "a", vstr("first"), "b", vnum(0.1), "a", vstr(LC("fd"))), 0,
-                        &ev),
-                   "{\"a\":321,\"b\":0.1}\n");
+  ck_assert_str_eq(
+      json(tstruct(3, "a", vstr("first"), "b", vnum(0.1), "a", vstr(LC("fd"))), 0, &ev),
+      "{\"a\":321,\"b\":0.1}\n");
   ck_assert_str_eq(json(tstruct(4, "big", vnum(9007199254740993.0), "neg", vnum(-0.5), "exp",
                                 vnum(1e300), "int", vnum(42)),
                         0, &ev),

@@ -9,15 +9,14 @@
 
 static const struct rt_hs_limits lim = {8192, 100};
 
-static const char *const good =
-    "GET /reverse_connections/request HTTP/1.1\r\n"
-    "host: 127.0.0.1:9000\r\n"
-    "x-envoy-reverse-tunnel-node-id: n\r\n"
-    "X-Envoy-Reverse-Tunnel-Cluster-Id:  c \r\n"
-    "x-envoy-reverse-tunnel-tenant-id: t\r\n"
-    "x-envoy-reverse-tunnel-tenant-id: second\r\n"
-    "content-length: 0\r\n"
-    "\r\n";
+static const char *const good = "GET /reverse_connections/request HTTP/1.1\r\n"
+                                "host: 127.0.0.1:9000\r\n"
+                                "x-envoy-reverse-tunnel-node-id: n\r\n"
+                                "X-Envoy-Reverse-Tunnel-Cluster-Id:  c \r\n"
+                                "x-envoy-reverse-tunnel-tenant-id: t\r\n"
+                                "x-envoy-reverse-tunnel-tenant-id: second\r\n"
+                                "content-length: 0\r\n"
+                                "\r\n";
 
 static enum rt_hs_result parse(const char *s, struct rt_hs_request *req) {
   size_t scan = 0;
@@ -80,12 +79,12 @@ START_TEST(malformed_inputs) {
       "GET /\r\n\r\n",
       "GET  / HTTP/1.1\r\n\r\n",
       "G@T / HTTP/1.1\r\n\r\n",
-      "GET / HTTP/1.1\nhost: x\r\n\r\n",       /* bare LF */
-      "GET / HTTP/1.1\r\nhost : x\r\n\r\n",    /* space before colon */
+      "GET / HTTP/1.1\nhost: x\r\n\r\n",              /* bare LF */
+      "GET / HTTP/1.1\r\nhost : x\r\n\r\n",           /* space before colon */
       "GET / HTTP/1.1\r\nhost: x\r\n folded\r\n\r\n", /* obs-fold */
-      "GET / HTTP/1.1\r\n: x\r\n\r\n",         /* empty name */
+      "GET / HTTP/1.1\r\n: x\r\n\r\n",                /* empty name */
       "GET / HTTP/1.1\r\nnocolon\r\n\r\n",
-      "GET / HTTP/1.1\r\nh: a\rb\r\n\r\n",     /* stray CR */
+      "GET / HTTP/1.1\r\nh: a\rb\r\n\r\n", /* stray CR */
       "GET / HTTP/1.1\r\ncontent-length: abc\r\n\r\n",
       "GET / HTTP/1.1\r\ncontent-length: 0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
       "GET / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n",
@@ -129,7 +128,8 @@ START_TEST(limits) {
   struct rt_hs_limits small = {64, 3};
   struct rt_hs_request *req = malloc(sizeof(*req));
   size_t scan = 0;
-  const char *big = "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n";
+  const char *big =
+      "GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n";
   ck_assert_int_eq(rt_hs_parse((const uint8_t *)big, strlen(big), &small, &scan, req),
                    RT_HS_TOO_LARGE);
   const char *many = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n";

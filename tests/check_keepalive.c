@@ -207,7 +207,7 @@ START_TEST(unexpected_data_closes_at_once) {
   ck_assert_int_eq(close_reason_after("RPINGX", 6), REVTUN_CLOSE_IDLE_UNEXPECTED_DATA);
   ck_assert_int_eq(close_reason_after("PING", 4), REVTUN_CLOSE_IDLE_UNEXPECTED_DATA);
   ck_assert_int_eq(close_reason_after("RPINGRPING", 10), 0);
-  ck_assert_int_eq(close_reason_after("RPI", 3), 0); /* a proper prefix is held */
+  ck_assert_int_eq(close_reason_after("RPI", 3), 0);         /* a proper prefix is held */
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_PING_MISS), 0); /* never a miss */
 }
 END_TEST
@@ -346,7 +346,7 @@ START_TEST(deadline_arithmetic) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
   int p1, p2;
-  pair_registered(h, &p1, 1, 100);  /* interval 1: send at 101, reply deadline max(1, 0) = 1 */
+  pair_registered(h, &p1, 1, 100); /* interval 1: send at 101, reply deadline max(1, 0) = 1 */
   ck_assert_int_eq(revtun_next_timeout_ms(h, 100), 1);
   ck_assert_int_eq(revtun_tick(h, 101), REVTUN_OK);
   ck_assert_int_eq(revtun_next_timeout_ms(h, 101), 1);
@@ -377,7 +377,8 @@ START_TEST(partial_echo_travels_with_the_handoff) {
   tu_write(peer, "NG value");
   char in[64], out[80];
   size_t n = tu_read_all(fd, in, sizeof(in)), olen, np;
-  ck_assert_int_eq(revtun_rping_strip(&st, (uint8_t *)in, n, (uint8_t *)out, &olen, &np), REVTUN_OK);
+  ck_assert_int_eq(revtun_rping_strip(&st, (uint8_t *)in, n, (uint8_t *)out, &olen, &np),
+                   REVTUN_OK);
   ck_assert_uint_eq(np, 1);
   ck_assert_uint_eq(olen, 6);
   ck_assert_mem_eq(out, " value", 6);
@@ -392,9 +393,9 @@ END_TEST
 
 static size_t strip(revtun_strip_t *st, const char *in, char *out, size_t *pings_out) {
   size_t olen = 0, np = 0;
-  ck_assert_int_eq(revtun_rping_strip(st, (const uint8_t *)in, strlen(in), (uint8_t *)out, &olen,
-                                      &np),
-                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_rping_strip(st, (const uint8_t *)in, strlen(in), (uint8_t *)out, &olen, &np),
+      REVTUN_OK);
   out[olen] = '\0';
   if (pings_out)
     *pings_out = np;
@@ -544,7 +545,8 @@ START_TEST(ten_thousand_sockets_for_an_hour) {
   int port;
   pid_t child = start_echo_server(&port);
   revtun_t *h = tu_new("empty", &rec, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                            .sin_port = htons((uint16_t)port)};
   int *fds = calloc(HOUR_SOCKETS, sizeof(int));
   for (int i = 0; i < HOUR_SOCKETS; i++) {

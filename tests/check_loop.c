@@ -84,14 +84,9 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
   }
   p->pings += (int)(n / 5);
   switch (p->kind) {
-  case ECHO:
-    send((int)fd, buf, (size_t)n, MSG_NOSIGNAL);
-    break;
-  case SILENT: /* reads, never answers, never closes */
-    break;
-  case GARBAGE:
-    send((int)fd, "HELLO", 5, MSG_NOSIGNAL);
-    break;
+  case ECHO: send((int)fd, buf, (size_t)n, MSG_NOSIGNAL); break;
+  case SILENT: /* reads, never answers, never closes */ break;
+  case GARBAGE: send((int)fd, "HELLO", 5, MSG_NOSIGNAL); break;
   case RESET: {
     struct linger lg = {1, 0};
     setsockopt((int)fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -113,8 +108,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
     }
     break;
   }
-  default:
-    break;
+  default: break;
   }
 }
 

@@ -3,6 +3,7 @@
  * their NEW form, utility items 12-17), with real socketpairs. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,7 +354,7 @@ START_TEST(free_closes_idle_with_records) {
   ck_assert_int_eq(tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED)->reason, REVTUN_CLOSE_SHUTDOWN);
   ck_assert(!tu_fd_open(a));
   ck_assert(!tu_fd_open(b));
-  ck_assert(tu_fd_open(c)); /* handed off: the host's */
+  ck_assert(tu_fd_open(c));           /* handed off: the host's */
   ck_assert_int_eq(rec.timer_ms, -1); /* timer cancelled */
   close(c), close(p1), close(p2), close(p3);
   ck_assert_int_eq(tu_open_fds(), before);
@@ -642,7 +643,7 @@ START_TEST(handoff_skips_dead_sockets) {
   ck_assert_int_eq(tu_register(h, a, "n", "c", NULL, 0, 0), REVTUN_OK);
   ck_assert_int_eq(tu_register(h, b, "n", "c", NULL, 0, 0), REVTUN_OK);
   ck_assert_int_eq(tu_register(h, c, "n", "c", NULL, 0, 0), REVTUN_OK);
-  close(p1); /* peer gone, the library has not read it yet */
+  close(p1);          /* peer gone, the library has not read it yet */
   tu_write(p2, "RP"); /* pending echo bytes: alive, and not consumed */
   revtun_strip_t strip = 99;
   int fd;
@@ -658,6 +659,86 @@ START_TEST(handoff_skips_dead_sockets) {
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.tunnel_closed.idle_peer_close"), 2);
   revtun_free(h);
   close(b), close(p2);
+}
+END_TEST
+
+START_TEST(refused_registration_leaves_the_fd_as_given) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  int sv[2];
+  ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0); /* blocking */
+  rec.io_fail_fd = sv[0];
+  ck_assert_int_eq(tu_register(h, sv[0], "n", "c", NULL, 0, 0), REVTUN_E_HOST);
+  ck_assert_int_eq(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+  revtun_acceptor_t *acc;
+  ck_assert_int_eq(revtun_acceptor_new(&acc, h, NULL, 0, NULL, 0), REVTUN_OK);
+  ck_assert_int_eq(revtun_acceptor_accept(acc, sv[0], NULL, 0), REVTUN_E_HOST);
+  ck_assert_int_eq(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+  rec.io_fail_fd = -2;
+  ck_assert_int_eq(tu_register(h, sv[0], "n", "c", NULL, 0, 0), REVTUN_OK);
+  ck_assert_int_ne(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0); /* the library's now */
+  revtun_free(h);
+  close(sv[1]);
+}
+END_TEST
+
+static revtun_t *walk_handle;
+static int walk_calls, walk_rc;
+static int free_in_walk(const char *node, const char *tenant, const char *cluster, size_t idle,
+                        size_t live, void *user) {
+  (void)node, (void)tenant, (void)cluster, (void)idle, (void)live, (void)user;
+  int fd, rc = revtun_handoff(walk_handle, "a", NULL, 1, &fd, NULL);
+  if (walk_calls++ == 0)
+    walk_rc = rc; /* refused: walking (later calls: the handle is going away) */
+  revtun_free(walk_handle); /* deferred to the end of the walk */
+  return 0;
+}
+
+START_TEST(free_from_a_walk_and_from_the_timer) {
+  tu_rec_init(&rec);
+  walk_handle = tu_new("empty", &rec, 0);
+  int p1, p2;
+  ck_assert_int_eq(tu_register(walk_handle, make_pair(&p1), "a", "c", NULL, 0, 0), REVTUN_OK);
+  ck_assert_int_eq(tu_register(walk_handle, make_pair(&p2), "b", "c", NULL, 0, 0), REVTUN_OK);
+  walk_calls = 0;
+  ck_assert_int_eq(revtun_foreach_node(walk_handle, free_in_walk, NULL), REVTUN_OK);
+  ck_assert_int_eq(walk_calls, 2); /* the walk finished over live structures */
+  ck_assert_int_eq(walk_rc, REVTUN_E_RECURSIVE);
+  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_TUNNEL_CLOSED), 2); /* then the free ran */
+  close(p1), close(p2);
+}
+END_TEST
+
+static int free_from_timer(revtun_t *h, int64_t ms, void *user) {
+  (void)ms, (void)user;
+  revtun_free(h);
+  return 0;
+}
+
+static void free_on_init(revtun_t *h, const revtun_event_t *ev, void *user) {
+  (void)user;
+  if (revtun_event_kind(ev) == REVTUN_EV_REPORT_SERVER_INITIALIZED)
+    revtun_free(h);
+}
+
+START_TEST(free_from_timer_and_init_callbacks) {
+  revtun_options_t *o;
+  ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
+  revtun_options_set_timer_cb(o, free_from_timer);
+  revtun_t *h = tu_new_opts("empty", o, 0);
+  int p;
+  int fd = make_pair(&p);
+  /* arming the timer for the new socket frees the handle at the end of the call */
+  ck_assert_int_eq(tu_register(h, fd, "n", "c", NULL, 0, 0), REVTUN_OK);
+  ck_assert(!tu_fd_open(fd)); /* closed by the free */
+  close(p);
+  revtun_options_set_timer_cb(o, NULL);
+  revtun_options_set_reporter_cb(o, free_on_init);
+  h = (revtun_t *)&h;
+  char err[128];
+  ck_assert_int_eq(revtun_new(&h, NULL, 0, o, 0, err, sizeof(err)), REVTUN_E_STATE);
+  ck_assert_ptr_null(h);
+  revtun_options_free(o);
 }
 END_TEST
 
@@ -687,6 +768,9 @@ int main(void) {
   tcase_add_test(tc, introspection);
   tcase_add_test(tc, node_in_two_clusters);
   tcase_add_test(tc, handoff_skips_dead_sockets);
+  tcase_add_test(tc, refused_registration_leaves_the_fd_as_given);
+  tcase_add_test(tc, free_from_a_walk_and_from_the_timer);
+  tcase_add_test(tc, free_from_timer_and_init_callbacks);
   suite_add_tcase(s, tc);
   return tu_run(s);
 }

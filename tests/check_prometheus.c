@@ -175,7 +175,8 @@ START_TEST(exposition_parses_and_matches_foreach) {
   m = find(&p, "envoy_rt_nodes_n_ud"); /* one '_' for the two-byte character */
   ck_assert_ptr_nonnull(m);
   ck_assert_uint_eq(m->value, 1);
-  ck_assert_ptr_nonnull(strstr(text, "# TYPE envoy_rt_clusters_cl_1 gauge\nenvoy_rt_clusters_cl_1{} 3\n\n"));
+  ck_assert_ptr_nonnull(
+      strstr(text, "# TYPE envoy_rt_clusters_cl_1 gauge\nenvoy_rt_clusters_cl_1{} 3\n\n"));
   /* counters first, then gauges, each sorted by name */
   for (int i = 1; i < p.n; i++) {
     int prev = strcmp(p.m[i - 1].type, "counter") == 0 ? 0 : 1;
@@ -220,7 +221,8 @@ START_TEST(buffer_contract_is_snprintf) {
   char *full = malloc(len + 1);
   ck_assert_int_eq(revtun_stats_prometheus(h, full, len + 1, NULL), REVTUN_OK);
   ck_assert_uint_eq(strlen(full), len);
-  ck_assert_str_eq(full + len - strlen("envoy_reverse_tunnel_acceptor_worker_0_total_nodes{} 0\n\n"),
+  ck_assert_str_eq(full + len -
+                       strlen("envoy_reverse_tunnel_acceptor_worker_0_total_nodes{} 0\n\n"),
                    "envoy_reverse_tunnel_acceptor_worker_0_total_nodes{} 0\n\n");
   /* one byte short: truncated, NUL-terminated, the full length reported */
   char *small = malloc(len);
@@ -237,9 +239,10 @@ START_TEST(buffer_contract_is_snprintf) {
   ck_assert_int_eq(revtun_stats_prometheus(NULL, full, len + 1, &got), REVTUN_E_INVAL);
   ck_assert_uint_eq(got, 0);
   /* counters come first; the first metric of an empty handle */
-  ck_assert_int_eq(strncmp(full, "# TYPE envoy_reverse_tunnel_acceptor_access_log_dropped_records "
-                                 "counter\nenvoy_reverse_tunnel_acceptor_access_log_dropped_records{} "
-                                 "0\n\n",
+  ck_assert_int_eq(strncmp(full,
+                           "# TYPE envoy_reverse_tunnel_acceptor_access_log_dropped_records "
+                           "counter\nenvoy_reverse_tunnel_acceptor_access_log_dropped_records{} "
+                           "0\n\n",
                            strlen("# TYPE envoy_reverse_tunnel_acceptor_access_log_dropped_records "
                                   "counter\n")),
                    0);

@@ -204,10 +204,11 @@ END_TEST
 
 START_TEST(module_not_found_or_not_loadable_or_refusing) {
   const char *e = new_error("rep_dynmod_missing");
-  ck_assert_msg(strncmp(e, "reporter_config: dynamic module libno_such_revtun_module.so not found "
-                           "in " TEST_MODULE_DIR "/libno_such_revtun_module.so nor in the "
-                           "standard library paths (reporter_config: cannot load dynamic module "
-                           "'libno_such_revtun_module.so': ",
+  ck_assert_msg(strncmp(e,
+                        "reporter_config: dynamic module libno_such_revtun_module.so not found "
+                        "in " TEST_MODULE_DIR "/libno_such_revtun_module.so nor in the "
+                        "standard library paths (reporter_config: cannot load dynamic module "
+                        "'libno_such_revtun_module.so': ",
                         strlen("reporter_config: dynamic module libno_such_revtun_module.so not "
                                "found in " TEST_MODULE_DIR "/libno_such_revtun_module.so nor in "
                                "the standard library paths (reporter_config: cannot load dynamic "
@@ -221,14 +222,15 @@ START_TEST(module_not_found_or_not_loadable_or_refusing) {
   setenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", tmpdir, 1);
   e = new_error("rep_dynmod_bad_elf");
   char want[512];
-  snprintf(want, sizeof(want), "reporter_config: cannot load dynamic module '%s/libbad.so': ",
-           tmpdir);
+  snprintf(want, sizeof(want),
+           "reporter_config: cannot load dynamic module '%s/libbad.so': ", tmpdir);
   ck_assert_msg(strncmp(e, want, strlen(want)) == 0, "%s", e);
   /* the module refuses its config (reporter_new returns NULL) */
   setenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", TEST_MODULE_DIR, 1);
-  ck_assert_str_eq(new_error("rep_dynmod_rejected"),
-                   "reporter_config: envoy_dynamic_module_on_reverse_tunnel_reporter_new in '" TEST_MODULE_DIR
-                   "/" MODULE "' returned NULL (the module rejected its config)");
+  ck_assert_str_eq(
+      new_error("rep_dynmod_rejected"),
+      "reporter_config: envoy_dynamic_module_on_reverse_tunnel_reporter_new in '" TEST_MODULE_DIR
+      "/" MODULE "' returned NULL (the module rejected its config)");
   ck_assert(!module_resident(MODULE_PATH));
 }
 END_TEST
@@ -246,9 +248,10 @@ START_TEST(bad_reporter_configs) {
                    "envoy.extensions.bootstrap.reverse_tunnel.reporter.dynamic_modules.v3."
                    "DynamicModuleReverseTunnelReporter (got "
                    "type.googleapis.com/google.protobuf.StringValue)");
-  ck_assert_str_eq(validate_error("rep_unknown"),
-                   "reporter_config.name 'nope.reporter' is not a known reporter (built in: " DYNMOD_NAME
-                   "; hosts add theirs with revtun_reporter_register)");
+  ck_assert_str_eq(
+      validate_error("rep_unknown"),
+      "reporter_config.name 'nope.reporter' is not a known reporter (built in: " DYNMOD_NAME
+      "; hosts add theirs with revtun_reporter_register)");
 }
 END_TEST
 
@@ -258,8 +261,8 @@ static char host_log[2048];
 static int host_create(const char *type_url, const uint8_t *cfg, size_t len, void *user,
                        void **instance, char *err, size_t errlen) {
   (void)err, (void)errlen;
-  snprintf(host_log + strlen(host_log), sizeof(host_log) - strlen(host_log),
-           "create %s %.*s\n", type_url, (int)len - 2, (const char *)cfg + 2);
+  snprintf(host_log + strlen(host_log), sizeof(host_log) - strlen(host_log), "create %s %.*s\n",
+           type_url, (int)len - 2, (const char *)cfg + 2);
   *instance = user;
   return REVTUN_OK;
 }
@@ -278,9 +281,9 @@ START_TEST(host_reporter_chosen_by_name) {
   revtun_options_t *o;
   ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
   tu_options(o, &rec);
-  ck_assert_int_eq(revtun_reporter_register(o, "test.reporter", host_create, host_event,
-                                            host_destroy, host_log),
-                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_reporter_register(o, "test.reporter", host_create, host_event, host_destroy, host_log),
+      REVTUN_OK);
   revtun_t *h = tu_new_opts("rep_host", o, 0);
   drive(h, NULL);
   revtun_free(h);
@@ -294,9 +297,9 @@ START_TEST(host_reporter_chosen_by_name) {
                              "destroy\n");
   /* a host factory under the built-in's name takes its place */
   host_log[0] = '\0';
-  ck_assert_int_eq(revtun_reporter_register(o, DYNMOD_NAME, host_create, host_event, host_destroy,
-                                            host_log),
-                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_reporter_register(o, DYNMOD_NAME, host_create, host_event, host_destroy, host_log),
+      REVTUN_OK);
   setenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "/nonexistent", 1);
   h = tu_new_opts("rep_dynmod_name", o, 0);
   revtun_free(h);

@@ -8,8 +8,9 @@ bld=${top_builddir:-.}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-grep '^REVTUN_API' "$src/include/revtun/revtun.h" | grep -o 'revtun_[a-z0-9_]*(' | tr -d '(' |
-  sort -u >"$tmp/header"
+# declarations may wrap: the first revtun_*( after each REVTUN_API is the name
+tr '\n' ' ' <"$src/include/revtun/revtun.h" | sed 's/REVTUN_API/\n&/g' | grep '^REVTUN_API ' |
+  sed 's/(.*//' | grep -o 'revtun_[a-z0-9_]*$' | sort -u >"$tmp/header"
 grep -o 'revtun_[a-z0-9_]*;' "$src/lib/libupstream-revtun.sym" | tr -d ';' | sort -u >"$tmp/sym"
 so=$(ls "$bld"/lib/.libs/libupstream-revtun.so.[0-9]* | head -n 1)
 nm -D --defined-only "$so" | awk '$2 == "T" { print $3 }' | sed 's/@.*//' | sort -u >"$tmp/exported"

@@ -18,7 +18,9 @@ void tu_rec_init(struct tu_rec *r) {
   r->timer_ms = -1;
 }
 
-static void copy(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
+static void copy(char *dst, size_t cap, const char *src) {
+  snprintf(dst, cap, "%s", src ? src : "");
+}
 
 static void record(revtun_t *h, const revtun_event_t *ev, void *user) {
   struct tu_rec *r = user;

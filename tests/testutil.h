@@ -53,7 +53,7 @@ int tu_register(revtun_t *h, int fd, const char *node, const char *cluster, cons
 size_t tu_count(const struct tu_rec *r, int kind);
 const struct tu_event *tu_last(const struct tu_rec *r, int kind);
 const struct tu_event *tu_nth(const struct tu_rec *r, int kind, size_t nth);
-int tu_open_fds(void);  /* number of open descriptors of this process */
+int tu_open_fds(void); /* number of open descriptors of this process */
 bool tu_fd_open(int fd);
 uint64_t tu_stat(const revtun_t *h, const char *name); /* fails the test if missing */
 void tu_write(int fd, const char *s);

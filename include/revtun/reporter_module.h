@@ -38,7 +38,8 @@
  *       Envoy does: google.protobuf.Struct -> compact JSON; StringValue/BytesValue -> the
  *       raw bytes; any other type -> its serialized bytes; absent -> empty. A NULL return
  *       fails revtun_new() with REVTUN_E_CONFIG.
- *   server_initialized    once, right after reporter_new.
+ *   server_initialized    once, when revtun_new() has finished (after the host's
+ *                         own reporter callback saw it).
  *   connected(node, cluster, tenant)   a socket was registered;
  *   disconnected(node, cluster)        a socket died (any reason, including revtun_free);
  *   goaway(node, cluster)              the host reported an HTTP/2 GOAWAY (revtun_note_goaway).
@@ -86,7 +87,7 @@ const char *envoy_dynamic_module_on_program_init(void);
 /* The symbol names, for hosts that resolve them themselves. */
 #define REVTUN_MODULE_SYM_REPORTER_NEW "envoy_dynamic_module_on_reverse_tunnel_reporter_new"
 #define REVTUN_MODULE_SYM_REPORTER_DESTROY "envoy_dynamic_module_on_reverse_tunnel_reporter_destroy"
-#define REVTUN_MODULE_SYM_SERVER_INITIALIZED                                                   \
+#define REVTUN_MODULE_SYM_SERVER_INITIALIZED                                                       \
   "envoy_dynamic_module_on_reverse_tunnel_server_initialized"
 #define REVTUN_MODULE_SYM_CONNECTED "envoy_dynamic_module_on_reverse_tunnel_connected"
 #define REVTUN_MODULE_SYM_DISCONNECTED "envoy_dynamic_module_on_reverse_tunnel_disconnected"

@@ -47,7 +47,8 @@ typedef struct revtun_event revtun_event_t;       /* borrowed record, valid insi
 typedef struct revtun_acceptor revtun_acceptor_t; /* handshake acceptor bound to a revtun_t */
 
 /* Monotonic milliseconds supplied by the host; the state machine never reads
- * a clock (only %START_TIME% in built-in access logs reads CLOCK_REALTIME). */
+ * a clock (only a %START_TIME% operator, in an access log or a validation format,
+ * reads CLOCK_REALTIME when it renders). */
 typedef uint64_t revtun_time_ms_t;
 
 /* State of the post-handoff RPING strip helper; 0 is a fresh state. */
@@ -63,19 +64,19 @@ typedef struct revtun_io_event {
 
 enum revtun_status {
   REVTUN_OK = 0,
-  REVTUN_E_INVAL = -1,       /* bad argument */
-  REVTUN_E_NOMEM = -2,       /* allocation failed; the handle is unchanged */
-  REVTUN_E_CONFIG = -3,      /* configuration rejected; see the error buffer */
-  REVTUN_E_NOT_FOUND = -4,   /* no such fd, node, cluster or entry */
-  REVTUN_E_EXISTS = -5,      /* fd already tracked */
-  REVTUN_E_RECURSIVE = -6,   /* called from inside a callback where forbidden */
-  REVTUN_E_STATE = -7,       /* handle is being freed or in an error state */
-  REVTUN_E_HOST = -8,        /* a host hook (io or timer callback) failed */
-  REVTUN_E_IO = -9,          /* a system call failed */
+  REVTUN_E_INVAL = -1,        /* bad argument */
+  REVTUN_E_NOMEM = -2,        /* allocation failed; the handle is unchanged */
+  REVTUN_E_CONFIG = -3,       /* configuration rejected; see the error buffer */
+  REVTUN_E_NOT_FOUND = -4,    /* no such fd, node, cluster or entry */
+  REVTUN_E_EXISTS = -5,       /* fd already tracked */
+  REVTUN_E_RECURSIVE = -6,    /* called from inside a callback where forbidden */
+  REVTUN_E_STATE = -7,        /* handle is being freed or in an error state */
+  REVTUN_E_HOST = -8,         /* a host hook (io or timer callback) failed */
+  REVTUN_E_IO = -9,           /* a system call failed */
   REVTUN_E_UNSUPPORTED = -10, /* feature or operation not supported */
-  REVTUN_E_LIMIT = -11,      /* a configured limit was reached */
-  REVTUN_E_PROTOCOL = -12,   /* peer violated the protocol (e.g. RPING flood) */
-  REVTUN_E_NOSPACE = -13     /* caller's buffer too small */
+  REVTUN_E_LIMIT = -11,       /* a configured limit was reached */
+  REVTUN_E_PROTOCOL = -12,    /* peer violated the protocol (e.g. RPING flood) */
+  REVTUN_E_NOSPACE = -13      /* caller's buffer too small */
 };
 
 /* Bits for revtun_io_cb and revtun_process_io(). */
@@ -105,17 +106,17 @@ enum revtun_event_kind {
 /* Why a tunnel closed. The names (revtun_close_reason_name) are Envoy's strings. */
 enum revtun_close_reason {
   REVTUN_CLOSE_NONE = 0,
-  REVTUN_CLOSE_IDLE_PEER_CLOSE = 1,       /* idle_peer_close */
-  REVTUN_CLOSE_IDLE_READ_ERROR = 2,       /* idle_read_error */
+  REVTUN_CLOSE_IDLE_PEER_CLOSE = 1,         /* idle_peer_close */
+  REVTUN_CLOSE_IDLE_READ_ERROR = 2,         /* idle_read_error */
   REVTUN_CLOSE_IDLE_PING_WRITE_FAILURE = 3, /* idle_ping_write_failure */
-  REVTUN_CLOSE_IDLE_PING_TIMEOUT = 4,     /* idle_ping_timeout */
-  REVTUN_CLOSE_IDLE_UNEXPECTED_DATA = 5,  /* idle_unexpected_data */
-  REVTUN_CLOSE_IDLE_KEEPALIVE_FLOOD = 6,  /* idle_keepalive_flood */
-  REVTUN_CLOSE_REMOTE_CLOSE = 7,          /* remote_close */
-  REVTUN_CLOSE_LOCAL_CLOSE = 8,           /* local_close */
-  REVTUN_CLOSE_EXPLICIT_CLOSE = 9,        /* explicit_close */
-  REVTUN_CLOSE_SHUTDOWN = 10,             /* shutdown: the handle was freed */
-  REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11    /* http2_ping_timeout */
+  REVTUN_CLOSE_IDLE_PING_TIMEOUT = 4,       /* idle_ping_timeout */
+  REVTUN_CLOSE_IDLE_UNEXPECTED_DATA = 5,    /* idle_unexpected_data */
+  REVTUN_CLOSE_IDLE_KEEPALIVE_FLOOD = 6,    /* idle_keepalive_flood */
+  REVTUN_CLOSE_REMOTE_CLOSE = 7,            /* remote_close */
+  REVTUN_CLOSE_LOCAL_CLOSE = 8,             /* local_close */
+  REVTUN_CLOSE_EXPLICIT_CLOSE = 9,          /* explicit_close */
+  REVTUN_CLOSE_SHUTDOWN = 10,               /* shutdown: the handle was freed */
+  REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11      /* http2_ping_timeout */
 };
 
 enum revtun_socket_state {
@@ -222,15 +223,14 @@ REVTUN_API int revtun_reporter_register(revtun_options_t *opts, const char *name
                                         revtun_ext_create_cb create, revtun_ext_event_cb event,
                                         revtun_ext_destroy_cb destroy, void *factory_user);
 REVTUN_API int revtun_access_logger_register(revtun_options_t *opts, const char *name,
-                                             revtun_ext_create_cb create,
-                                             revtun_ext_event_cb event,
+                                             revtun_ext_create_cb create, revtun_ext_event_cb event,
                                              revtun_ext_destroy_cb destroy, void *factory_user);
 
 /* ---------------------------------------------------------- config, handle */
 
 REVTUN_API REVTUN_WARN_UNUSED int revtun_config_validate(const void *config, size_t len,
-                                                         const revtun_options_t *opts,
-                                                         char *errbuf, size_t errbuf_len);
+                                                         const revtun_options_t *opts, char *errbuf,
+                                                         size_t errbuf_len);
 REVTUN_API REVTUN_WARN_UNUSED int revtun_new(revtun_t **out, const void *config, size_t len,
                                              const revtun_options_t *opts, revtun_time_ms_t now,
                                              char *errbuf, size_t errbuf_len);
@@ -268,9 +268,8 @@ REVTUN_API int revtun_reg_set_ping_interval(revtun_reg_t *reg, uint32_t interval
 REVTUN_API int revtun_reg_set_initiator(revtun_reg_t *reg, int64_t initiation_time_ms,
                                         const char *worker_id, const char *connection_id);
 REVTUN_API int revtun_reg_set_sock_user(revtun_reg_t *reg, void *sock_user);
-REVTUN_API REVTUN_WARN_UNUSED int revtun_register_socket(revtun_t *h, int fd,
-                                                         const revtun_reg_t *reg,
-                                                         revtun_time_ms_t now);
+REVTUN_API REVTUN_WARN_UNUSED int
+revtun_register_socket(revtun_t *h, int fd, const revtun_reg_t *reg, revtun_time_ms_t now);
 
 /* ----------------------------------------------------- lookup, handoff, close */
 
@@ -329,8 +328,7 @@ REVTUN_API uint32_t revtun_event_miss_count(const revtun_event_t *ev);
 REVTUN_API int64_t revtun_event_initiation_time_ms(const revtun_event_t *ev);
 REVTUN_API const char *revtun_event_initiator_worker_id(const revtun_event_t *ev, size_t *len);
 REVTUN_API const char *revtun_event_initiator_connection_id(const revtun_event_t *ev, size_t *len);
-REVTUN_API const struct sockaddr *revtun_event_local_addr(const revtun_event_t *ev,
-                                                          socklen_t *len);
+REVTUN_API const struct sockaddr *revtun_event_local_addr(const revtun_event_t *ev, socklen_t *len);
 REVTUN_API const struct sockaddr *revtun_event_remote_addr(const revtun_event_t *ev,
                                                            socklen_t *len);
 REVTUN_API size_t revtun_event_meta_count(const revtun_event_t *ev);
@@ -341,11 +339,10 @@ REVTUN_API const char *revtun_event_meta_find(const revtun_event_t *ev, const ch
 /* ---------------------------------------------------------------- acceptor */
 
 REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_config_validate(const void *config, size_t len,
-                                                                  char *errbuf,
-                                                                  size_t errbuf_len);
+                                                                  char *errbuf, size_t errbuf_len);
 REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_new(revtun_acceptor_t **out, revtun_t *h,
-                                                      const void *config, size_t len,
-                                                      char *errbuf, size_t errbuf_len);
+                                                      const void *config, size_t len, char *errbuf,
+                                                      size_t errbuf_len);
 REVTUN_API void revtun_acceptor_free(revtun_acceptor_t *acc);
 REVTUN_API int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value);
 REVTUN_API int revtun_acceptor_set_header_prefix(revtun_acceptor_t *acc, const char *prefix);

@@ -1,0 +1,122 @@
+# Shell helpers shared by tests/e2e.sh, scripts/quickstart and bench/e2e.sh
+# (POSIX sh; source it). Every process started with `spawn` is stopped by
+# `stop_all`, which the callers run from an EXIT trap.
+
+E2E_PIDS=""
+E2E_PORTS=""
+
+# pick_port VAR: a free TCP port below the ephemeral range, distinct from the
+# ones picked before, stored in VAR.
+pick_port() {
+  _used=$(ss -Htan 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')
+  while :; do
+    _p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 + 20000 ))
+    if ! printf '%s\n' $_used $E2E_PORTS | grep -qx "$_p"; then
+      E2E_PORTS="$E2E_PORTS $_p"
+      eval "$1=$_p"
+      return 0
+    fi
+  done
+}
+
+# spawn NAME LOG CMD...: starts CMD in the background, output to LOG; its
+# pid goes in PID_NAME.
+spawn() {
+  _name=$1 _log=$2
+  shift 2
+  "$@" >>"$_log" 2>&1 &
+  eval "PID_$_name=$!"
+  E2E_PIDS="$E2E_PIDS $!"
+}
+
+# stop NAME [SIGNAL]: signals the process and waits for it; returns its exit
+# status (128+n when a signal killed it).
+stop() {
+  eval "_pid=\${PID_$1:-}"
+  [ -n "$_pid" ] || return 0
+  kill -"${2:-TERM}" "$_pid" 2>/dev/null
+  kill -CONT "$_pid" 2>/dev/null
+  _rc=0
+  wait "$_pid" 2>/dev/null || _rc=$?
+  eval "PID_$1="
+  return $_rc
+}
+
+# stop_all: TERM everything still running, KILL what is left after 5 s.
+stop_all() {
+  for _pid in $E2E_PIDS; do
+    kill -TERM "$_pid" 2>/dev/null && kill -CONT "$_pid" 2>/dev/null
+  done
+  _n=0
+  while [ $_n -lt 50 ]; do
+    _alive=""
+    for _pid in $E2E_PIDS; do
+      kill -0 "$_pid" 2>/dev/null && _alive="$_alive $_pid"
+    done
+    [ -z "$_alive" ] && break
+    sleep 0.1
+    _n=$((_n + 1))
+  done
+  for _pid in $E2E_PIDS; do
+    kill -KILL "$_pid" 2>/dev/null
+    wait "$_pid" 2>/dev/null
+  done
+  E2E_PIDS=""
+}
+
+# wait_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds; fails
+# after SECONDS.
+wait_until() {
+  _limit=$(( $1 * 10 ))
+  shift
+  _n=0
+  while ! "$@" >/dev/null 2>&1; do
+    _n=$((_n + 1))
+    [ $_n -ge $_limit ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+# node_field ADMIN NODE FIELD: a number from the node's /tunnels entry
+# (empty when the node is not listed).
+node_field() {
+  curl -s --max-time 2 "http://$1/tunnels" | grep "{\"node\": \"$2\"" |
+    sed -n "s/.*\"$3\": \([0-9]*\).*/\1/p"
+}
+
+# node_has_idle ADMIN NODE: the node has at least one parked tunnel.
+node_has_idle() {
+  _idle=$(node_field "$1" "$2" idle)
+  [ -n "$_idle" ] && [ "$_idle" -gt 0 ]
+}
+
+# node_gone ADMIN NODE: the node has no tunnel at all.
+node_gone() {
+  curl -s --max-time 2 "http://$1/tunnels" >"${E2E_TMP:-/tmp}/.tunnels" || return 1
+  ! grep -q "{\"node\": \"$2\"" "${E2E_TMP:-/tmp}/.tunnels"
+}
+
+# stat ADMIN NAME: one value from /stats (Prometheus text or name value).
+stat() {
+  curl -s --max-time 2 "http://$1/stats" | awk -v n="$2" '$1 == n || $1 == n "{}" { print $2; exit }'
+}
+
+# pattern N: the demo backend's /bytes/N body (byte i = 'a' + i % 26).
+pattern() {
+  yes abcdefghijklmnopqrstuvwxyz | tr -d '\n' | head -c "$1"
+}
+
+sha() { sha256sum | cut -c1-64; }
+
+# encode TXTPB OUT: protoc --encode with the message named on the first line
+# ("# proto-message: <full name>").
+encode() {
+  _msg=$(sed -n '1s/^# proto-message: *//p' "$1")
+  case $_msg in
+    *ReverseTunnel) _proto=envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.proto ;;
+    *) _proto=envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.proto ;;
+  esac
+  ${PROTOC:-protoc} -I "$top_srcdir/lib/proto" -I "${PROTOBUF_INCLUDE:-/usr/include}" \
+    --encode="$_msg" "$_proto" <"$1" >"$2"
+}
