@@ -21,7 +21,9 @@ tests/configs/%.bin: $(srcdir)/tests/configs/%.txtpb $(PROTO_FILES)
 	  $(patsubst $(srcdir)/lib/proto/%,%,$(patsubst %,$(srcdir)/%,$(PROTO_FILES))) < $< > $@.tmp && mv $@.tmp $@
 check_DATA = $(TEST_CONFIG_BIN)
 CLEANFILES += $(TEST_CONFIG_BIN)
-EXTRA_DIST += tests/configs
+# listed file by file: a tests/configs directory in the build tree (the .bin
+# files) would otherwise be what `make dist` copies
+EXTRA_DIST += $(patsubst $(srcdir)/%,%,$(TEST_CONFIG_TXT))
 
 if HAVE_CHECK
 CHECK_SUITES = \
