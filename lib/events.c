@@ -64,7 +64,7 @@ void rt_report(revtun_t *h, struct revtun_event *ev) {
 }
 
 void rt_emit_sock(revtun_t *h, int kind, const struct rt_sock *s, revtun_time_ms_t now) {
-  if (!h->opts.access_log_cb && !h->n_loggers)
+  if (!rt_wants_records(h))
     return; /* nobody listens: per-ping records cost nothing */
   struct revtun_event ev;
   rt_event_init(&ev, h, kind, now, s);

@@ -352,11 +352,13 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
   rt_ka_start(h, s, now);
 
   struct revtun_event ev;
-  rt_event_init(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
-  ev.extra = a->extra;
-  ev.n_extra = a->n_extra;
-  rt_emit(h, &ev);
-  if (!s->dead) {
+  if (rt_wants_records(h)) {
+    rt_event_init(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
+    ev.extra = a->extra;
+    ev.n_extra = a->n_extra;
+    rt_emit(h, &ev);
+  }
+  if (!s->dead && rt_wants_reports(h)) {
     rt_event_init(&ev, h, REVTUN_EV_REPORT_CONNECTED, now, s);
     rt_report(h, &ev);
   }
@@ -405,12 +407,16 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
   /* The member still counts s as live while the callbacks run, so nothing
    * they do can free the node or cluster the records point at. */
   struct revtun_event ev;
-  rt_event_init(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
-  rt_report(h, &ev);
-  rt_event_init(&ev, h, REVTUN_EV_TUNNEL_CLOSED, now, s);
-  ev.close_reason = reason;
-  ev.sys_errno = sys_errno;
-  rt_emit(h, &ev);
+  if (rt_wants_reports(h)) {
+    rt_event_init(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
+    rt_report(h, &ev);
+  }
+  if (rt_wants_records(h)) {
+    rt_event_init(&ev, h, REVTUN_EV_TUNNEL_CLOSED, now, s);
+    ev.close_reason = reason;
+    ev.sys_errno = sys_errno;
+    rt_emit(h, &ev);
+  }
 
   struct rt_member *m = s->member;
   m->live--;

@@ -362,6 +362,14 @@ void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_m
 void rt_emit(revtun_t *h, struct revtun_event *ev);   /* lifecycle record */
 void rt_report(revtun_t *h, struct revtun_event *ev); /* reporter event */
 void rt_emit_sock(revtun_t *h, int kind, const struct rt_sock *s, revtun_time_ms_t now);
+/* Whether anyone reads lifecycle records / reporter events: building a
+ * record nobody reads is skipped on the hot paths. */
+static inline bool rt_wants_records(const revtun_t *h) {
+  return h->opts.access_log_cb || h->n_loggers;
+}
+static inline bool rt_wants_reports(const revtun_t *h) {
+  return h->opts.reporter_cb || h->reporter_factory;
+}
 
 /* stats.c */
 void rt_stats_init(revtun_t *h);
