@@ -6,7 +6,8 @@ E2E_PIDS=""
 E2E_PORTS=""
 
 # pick_port VAR: a free TCP port below the ephemeral range, distinct from the
-# ones picked before, stored in VAR.
+# ones picked before (and from what `ss`, if installed, shows in use),
+# stored in VAR.
 pick_port() {
   _used=$(ss -Htan 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }')
   while :; do

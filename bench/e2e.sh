@@ -1,0 +1,285 @@
+#!/bin/sh
+# bench/e2e.sh: HTTP requests through a reverse tunnel, against the same
+# requests sent directly, through OpenSSH `ssh -R`, and through a plain
+# two-hop TCP relay, in one run on loopback. See bench/README-e2e.md.
+#
+#   bench/e2e.sh [--build DIR] [--duration S] [--rounds N] [--connections C]
+#                [--streams M] [--size BYTES] [--rate REQ_PER_S] [--backend nginx|demo]
+#
+# Every path gets the same h2load load: C connections (default 32), M
+# concurrent streams each (10), S seconds (8) after 1 s of warm-up,
+# responses of BYTES bytes (1024); first as fast as it goes (throughput, and
+# the latency that comes with it), then at a fixed REQ_PER_S (3200, latency):
+#   direct  h2load -> backend
+#   tunnel  h2load -h2c-> revtun-upstream-proxy -tunnel-> revtun-downstream-agent -> backend (HTTP/1.1)
+#   ssh -R  h2load -> sshd -ssh channel-> ssh -> backend
+#   relay   h2load -> relay -> relay -> backend (bench/relay.c, the cost of any two-hop path)
+# The backend is nginx (h2c and HTTP/1.1 listeners) when installed, else
+# revtun-demo-backend (HTTP/1.1 only; then every path but the tunnel's
+# client side is HTTP/1.1). ssh -R needs root (a throwaway sshd on a free
+# port) and is skipped otherwise. Each path runs --rounds times, interleaved;
+# the table shows the round with the median throughput.
+set -u
+
+top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
+. "$top_srcdir/tests/e2e_lib.sh"
+
+BUILD=$top_srcdir/build
+DUR=8
+ROUNDS=3
+CONNS=32
+STREAMS=10
+SIZE=1024
+RATE_TOTAL=3200
+BACKEND=auto
+while [ $# -gt 0 ]; do
+  case $1 in
+    --build) BUILD=$2; shift ;;
+    --duration) DUR=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --connections) CONNS=$2; shift ;;
+    --streams) STREAMS=$2; shift ;;
+    --size) SIZE=$2; shift ;;
+    --backend) BACKEND=$2; shift ;;
+    --rate) RATE_TOTAL=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "bench/e2e.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+EX=$BUILD/examples
+for prog in "$EX/revtun-upstream-proxy" "$EX/revtun-downstream-agent" "$EX/revtun-demo-backend" \
+            "$BUILD/bench/relay"; do
+  [ -x "$prog" ] || { echo "bench/e2e.sh: $prog not built (make in $BUILD)" >&2; exit 1; }
+done
+command -v h2load >/dev/null || { echo "bench/e2e.sh: h2load not installed (nghttp2-client)" >&2; exit 1; }
+if [ "$BACKEND" = auto ]; then
+  if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then BACKEND=nginx; else BACKEND=demo; fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+SSHD=$(command -v sshd || echo /usr/sbin/sshd)
+WITH_SSH=yes
+if [ "$(id -u)" -ne 0 ] || [ ! -x "$SSHD" ] || ! command -v ssh >/dev/null; then
+  WITH_SSH=no
+fi
+
+E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-bench.XXXXXX")
+T=$E2E_TMP
+trap 'stop_all; rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '%s\n' "$*"; }
+die() { say "bench/e2e.sh: $*" >&2; exit 1; }
+
+pick_port BACK_H1
+pick_port BACK_H2
+pick_port TUN
+pick_port CLI
+pick_port ADM
+pick_port SSHP
+pick_port SSH_R
+pick_port RELAY1
+pick_port RELAY2
+
+# ------------------------------------------------------------ backend
+if [ $BACKEND = nginx ]; then
+  mkdir -p "$T/www/size" "$T/nginx"
+  pattern "$SIZE" >"$T/www/size/$SIZE"
+  cat >"$T/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+error_log $T/nginx/error.log warn;
+pid $T/nginx/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  default_type application/octet-stream;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path $T/nginx/body;
+  proxy_temp_path $T/nginx/proxy;
+  fastcgi_temp_path $T/nginx/fastcgi;
+  uwsgi_temp_path $T/nginx/uwsgi;
+  scgi_temp_path $T/nginx/scgi;
+  server { listen 127.0.0.1:$BACK_H1; root $T/www; }
+  server { listen 127.0.0.1:$BACK_H2 http2; root $T/www; http2_max_concurrent_streams 1024; }
+}
+EOF
+  spawn backend "$T/backend.log" "$NGINX" -c "$T/nginx.conf" -p "$T/nginx"
+  BACK_PROTO=h2c
+  BACK_DIRECT=$BACK_H2
+  BACKEND_NAME="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 1 worker"
+else
+  spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK_H1
+  BACK_PROTO=h1
+  BACK_DIRECT=$BACK_H1
+  BACKEND_NAME="revtun-demo-backend"
+fi
+wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$BACK_H1/size/$SIZE" || die "backend did not start"
+
+# ----------------------------------------------------- tunnel: proxy + agent
+spawn proxy "$T/proxy.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN \
+  --listen 127.0.0.1:$CLI --admin-listen 127.0.0.1:$ADM
+wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADM/tunnels" || die "proxy did not start"
+spawn agent "$T/agent.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
+  --node bench --cluster bench --tenant bench --count 4 --backend 127.0.0.1:$BACK_H1
+wait_until 10 node_has_idle 127.0.0.1:$ADM bench || die "agent did not park tunnels"
+
+# ------------------------------------------------------------- relays
+spawn relay2 "$T/relay.log" "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY2 --to 127.0.0.1:$BACK_DIRECT
+spawn relay1 "$T/relay.log" "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY1 --to 127.0.0.1:$RELAY2
+
+# ------------------------------------------------------------- ssh -R
+if [ $WITH_SSH = yes ]; then
+  ssh-keygen -q -t ed25519 -N '' -f "$T/host_key" && ssh-keygen -q -t ed25519 -N '' -f "$T/user_key" &&
+    cp "$T/user_key.pub" "$T/authorized_keys" || die "ssh-keygen failed"
+  cat >"$T/sshd_config" <<EOF
+Port $SSHP
+ListenAddress 127.0.0.1
+HostKey $T/host_key
+PidFile $T/sshd.pid
+AuthorizedKeysFile $T/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+LogLevel ERROR
+EOF
+  mkdir -p /run/sshd # privilege separation directory (Debian's sshd wants it)
+  spawn sshd "$T/sshd.log" "$SSHD" -D -e -f "$T/sshd_config"
+  wait_until 10 sh -c "ss -Htln | grep -q ':$SSHP '" || die "sshd did not start"
+  spawn ssh "$T/ssh.log" ssh -N -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=0 -i "$T/user_key" \
+    -p $SSHP -R 127.0.0.1:$SSH_R:127.0.0.1:$BACK_DIRECT root@127.0.0.1
+  if [ $BACK_PROTO = h2c ]; then
+    wait_until 15 curl -sf -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$SSH_R/size/$SIZE" ||
+      die "ssh -R forwarding did not come up (see $T/ssh.log)"
+  else
+    wait_until 15 curl -sf -o /dev/null "http://127.0.0.1:$SSH_R/size/$SIZE" ||
+      die "ssh -R forwarding did not come up (see $T/ssh.log)"
+  fi
+  SSH_CIPHER=$(ssh -G 127.0.0.1 2>/dev/null | sed -n 's/^ciphers //p' | cut -d, -f1)
+fi
+
+# a process and all its descendants (sshd forks per connection, twice)
+family() {
+  for _f in "$@"; do
+    echo "$_f"
+    family $(pgrep -P "$_f" 2>/dev/null)
+  done
+}
+# CPU ticks (utime + stime) used so far by processes and their descendants
+ticks() {
+  _t=0
+  for _q in $(family "$@"); do
+    [ -r /proc/$_q/stat ] && _t=$((_t + $(awk '{ print $14 + $15 }' /proc/$_q/stat)))
+  done
+  echo $_t
+}
+HZ=$(getconf CLK_TCK)
+
+# run KEY PROTO PORT "MIDDLE PIDS" [h2load args...]: one h2load run; appends
+# "KEY rps p50 p99 mid_us_per_req errors non2xx split" to $T/results, where
+# split is the per-process share of the middle's CPU (us/req, "a/b").
+run() {
+  _key=$1 _proto=$2 _port=$3 _mid=$4
+  shift 4
+  _flags=""
+  [ "$_proto" = h1 ] && _flags="--h1"
+  _t0="" && for _m in $_mid; do _t0="$_t0 $(ticks $_m)"; done
+  h2load $_flags -D "$DUR" --warm-up-time=1 -c "$CONNS" "$@" \
+    --log-file="$T/$_key.log" "http://127.0.0.1:$_port/size/$SIZE" >"$T/$_key.out" 2>&1
+  _t1="" && for _m in $_mid; do _t1="$_t1 $(ticks $_m)"; done
+  _rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$T/$_key.out")
+  _done=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$T/$_key.out")
+  _bad=$(sed -n 's/^requests: .* succeeded, \([0-9]*\) failed, \([0-9]*\) errored.*/\1+\2/p' "$T/$_key.out")
+  _non2xx=$(sed -n 's/^status codes: [0-9]* 2xx, \([0-9]*\) 3xx, \([0-9]*\) 4xx, \([0-9]*\) 5xx/\1+\2+\3/p' "$T/$_key.out")
+  _lat=$(awk '{ print $3 }' "$T/$_key.log" | sort -n | awk '
+    function pct(q,  i) { i = int(NR * q); if (i < NR * q) i++; if (i < 1) i = 1; return v[i] / 1000 }
+    { v[NR] = $1 }
+    END { if (NR) printf "%.2f %.2f", pct(0.50), pct(0.99); else print "- -" }')
+  _cpu=- _split=-
+  if [ -n "$_mid" ] && [ "${_done:-0}" -gt 0 ]; then
+    _cpu=$(echo "$_t0" "$_t1" | awk -v hz="$HZ" -v n="$_done" '{
+      k = NF / 2; s = 0; sp = ""
+      for (i = 1; i <= k; i++) { d = ($(i + k) - $i) / hz * 1e6 / n; s += d; sp = sp (i > 1 ? "/" : "") sprintf("%.1f", d) }
+      printf "%.1f %s", s, sp }')
+    _split=${_cpu#* }
+    _cpu=${_cpu% *}
+  fi
+  rm -f "$T/$_key.log"
+  echo "$_key ${_rps:-0} $_lat $_cpu $((${_bad:-0})) $((${_non2xx:-0})) $_split" >>"$T/results"
+  printf '  %-14s %10s req/s  p50 %7s ms  p99 %7s ms\n' "$_key" "${_rps:-0}" "${_lat% *}" "${_lat#* }"
+}
+
+# paths PHASE [h2load args...]: every path once
+paths() {
+  _ph=$1
+  shift
+  run "direct$_ph" $BACK_PROTO $BACK_DIRECT "" "$@"
+  [ $BACKEND = nginx ] && run "direct1$_ph" h1 $BACK_H1 "" "$@"
+  run "tunnel$_ph" h2c $CLI "$PID_proxy $PID_agent" -H "x-remote-node-id: bench" "$@"
+  [ $WITH_SSH = yes ] && run "ssh$_ph" $BACK_PROTO $SSH_R "$PID_sshd $PID_ssh" "$@"
+  run "relay$_ph" $BACK_PROTO $RELAY1 "$PID_relay1 $PID_relay2" "$@"
+}
+
+say "# bench/e2e.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "# backend: $BACKEND_NAME; load: h2load -c $CONNS -m $STREAMS -D $DUR s (+1 s warm-up), $SIZE-byte responses, $ROUNDS round(s)"
+[ $WITH_SSH = yes ] || say "# ssh -R skipped (needs root, sshd and ssh)"
+: >"$T/results"
+say "# throughput: as fast as possible (-m $STREAMS)"
+round=1
+while [ $round -le "$ROUNDS" ]; do
+  paths "" -m "$STREAMS"
+  round=$((round + 1))
+done
+RATE=$((RATE_TOTAL / CONNS))
+say "# latency at a fixed $((RATE * CONNS)) req/s (--rps $RATE per connection)"
+paths @rate -m "$STREAMS" --rps "$RATE"
+
+# The round with the median throughput, per key: "rps p50 p99 cpu bad non2xx split"
+median() {
+  grep "^$1 " "$T/results" | sort -k2,2n | awk '{ l[NR] = $0 } END { if (NR) print l[int((NR + 1) / 2)] }' |
+    cut -d' ' -f2-
+}
+row() { # row LABEL KEY
+  _m=$(median "$2")
+  [ -n "$_m" ] || return 0
+  set -- "$1" $_m
+  printf '%-40s %9.0f %8s %8s %8s %8s %8s %6s\n' "$1" "$2" "$3" "$4" \
+    "$(median "$KEYS@rate" | cut -d' ' -f2)" "$(median "$KEYS@rate" | cut -d' ' -f3)" "$5" "$(($6 + $7))"
+}
+table_row() { KEYS=$2; row "$1" "$2"; }
+say ""
+printf '%-40s %9s %8s %8s %8s %8s %8s %6s\n' "" "max" "p50" "p99" "p50" "p99" "middle" ""
+printf '%-40s %9s %8s %8s %8s %8s %8s %6s\n' "path" "req/s" "ms" "ms" "@rate" "@rate" "us/req" "errors"
+table_row "direct ($BACK_PROTO)" direct
+[ $BACKEND = nginx ] && table_row "direct (HTTP/1.1)" direct1
+table_row "tunnel (h2c -> proxy -> agent -> h1)" tunnel
+[ $WITH_SSH = yes ] && table_row "ssh -R ($SSH_CIPHER)" ssh
+table_row "relay x2 (bench/relay.c)" relay
+say "(@rate: at a fixed $((RATE * CONNS)) req/s; middle: CPU time per request of the processes"
+say " between client and backend: proxy+agent $(median tunnel | cut -d' ' -f7 | sed 's/^/= /'), sshd+ssh, relay+relay)"
+
+val() { median "$1" | cut -d' ' -f"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 >= t) ? "met" : "NOT met" }'; }
+below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? "yes (met)" : "no (NOT met)" }'; }
+t_rps=$(val tunnel 1)
+d_rps=$(val direct 1)
+td=$(ratio "$t_rps" "$d_rps")
+say ""
+say "tunnel/direct = $td   (target >= 0.35: $(verdict "$td" 0.35))"
+if [ $WITH_SSH = yes ]; then
+  ts=$(ratio "$t_rps" "$(val ssh 1)")
+  say "tunnel/ssh    = $ts   (target >= 3: $(verdict "$ts" 3))"
+fi
+say "relay/direct  = $(ratio "$(val relay 1)" "$d_rps")"
+if [ $WITH_SSH = yes ]; then
+  say "tunnel p99 $(val tunnel 3) ms < ssh p50 $(val ssh 2) ms at full load: $(below "$(val tunnel 3)" "$(val ssh 2)")"
+  say "tunnel p99 $(val tunnel@rate 3) ms < ssh p50 $(val ssh@rate 2) ms at $((RATE * CONNS)) req/s: $(below "$(val tunnel@rate 3)" "$(val ssh@rate 2)")"
+fi

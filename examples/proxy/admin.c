@@ -1,0 +1,202 @@
+/*
+ * revtun-upstream-proxy: the admin listener (libevent's evhttp).
+ *
+ *   GET /stats    the library's stats as Prometheus text (revtun_stats_prometheus;
+ *                 a plain "name value" listing if the library has no exporter),
+ *                 followed by the proxy's own counters
+ *   GET /tunnels  JSON: nodes and clusters with idle and live tunnel counts, and
+ *                 the HTTP/2 sessions this proxy runs on handed-off tunnels
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "proxy.h"
+
+static int plain_stat(const char *name, int type, uint64_t value, void *user) {
+  (void)type;
+  evbuffer_add_printf(user, "%s %" PRIu64 "\n", name, value);
+  return 0;
+}
+
+static void add_metric(struct evbuffer *b, int prom, const char *name, const char *type,
+                       uint64_t v) {
+  if (prom)
+    evbuffer_add_printf(b, "# TYPE revtun_proxy_%s %s\nrevtun_proxy_%s %" PRIu64 "\n\n", name, type,
+                        name, v);
+  else
+    evbuffer_add_printf(b, "revtun_proxy.%s %" PRIu64 "\n", name, v);
+}
+
+static void stats(struct proxy *p, struct evbuffer *b) {
+  size_t len = 0;
+  int prom = 1, rc = revtun_stats_prometheus(p->h, NULL, 0, &len);
+
+  if (rc == REVTUN_OK || rc == REVTUN_E_NOSPACE) {
+    char *text = malloc(len + 1);
+    if (text && revtun_stats_prometheus(p->h, text, len + 1, &len) == REVTUN_OK)
+      evbuffer_add(b, text, len);
+    free(text);
+  } else {
+    /* REVTUN_E_UNSUPPORTED: a library without the exporter */
+    prom = 0;
+    revtun_stats_foreach(p->h, plain_stat, b);
+  }
+  add_metric(b, prom, "requests", "counter", p->st.requests);
+  add_metric(b, prom, "local_replies", "counter", p->st.local_replies);
+  add_metric(b, prom, "upstream_resets", "counter", p->st.upstream_resets);
+  add_metric(b, prom, "handoffs", "counter", p->st.handoffs);
+  add_metric(b, prom, "sessions_closed", "counter", p->st.sessions_closed);
+  add_metric(b, prom, "keepalive_timeouts", "counter", p->st.keepalive_timeouts);
+  add_metric(b, prom, "goaways", "counter", p->st.goaways);
+  add_metric(b, prom, "sessions", "gauge", p->n_sessions);
+  add_metric(b, prom, "client_connections", "gauge", p->n_conns);
+  add_metric(b, prom, "requests_in_flight", "gauge", p->n_xchg);
+}
+
+struct json_ctx {
+  struct proxy *p;
+  struct evbuffer *b;
+  int first;
+};
+
+static unsigned node_streams(const struct node *n) {
+  unsigned streams = 0;
+  for (const struct upsess *u = n ? n->sessions : NULL; u; u = u->next)
+    streams += u->active;
+  return streams;
+}
+
+static int node_json(const char *node_id, const char *tenant, const char *cluster, size_t idle,
+                     size_t live, void *user) {
+  struct json_ctx *j = user;
+  const char *tkey = revtun_config_tenant_isolation(j->p->h) && tenant ? tenant : "";
+  struct node *n = node_find(j->p, tkey, node_id);
+
+  evbuffer_add_printf(j->b, "%s\n    {\"node\": ", j->first ? "" : ",");
+  json_string(j->b, node_id);
+  evbuffer_add(j->b, ", \"tenant\": ", 12);
+  json_string(j->b, tenant);
+  evbuffer_add(j->b, ", \"cluster\": ", 13);
+  json_string(j->b, cluster);
+  evbuffer_add_printf(j->b, ", \"idle\": %zu, \"live\": %zu, \"sessions\": %u, \"streams\": %u}",
+                      idle, live, n ? n->n_sessions : 0, node_streams(n));
+  j->first = 0;
+  return 0;
+}
+
+static int cluster_json(const char *cluster, const char *tenant, size_t nodes, size_t idle,
+                        size_t live, void *user) {
+  struct json_ctx *j = user;
+
+  evbuffer_add_printf(j->b, "%s\n    {\"cluster\": ", j->first ? "" : ",");
+  json_string(j->b, cluster);
+  evbuffer_add(j->b, ", \"tenant\": ", 12);
+  json_string(j->b, tenant);
+  evbuffer_add_printf(j->b, ", \"nodes\": %zu, \"idle\": %zu, \"live\": %zu}", nodes, idle, live);
+  j->first = 0;
+  return 0;
+}
+
+/* One object per line, so `grep '"node": "n1"'` finds a node's whole entry. */
+static void tunnels(struct proxy *p, struct evbuffer *b) {
+  struct json_ctx j = {p, b, 1};
+
+  evbuffer_add_printf(b, "{\n  \"nodes\": [");
+  revtun_foreach_node(p->h, node_json, &j);
+  evbuffer_add_printf(b, "%s],\n  \"clusters\": [", j.first ? "" : "\n  ");
+  j.first = 1;
+  revtun_foreach_cluster(p->h, cluster_json, &j);
+  evbuffer_add_printf(b, "%s],\n  \"sessions\": [", j.first ? "" : "\n  ");
+  j.first = 1;
+  for (struct node *n = p->nodes; n; n = n->next)
+    for (struct upsess *u = n->sessions; u; u = u->next) {
+      evbuffer_add_printf(b, "%s\n    {\"id\": %llu, \"node\": ", j.first ? "" : ",",
+                          (unsigned long long)u->id);
+      json_string(b, n->id);
+      evbuffer_add_printf(b, ", \"fd\": %d, \"streams\": %u, \"goaway\": %s}", u->s.fd, u->active,
+                          u->goaway ? "true" : "false");
+      j.first = 0;
+    }
+  evbuffer_add_printf(b, "%s],\n  \"pending_handshakes\": %zu\n}\n", j.first ? "" : "\n  ",
+                      revtun_acceptor_pending(p->acc));
+}
+
+static void handle(struct evhttp_request *req, void *arg) {
+  struct proxy *p = arg;
+  const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+  struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
+  struct evbuffer *b = evbuffer_new();
+  int cmd = evhttp_request_get_command(req);
+
+  if (!b) {
+    evhttp_send_error(req, HTTP_INTERNAL, NULL);
+    return;
+  }
+  if (!path)
+    path = "/";
+  if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+    evhttp_add_header(hdrs, "Allow", "GET, HEAD");
+    evbuffer_add_printf(b, "only GET\n");
+    evhttp_send_reply(req, 405, "Method Not Allowed", b);
+  } else if (!strcmp(path, "/stats")) {
+    stats(p, b);
+    evhttp_add_header(hdrs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, HTTP_OK, "OK", b);
+  } else if (!strcmp(path, "/tunnels")) {
+    tunnels(p, b);
+    evhttp_add_header(hdrs, "Content-Type", "application/json");
+    evhttp_send_reply(req, HTTP_OK, "OK", b);
+  } else if (!strcmp(path, "/")) {
+    evbuffer_add_printf(b, PROG " admin\n  GET /stats    Prometheus text\n"
+                                "  GET /tunnels  nodes, clusters and sessions as JSON\n");
+    evhttp_add_header(hdrs, "Content-Type", "text/plain");
+    evhttp_send_reply(req, HTTP_OK, "OK", b);
+  } else {
+    evbuffer_add_printf(b, "not found\n");
+    evhttp_add_header(hdrs, "Content-Type", "text/plain");
+    evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", b);
+  }
+  evbuffer_free(b);
+}
+
+int admin_start(struct proxy *p, const char *spec) {
+  char host[256];
+  unsigned short port;
+  struct evhttp_bound_socket *bs;
+
+  if (split_hostport(spec, host, sizeof(host), &port) < 0) {
+    logmsg("bad --admin-listen '%s'", spec);
+    return -1;
+  }
+  if (!(p->admin = evhttp_new(p->base)))
+    return -1;
+  evhttp_set_allowed_methods(p->admin, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                           EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+  evhttp_set_gencb(p->admin, handle, p);
+  if (!(bs = evhttp_bind_socket_with_handle(p->admin, host, port))) {
+    logmsg("cannot listen on %s (admin)", spec);
+    return -1;
+  }
+  {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char name[128] = "?";
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(bs);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+      format_addr((struct sockaddr *)&ss, sl, name, sizeof(name));
+    logmsg("admin (/stats, /tunnels) on %s", name);
+  }
+  return 0;
+}
+
+void admin_stop(struct proxy *p) {
+  if (p->admin)
+    evhttp_free(p->admin);
+  p->admin = NULL;
+}

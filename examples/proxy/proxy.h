@@ -1,0 +1,254 @@
+/*
+ * revtun-upstream-proxy: shared types.
+ *
+ *   client ──HTTP/1.1 or h2c──▶ conn ─▶ xchg ─▶ upsess ──HTTP/2 over a
+ *                                                 handed-off reverse tunnel──▶ agent
+ *
+ * A conn is one client connection (client.c: HTTP/1.1, client_h2.c: h2c).
+ * An xchg is one request/response pair; it lives while either its client
+ * side or its upstream side still refers to it (exchange.c). An upsess is
+ * one HTTP/2 client session on a tunnel taken from the library's pool; the
+ * sessions of one node are grouped in a node (upstream.c). admin.c serves
+ * /stats and /tunnels; util.c has the socket I/O (struct sock), header lists
+ * and parsing helpers; upstream-proxy.c is main(): flags, listeners, signals.
+ */
+#ifndef REVTUN_PROXY_H
+#define REVTUN_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <revtun/adapters/libevent.h>
+
+#define PROG "revtun-upstream-proxy"
+
+/*
+ * Buffering bounds. A session stops taking frames from nghttp2 while more
+ * than OUT_HIGH bytes wait for its socket; a client stops being read while
+ * more than BODY_HIGH request bytes wait for the upstream; response bytes
+ * are bounded by the HTTP/2 window we give the agent (STREAM_WINDOW per
+ * stream, CONN_WINDOW per session), since we only return window for bytes
+ * that left towards the client.
+ */
+#define OUT_HIGH (256 * 1024)
+#define OUT_LOW (64 * 1024)
+#define BODY_HIGH (1024 * 1024)
+#define BODY_LOW (256 * 1024)
+#define STREAM_WINDOW (1 << 20)
+#define CONN_WINDOW (32 << 20)
+#define MAX_HEAD (64 * 1024)      /* an HTTP/1.1 request head */
+#define READ_CHUNK (64 * 1024)    /* one read(2); libevent's own reads stop at 4 KiB */
+#define READ_BUDGET (1024 * 1024) /* bytes read from one socket per wake-up */
+#define LINGER_MS 2000            /* reading (and dropping) after our last byte */
+#define CLIENT_MAX_STREAMS 1000   /* advertised to h2c clients */
+#define ASSUMED_PEER_STREAMS 100  /* a session's room before the agent's SETTINGS */
+
+struct proxy;
+struct conn;
+struct xchg;
+struct upsess;
+struct node;
+
+/* An owned list of header fields, kept as nghttp2 wants them. */
+struct hdrs {
+  nghttp2_nv *v;
+  size_t n, cap;
+  char *buf; /* names and values */
+  size_t len, bcap;
+};
+
+struct settings {
+  const char *tunnel_listen, *listen, *admin_listen;
+  const char *config, *acceptor_config;
+  const char *node_header, *cluster_header, *tenant_header;
+  uint32_t ka_interval_ms, ka_timeout_ms, grace_ms;
+  uint32_t max_streams; /* per session; 0 = the agent's SETTINGS */
+};
+
+struct counters {
+  uint64_t requests, local_replies, handoffs, sessions_opened, sessions_closed;
+  uint64_t keepalive_timeouts, goaways, upstream_resets;
+};
+
+struct proxy {
+  struct settings cfg;
+  struct event_base *base;
+  struct revtun_libevent *le;
+  revtun_t *h;
+  revtun_acceptor_t *acc;
+  struct evconnlistener *tunnel_l, *client_l;
+  struct evhttp *admin;
+  struct conn *conns;
+  struct node *nodes;
+  unsigned n_conns, n_xchg, n_sessions;
+  int stopping;
+  struct event *grace_ev, *reap_ev;
+  struct conn *dead_conns;      /* closed, freed by the reaper */
+  struct upsess *dead_sessions; /* same */
+  struct counters st;
+};
+
+enum conn_mode { C_DETECT, C_H1, C_H2 };
+
+/* A non-blocking socket: read readiness is always watched (unless paused),
+ * write readiness only while out holds bytes the kernel did not take. */
+struct sock {
+  int fd;
+  struct event *rev, *wev;
+  struct evbuffer *out;
+  int writing, read_paused;
+};
+
+/* One client connection. */
+struct conn {
+  struct proxy *p;
+  struct conn *prev, *next;
+  struct sock s;
+  struct evbuffer *in; /* protocol detection and HTTP/1.1 */
+  enum conn_mode mode;
+  struct xchg *xs;       /* exchanges whose client side is this connection */
+  struct event *work_ev; /* deferred: flush (h2) or parse more input (h1) */
+  struct event *linger_ev;
+  int dying, work_pending, close_when_flushed, lingering;
+  /* HTTP/1.1 */
+  struct xchg *cur;
+  int h1_state;
+  uint64_t remaining;
+  int keepalive, http10, chunked_out, close_delimited, no_body;
+  /* h2c */
+  nghttp2_session *h2;
+  int goaway_sent;
+};
+
+/* One request/response. */
+struct xchg {
+  struct proxy *p;
+  struct conn *c; /* client side, NULL once it is done */
+  struct xchg *cprev, *cnext;
+  int32_t cid;      /* client stream id (h2c), 0 for HTTP/1.1 */
+  struct upsess *u; /* upstream side, NULL before dispatch and once done */
+  struct xchg *uprev, *unext;
+  int32_t uid;                                     /* upstream stream id */
+  struct hdrs req;                                 /* request header block, pseudo-headers first */
+  const char *node_hdr, *cluster_hdr, *tenant_hdr; /* values inside req */
+  struct evbuffer *req_body, *resp_body;
+  int req_has_body, req_done, expect_continue, is_head;
+  int resp_status;
+  struct hdrs resp;
+  int resp_head_ready, resp_started, resp_done, resp_failed, in_trailers;
+  int up_deferred, cl_deferred, retries, hold;
+  size_t req_unconsumed;  /* h2c: request bytes not yet credited back to the client */
+  size_t resp_unconsumed; /* response bytes not yet credited back to the agent */
+  const char *target;     /* node or cluster, for logs */
+};
+
+/* One HTTP/2 client session on a handed-off tunnel. */
+struct upsess {
+  struct proxy *p;
+  struct node *node;
+  struct upsess *prev, *next; /* in node->sessions */
+  struct sock s;
+  uint64_t id;
+  nghttp2_session *h2;
+  revtun_strip_t strip;
+  struct xchg *xs;
+  unsigned active; /* streams submitted and not closed */
+  int got_settings, goaway, dying, flush_pending, ping_outstanding;
+  struct event *flush_ev, *ka_ev;
+};
+
+/* The sessions of one node (tenant-scoped when isolation is on). */
+struct node {
+  struct node *next;
+  char *tenant, *id, *cluster;
+  struct upsess *sessions;
+  unsigned n_sessions;
+};
+
+/* util.c */
+void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int verbose;
+#define VLOG(...)                                                                                  \
+  do {                                                                                             \
+    if (verbose)                                                                                   \
+      logmsg(__VA_ARGS__);                                                                         \
+  } while (0)
+int split_hostport(const char *spec, char *host, size_t hostlen, unsigned short *port);
+int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, int *len);
+void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
+int parse_duration_ms(const char *s, uint32_t *out);
+int read_file(const char *path, uint8_t **out, size_t *len);
+int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
+              event_callback_fn on_write, void *arg);
+void sock_close(struct sock *s);
+void sock_pause_read(struct sock *s, int pause);
+int sock_write(struct sock *s);
+ssize_t sock_read(struct sock *s, void *buf, size_t len);
+ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max);
+int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen);
+const char *hdrs_get(const struct hdrs *h, const char *name);
+void hdrs_free(struct hdrs *h);
+int is_hop_by_hop(const char *name, size_t len);
+const char *reason_phrase(int status);
+void json_string(struct evbuffer *out, const char *s);
+
+/* exchange.c */
+struct xchg *xchg_new(struct conn *c, int32_t cid);
+void xchg_dispatch(struct xchg *x);
+void xchg_request_data(struct xchg *x);
+void xchg_client_done(struct xchg *x);
+void xchg_upstream_done(struct xchg *x, const char *error);
+int xchg_retry(struct xchg *x);
+void xchg_local_reply(struct xchg *x, int status, const char *text);
+void xchg_sent_to_client(struct xchg *x, size_t n);
+void xchg_sent_upstream(struct xchg *x, size_t n);
+
+/* upstream-proxy.c */
+void proxy_schedule_reap(struct proxy *p);
+void proxy_check_done(struct proxy *p);
+
+/* client.c (HTTP/1.1 and protocol detection) and client_h2.c */
+void client_accept(struct proxy *p, int fd);
+void conn_kill(struct conn *c, const char *why);
+void conn_free(struct conn *c);
+void conn_want_work(struct conn *c);
+void conn_write(struct conn *c);
+void conn_close_when_flushed(struct conn *c);
+void conn_response_head(struct xchg *x);
+void conn_response_data(struct xchg *x);
+void conn_response_abort(struct xchg *x);
+void conn_request_drained(struct xchg *x, size_t n);
+void proxy_drain_clients(struct proxy *p);
+int h2c_setup(void);
+void h2c_teardown(void);
+int h2c_start(struct conn *c);
+void h2c_work(struct conn *c);
+void h2c_read(struct conn *c);
+void h2c_response_head(struct xchg *x);
+void h2c_response_data(struct xchg *x);
+void h2c_response_abort(struct xchg *x);
+void h2c_request_drained(struct xchg *x, size_t n);
+void h2c_drain(struct conn *c);
+void conn_reap(struct proxy *p);
+
+/* upstream.c */
+int up_setup(void);
+void up_teardown(void);
+struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whylen);
+int up_submit(struct upsess *u, struct xchg *x);
+void up_want_flush(struct upsess *u);
+void up_resume(struct xchg *x);
+void up_cancel(struct xchg *x);
+void up_consumed(struct xchg *x, size_t n);
+void up_close_all(struct proxy *p);
+void up_reap(struct proxy *p);
+struct node *node_find(struct proxy *p, const char *tenant, const char *id);
+
+/* admin.c */
+int admin_start(struct proxy *p, const char *spec);
+void admin_stop(struct proxy *p);
+
+#endif

@@ -1,0 +1,689 @@
+/*
+ * revtun-upstream-proxy: HTTP/2 client sessions on handed-off tunnels.
+ *
+ * Per node we keep the sessions opened on its tunnels. A request goes to a
+ * session with room (fewer streams than the agent's
+ * SETTINGS_MAX_CONCURRENT_STREAMS); only when none has room do we take a new
+ * tunnel from the library's pool. Each session sends the HTTP/2 preface
+ * right after the handoff, strips late RPING echoes from its first bytes,
+ * sends PING keepalives, stops taking streams after the agent's GOAWAY, and
+ * tells the library how it ended (revtun_mark_dead) before closing the fd.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proxy.h"
+
+static nghttp2_session_callbacks *callbacks;
+static nghttp2_option *options;
+static uint64_t next_session_id;
+
+/* ---------------------------------------------------------------- nodes */
+
+/* tenant is "" unless the library keys nodes by tenant (isolation on). */
+struct node *node_find(struct proxy *p, const char *tenant, const char *id) {
+  for (struct node *n = p->nodes; n; n = n->next)
+    if (!strcmp(n->id, id) && !strcmp(n->tenant, tenant))
+      return n;
+  return NULL;
+}
+
+static struct node *node_get(struct proxy *p, const char *tenant, const char *id,
+                             const char *cluster) {
+  struct node *n = node_find(p, tenant, id);
+
+  if (n)
+    return n;
+  if (!(n = calloc(1, sizeof(*n))))
+    return NULL;
+  n->tenant = strdup(tenant);
+  n->id = strdup(id);
+  n->cluster = strdup(cluster ? cluster : "");
+  if (!n->tenant || !n->id || !n->cluster) {
+    free(n->tenant);
+    free(n->id);
+    free(n->cluster);
+    free(n);
+    return NULL;
+  }
+  n->next = p->nodes;
+  p->nodes = n;
+  return n;
+}
+
+static void node_release(struct proxy *p, struct node *n) {
+  if (n->sessions)
+    return;
+  for (struct node **pp = &p->nodes; *pp; pp = &(*pp)->next)
+    if (*pp == n) {
+      *pp = n->next;
+      break;
+    }
+  free(n->tenant);
+  free(n->id);
+  free(n->cluster);
+  free(n);
+}
+
+static const char *tenant_key(struct proxy *p, const char *tenant) {
+  return revtun_config_tenant_isolation(p->h) && tenant ? tenant : "";
+}
+
+/* ------------------------------------------------------------- sessions */
+
+static void up_flush(struct upsess *u);
+
+void up_want_flush(struct upsess *u) {
+  if (u->dying || u->flush_pending)
+    return;
+  u->flush_pending = 1;
+  event_active(u->flush_ev, 0, 0);
+}
+
+static void arm_keepalive(struct upsess *u, uint32_t ms) {
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+  evtimer_add(u->ka_ev, &tv);
+}
+
+/* Ends the session: fails its streams, tells the library, queues the free. */
+static void up_close(struct upsess *u, int reason, const char *why) {
+  struct proxy *p = u->p;
+  struct node *n = u->node;
+
+  if (u->dying)
+    return;
+  u->dying = 1;
+  logmsg("session %llu (node %s, fd %d): closed: %s%s", (unsigned long long)u->id, n->id, u->s.fd,
+         why, u->xs ? ", failing its open streams" : "");
+  event_del(u->s.rev);
+  event_del(u->s.wev);
+  evtimer_del(u->ka_ev);
+  while (u->xs) {
+    struct xchg *x = u->xs;
+    nghttp2_session_set_stream_user_data(u->h2, x->uid, NULL);
+    xchg_upstream_done(x, why);
+  }
+  if (u->prev)
+    u->prev->next = u->next;
+  else
+    n->sessions = u->next;
+  if (u->next)
+    u->next->prev = u->prev;
+  n->n_sessions--;
+  u->node = NULL;
+  node_release(p, n);
+  p->n_sessions--;
+  p->st.sessions_closed++;
+  /* The library learns first, so its records name the fd while it is ours. */
+  revtun_mark_dead(p->h, u->s.fd, reason, revtun_libevent_now());
+  u->next = p->dead_sessions;
+  p->dead_sessions = u;
+  proxy_schedule_reap(p);
+}
+
+static void up_free(struct upsess *u) {
+  nghttp2_session_del(u->h2);
+  sock_close(&u->s);
+  close(u->s.fd);
+  event_free(u->flush_ev);
+  event_free(u->ka_ev);
+  free(u);
+}
+
+void up_reap(struct proxy *p) {
+  while (p->dead_sessions) {
+    struct upsess *u = p->dead_sessions;
+    p->dead_sessions = u->next;
+    up_free(u);
+  }
+}
+
+void up_close_all(struct proxy *p) {
+  /* a node lives exactly as long as it has a session */
+  while (p->nodes)
+    up_close(p->nodes->sessions, REVTUN_CLOSE_LOCAL_CLOSE, "proxy shutting down");
+  up_reap(p);
+}
+
+/* nghttp2's frames to the socket, until one of them is full. */
+static void up_flush(struct upsess *u) {
+  struct evbuffer *out = u->s.out;
+  int rv, wr;
+
+  u->flush_pending = 0;
+  for (;;) {
+    size_t before, produced;
+    if (u->dying)
+      return;
+    before = evbuffer_get_length(out);
+    if ((rv = nghttp2_session_send(u->h2)) != 0) {
+      up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, nghttp2_strerror(rv));
+      return;
+    }
+    produced = evbuffer_get_length(out) - before;
+    if ((wr = sock_write(&u->s)) < 0) {
+      up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, strerror(errno));
+      return;
+    }
+    /* the kernel is full (EV_WRITE resumes us), or nghttp2 has nothing more */
+    if (wr > 0 || produced == 0 || !nghttp2_session_want_write(u->h2))
+      break;
+  }
+  if (evbuffer_get_length(out) > 0)
+    return;
+  if (!nghttp2_session_want_read(u->h2) && !nghttp2_session_want_write(u->h2))
+    up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "session finished");
+  else if (u->goaway && u->active == 0)
+    up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "drained after the agent's GOAWAY");
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  up_flush(arg);
+}
+
+/* The first bytes after handoff may still carry late RPING echoes. */
+static int feed(struct upsess *u, const uint8_t *data, size_t len) {
+  static uint8_t stripped[16384 + 4];
+  ssize_t rv;
+
+  while (revtun_rping_strip_active(u->strip) && len > 0) {
+    size_t take = len < 16384 ? len : 16384, out = 0, pings = 0;
+    if (revtun_rping_strip(&u->strip, data, take, stripped, &out, &pings) != REVTUN_OK) {
+      up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, "RPING echo flood after handoff");
+      return -1;
+    }
+    if (pings)
+      VLOG("session %llu: stripped %zu late RPING echo(es)", (unsigned long long)u->id, pings);
+    data += take;
+    len -= take;
+    if (out && (rv = nghttp2_session_mem_recv(u->h2, stripped, out)) < 0) {
+      up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, nghttp2_strerror((int)rv));
+      return -1;
+    }
+  }
+  if (len > 0 && !u->dying && (rv = nghttp2_session_mem_recv(u->h2, data, len)) < 0) {
+    up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, nghttp2_strerror((int)rv));
+    return -1;
+  }
+  return u->dying ? -1 : 0;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+  static uint8_t buf[READ_CHUNK];
+  struct upsess *u = arg;
+  size_t budget = READ_BUDGET;
+
+  (void)fd, (void)what;
+  while (!u->dying && budget > 0) {
+    ssize_t n = sock_read(&u->s, buf, sizeof(buf));
+    if (n == 0) {
+      up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, "closed by the agent");
+      return;
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, strerror(errno));
+      return;
+    }
+    if (feed(u, buf, (size_t)n) < 0)
+      return;
+    if ((size_t)n < sizeof(buf))
+      break; /* drained */
+    budget -= (size_t)n < budget ? (size_t)n : budget;
+  }
+  up_flush(u);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg) {
+  struct upsess *u = arg;
+
+  (void)fd, (void)what;
+  if (sock_write(&u->s) < 0)
+    up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, strerror(errno));
+  else if (evbuffer_get_length(u->s.out) <= OUT_LOW)
+    up_flush(u);
+}
+
+/* PING every interval; no ACK within the timeout ends the session. */
+static void keepalive_cb(evutil_socket_t fd, short what, void *arg) {
+  struct upsess *u = arg;
+  struct proxy *p = u->p;
+
+  (void)fd;
+  (void)what;
+  if (u->dying)
+    return;
+  if (u->ping_outstanding) {
+    p->st.keepalive_timeouts++;
+    revtun_note_keepalive_timeout(p->h, u->s.fd, revtun_libevent_now());
+    up_close(u, REVTUN_CLOSE_HTTP2_PING_TIMEOUT, "HTTP/2 PING keepalive timeout");
+    return;
+  }
+  if (nghttp2_submit_ping(u->h2, NGHTTP2_FLAG_NONE, NULL) != 0) {
+    up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "cannot send PING");
+    return;
+  }
+  u->ping_outstanding = 1;
+  arm_keepalive(u, p->cfg.ka_timeout_ms);
+  up_flush(u);
+}
+
+/* Opens an HTTP/2 client session on a socket revtun_handoff*() gave us. */
+static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
+  static const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+  };
+  const char *node_id = "", *cluster = "", *tenant = "";
+  struct upsess *u = calloc(1, sizeof(*u));
+  struct node *n;
+  int one = 1;
+
+  revtun_socket_identity(p->h, fd, &node_id, &cluster, &tenant);
+  n = u ? node_get(p, tenant_key(p, tenant), node_id, cluster) : NULL;
+  if (!n || sock_init(&u->s, p->base, fd, read_cb, write_cb, u) < 0 ||
+      nghttp2_session_client_new2(&u->h2, callbacks, u, options) != 0 ||
+      !(u->flush_ev = event_new(p->base, -1, 0, flush_cb, u)) ||
+      !(u->ka_ev = evtimer_new(p->base, keepalive_cb, u)) ||
+      nghttp2_submit_settings(u->h2, NGHTTP2_FLAG_NONE, settings,
+                              sizeof(settings) / sizeof(settings[0])) != 0 ||
+      nghttp2_session_set_local_window_size(u->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
+    logmsg("cannot set up a session on fd %d: out of memory", fd);
+    if (u) {
+      if (u->h2)
+        nghttp2_session_del(u->h2);
+      sock_close(&u->s);
+      if (u->flush_ev)
+        event_free(u->flush_ev);
+      if (u->ka_ev)
+        event_free(u->ka_ev);
+      free(u);
+    }
+    if (n)
+      node_release(p, n);
+    revtun_mark_dead(p->h, fd, REVTUN_CLOSE_LOCAL_CLOSE, revtun_libevent_now());
+    close(fd);
+    return NULL;
+  }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  u->p = p;
+  u->id = ++next_session_id;
+  u->strip = strip;
+  u->node = n;
+  u->next = n->sessions;
+  if (n->sessions)
+    n->sessions->prev = u;
+  n->sessions = u;
+  n->n_sessions++;
+  p->n_sessions++;
+  p->st.handoffs++;
+  p->st.sessions_opened++;
+  logmsg("session %llu: tunnel fd %d of node %s (cluster %s) taken from the pool, speaking HTTP/2",
+         (unsigned long long)u->id, fd, n->id, cluster);
+  arm_keepalive(u, p->cfg.ka_interval_ms);
+  up_flush(u); /* the client preface and SETTINGS go out now */
+  return u->dying ? NULL : u;
+}
+
+/* ------------------------------------------------------------- routing */
+
+static int has_room(const struct upsess *u) {
+  uint32_t limit = ASSUMED_PEER_STREAMS;
+
+  if (u->dying || u->goaway)
+    return 0;
+  if (u->got_settings)
+    limit = nghttp2_session_get_remote_settings(u->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  if (u->p->cfg.max_streams && u->p->cfg.max_streams < limit)
+    limit = u->p->cfg.max_streams;
+  return u->active < limit;
+}
+
+/* A session with room; with overflow, the least busy usable one (nghttp2
+ * queues the stream until the agent allows it). */
+static struct upsess *pick(struct node *n, int overflow) {
+  struct upsess *best = NULL;
+
+  for (struct upsess *u = n ? n->sessions : NULL; u; u = u->next) {
+    if (u->dying || u->goaway)
+      continue;
+    if (!overflow && has_room(u))
+      return u;
+    if (overflow && (!best || u->active < best->active))
+      best = u;
+  }
+  return best;
+}
+
+static struct upsess *for_node(struct proxy *p, const char *node_id, const char *tenant) {
+  struct node *n = node_find(p, tenant_key(p, tenant), node_id);
+  struct upsess *u;
+  int fd;
+  revtun_strip_t strip = 0;
+
+  if ((u = pick(n, 0)))
+    return u;
+  if (revtun_handoff(p->h, node_id, tenant, revtun_libevent_now(), &fd, &strip) == REVTUN_OK &&
+      (u = up_open(p, fd, strip)))
+    return u;
+  n = node_find(p, tenant_key(p, tenant), node_id); /* up_open may have failed */
+  return pick(n, 1);
+}
+
+static struct upsess *for_cluster(struct proxy *p, const char *cluster, const char *tenant) {
+  const char *member;
+  char node_id[512];
+  struct upsess *u;
+  int fd;
+  revtun_strip_t strip = 0;
+
+  /* Round robin over the cluster's member nodes, then that node's sessions. */
+  if (revtun_lookup_cluster(p->h, cluster, tenant, &member) == REVTUN_OK &&
+      strlen(member) < sizeof(node_id)) {
+    strcpy(node_id, member);
+    if ((u = for_node(p, node_id, tenant)))
+      return u;
+  }
+  if (revtun_handoff_by_cluster(p->h, cluster, tenant, revtun_libevent_now(), &fd, &strip) ==
+          REVTUN_OK &&
+      (u = up_open(p, fd, strip)))
+    return u;
+  return NULL;
+}
+
+struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whylen) {
+  const char *node = hdrs_get(&x->req, p->cfg.node_header);
+  const char *cluster = hdrs_get(&x->req, p->cfg.cluster_header);
+  const char *tenant = hdrs_get(&x->req, p->cfg.tenant_header);
+  struct upsess *u;
+
+  if (node && *node) {
+    x->target = node;
+    if (!(u = for_node(p, node, tenant)))
+      snprintf(why, whylen, "no reverse tunnel for node %s", node);
+    return u;
+  }
+  if (cluster && *cluster) {
+    x->target = cluster;
+    if (!(u = for_cluster(p, cluster, tenant)))
+      snprintf(why, whylen, "no reverse tunnel for cluster %s", cluster);
+    return u;
+  }
+  snprintf(why, whylen, "missing %s header", p->cfg.node_header);
+  return NULL;
+}
+
+/* ------------------------------------------------------------- streams */
+
+static ssize_t body_read_cb(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
+                            uint32_t *flags, nghttp2_data_source *source, void *user_data) {
+  struct xchg *x = source->ptr;
+  size_t avail = evbuffer_get_length(x->req_body);
+  size_t n = avail < length ? avail : length;
+
+  (void)session, (void)id, (void)buf, (void)user_data;
+  if (n == 0 && !x->req_done) {
+    x->up_deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  if (n > 0)
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (x->req_done && n == avail)
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  return (ssize_t)n;
+}
+
+int up_submit(struct upsess *u, struct xchg *x) {
+  nghttp2_data_provider prd;
+  int32_t id;
+
+  prd.source.ptr = x;
+  prd.read_callback = body_read_cb;
+  id = nghttp2_submit_request(u->h2, NULL, x->req.v, x->req.n, x->req_has_body ? &prd : NULL, x);
+  if (id < 0)
+    return -1;
+  x->u = u;
+  x->uid = id;
+  x->uprev = NULL;
+  x->unext = u->xs;
+  if (u->xs)
+    u->xs->uprev = x;
+  u->xs = x;
+  u->active++;
+  if (verbose) {
+    const char *m = hdrs_get(&x->req, ":method"), *path = hdrs_get(&x->req, ":path");
+    logmsg("%s %s -> session %llu stream %d (node %s)", m ? m : "-", path ? path : "-",
+           (unsigned long long)u->id, id, u->node->id);
+  }
+  up_want_flush(u);
+  return 0;
+}
+
+void up_resume(struct xchg *x) {
+  if (x->u && x->up_deferred) {
+    x->up_deferred = 0;
+    nghttp2_session_resume_data(x->u->h2, x->uid);
+    up_want_flush(x->u);
+  }
+}
+
+void up_cancel(struct xchg *x) {
+  if (x->u && !x->u->dying) {
+    nghttp2_submit_rst_stream(x->u->h2, NGHTTP2_FLAG_NONE, x->uid, NGHTTP2_CANCEL);
+    up_want_flush(x->u);
+  }
+}
+
+void up_consumed(struct xchg *x, size_t n) {
+  if (n > x->resp_unconsumed)
+    n = x->resp_unconsumed;
+  if (!x->u || x->u->dying || !n)
+    return;
+  x->resp_unconsumed -= n;
+  nghttp2_session_consume(x->u->h2, x->uid, n);
+  up_want_flush(x->u);
+}
+
+/* ----------------------------------------------------- nghttp2 callbacks */
+
+static ssize_t send_cb(nghttp2_session *session, const uint8_t *data, size_t len, int flags,
+                       void *user_data) {
+  struct upsess *u = user_data;
+  struct evbuffer *out = u->s.out;
+
+  (void)session, (void)flags;
+  if (evbuffer_get_length(out) >= OUT_HIGH)
+    return NGHTTP2_ERR_WOULDBLOCK;
+  if (evbuffer_add(out, data, len) < 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return (ssize_t)len;
+}
+
+/* Request bodies move from the exchange's buffer to the socket's without copying. */
+static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *source, void *user_data) {
+  struct upsess *u = user_data;
+  struct xchg *x = source->ptr;
+  struct evbuffer *out = u->s.out;
+
+  (void)session, (void)frame;
+  if (evbuffer_get_length(out) >= OUT_HIGH)
+    return NGHTTP2_ERR_WOULDBLOCK;
+  evbuffer_add(out, framehd, 9);
+  evbuffer_remove_buffer(x->req_body, out, length);
+  xchg_sent_upstream(x, length);
+  return 0;
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  struct xchg *x = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+
+  (void)user_data;
+  if (!x || frame->hd.type != NGHTTP2_HEADERS)
+    return 0;
+  x->in_trailers = x->resp_head_ready;
+  if (!x->in_trailers) {
+    hdrs_free(&x->resp);
+    x->resp_status = 0;
+  }
+  return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user_data) {
+  struct xchg *x = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+
+  (void)flags, (void)user_data;
+  if (!x || frame->hd.type != NGHTTP2_HEADERS || x->in_trailers)
+    return 0;
+  if (namelen == 7 && !memcmp(name, ":status", 7)) {
+    x->resp_status = atoi((const char *)value);
+    return 0;
+  }
+  if (name[0] == ':' || is_hop_by_hop((const char *)name, namelen))
+    return 0;
+  if (hdrs_add(&x->resp, (const char *)name, namelen, (const char *)value, valuelen) < 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  struct upsess *u = user_data;
+  struct proxy *p = u->p;
+  struct xchg *x;
+
+  if (u->dying)
+    return 0;
+  switch (frame->hd.type) {
+  case NGHTTP2_SETTINGS:
+    if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+      u->got_settings = 1;
+    return 0;
+  case NGHTTP2_PING:
+    if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && u->ping_outstanding) {
+      u->ping_outstanding = 0;
+      arm_keepalive(u, p->cfg.ka_interval_ms);
+    }
+    return 0;
+  case NGHTTP2_GOAWAY:
+    if (!u->goaway) {
+      u->goaway = 1;
+      p->st.goaways++;
+      logmsg("session %llu (node %s): GOAWAY from the agent (last stream %d): no new streams",
+             (unsigned long long)u->id, u->node->id, frame->goaway.last_stream_id);
+      revtun_note_goaway(p->h, u->s.fd, revtun_libevent_now());
+      /* the agent is leaving: no more PINGs, only the streams it finishes */
+      evtimer_del(u->ka_ev);
+      u->ping_outstanding = 0;
+    }
+    return 0;
+  case NGHTTP2_HEADERS:
+    x = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (!x)
+      return 0;
+    if (!x->in_trailers) {
+      if (x->resp_status >= 100 && x->resp_status < 200) {
+        hdrs_free(&x->resp); /* interim response: the final one follows */
+        return 0;
+      }
+      if (x->resp_status < 200 || x->resp_status > 999) {
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+      }
+      x->resp_head_ready = 1;
+      if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        x->resp_done = 1;
+      if (x->c)
+        conn_response_head(x);
+      if (x->resp_done && x->c)
+        conn_response_data(x);
+    } else if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+      x->resp_done = 1; /* trailers are dropped */
+      if (x->c)
+        conn_response_data(x);
+    }
+    return 0;
+  case NGHTTP2_DATA:
+    x = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (x && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+      x->resp_done = 1;
+      if (x->c)
+        conn_response_data(x);
+    }
+    return 0;
+  default: return 0;
+  }
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *user_data) {
+  struct xchg *x = nghttp2_session_get_stream_user_data(session, id);
+
+  (void)flags, (void)user_data;
+  if (!x || !x->c || !x->resp_head_ready) {
+    nghttp2_session_consume(session, id, len); /* nobody reads it */
+    return 0;
+  }
+  evbuffer_add(x->resp_body, data, len);
+  x->resp_unconsumed += len;
+  conn_response_data(x);
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_code,
+                           void *user_data) {
+  struct upsess *u = user_data;
+  struct xchg *x = nghttp2_session_get_stream_user_data(session, id);
+  char why[96];
+
+  if (u->active)
+    u->active--;
+  if (!x)
+    return 0;
+  if (x->resp_unconsumed)
+    nghttp2_session_consume_connection(session, x->resp_unconsumed);
+  x->resp_unconsumed = 0;
+  if (error_code == NGHTTP2_REFUSED_STREAM && xchg_retry(x) == 0)
+    return 0;
+  snprintf(why, sizeof(why), "stream reset by the agent (%s)", nghttp2_http2_strerror(error_code));
+  xchg_upstream_done(x, error_code ? why : NULL);
+  return 0;
+}
+
+int up_setup(void) {
+  nghttp2_session_callbacks *cb;
+
+  if (nghttp2_session_callbacks_new(&cb) != 0)
+    return -1;
+  if (nghttp2_option_new(&options) != 0) {
+    nghttp2_session_callbacks_del(cb);
+    return -1;
+  }
+  nghttp2_session_callbacks_set_send_callback(cb, send_cb);
+  nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  /* Window updates follow what the client took, not what we buffered. */
+  nghttp2_option_set_no_auto_window_update(options, 1);
+  callbacks = cb;
+  return 0;
+}
+
+void up_teardown(void) {
+  nghttp2_session_callbacks_del(callbacks);
+  nghttp2_option_del(options);
+}

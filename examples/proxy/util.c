@@ -1,0 +1,380 @@
+/* revtun-upstream-proxy: logging, address and duration parsing, header lists. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy.h"
+
+int verbose;
+
+void logmsg(const char *fmt, ...) {
+  struct timespec ts;
+  struct tm tm;
+  char when[32];
+  va_list ap;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  localtime_r(&ts.tv_sec, &tm);
+  strftime(when, sizeof(when), "%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ld " PROG ": ", when, ts.tv_nsec / 1000000);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* host:port or [v6]:port; the port is required (0 = any free port). */
+int split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port) {
+  const char *colon = strrchr(s, ':');
+  char *end;
+  long v;
+
+  if (!colon)
+    return -1;
+  size_t hl = (size_t)(colon - s);
+  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+    s++;
+    hl -= 2;
+  }
+  if (hl == 0 || hl >= hostlen)
+    return -1;
+  errno = 0;
+  v = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || v < 0 || v > 65535)
+    return -1;
+  memcpy(host, s, hl);
+  host[hl] = '\0';
+  *port = (unsigned short)v;
+  return 0;
+}
+
+int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, int *len) {
+  char host[256], port[8];
+  unsigned short p;
+  struct addrinfo hints, *res = NULL;
+
+  if (split_hostport(spec, host, sizeof(host), &p) < 0)
+    return -1;
+  snprintf(port, sizeof(port), "%u", p);
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
+    return -1;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = (int)res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* ip:port or [ip6]:port */
+void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen) {
+  char host[256], port[32];
+
+  if (getnameinfo(sa, len, host, sizeof(host), port, sizeof(port),
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    snprintf(out, outlen, "?");
+    return;
+  }
+  snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* "250ms", "10s", "2m", or a bare number of milliseconds. */
+int parse_duration_ms(const char *s, uint32_t *out) {
+  char *end;
+  unsigned long long v, mult = 1;
+
+  if (*s < '0' || *s > '9')
+    return -1;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno)
+    return -1;
+  if (!strcmp(end, "") || !strcmp(end, "ms"))
+    mult = 1;
+  else if (!strcmp(end, "s"))
+    mult = 1000;
+  else if (!strcmp(end, "m"))
+    mult = 60000;
+  else
+    return -1;
+  if (v > UINT32_MAX / mult)
+    return -1;
+  *out = (uint32_t)(v * mult);
+  return 0;
+}
+
+/* Reads a whole (small) file: the serialized configs. */
+int read_file(const char *path, uint8_t **out, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  uint8_t *buf = NULL;
+  size_t n = 0, cap = 0;
+
+  if (!f)
+    return -1;
+  for (;;) {
+    if (n == cap) {
+      uint8_t *nb;
+      if (cap >= (16u << 20) || !(nb = realloc(buf, cap ? cap * 2 : 4096)))
+        break;
+      buf = nb;
+      cap = cap ? cap * 2 : 4096;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0)
+      break;
+  }
+  int err = ferror(f) || !feof(f);
+  fclose(f);
+  if (err) {
+    free(buf);
+    errno = errno ? errno : EFBIG;
+    return -1;
+  }
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+/* bufferevents would read 4 KiB per syscall (libevent 2.1's evbuffer_read
+ * cap) and toggle write interest around every write; a sock reads 64 KiB at
+ * a time and writes at once, asking for EV_WRITE only when the kernel is full. */
+int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
+              event_callback_fn on_write, void *arg) {
+  s->fd = fd;
+  s->writing = s->read_paused = 0;
+  s->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, arg);
+  s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, arg);
+  s->out = evbuffer_new();
+  if (!s->rev || !s->wev || !s->out || event_add(s->rev, NULL) != 0) {
+    sock_close(s);
+    return -1;
+  }
+  return 0;
+}
+
+/* Frees the events and the buffer; the fd stays open (its owner closes it). */
+void sock_close(struct sock *s) {
+  if (s->rev)
+    event_free(s->rev);
+  if (s->wev)
+    event_free(s->wev);
+  if (s->out)
+    evbuffer_free(s->out);
+  s->rev = s->wev = NULL;
+  s->out = NULL;
+}
+
+void sock_pause_read(struct sock *s, int pause) {
+  if (pause == s->read_paused)
+    return;
+  s->read_paused = pause;
+  if (pause)
+    event_del(s->rev);
+  else
+    event_add(s->rev, NULL);
+}
+
+/* Writes what the kernel takes: 0 all out, 1 some left (EV_WRITE armed),
+ * -1 error (errno). */
+int sock_write(struct sock *s) {
+  while (evbuffer_get_length(s->out) > 0) {
+    int n = evbuffer_write(s->out, s->fd);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+      return -1;
+    if (n <= 0) {
+      if (!s->writing && event_add(s->wev, NULL) == 0)
+        s->writing = 1;
+      return 1;
+    }
+  }
+  if (s->writing) {
+    event_del(s->wev);
+    s->writing = 0;
+  }
+  return 0;
+}
+
+/* One read(2): bytes, 0 at EOF, -1 with errno (EAGAIN: nothing there). */
+ssize_t sock_read(struct sock *s, void *buf, size_t len) {
+  ssize_t n;
+
+  do
+    n = read(s->fd, buf, len);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+/* Appends up to max bytes to in, READ_CHUNK per read(2), without copying.
+ * Returns the bytes read, 0 at EOF, -1 with errno (EAGAIN: nothing there). */
+ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max) {
+  size_t total = 0;
+
+  while (total < max) {
+    struct evbuffer_iovec v;
+    ssize_t n;
+    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) < 1) {
+      errno = ENOMEM;
+      return total ? (ssize_t)total : -1;
+    }
+    n = sock_read(s, v.iov_base, v.iov_len);
+    if (n <= 0)
+      return total ? (ssize_t)total : n;
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(in, &v, 1);
+    total += (size_t)n;
+    if ((size_t)n < READ_CHUNK)
+      break; /* drained */
+  }
+  return (ssize_t)total;
+}
+
+/* ------------------------------------------------------------- headers */
+
+/* All names and values of a list live in one buffer (NUL-terminated), so a
+ * typical header block costs two allocations, not two per field. */
+int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen) {
+  size_t need = nlen + vlen + 2;
+
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 16;
+    nghttp2_nv *v = realloc(h->v, cap * sizeof(*v));
+    if (!v)
+      return -1;
+    h->v = v;
+    h->cap = cap;
+  }
+  if (h->len + need > h->bcap) {
+    size_t bcap = h->bcap ? h->bcap : 512;
+    char *b;
+    while (bcap < h->len + need)
+      bcap *= 2;
+    for (size_t i = 0; i < h->n; i++) { /* pointers become offsets ... */
+      h->v[i].name = (uint8_t *)(uintptr_t)(h->v[i].name - (uint8_t *)h->buf);
+      h->v[i].value = (uint8_t *)(uintptr_t)(h->v[i].value - (uint8_t *)h->buf);
+    }
+    b = realloc(h->buf, bcap);
+    if (b) {
+      h->buf = b;
+      h->bcap = bcap;
+    }
+    for (size_t i = 0; i < h->n; i++) { /* ... and pointers again */
+      h->v[i].name = (uint8_t *)h->buf + (uintptr_t)h->v[i].name;
+      h->v[i].value = (uint8_t *)h->buf + (uintptr_t)h->v[i].value;
+    }
+    if (!b)
+      return -1;
+  }
+  nghttp2_nv *nv = &h->v[h->n++];
+  nv->name = (uint8_t *)h->buf + h->len;
+  memcpy(nv->name, name, nlen);
+  nv->name[nlen] = '\0';
+  nv->value = nv->name + nlen + 1;
+  memcpy(nv->value, value, vlen);
+  nv->value[vlen] = '\0';
+  nv->namelen = nlen;
+  nv->valuelen = vlen;
+  nv->flags = NGHTTP2_NV_FLAG_NONE;
+  h->len += need;
+  return 0;
+}
+
+/* The first value of a (lowercase) name; values are NUL-terminated and stay
+ * where they are until the next hdrs_add(). */
+const char *hdrs_get(const struct hdrs *h, const char *name) {
+  size_t len = strlen(name);
+  for (size_t i = 0; i < h->n; i++)
+    if (h->v[i].namelen == len && !memcmp(h->v[i].name, name, len))
+      return (const char *)h->v[i].value;
+  return NULL;
+}
+
+void hdrs_free(struct hdrs *h) {
+  free(h->v);
+  free(h->buf);
+  memset(h, 0, sizeof(*h));
+}
+
+/* Connection-specific fields (RFC 9113 §8.2.2) and the ones HTTP/2 carries
+ * as pseudo-headers or handles itself: never forwarded. */
+int is_hop_by_hop(const char *name, size_t len) {
+  static const struct {
+    const char *name;
+    size_t len;
+  } names[] = {{"te", 2},
+               {"host", 4},
+               {"expect", 6},
+               {"upgrade", 7},
+               {"keep-alive", 10},
+               {"connection", 10},
+               {"http2-settings", 14},
+               {"proxy-connection", 16},
+               {"transfer-encoding", 17}};
+  if (len < 2 || len > 17)
+    return 0;
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    if (names[i].len == len && !strncasecmp(names[i].name, name, len))
+      return 1;
+  return 0;
+}
+
+const char *reason_phrase(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 413: return "Content Too Large";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  case 417: return "Expectation Failed";
+  default:
+    return status < 300   ? "OK"
+           : status < 400 ? "Redirect"
+           : status < 500 ? "Error"
+                          : "Server Error";
+  }
+}
+
+void json_string(struct evbuffer *out, const char *s) {
+  evbuffer_add(out, "\"", 1);
+  for (; s && *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\')
+      evbuffer_add_printf(out, "\\%c", ch);
+    else if (ch < 0x20)
+      evbuffer_add_printf(out, "\\u%04x", ch);
+    else
+      evbuffer_add(out, s, 1);
+  }
+  evbuffer_add(out, "\"", 1);
+}

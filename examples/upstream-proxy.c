@@ -1,0 +1,397 @@
+/*
+ * revtun-upstream-proxy: the upstream end of Envoy-style reverse tunnels,
+ * as a small libevent program built on libupstream-revtun.
+ *
+ *   agents ──dial out, handshake, park──▶ --tunnel-listen (revtun acceptor + pool)
+ *   clients ──HTTP/1.1 or h2c──▶ --listen ──▶ HTTP/2 over a handed-off tunnel ──▶ agent
+ *   operators ──▶ --admin-listen: GET /stats, GET /tunnels
+ *
+ * A request names its destination with x-remote-node-id (or, failing that,
+ * x-remote-cluster-id, round robin over the cluster's nodes). The proxy
+ * multiplexes requests for a node as streams on the HTTP/2 sessions it
+ * already runs on that node's tunnels and takes a new tunnel from the pool
+ * only when every session is full. Everything runs on one thread.
+ *
+ * Files: this one (flags, listeners, signals, shutdown) and examples/proxy/:
+ * client.c (HTTP/1.1, protocol detection), client_h2.c (h2c), exchange.c
+ * (request/response glue), upstream.c (tunnel sessions), admin.c, util.c.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "proxy/proxy.h"
+
+static void usage(FILE *f) {
+  fputs("Usage: " PROG " [OPTIONS]\n"
+        "Upstream end of Envoy-style reverse tunnels: accepts agents' tunnels, and\n"
+        "forwards HTTP/1.1 and h2c requests to them as HTTP/2 streams.\n"
+        "\n"
+        "  --tunnel-listen ADDR:PORT   where agents dial in (default 127.0.0.1:15000)\n"
+        "  --listen ADDR:PORT          HTTP/1.1 and h2c clients (default 127.0.0.1:8080)\n"
+        "  --admin-listen ADDR:PORT    GET /stats and GET /tunnels (default: off)\n"
+        "  --config FILE               serialized UpstreamReverseConnectionSocketInterface\n"
+        "                              (default: empty message, Envoy's defaults)\n"
+        "  --acceptor-config FILE      serialized ReverseTunnel for the handshake\n"
+        "                              (default: empty message, Envoy's defaults)\n"
+        "  --node-header NAME          routes to a node (default x-remote-node-id)\n"
+        "  --cluster-header NAME       routes to a cluster, round robin\n"
+        "                              (default x-remote-cluster-id)\n"
+        "  --tenant-header NAME        tenant of the node or cluster\n"
+        "                              (default x-remote-tenant-id)\n"
+        "  --keepalive-interval DUR    HTTP/2 PING interval on tunnels (default 10s)\n"
+        "  --keepalive-timeout DUR     PING ACK deadline (default 5s)\n"
+        "  --max-streams N             streams per tunnel session (default 0: the\n"
+        "                              agent's SETTINGS_MAX_CONCURRENT_STREAMS)\n"
+        "  --grace-period DUR          shutdown: time for requests in flight (default 10s)\n"
+        "  --verbose                   log requests and every tunnel lifecycle record\n"
+        "  --version                   print the library version and exit\n"
+        "  --help                      show this help and exit\n"
+        "\n"
+        "DUR is milliseconds, or a number with ms, s or m.\n",
+        f);
+}
+
+/* ---------------------------------------------------------- library hooks */
+
+static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
+  int reason = revtun_event_close_reason(ev);
+  const char *miss = revtun_event_meta_find(ev, "miss_count");
+
+  (void)h, (void)user;
+  if (!verbose)
+    return;
+  logmsg("record %s node=%s cluster=%s tenant=%s fd=%d%s%s%s%s",
+         revtun_event_kind_name(revtun_event_kind(ev)), revtun_event_node_id(ev, NULL),
+         revtun_event_cluster_id(ev, NULL), revtun_event_tenant_id(ev, NULL), revtun_event_fd(ev),
+         reason ? " close_reason=" : "", reason ? revtun_close_reason_name(reason) : "",
+         miss ? " miss_count=" : "", miss ? miss : "");
+}
+
+static void on_lib_log(revtun_t *h, int level, const char *msg, void *user) {
+  (void)h, (void)user;
+  logmsg("libupstream-revtun: %s%s", level <= REVTUN_LOG_WARN ? "warning: " : "", msg);
+}
+
+/* -------------------------------------------------------------- listeners */
+
+static void on_tunnel(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg) {
+  struct proxy *p = arg;
+  int rc = revtun_acceptor_accept(p->acc, fd, NULL, revtun_libevent_now());
+  char peer[128];
+
+  (void)l;
+  format_addr(sa, (socklen_t)salen, peer, sizeof(peer));
+  if (rc != REVTUN_OK) {
+    logmsg("tunnel connection from %s dropped: %s", peer, revtun_strerror(rc));
+    evutil_closesocket(fd);
+    return;
+  }
+  VLOG("tunnel connection from %s: handshake", peer);
+}
+
+static void on_client(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg) {
+  (void)l, (void)sa, (void)salen;
+  client_accept(arg, fd);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg) {
+  (void)l, (void)arg;
+  logmsg("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static struct evconnlistener *listen_on(struct proxy *p, const char *spec, const char *what,
+                                        evconnlistener_cb cb) {
+  struct sockaddr_storage ss;
+  int len;
+  struct evconnlistener *l;
+  char name[128];
+
+  if (parse_sockaddr(spec, &ss, &len) < 0) {
+    logmsg("bad address '%s' for %s", spec, what);
+    return NULL;
+  }
+  l = evconnlistener_new_bind(p->base, cb, p,
+                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                              1024, (struct sockaddr *)&ss, len);
+  if (!l) {
+    logmsg("cannot listen on %s (%s): %s", spec, what, strerror(errno));
+    return NULL;
+  }
+  evconnlistener_set_error_cb(l, on_accept_error);
+  len = sizeof(ss);
+  if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, (socklen_t *)&len) == 0)
+    format_addr((struct sockaddr *)&ss, (socklen_t)len, name, sizeof(name));
+  else
+    snprintf(name, sizeof(name), "%s", spec);
+  logmsg("%s on %s", what, name);
+  return l;
+}
+
+/* ------------------------------------------------------- life and death */
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  conn_reap(arg);
+  up_reap(arg);
+}
+
+void proxy_schedule_reap(struct proxy *p) { event_active(p->reap_ev, 0, 0); }
+
+/* During shutdown: once the last client connection is gone, we are done. */
+void proxy_check_done(struct proxy *p) {
+  if (p->stopping && !p->conns)
+    event_base_loopbreak(p->base);
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg) {
+  struct proxy *p = arg;
+
+  (void)fd, (void)what;
+  logmsg("grace period over: closing %u client connection(s), %u request(s) cut", p->n_conns,
+         p->n_xchg);
+  event_base_loopbreak(p->base);
+}
+
+static void begin_shutdown(struct proxy *p, const char *why) {
+  struct timeval tv = {(time_t)(p->cfg.grace_ms / 1000),
+                       (suseconds_t)(p->cfg.grace_ms % 1000) * 1000};
+
+  p->stopping = 1;
+  logmsg("%s: stopping; %u request(s) in flight, up to %u ms to finish", why, p->n_xchg,
+         p->cfg.grace_ms);
+  if (p->tunnel_l)
+    evconnlistener_free(p->tunnel_l);
+  if (p->client_l)
+    evconnlistener_free(p->client_l);
+  p->tunnel_l = p->client_l = NULL;
+  proxy_drain_clients(p);
+  evtimer_add(p->grace_ev, &tv);
+  proxy_check_done(p);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg) {
+  struct proxy *p = arg;
+
+  (void)what;
+  if (p->stopping) {
+    logmsg("second signal: exiting now");
+    event_base_loopbreak(p->base);
+    return;
+  }
+  begin_shutdown(p, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---------------------------------------------------------------- main */
+
+static int header_name(const char *flag, const char *v, const char **out) {
+  char *s;
+
+  if (!*v)
+    goto bad;
+  if (!(s = strdup(v)))
+    return -1;
+  for (char *q = s; *q; q++) {
+    if (!isalnum((unsigned char)*q) && !strchr("!#$%&'*+-.^_`|~", *q)) {
+      free(s);
+      goto bad;
+    }
+    *q = (char)tolower((unsigned char)*q);
+  }
+  *out = s;
+  return 0;
+bad:
+  fprintf(stderr, PROG ": %s: '%s' is not a header name\n", flag, v);
+  return -1;
+}
+
+static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  if (!path)
+    return 0;
+  if (read_file(path, buf, len) < 0) {
+    fprintf(stderr, PROG ": %s %s: %s\n", flag, path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"tunnel-listen", required_argument, NULL, 'T'},
+      {"listen", required_argument, NULL, 'l'},
+      {"admin-listen", required_argument, NULL, 'a'},
+      {"config", required_argument, NULL, 'c'},
+      {"acceptor-config", required_argument, NULL, 'A'},
+      {"node-header", required_argument, NULL, 'n'},
+      {"cluster-header", required_argument, NULL, 'C'},
+      {"tenant-header", required_argument, NULL, 't'},
+      {"keepalive-interval", required_argument, NULL, 'i'},
+      {"keepalive-timeout", required_argument, NULL, 'k'},
+      {"max-streams", required_argument, NULL, 'm'},
+      {"grace-period", required_argument, NULL, 'g'},
+      {"verbose", no_argument, NULL, 'v'},
+      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  static struct proxy p; /* zeroed */
+  struct settings *cfg = &p.cfg;
+  const char *node_h = "x-remote-node-id", *cluster_h = "x-remote-cluster-id",
+             *tenant_h = "x-remote-tenant-id";
+  uint8_t *conf = NULL, *aconf = NULL;
+  size_t conf_len, aconf_len;
+  revtun_options_t *opts = NULL;
+  struct event *sig_int = NULL, *sig_term = NULL;
+  char err[512];
+  int c, rc = 1;
+
+  cfg->tunnel_listen = "127.0.0.1:15000";
+  cfg->listen = "127.0.0.1:8080";
+  cfg->ka_interval_ms = 10000;
+  cfg->ka_timeout_ms = 5000;
+  cfg->grace_ms = 10000;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'T': cfg->tunnel_listen = optarg; break;
+    case 'l': cfg->listen = optarg; break;
+    case 'a': cfg->admin_listen = optarg; break;
+    case 'c': cfg->config = optarg; break;
+    case 'A': cfg->acceptor_config = optarg; break;
+    case 'n': node_h = optarg; break;
+    case 'C': cluster_h = optarg; break;
+    case 't': tenant_h = optarg; break;
+    case 'v': verbose = 1; break;
+    case 'i':
+    case 'k':
+    case 'g': {
+      uint32_t *dst = c == 'i'   ? &cfg->ka_interval_ms
+                      : c == 'k' ? &cfg->ka_timeout_ms
+                                 : &cfg->grace_ms;
+      if (parse_duration_ms(optarg, dst) < 0 || (c != 'g' && *dst == 0)) {
+        fprintf(stderr, PROG ": bad duration '%s'\n", optarg);
+        return 2;
+      }
+      break;
+    }
+    case 'm': {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (*end || end == optarg || v > 1000000) {
+        fprintf(stderr, PROG ": --max-streams must be 0..1000000\n");
+        return 2;
+      }
+      cfg->max_streams = (uint32_t)v;
+      break;
+    }
+    case 'V': printf("%s\n", revtun_version(NULL)); return 0;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  if (header_name("--node-header", node_h, &cfg->node_header) < 0 ||
+      header_name("--cluster-header", cluster_h, &cfg->cluster_header) < 0 ||
+      header_name("--tenant-header", tenant_h, &cfg->tenant_header) < 0) {
+    rc = 2;
+    goto out;
+  }
+  if (load("--config", cfg->config, &conf, &conf_len) < 0 ||
+      load("--acceptor-config", cfg->acceptor_config, &aconf, &aconf_len) < 0)
+    goto out;
+
+  signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
+  if (h2c_setup() < 0 || up_setup() < 0 || !(p.base = event_base_new()) ||
+      !(p.reap_ev = event_new(p.base, -1, 0, reap_cb, &p)) ||
+      !(p.grace_ev = evtimer_new(p.base, grace_cb, &p)) || revtun_options_new(&opts) != REVTUN_OK ||
+      !(p.le = revtun_libevent_new(p.base, opts, &p))) {
+    fprintf(stderr, PROG ": initialisation failed\n");
+    goto out;
+  }
+  revtun_options_set_access_log_cb(opts, on_record);
+  revtun_options_set_log_cb(opts, on_lib_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN);
+  if (revtun_new(&p.h, conf, conf_len, opts, revtun_libevent_now(), err, sizeof(err)) !=
+      REVTUN_OK) {
+    fprintf(stderr, PROG ": %s: %s\n", cfg->config ? cfg->config : "default config", err);
+    goto out;
+  }
+  revtun_libevent_bind(p.le, p.h);
+  if (revtun_acceptor_new(&p.acc, p.h, aconf, aconf_len, err, sizeof(err)) != REVTUN_OK) {
+    fprintf(stderr, PROG ": %s: %s\n",
+            cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
+    goto out;
+  }
+  if (!(p.tunnel_l = listen_on(&p, cfg->tunnel_listen, "tunnels (agents)", on_tunnel)) ||
+      !(p.client_l = listen_on(&p, cfg->listen, "clients (HTTP/1.1, h2c)", on_client)) ||
+      (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
+    goto out;
+  sig_int = evsignal_new(p.base, SIGINT, signal_cb, &p);
+  sig_term = evsignal_new(p.base, SIGTERM, signal_cb, &p);
+  if (!sig_int || !sig_term || event_add(sig_int, NULL) || event_add(sig_term, NULL))
+    goto out;
+  logmsg("ready: RPING every %u ms on idle tunnels, HTTP/2 PING every %u ms (timeout %u ms) on "
+         "used ones; routing by %s, then %s",
+         revtun_acceptor_ping_interval_ms(p.acc), cfg->ka_interval_ms, cfg->ka_timeout_ms,
+         cfg->node_header, cfg->cluster_header);
+
+  event_base_dispatch(p.base);
+  rc = 0;
+
+out:
+  /* Client connections first (cancelling their streams), then the tunnel
+   * sessions (each reported with revtun_mark_dead), then the library. */
+  while (p.conns)
+    conn_kill(p.conns, "proxy exiting");
+  if (p.base) {
+    conn_reap(&p);
+    up_close_all(&p);
+  }
+  if (p.n_xchg)
+    logmsg("internal error: %u exchange(s) leaked", p.n_xchg);
+  admin_stop(&p);
+  if (p.tunnel_l)
+    evconnlistener_free(p.tunnel_l);
+  if (p.client_l)
+    evconnlistener_free(p.client_l);
+  if (p.acc)
+    revtun_acceptor_free(p.acc);
+  if (p.h)
+    revtun_free(p.h); /* closes the idle tunnels, each with its tunnel_closed record */
+  revtun_libevent_free(p.le);
+  revtun_options_free(opts);
+  if (sig_int)
+    event_free(sig_int);
+  if (sig_term)
+    event_free(sig_term);
+  if (p.grace_ev)
+    event_free(p.grace_ev);
+  if (p.reap_ev)
+    event_free(p.reap_ev);
+  if (p.base)
+    event_base_free(p.base);
+  h2c_teardown();
+  up_teardown();
+  free(conf);
+  free(aconf);
+  free((char *)cfg->node_header);
+  free((char *)cfg->cluster_header);
+  free((char *)cfg->tenant_header);
+  if (rc == 0)
+    logmsg("exited cleanly");
+  return rc;
+}
