@@ -46,6 +46,8 @@
 #define BACKOFF_BASE_MS 1000
 #define RETRY_AFTER_MAX_S 3600
 #define DRAIN_GRACE_S 5
+#define LINGER_S 2		/* half-closed tunnel waits this long for the proxy's close */
+#define MAX_READ (64 * 1024)	/* per read(2); libevent's default is 4 KiB */
 #define BACKEND_TIMEOUT_S 60
 #define MAX_IDLE_BACKENDS 256
 
@@ -406,6 +408,10 @@ static struct bufferevent *dial(struct event_base *base, const struct addr *a)
 		evutil_closesocket(fd);
 		return NULL;
 	}
+	/* One syscall per 64 KiB instead of per 4 KiB: bulk bodies and many
+	 * small responses cost a quarter of the reads. */
+	bufferevent_set_max_single_read(bev, MAX_READ);
+	bufferevent_set_max_single_write(bev, MAX_READ);
 	if (bufferevent_socket_connect(bev, (const struct sockaddr *)&a->ss,
 				       (int)a->len) < 0) {
 		bufferevent_free(bev);
@@ -1448,6 +1454,42 @@ static void tunnel_kill(struct tunnel *t, const char *why)
 	event_active(t->kill_ev, 0, 0);
 }
 
+static void tunnel_drain_cb(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void tunnel_drain_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tunnel *t = arg;
+
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		event_active(t->kill_ev, 0, 0);
+}
+
+/*
+ * Both sides said GOAWAY and nothing is left to send. Closing now, with bytes
+ * from the proxy still unread (a PING, a WINDOW_UPDATE), would make the kernel
+ * send a reset that can destroy the tail of our last response in flight. So
+ * half-close, read and discard until the proxy closes, at most LINGER_S.
+ */
+static void tunnel_linger(struct tunnel *t)
+{
+	struct timeval tv = { LINGER_S, 0 };
+
+	t->dying = 1;
+	logmsg("tunnel %" PRIu64 ": session finished", t->conn_id);
+	shutdown(bufferevent_getfd(t->bev), SHUT_WR);
+	bufferevent_setcb(t->bev, tunnel_drain_cb, NULL, tunnel_drain_event_cb, t);
+	bufferevent_set_timeouts(t->bev, NULL, NULL);
+	bufferevent_enable(t->bev, EV_READ);
+	event_add(t->kill_ev, &tv);
+}
+
 static void tunnel_flush(struct tunnel *t)
 {
 	int rv;
@@ -1461,7 +1503,7 @@ static void tunnel_flush(struct tunnel *t)
 	/* Both sides said GOAWAY and no stream is left: we are done. */
 	if (!nghttp2_session_want_read(t->h2) && !nghttp2_session_want_write(t->h2) &&
 	    evbuffer_get_length(bufferevent_get_output(t->bev)) == 0)
-		tunnel_kill(t, "session finished");
+		tunnel_linger(t);
 }
 
 static void tunnel_feed(struct tunnel *t, const uint8_t *p, size_t n)
