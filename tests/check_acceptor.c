@@ -171,8 +171,8 @@ START_TEST(body_rejected_before_path) {
   const char *bodies[] = {
       "GET /health HTTP/1.1\r\ncontent-length: 4\r\n\r\nbody",
       "GET /reverse_connections/request HTTP/1.1\r\ncontent-length: 00\r\n\r\n",
-      "GET /reverse_connections/request HTTP/1.1\r\ntransfer-encoding: "
-      "chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n",
+      ("GET /reverse_connections/request HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+       "4\r\nbody\r\n0\r\n\r\n"),
   };
   for (size_t i = 0; i < 3; i++) {
     struct outcome o = run(h, acc, bodies[i], strlen(bodies[i]), chunk);
