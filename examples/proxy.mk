@@ -22,10 +22,7 @@ examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la $(LIBEVENT_LIBS
 # The example configs, encoded as the proxy's flags take them.
 EXAMPLE_CONFIGS_BIN = $(patsubst %.txtpb,%.bin,$(EXAMPLE_CONFIGS_TXT))
 examples/configs/%.bin: $(srcdir)/examples/configs/%.txtpb $(PROTO_FILES)
-	@$(MKDIR_P) examples/configs
-	$(AM_V_GEN)msg=`sed -n '1s/^# proto-message: *//p' $<` && \
-	$(PROTOC) -I$(srcdir)/lib/proto -I$(PROTOBUF_INCLUDE) --encode=$$msg \
-	  $(patsubst $(srcdir)/lib/proto/%,%,$(patsubst %,$(srcdir)/%,$(PROTO_FILES))) < $< > $@.tmp && mv $@.tmp $@
+	$(AM_V_GEN)$(ENCODE_TXTPB)
 check_DATA += $(EXAMPLE_CONFIGS_BIN)
 CLEANFILES += $(EXAMPLE_CONFIGS_BIN)
 

@@ -48,6 +48,14 @@ lib/proto/.stamp: $(PROTO_FILES)
 	touch $@
 $(PROTO_GEN_C) $(PROTO_GEN_H): lib/proto/.stamp
 
+# Encodes protobuf text ($<) into its binary message ($@) with the reference
+# `protoc --encode`; the text's first line names the message
+# ("# proto-message: <full name>"). Used for the test and example configs.
+PROTO_NAMES = $(patsubst lib/proto/%,%,$(PROTO_FILES))
+ENCODE_TXTPB = $(MKDIR_P) $(@D) && msg=`sed -n '1s/^\# proto-message: *//p' $<` && \
+	$(PROTOC) -I$(srcdir)/lib/proto -I$(PROTOBUF_INCLUDE) --encode=$$msg $(PROTO_NAMES) \
+	  < $< > $@.tmp && mv $@.tmp $@
+
 BUILT_SOURCES += lib/proto/.stamp
 CLEANFILES += lib/proto/.stamp $(PROTO_GEN_C) $(PROTO_GEN_H)
 EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym

@@ -15,10 +15,7 @@ tests_libtestutil_la_CFLAGS = $(TEST_CFLAGS)
 TEST_CONFIG_TXT = $(wildcard $(srcdir)/tests/configs/*.txtpb)
 TEST_CONFIG_BIN = $(patsubst $(srcdir)/tests/configs/%.txtpb,tests/configs/%.bin,$(TEST_CONFIG_TXT))
 tests/configs/%.bin: $(srcdir)/tests/configs/%.txtpb $(PROTO_FILES)
-	@$(MKDIR_P) tests/configs
-	$(AM_V_GEN)msg=`sed -n '1s/^# proto-message: *//p' $<` && \
-	$(PROTOC) -I$(srcdir)/lib/proto -I$(PROTOBUF_INCLUDE) --encode=$$msg \
-	  $(patsubst $(srcdir)/lib/proto/%,%,$(patsubst %,$(srcdir)/%,$(PROTO_FILES))) < $< > $@.tmp && mv $@.tmp $@
+	$(AM_V_GEN)$(ENCODE_TXTPB)
 check_DATA = $(TEST_CONFIG_BIN)
 CLEANFILES += $(TEST_CONFIG_BIN)
 # listed file by file: a tests/configs directory in the build tree (the .bin
