@@ -497,15 +497,8 @@ void up_consumed(struct xchg *x, size_t n) {
 
 static ssize_t send_cb(nghttp2_session *session, const uint8_t *data, size_t len, int flags,
                        void *user_data) {
-  struct upsess *u = user_data;
-  struct evbuffer *out = u->s.out;
-
   (void)session, (void)flags;
-  if (evbuffer_get_length(out) >= OUT_HIGH)
-    return NGHTTP2_ERR_WOULDBLOCK;
-  if (evbuffer_add(out, data, len) < 0)
-    return NGHTTP2_ERR_CALLBACK_FAILURE;
-  return (ssize_t)len;
+  return sock_h2_send(&((struct upsess *)user_data)->s, data, len);
 }
 
 /* Request bodies move from the exchange's buffer to the socket's without copying. */
@@ -513,15 +506,12 @@ static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame, const ui
                         size_t length, nghttp2_data_source *source, void *user_data) {
   struct upsess *u = user_data;
   struct xchg *x = source->ptr;
-  struct evbuffer *out = u->s.out;
 
   (void)session, (void)frame;
-  if (evbuffer_get_length(out) >= OUT_HIGH)
-    return NGHTTP2_ERR_WOULDBLOCK;
-  evbuffer_add(out, framehd, 9);
-  evbuffer_remove_buffer(x->req_body, out, length);
-  xchg_sent_upstream(x, length);
-  return 0;
+  int rv = sock_h2_send_data(&u->s, framehd, x->req_body, length);
+  if (rv == 0)
+    xchg_sent_upstream(x, length);
+  return rv;
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {

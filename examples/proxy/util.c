@@ -243,6 +243,26 @@ ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max) {
   return (ssize_t)total;
 }
 
+/* nghttp2's send and send_data callbacks for a session on s: frames are
+ * queued in s->out (written by the loop), data frames move the body's bytes
+ * without a copy; both refuse when the socket is OUT_HIGH behind. */
+ssize_t sock_h2_send(struct sock *s, const uint8_t *data, size_t len) {
+  if (evbuffer_get_length(s->out) >= OUT_HIGH)
+    return NGHTTP2_ERR_WOULDBLOCK;
+  if (evbuffer_add(s->out, data, len) < 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return (ssize_t)len;
+}
+
+int sock_h2_send_data(struct sock *s, const uint8_t *framehd, struct evbuffer *body,
+                      size_t length) {
+  if (evbuffer_get_length(s->out) >= OUT_HIGH)
+    return NGHTTP2_ERR_WOULDBLOCK;
+  evbuffer_add(s->out, framehd, 9);
+  evbuffer_remove_buffer(body, s->out, length);
+  return 0;
+}
+
 /* ------------------------------------------------------------- headers */
 
 /* All names and values of a list live in one buffer (NUL-terminated), so a
