@@ -70,28 +70,14 @@ static void die(const char *what) {
   exit(1);
 }
 
-static int host_io(revtun_t *h, int fd, int events, void *su, void *ud) {
-  (void)h, (void)fd, (void)events, (void)su, (void)ud;
-  return 0;
-}
-
-static int host_timer(revtun_t *h, int64_t ms, void *ud) {
-  (void)h, (void)ms, (void)ud;
-  return 0;
-}
-
-static void host_close(revtun_t *h, int fd, void *su, void *ud) {
-  (void)h, (void)fd, (void)su, (void)ud;
-}
-
 static revtun_t *new_handle(void) {
   revtun_options_t *o;
   int rc = revtun_options_new(&o);
   if (rc)
     fail("revtun_options_new", rc);
-  revtun_options_set_io_cb(o, host_io);
-  revtun_options_set_timer_cb(o, host_timer);
-  revtun_options_set_close_cb(o, host_close);
+  revtun_options_set_io_cb(o, bu_host_io);
+  revtun_options_set_timer_cb(o, bu_host_timer);
+  revtun_options_set_close_cb(o, bu_host_close);
   revtun_t *h;
   char err[256];
   if ((rc = revtun_new(&h, config_threshold_1000, sizeof(config_threshold_1000), o, 0, err,

@@ -50,21 +50,6 @@ static void fail(const char *what, int rc) {
   exit(1);
 }
 
-static int host_io(revtun_t *h, int fd, int events, void *su, void *ud) {
-  (void)h, (void)fd, (void)events, (void)su, (void)ud;
-  return 0;
-}
-
-static int host_timer(revtun_t *h, int64_t ms, void *ud) {
-  (void)h, (void)ms, (void)ud;
-  return 0;
-}
-
-/* The host closes its own fds; the library must not close the bench's. */
-static void host_close(revtun_t *h, int fd, void *su, void *ud) {
-  (void)h, (void)fd, (void)su, (void)ud;
-}
-
 static revtun_t *new_handle(struct bu_alloc *counting) {
   revtun_options_t *o;
   int rc = revtun_options_new(&o);
@@ -72,9 +57,9 @@ static revtun_t *new_handle(struct bu_alloc *counting) {
     fail("revtun_options_new", rc);
   if (counting)
     revtun_options_set_allocator(o, bu_malloc, bu_realloc, bu_free, counting);
-  revtun_options_set_io_cb(o, host_io);
-  revtun_options_set_timer_cb(o, host_timer);
-  revtun_options_set_close_cb(o, host_close);
+  revtun_options_set_io_cb(o, bu_host_io);
+  revtun_options_set_timer_cb(o, bu_host_timer);
+  revtun_options_set_close_cb(o, bu_host_close);
   revtun_t *h;
   char err[256];
   if ((rc = revtun_new(&h, NULL, 0, o, 0, err, sizeof(err))))

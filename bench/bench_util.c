@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "util.h"
 
 uint64_t bu_now_ns(void) {
   struct timespec ts;
@@ -143,16 +144,25 @@ void bu_result(const char *bench, const char *metric, double value, const char *
 }
 
 size_t bu_u64_dec(char *buf, uint64_t v) {
-  char tmp[21];
-  size_t n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++)
-    buf[i] = tmp[n - 1 - i];
+  size_t n = rt_u64_dec(v, buf); /* the library's, compiled in */
   buf[n] = '\0';
   return n;
+}
+
+/* Host hooks that do nothing: the benchmarks drive the library directly, and
+ * the host closes its own fds (the library must not close the bench's). */
+int bu_host_io(revtun_t *h, int fd, int events, void *su, void *ud) {
+  (void)h, (void)fd, (void)events, (void)su, (void)ud;
+  return 0;
+}
+
+int bu_host_timer(revtun_t *h, int64_t ms, void *ud) {
+  (void)h, (void)ms, (void)ud;
+  return 0;
+}
+
+void bu_host_close(revtun_t *h, int fd, void *su, void *ud) {
+  (void)h, (void)fd, (void)su, (void)ud;
 }
 
 size_t bu_raise_nofile(void) {

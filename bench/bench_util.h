@@ -64,6 +64,9 @@ const char *bu_size_name(size_t n, char *buf);
 
 /* Decimal, NUL-terminated; buf needs 21 bytes. Returns the length. */
 size_t bu_u64_dec(char *buf, uint64_t v);
+int bu_host_io(revtun_t *h, int fd, int events, void *su, void *ud);
+int bu_host_timer(revtun_t *h, int64_t ms, void *ud);
+void bu_host_close(revtun_t *h, int fd, void *su, void *ud);
 
 /* ------------------------------------------------------ fake sockets */
 
