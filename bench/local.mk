@@ -1,29 +1,26 @@
-# bench: benchmark programs (DESIGN §7). Built in every build (noinst) so they
+# Benchmark programs. Built in every build (noinst) so they
 # stay warning-free; run them all with scripts/bench (see bench/README.md).
 #
-# The programs compile the library sources in (same flags as the library) and
-# link with --wrap on the socket syscalls: bench/fakefd.c answers for fds
-# >= 1<<20 so a pool can hold 1M sockets although RLIMIT_NOFILE is far lower.
-# Real fds go to the real syscalls.
+# The programs link the library's convenience archive (its objects, so the
+# internal API is reachable) with --wrap on the socket syscalls:
+# bench/fakefd.c answers for fds >= 1<<20 so a pool can hold 1M sockets
+# although RLIMIT_NOFILE is far lower. Real fds go to the real syscalls.
 BENCH_WRAP = -Wl,--wrap=fcntl,--wrap=fcntl64,--wrap=getsockname,--wrap=getpeername \
 	-Wl,--wrap=close,--wrap=shutdown,--wrap=recv,--wrap=__recv_chk,--wrap=send
-BENCH_CPPFLAGS = $(lib_libupstream_revtun_la_CPPFLAGS) -I$(top_srcdir)/bench
+BENCH_CPPFLAGS = $(LIB_CPPFLAGS) -I$(top_srcdir)/bench
 BENCH_CFLAGS = $(WARN_CFLAGS)
-BENCH_LDADD = $(lib_libupstream_revtun_la_LIBADD)
+BENCH_LDADD = $(LIB_CORE_LIBS)
 BENCH_COMMON = bench/bench_util.c bench/bench_util.h bench/fakefd.c
 
 noinst_PROGRAMS += bench/bench_pool bench/bench_keepalive
 
-bench_bench_pool_SOURCES = bench/bench_pool.c $(BENCH_COMMON) $(lib_libupstream_revtun_la_SOURCES)
-nodist_bench_bench_pool_SOURCES = $(nodist_lib_libupstream_revtun_la_SOURCES)
+bench_bench_pool_SOURCES = bench/bench_pool.c $(BENCH_COMMON)
 bench_bench_pool_CPPFLAGS = $(BENCH_CPPFLAGS)
 bench_bench_pool_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_pool_LDFLAGS = $(BENCH_WRAP)
 bench_bench_pool_LDADD = $(BENCH_LDADD)
 
-bench_bench_keepalive_SOURCES = bench/bench_keepalive.c $(BENCH_COMMON) \
-	$(lib_libupstream_revtun_la_SOURCES)
-nodist_bench_bench_keepalive_SOURCES = $(nodist_lib_libupstream_revtun_la_SOURCES)
+bench_bench_keepalive_SOURCES = bench/bench_keepalive.c $(BENCH_COMMON)
 bench_bench_keepalive_CPPFLAGS = $(BENCH_CPPFLAGS)
 bench_bench_keepalive_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_keepalive_LDFLAGS = $(BENCH_WRAP)
@@ -32,9 +29,7 @@ bench_bench_keepalive_LDADD = $(BENCH_LDADD)
 EXTRA_DIST += bench/README.md
 
 noinst_PROGRAMS += bench/bench_accesslog
-bench_bench_accesslog_SOURCES = bench/bench_accesslog.c $(BENCH_COMMON) \
-	$(lib_libupstream_revtun_la_SOURCES)
-nodist_bench_bench_accesslog_SOURCES = $(nodist_lib_libupstream_revtun_la_SOURCES)
+bench_bench_accesslog_SOURCES = bench/bench_accesslog.c $(BENCH_COMMON)
 bench_bench_accesslog_CPPFLAGS = $(BENCH_CPPFLAGS)
 bench_bench_accesslog_CFLAGS = $(BENCH_CFLAGS)
 bench_bench_accesslog_LDFLAGS = $(BENCH_WRAP)

@@ -14,19 +14,19 @@ fuzz_replay_config_LDADD = lib/libupstream-revtun.la
 fuzz_replay_rping_SOURCES = fuzz/replay.c fuzz/fuzz_rping.c
 fuzz_replay_rping_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/rping"'
 fuzz_replay_rping_LDADD = lib/libupstream-revtun.la
-# the handshake parser is internal: compiled into its harness
-fuzz_replay_handshake_SOURCES = fuzz/replay.c fuzz/fuzz_handshake.c lib/handshake.c
+# the handshake parser is internal: its harness links the convenience library
+fuzz_replay_handshake_SOURCES = fuzz/replay.c fuzz/fuzz_handshake.c
 fuzz_replay_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
 	-DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/handshake"'
-fuzz_replay_handshake_LDADD = lib/libupstream-revtun.la
+fuzz_replay_handshake_LDADD = $(LIB_CORE_LIBS)
 
 if ENABLE_FUZZERS
 noinst_PROGRAMS += fuzz/fuzz_config fuzz/fuzz_rping fuzz/fuzz_handshake
-fuzz_fuzz_handshake_SOURCES = fuzz/fuzz_handshake.c lib/handshake.c
+fuzz_fuzz_handshake_SOURCES = fuzz/fuzz_handshake.c
 fuzz_fuzz_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib
 fuzz_fuzz_handshake_CFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_handshake_LDFLAGS = -fsanitize=fuzzer,address,undefined
-fuzz_fuzz_handshake_LDADD = lib/libupstream-revtun.la
+fuzz_fuzz_handshake_LDADD = $(LIB_CORE_LIBS)
 fuzz_fuzz_config_SOURCES = fuzz/fuzz_config.c
 fuzz_fuzz_config_CPPFLAGS = $(FUZZ_CPPFLAGS)
 fuzz_fuzz_config_CFLAGS = -fsanitize=fuzzer,address,undefined

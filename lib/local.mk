@@ -7,6 +7,7 @@ revtuninclude_HEADERS = include/revtun/revtun.h
 nodist_revtuninclude_HEADERS = include/revtun/version.h
 revtunadaptersdir = $(includedir)/revtun/adapters
 revtunadapters_HEADERS = include/revtun/adapters/libevent.h
+revtuninclude_HEADERS += include/revtun/reporter_module.h
 
 PROTO_FILES = \
 	lib/proto/envoy/config/accesslog/v3/accesslog.proto \
@@ -60,16 +61,27 @@ BUILT_SOURCES += lib/proto/.stamp
 CLEANFILES += lib/proto/.stamp $(PROTO_GEN_C) $(PROTO_GEN_H)
 EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym
 
-lib_libupstream_revtun_la_SOURCES = \
+# Every library source is compiled once, into a convenience library that the
+# shared library, the tests, the benchmarks and the fuzzers all link. The
+# shared object exports only what the version script lists; programs that
+# link the convenience library directly (internal tests, benchmarks,
+# fuzzers) reach the internal API too.
+noinst_LTLIBRARIES += lib/libupstream-revtun-core.la
+lib_libupstream_revtun_core_la_SOURCES = \
 	lib/acceptor.c lib/acceptor_int.h \
 	lib/acceptor_config.c \
 	lib/acceptor_validate.c \
 	lib/accesslog.c \
+	lib/accesslog_config.c lib/accesslog_int.h \
 	lib/config.c \
+	lib/dynmod.c lib/dynmod.h \
 	lib/events.c \
+	lib/format.c lib/format.h lib/format_int.h \
+	lib/format_json.c lib/format_ops.c lib/format_sfs.c lib/format_time.c \
 	lib/handshake.c lib/handshake.h \
 	lib/hash.c lib/hash.h \
 	lib/keepalive.c \
+	lib/logfile.c lib/logfile.h \
 	lib/mem.c lib/mem.h \
 	lib/names.c \
 	lib/options.c \
@@ -77,6 +89,7 @@ lib_libupstream_revtun_la_SOURCES = \
 	lib/pool.c lib/pool_int.h \
 	lib/handoff.c \
 	lib/lookup.c \
+	lib/prometheus.c \
 	lib/reg.c \
 	lib/reporter.c \
 	lib/revtun.c lib/revtun_int.h \
@@ -85,13 +98,17 @@ lib_libupstream_revtun_la_SOURCES = \
 	lib/strings.c \
 	lib/timer.c lib/timer.h \
 	lib/util.c lib/util.h
-nodist_lib_libupstream_revtun_la_SOURCES = $(PROTO_GEN_C)
+nodist_lib_libupstream_revtun_core_la_SOURCES = $(PROTO_GEN_C)
 nodist_noinst_HEADERS = $(PROTO_GEN_H)
-
-lib_libupstream_revtun_la_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \
+LIB_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \
 	-Ilib/proto -I$(top_srcdir)/lib $(PROTOBUF_C_CFLAGS)
-lib_libupstream_revtun_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
-lib_libupstream_revtun_la_LIBADD = $(PROTOBUF_C_LIBS)
+lib_libupstream_revtun_core_la_CPPFLAGS = $(LIB_CPPFLAGS)
+lib_libupstream_revtun_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
+# what a program linking the convenience library needs besides it
+LIB_CORE_LIBS = lib/libupstream-revtun-core.la $(PROTOBUF_C_LIBS)
+
+lib_libupstream_revtun_la_SOURCES =
+lib_libupstream_revtun_la_LIBADD = lib/libupstream-revtun-core.la $(PROTOBUF_C_LIBS)
 lib_libupstream_revtun_la_LDFLAGS = -no-undefined \
 	-version-info $(REVTUN_LT_CURRENT):$(REVTUN_LT_REVISION):$(REVTUN_LT_AGE) \
 	-Wl,--version-script=$(srcdir)/lib/libupstream-revtun.sym

@@ -5,6 +5,8 @@ TEST_CPPFLAGS = -I$(top_srcdir)/include -Iinclude -I$(top_srcdir)/tests \
 	-DTEST_BUILD_DIR='"$(abs_builddir)"' -DTEST_SRC_DIR='"$(abs_srcdir)"'
 TEST_CFLAGS = $(WARN_CFLAGS) $(CHECK_CFLAGS)
 TEST_LDADD = tests/libtestutil.la lib/libupstream-revtun.la $(CHECK_LIBS)
+# suites that test internal modules link the convenience library instead
+TEST_INTERNAL_LDADD = tests/libtestutil.la $(LIB_CORE_LIBS) $(CHECK_LIBS)
 
 check_LTLIBRARIES += tests/libtestutil.la
 tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h
@@ -38,11 +40,11 @@ tests_check_acceptor_SOURCES = tests/check_acceptor.c
 tests_check_acceptor_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_acceptor_CFLAGS = $(TEST_CFLAGS)
 tests_check_acceptor_LDADD = $(TEST_LDADD)
-# The parser is internal: compiled into its test directly.
-tests_check_handshake_SOURCES = tests/check_handshake.c lib/handshake.c
+# The parser is internal: its test links the convenience library.
+tests_check_handshake_SOURCES = tests/check_handshake.c
 tests_check_handshake_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
 tests_check_handshake_CFLAGS = $(TEST_CFLAGS)
-tests_check_handshake_LDADD = $(TEST_LDADD)
+tests_check_handshake_LDADD = $(TEST_INTERNAL_LDADD)
 tests_check_config_SOURCES = tests/check_config.c
 tests_check_pool_SOURCES = tests/check_pool.c
 tests_check_keepalive_SOURCES = tests/check_keepalive.c

@@ -34,11 +34,12 @@ tests_check_accesslog_CPPFLAGS = $(OBS_TEST_CPPFLAGS)
 tests_check_accesslog_CFLAGS = $(TEST_CFLAGS)
 tests_check_accesslog_LDADD = $(TEST_LDADD)
 
-# The format engine's internal API is not exported: it is compiled in.
-tests_check_format_SOURCES = tests/check_format.c $(FORMAT_ENGINE_SRC)
+# The format engine's internal API is not exported: its test links the
+# convenience library.
+tests_check_format_SOURCES = tests/check_format.c
 tests_check_format_CPPFLAGS = $(OBS_TEST_CPPFLAGS)
 tests_check_format_CFLAGS = $(TEST_CFLAGS)
-tests_check_format_LDADD = $(TEST_LDADD)
+tests_check_format_LDADD = $(TEST_INTERNAL_LDADD)
 
 tests_check_prometheus_SOURCES = tests/check_prometheus.c
 tests_check_prometheus_CPPFLAGS = $(OBS_TEST_CPPFLAGS)
