@@ -36,7 +36,12 @@ static void unlink_conn(revtun_acceptor_t *acc, struct rt_hs_conn *c) {
   acc->n_pending--;
 }
 
+/* Request buffer bytes beyond the first INITIAL_BUF, which every handshake
+ * may use: these count against the acceptor's budget. */
+static size_t extra_bytes(size_t cap) { return cap > INITIAL_BUF ? cap - INITIAL_BUF : 0; }
+
 static void free_conn(revtun_t *h, struct rt_hs_conn *c) {
+  c->acc->buffered -= extra_bytes(c->cap);
   rt_free(&h->mem, c->buf);
   rt_free(&h->mem, c->ids);
   rt_free(&h->mem, c->meta_keys);
@@ -94,21 +99,37 @@ static void write_response(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t n
     start_linger(h, c, now);
 }
 
-static void reject(revtun_t *h, struct rt_hs_conn *c, int status, const char *body,
-                   enum rt_counter counter, revtun_time_ms_t now) {
+/* Answers with status and body (Envoy's local reply) and closes after it. */
+static void reject_as(revtun_t *h, struct rt_hs_conn *c, int status, const char *body,
+                      enum rt_counter counter, unsigned flags, revtun_time_ms_t now) {
   if (counter != RT_C_COUNT)
     rt_count(h, counter);
   rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d rejected: %d %s", c->ent.fd, status,
-         body ? body : "");
+         body);
   if (c->prepared) {
     rt_pool_abort(h, c->prepared);
     c->prepared = NULL;
   }
-  c->resp_len = body ? rt_hs_response_reject(c->resp, status, body, status == 426)
-                     : rt_hs_response_bare(c->resp, status);
+  c->resp_len = rt_hs_response_reject(c->resp, status, body, flags);
   c->resp_off = 0;
   c->phase = WRITE_REJECT;
+  if (!c->resp_len) { /* cannot happen with the library's own bodies */
+    drop_conn(h, c);
+    return;
+  }
   write_response(h, c, now);
+}
+
+static void reject(revtun_t *h, struct rt_hs_conn *c, int status, const char *body,
+                   enum rt_counter counter, revtun_time_ms_t now) {
+  reject_as(h, c, status, body, counter, status == 426 ? RT_HS_REPLY_UPGRADE_HEADER : 0, now);
+}
+
+/* What Envoy's HTTP/1 codec answers before the filter sees a request: the
+ * reason phrase as the body, and no reverse_tunnel.handshake counter. */
+static void reject_http(revtun_t *h, struct rt_hs_conn *c, int status, unsigned flags,
+                        revtun_time_ms_t now) {
+  reject_as(h, c, status, rt_hs_reason_phrase(status), RT_C_COUNT, flags, now);
 }
 
 /* ------------------------------------------------------------ the request */
@@ -158,16 +179,24 @@ static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
   free_conn(h, c);
 }
 
+/* Doubles the request buffer up to the header limit, within the budget all
+ * pending handshakes share, so that many slow, large requests cannot hold
+ * unbounded memory. */
 static bool grow(revtun_t *h, struct rt_hs_conn *c) {
-  size_t limit = c->acc->max_header_bytes + TRAILER_SLACK;
+  revtun_acceptor_t *acc = c->acc;
+  size_t limit = acc->max_header_bytes + TRAILER_SLACK;
   if (c->cap >= limit)
     return false;
   size_t cap = c->cap ? c->cap * 2 : INITIAL_BUF;
   if (cap > limit)
     cap = limit;
+  size_t more = extra_bytes(cap) - extra_bytes(c->cap);
+  if (more > acc->max_buffered - acc->buffered)
+    return false;
   uint8_t *b = rt_realloc(&h->mem, c->buf, cap);
   if (!b)
     return false;
+  acc->buffered += more;
   c->buf = b;
   c->cap = cap;
   return true;
@@ -198,14 +227,21 @@ static void read_request(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now
   enum rt_hs_result r = rt_hs_parse(c->buf, c->len, &lim, &c->scan, req);
   if (r == RT_HS_NEED_MORE && c->len == c->cap)
     r = RT_HS_TOO_LARGE;
-  switch (r) {
-  case RT_HS_NEED_MORE: break;
-  case RT_HS_DONE: process_request(h, c, req, now); break;
-  case RT_HS_BODY:
-    reject(h, c, 400, "Reverse tunnel handshake must not carry a body", RT_C_HS_BODY_REJECTED, now);
-    break;
-  case RT_HS_TOO_LARGE: reject(h, c, 431, NULL, RT_C_HS_HTTP_ERROR, now); break;
-  case RT_HS_MALFORMED: reject(h, c, 400, NULL, RT_C_HS_HTTP_ERROR, now); break;
+  if ((r == RT_HS_DONE || r == RT_HS_BODY) && req->minor_version == 0) {
+    /* The codec refuses HTTP/1.0 once its headers are in (426), and the
+     * reply cannot be chunked for such a client. */
+    reject_http(h, c, 426, RT_HS_REPLY_HTTP10, now);
+  } else {
+    switch (r) {
+    case RT_HS_NEED_MORE: break;
+    case RT_HS_DONE: process_request(h, c, req, now); break;
+    case RT_HS_BODY:
+      reject(h, c, 400, "Reverse tunnel handshake must not carry a body", RT_C_HS_BODY_REJECTED,
+             now);
+      break;
+    case RT_HS_TOO_LARGE: reject_http(h, c, 431, 0, now); break;
+    case RT_HS_MALFORMED: reject_http(h, c, 400, 0, now); break;
+    }
   }
   rt_free(&h->mem, req);
 }
@@ -280,9 +316,10 @@ int revtun_acceptor_new(revtun_acceptor_t **out, revtun_t *h, const void *config
   }
   acc->h = h;
   acc->timeout_ms = 10000;
-  acc->max_header_bytes = 8192;
+  acc->max_header_bytes = RT_ACC_DEFAULT_HEADER_BYTES;
   acc->max_headers = 100;
   acc->max_pending = 65536;
+  acc->max_buffered = RT_ACC_DEFAULT_BUFFERED;
   strcpy(acc->prefix, "x-envoy");
   acc->next = h->acceptors;
   h->acceptors = acc;
@@ -344,7 +381,11 @@ int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value)
   if (!acc || value == 0)
     return REVTUN_E_INVAL;
   switch (limit) {
-  case REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS: acc->timeout_ms = value; return REVTUN_OK;
+  case REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS:
+    if (value > RT_ACC_MAX_TIMEOUT_MS)
+      return REVTUN_E_INVAL;
+    acc->timeout_ms = value;
+    return REVTUN_OK;
   case REVTUN_ACCEPTOR_MAX_HEADER_BYTES:
     if (value < 64 || value > (1u << 20))
       return REVTUN_E_INVAL;
@@ -355,7 +396,16 @@ int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value)
       return REVTUN_E_INVAL;
     acc->max_headers = value;
     return REVTUN_OK;
-  case REVTUN_ACCEPTOR_MAX_PENDING: acc->max_pending = value; return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_PENDING:
+    if (value > RT_ACC_MAX_PENDING_CAP)
+      return REVTUN_E_INVAL;
+    acc->max_pending = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_BUFFERED_BYTES:
+    if (value > RT_ACC_MAX_BUFFERED_CAP || value < acc->buffered)
+      return REVTUN_E_INVAL;
+    acc->max_buffered = value;
+    return REVTUN_OK;
   default: return REVTUN_E_INVAL;
   }
 }

@@ -8,6 +8,14 @@
 
 enum { RT_ACC_NODE, RT_ACC_CLUSTER, RT_ACC_TENANT, RT_ACC_N_IDS };
 
+/* Envoy's HTTP/1 codec defaults: 60 KiB of request headers, 100 headers. */
+#define RT_ACC_DEFAULT_HEADER_BYTES (60u * 1024u)
+#define RT_ACC_MAX_TIMEOUT_MS 3600000u  /* an hour: longer is a leak, not a handshake */
+#define RT_ACC_MAX_PENDING_CAP (1u << 20) /* concurrent handshakes */
+/* Request bytes all pending handshakes may buffer beyond 1 KiB each. */
+#define RT_ACC_DEFAULT_BUFFERED (32u << 20)
+#define RT_ACC_MAX_BUFFERED_CAP (1ull << 32)
+
 struct rt_acc_config {
   uint32_t ping_interval_ms;
   const char *method; /* static string */
@@ -44,7 +52,8 @@ struct revtun_acceptor {
   revtun_acceptor_t *next;
   bool free_pending; /* freed from inside a library call: finished by rt_leave */
   struct rt_acc_config cfg;
-  uint64_t timeout_ms, max_header_bytes, max_headers, max_pending;
+  uint64_t timeout_ms, max_header_bytes, max_headers, max_pending, max_buffered;
+  uint64_t buffered; /* request buffer bytes held beyond the first 1 KiB of each */
   char prefix[64];
   struct rt_hs_conn *conns;
   size_t n_pending;

@@ -1,7 +1,6 @@
 /* See handshake.h. The parser is deliberately small and strict: a handshake
  * is one GET with a handful of headers, so anything unusual is refused
  * rather than interpreted. It never allocates and never reads past len. */
-#include <stdio.h>
 #include <string.h>
 
 #include "handshake.h"
@@ -199,28 +198,56 @@ static const char *reason_phrase(int status) {
   }
 }
 
+/* Appends n bytes at *len, keeping room for a NUL within RT_HS_RESPONSE_CAP;
+ * false when they would not fit (an answer is never cut short). */
+static bool put(char *buf, size_t *len, const char *s, size_t n) {
+  if (n >= RT_HS_RESPONSE_CAP - *len)
+    return false;
+  memcpy(buf + *len, s, n);
+  *len += n;
+  buf[*len] = '\0';
+  return true;
+}
+
+static bool put_str(char *buf, size_t *len, const char *s) { return put(buf, len, s, strlen(s)); }
+
+static bool put_status_line(char *buf, size_t *len, int status) {
+  char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                  (char)('0' + status % 10), ' '};
+  return put_str(buf, len, "HTTP/1.1 ") && put(buf, len, code, 4) &&
+         put_str(buf, len, reason_phrase(status)) && put_str(buf, len, "\r\n");
+}
+
 size_t rt_hs_response_ok(char *buf, bool upgrade) {
-  const char *r = upgrade ? "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"
-                            "upgrade: reverse-tunnel\r\n\r\n"
-                          : "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-  size_t n = strlen(r);
-  memcpy(buf, r, n + 1);
-  return n;
+  size_t len = 0;
+  put_str(buf, &len,
+          upgrade ? "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"
+                    "upgrade: reverse-tunnel\r\n\r\n"
+                  : "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+  return len;
 }
 
-/* Envoy's local replies: text/plain, chunked, the body as one chunk. */
-size_t rt_hs_response_reject(char *buf, int status, const char *body, bool upgrade_header) {
-  int n = snprintf(buf, RT_HS_RESPONSE_CAP,
-                   "HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\n%stransfer-encoding: "
-                   "chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n",
-                   status, reason_phrase(status),
-                   upgrade_header ? "upgrade: reverse-tunnel\r\n" : "", strlen(body), body);
-  return n < 0 ? 0 : (size_t)n;
+/* Envoy's local replies: text/plain, the body as one chunk. A reply to an
+ * HTTP/1.0 request cannot be chunked; its body ends with the connection. */
+size_t rt_hs_response_reject(char *buf, int status, const char *body, unsigned flags) {
+  static const char hex[] = "0123456789abcdef";
+  size_t len = 0, n = strlen(body);
+  if (status < 100 || status > 999 || n >= 0x1000)
+    return 0;
+  char size[4] = {hex[n >> 8], hex[(n >> 4) & 15], hex[n & 15], 0};
+  const char *sz = size;
+  while (*sz == '0' && sz[1])
+    sz++;
+  bool ok = put_status_line(buf, &len, status) && put_str(buf, &len, "content-type: text/plain\r\n");
+  if (flags & RT_HS_REPLY_UPGRADE_HEADER)
+    ok = ok && put_str(buf, &len, "upgrade: reverse-tunnel\r\n");
+  if (flags & RT_HS_REPLY_HTTP10)
+    ok = ok && put_str(buf, &len, "\r\n") && put(buf, &len, body, n);
+  else
+    ok = ok && put_str(buf, &len, "transfer-encoding: chunked\r\n\r\n") && put_str(buf, &len, sz) &&
+         put_str(buf, &len, "\r\n") && put(buf, &len, body, n) &&
+         put_str(buf, &len, "\r\n0\r\n\r\n");
+  return ok ? len : 0;
 }
 
-size_t rt_hs_response_bare(char *buf, int status) {
-  int n = snprintf(buf, RT_HS_RESPONSE_CAP,
-                   "HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", status,
-                   reason_phrase(status));
-  return n < 0 ? 0 : (size_t)n;
-}
+const char *rt_hs_reason_phrase(int status) { return reason_phrase(status); }

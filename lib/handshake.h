@@ -53,10 +53,13 @@ bool rt_str_ieq(struct rt_str s, const char *lit);
 bool rt_str_eq(struct rt_str s, const char *lit);
 
 /* Response bytes, written into buf (at least RT_HS_RESPONSE_CAP bytes).
- * Returns the length. */
+ * Returns the length, or 0 when the answer would not fit (never a prefix). */
 #define RT_HS_RESPONSE_CAP 512u
 size_t rt_hs_response_ok(char *buf, bool upgrade);
-size_t rt_hs_response_reject(char *buf, int status, const char *body, bool upgrade_header);
-size_t rt_hs_response_bare(char *buf, int status); /* codec-level errors */
+#define RT_HS_REPLY_UPGRADE_HEADER 1u /* "upgrade: reverse-tunnel" (426) */
+#define RT_HS_REPLY_HTTP10 2u         /* to an HTTP/1.0 request: not chunked */
+size_t rt_hs_response_reject(char *buf, int status, const char *body, unsigned flags);
+/* The standard reason phrase; the body of the replies to malformed requests. */
+const char *rt_hs_reason_phrase(int status);
 
 #endif

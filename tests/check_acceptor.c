@@ -203,16 +203,30 @@ START_TEST(malformed_and_too_large) {
                        "GET / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"};
   for (size_t i = 0; i < 4; i++) {
     struct outcome o = run(h, acc, bad[i], strlen(bad[i]), chunk);
-    ck_assert_str_eq(o.response,
-                     "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    /* Envoy's HTTP/1 codec answers: text/plain, the reason phrase chunked */
+    ck_assert_str_eq(o.response, "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n"
+                                 "transfer-encoding: chunked\r\n\r\nb\r\nBad Request\r\n"
+                                 "0\r\n\r\n");
     ck_assert(!o.registered);
   }
   char big[1024];
   snprintf(big, sizeof(big), "GET /%0300d HTTP/1.1\r\n\r\n", 0);
   struct outcome o = run(h, acc, big, strlen(big), chunk);
   ck_assert_str_eq(o.response, "HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                               "content-length: 0\r\nconnection: close\r\n\r\n");
-  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.http_error"), 5);
+                               "content-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+                               "1f\r\nRequest Header Fields Too Large\r\n0\r\n\r\n");
+  /* HTTP/1.0 is refused once its headers are in, with a reply it can read */
+  const char *old = "GET /reverse_connections/request HTTP/1.0\r\n\r\n";
+  o = run(h, acc, old, strlen(old), chunk);
+  ck_assert_str_eq(o.response, "HTTP/1.1 426 Upgrade Required\r\ncontent-type: text/plain\r\n"
+                               "\r\nUpgrade Required");
+  ck_assert(!o.registered);
+  /* codec-level errors bump no reverse_tunnel.handshake counter */
+  uint64_t v;
+  ck_assert_int_eq(revtun_stats_get(h, "reverse_tunnel.handshake.http_error", &v),
+                   REVTUN_E_NOT_FOUND);
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.parse_error"), 0);
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.body_rejected"), 0);
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.accepted"), 0);
   revtun_free(h);
 }

@@ -141,25 +141,52 @@ START_TEST(limits) {
 }
 END_TEST
 
+static void assert_bytes(const char *buf, size_t n, const char *expect) {
+  ck_assert_uint_eq(n, strlen(expect));
+  ck_assert_mem_eq(buf, expect, n);
+}
+
 START_TEST(response_bytes) {
   char buf[RT_HS_RESPONSE_CAP];
-  size_t n = rt_hs_response_ok(buf, false);
-  ck_assert_str_eq(buf, "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-  ck_assert_uint_eq(n, strlen(buf));
-  rt_hs_response_ok(buf, true);
-  ck_assert_str_eq(buf, "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"
-                        "upgrade: reverse-tunnel\r\n\r\n");
-  rt_hs_response_reject(buf, 404, "Not a reverse tunnel request", false);
-  ck_assert_str_eq(buf, "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\n"
-                        "transfer-encoding: chunked\r\n\r\n1c\r\nNot a reverse tunnel request\r\n"
-                        "0\r\n\r\n");
-  rt_hs_response_reject(buf, 426, "Upgrade: reverse-tunnel required", true);
-  ck_assert_str_eq(buf, "HTTP/1.1 426 Upgrade Required\r\ncontent-type: text/plain\r\n"
-                        "upgrade: reverse-tunnel\r\ntransfer-encoding: chunked\r\n\r\n"
-                        "20\r\nUpgrade: reverse-tunnel required\r\n0\r\n\r\n");
-  rt_hs_response_bare(buf, 431);
-  ck_assert_str_eq(buf, "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
-                        "connection: close\r\n\r\n");
+  assert_bytes(buf, rt_hs_response_ok(buf, false), "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+  assert_bytes(buf, rt_hs_response_ok(buf, true),
+               "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"
+               "upgrade: reverse-tunnel\r\n\r\n");
+  assert_bytes(buf, rt_hs_response_reject(buf, 404, "Not a reverse tunnel request", 0),
+               "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\n"
+               "transfer-encoding: chunked\r\n\r\n1c\r\nNot a reverse tunnel request\r\n"
+               "0\r\n\r\n");
+  assert_bytes(buf,
+               rt_hs_response_reject(buf, 426, "Upgrade: reverse-tunnel required",
+                                     RT_HS_REPLY_UPGRADE_HEADER),
+               "HTTP/1.1 426 Upgrade Required\r\ncontent-type: text/plain\r\n"
+               "upgrade: reverse-tunnel\r\ntransfer-encoding: chunked\r\n\r\n"
+               "20\r\nUpgrade: reverse-tunnel required\r\n0\r\n\r\n");
+  /* what the HTTP/1 codec answers before the filter: the reason as the body */
+  assert_bytes(buf, rt_hs_response_reject(buf, 400, rt_hs_reason_phrase(400), 0),
+               "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n"
+               "transfer-encoding: chunked\r\n\r\nb\r\nBad Request\r\n0\r\n\r\n");
+  assert_bytes(buf, rt_hs_response_reject(buf, 431, rt_hs_reason_phrase(431), 0),
+               "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+               "transfer-encoding: chunked\r\n\r\n1f\r\nRequest Header Fields Too Large\r\n"
+               "0\r\n\r\n");
+  /* an HTTP/1.0 client cannot read chunks: the body ends with the connection */
+  assert_bytes(buf, rt_hs_response_reject(buf, 426, rt_hs_reason_phrase(426), RT_HS_REPLY_HTTP10),
+               "HTTP/1.1 426 Upgrade Required\r\ncontent-type: text/plain\r\n\r\n"
+               "Upgrade Required");
+  /* 0x100 bytes of body: three hex digits, no leading zero */
+  char body[257];
+  memset(body, 'x', 256);
+  body[256] = '\0';
+  size_t n = rt_hs_response_reject(buf, 403, body, 0);
+  ck_assert_uint_gt(n, 0);
+  ck_assert_ptr_nonnull(strstr(buf, "\r\n\r\n100\r\nxxx"));
+  /* an answer that does not fit is refused whole, never cut */
+  char big[RT_HS_RESPONSE_CAP];
+  memset(big, 'y', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  ck_assert_uint_eq(rt_hs_response_reject(buf, 400, big, 0), 0);
+  ck_assert_uint_eq(rt_hs_response_reject(buf, 99, "x", 0), 0);
 }
 END_TEST
 

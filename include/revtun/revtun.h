@@ -144,10 +144,12 @@ enum revtun_limit {
 
 /* Ids for revtun_acceptor_set_limit(). */
 enum revtun_acceptor_limit {
-  REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS = 1, /* default 10000 */
-  REVTUN_ACCEPTOR_MAX_HEADER_BYTES = 2,     /* request line + headers, default 8192 */
+  REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS = 1, /* default 10000, at most 3600000 */
+  REVTUN_ACCEPTOR_MAX_HEADER_BYTES = 2,     /* request line + headers, default 61440 */
   REVTUN_ACCEPTOR_MAX_HEADERS = 3,          /* header count, default 100 */
-  REVTUN_ACCEPTOR_MAX_PENDING = 4           /* concurrent handshakes, default 65536 */
+  REVTUN_ACCEPTOR_MAX_PENDING = 4,          /* concurrent handshakes, default 65536 */
+  REVTUN_ACCEPTOR_MAX_BUFFERED_BYTES = 5    /* request bytes held by all pending handshakes
+                                               beyond 1 KiB each, default 32 MiB */
 };
 
 /* -------------------------------------------------------------- callbacks */
@@ -225,6 +227,9 @@ REVTUN_API int revtun_reporter_register(revtun_options_t *opts, const char *name
 REVTUN_API int revtun_access_logger_register(revtun_options_t *opts, const char *name,
                                              revtun_ext_create_cb create, revtun_ext_event_cb event,
                                              revtun_ext_destroy_cb destroy, void *factory_user);
+/* Since 0.2: the directory the dynamic-module reporter searches for
+ * lib<name>.so (NULL: ENVOY_DYNAMIC_MODULES_SEARCH_PATH, else none). */
+REVTUN_API int revtun_options_set_module_path(revtun_options_t *opts, const char *dir);
 
 /* ---------------------------------------------------------- config, handle */
 
