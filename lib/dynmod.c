@@ -19,6 +19,8 @@
 
 #define SEARCH_PATH_ENV "ENVOY_DYNAMIC_MODULES_SEARCH_PATH"
 #define ASYNC_DATA_SOURCE_REMOTE 2 /* not in lib/proto: refused when present */
+#define MAX_MODULE_NAME 255u
+#define MAX_MODULE_PATH 4096u
 
 typedef Envoy__Extensions__Bootstrap__ReverseTunnel__Reporter__DynamicModules__V3__DynamicModuleReverseTunnelReporter
     ReporterConfig;
@@ -110,6 +112,13 @@ static int config_bytes(const struct rt_mem *m, const Google__Protobuf__Any *any
   return rc;
 }
 
+/* A module name is one file-name component: it cannot climb out of the
+ * search directory or name an absolute path. */
+static bool name_ok(const char *name) {
+  size_t n = strnlen(name, MAX_MODULE_NAME + 1);
+  return n && n <= MAX_MODULE_NAME && !memchr(name, '/', n);
+}
+
 static int parse(const struct rt_mem *m, const uint8_t *cfg, size_t len, struct modspec *s,
                  char *err, size_t errlen) {
   memset(s, 0, sizeof(*s));
@@ -138,6 +147,11 @@ static int parse(const struct rt_mem *m, const uint8_t *cfg, size_t len, struct 
   } else if (!dm->module && (!dm->name || !*dm->name)) {
     rc = rt_fail(REVTUN_E_CONFIG, err, errlen,
                  "reporter_config: dynamic_module_config needs a name or module.local.filename");
+  } else if (!dm->module && !name_ok(dm->name)) {
+    rc = rt_fail(REVTUN_E_CONFIG, err, errlen,
+                 "reporter_config: dynamic_module_config.name must be a file name of at most %u "
+                 "bytes without '/'",
+                 MAX_MODULE_NAME);
   } else {
     s->do_not_close = dm->do_not_close;
     s->load_globally = dm->load_globally;
@@ -193,29 +207,44 @@ static void *load(revtun_t *h, const char *path, const struct modspec *s, char *
   return dl;
 }
 
-/* Finds the module as Envoy does (see reporter_module.h); *used gets the file
- * name that was loaded, for messages. */
+/* Finds the module (see reporter_module.h): the explicit file name; else the
+ * search directory (the host's option, else the environment variable) when
+ * the file exists there; else the system's own library search. The current
+ * directory is never searched unless named. *used gets the file name that
+ * was tried last, for messages. */
 static void *find_and_load(revtun_t *h, const struct modspec *s, char *used, size_t used_len,
                            char *err, size_t errlen) {
   if (s->filename) {
-    snprintf(used, used_len, "%s", s->filename);
+    if (snprintf(used, used_len, "%s", s->filename) >= (int)used_len) {
+      rt_fail(REVTUN_E_CONFIG, err, errlen, "reporter_config: module file name is too long");
+      return NULL;
+    }
     return load(h, s->filename, s, err, errlen);
   }
-  const char *dir = getenv(SEARCH_PATH_ENV);
-  snprintf(used, used_len, "%s/lib%s.so", dir && *dir ? dir : ".", s->name);
-  if (access(used, F_OK) == 0) /* exists: its load error is the useful one */
-    return load(h, used, s, err, errlen);
-  char candidate[512];
-  snprintf(candidate, sizeof(candidate), "%s", used);
+  const char *dir = h->opts.module_path;
+  if (!dir)
+    dir = getenv(SEARCH_PATH_ENV);
+  bool searched = dir && *dir;
+  if (searched) {
+    if (snprintf(used, used_len, "%s/lib%s.so", dir, s->name) >= (int)used_len) {
+      rt_fail(REVTUN_E_CONFIG, err, errlen, "reporter_config: module search path is too long");
+      return NULL;
+    }
+    if (access(used, F_OK) == 0) /* exists: its load error is the useful one */
+      return load(h, used, s, err, errlen);
+  }
+  char where[300];
+  snprintf(where, sizeof(where), "%.280s%s", searched ? used : "",
+           searched ? " nor in" : "neither in a search directory (none is set) nor in");
   snprintf(used, used_len, "lib%s.so", s->name);
   void *dl = load(h, used, s, err, errlen);
   if (!dl) {
     char why[256];
     snprintf(why, sizeof(why), "%s", err ? err : "");
     rt_fail(REVTUN_E_CONFIG, err, errlen,
-            "reporter_config: dynamic module lib%s.so not found in %s nor in the standard "
-            "library paths (%s)",
-            s->name, candidate, why);
+            "reporter_config: dynamic module lib%s.so not found %s%s the standard library paths "
+            "(%s)",
+            s->name, searched ? "in " : "", where, why);
   }
   return dl;
 }
@@ -229,13 +258,13 @@ int rt_dynmod_create(revtun_t *h, const uint8_t *cfg, size_t len, void **instanc
   if (rc)
     return rc;
   struct dynmod *d = rt_calloc(&h->mem, 1, sizeof(*d));
-  char file[512];
-  if (!d) {
+  char *file = rt_malloc(&h->mem, MAX_MODULE_PATH);
+  if (!d || !file) {
     rc = rt_fail(REVTUN_E_NOMEM, err, errlen, "out of memory");
     goto out;
   }
   d->mem = h->mem;
-  if (!(d->dl = find_and_load(h, &s, file, sizeof(file), err, errlen))) {
+  if (!(d->dl = find_and_load(h, &s, file, MAX_MODULE_PATH, err, errlen))) {
     rc = REVTUN_E_CONFIG;
     goto out;
   }
@@ -271,6 +300,7 @@ out:
       dlclose(d->dl);
     rt_free(&h->mem, d);
   }
+  rt_free(&h->mem, file);
   modspec_clear(&h->mem, &s);
   return rc;
 }

@@ -2,7 +2,9 @@
  * of them (reference §5.4, §5.5, §6): handoff by node (FIFO) or by cluster
  * (round robin over member nodes), each candidate checked without consuming
  * bytes first; mark_dead; post-handoff keepalive timeout and GOAWAY notes. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,7 +16,7 @@
 /* Allowed from inside callbacks (DESIGN §3), so it does not use rt_enter's
  * callback check; it still refuses a handle that is going away. */
 static int enter_pool_call(revtun_t *h, revtun_time_ms_t now) {
-  if (!h)
+  if (!h || now > RT_MAX_TIME_MS)
     return REVTUN_E_INVAL;
   if (h->free_pending || h->freeing || h->failed)
     return REVTUN_E_STATE;
@@ -34,15 +36,22 @@ static void leave_pool_call(revtun_t *h) {
   rt_leave(h);
 }
 
-/* Peeks without consuming: EOF or a hard error means the peer is gone. */
+/* Asks the kernel, without consuming a byte, whether the peer is gone: a
+ * reset (POLLERR/POLLHUP) or a FIN (POLLRDHUP), even when the FIN is queued
+ * behind bytes not yet read, which a one-byte peek would take for life. */
 static bool still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
-  char c;
-  ssize_t r = recv(s->ent.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
-    return true;
-  int err = r < 0 ? errno : 0;
-  rt_pool_kill(h, s, r == 0 ? REVTUN_CLOSE_IDLE_PEER_CLOSE : REVTUN_CLOSE_IDLE_READ_ERROR, err,
-               now);
+  struct pollfd p = {.fd = s->ent.fd, .events = POLLIN | POLLRDHUP};
+  int r;
+  do
+    r = poll(&p, 1, 0);
+  while (r < 0 && errno == EINTR);
+  if (r <= 0 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+    return true; /* nothing says it is dead (a failing poll cannot tell) */
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if ((p.revents & POLLERR) && getsockopt(s->ent.fd, SOL_SOCKET, SO_ERROR, &err, &len))
+    err = errno;
+  rt_pool_kill(h, s, err ? REVTUN_CLOSE_IDLE_READ_ERROR : REVTUN_CLOSE_IDLE_PEER_CLOSE, err, now);
   return false;
 }
 
@@ -67,14 +76,14 @@ static struct rt_sock *oldest_idle(const struct rt_node *n) {
 }
 
 /* The next candidate for a handoff by node: the node's oldest idle socket. */
-static struct rt_sock *pick_by_node(revtun_t *h, const char *tenant, const char *node) {
-  struct rt_node *n = rt_pool_find_node(h, tenant, node);
+static struct rt_sock *pick_by_node(revtun_t *h, const struct rt_idpair *node) {
+  struct rt_node *n = rt_pool_find_node(h, node);
   return n ? oldest_idle(n) : NULL;
 }
 
 /* By cluster: the next member node, round robin, that has an idle socket. */
-static struct rt_sock *pick_by_cluster(revtun_t *h, const char *tenant, const char *cluster) {
-  struct rt_cluster *c = rt_pool_find_cluster(h, tenant, cluster);
+static struct rt_sock *pick_by_cluster(revtun_t *h, const struct rt_idpair *cluster) {
+  struct rt_cluster *c = rt_pool_find_cluster(h, cluster);
   for (size_t tries = 0; c && tries < c->n_members; tries++) {
     struct rt_member *m = c->members[c->rr % c->n_members];
     c->rr = (c->rr + 1) % c->n_members;
@@ -84,19 +93,22 @@ static struct rt_sock *pick_by_cluster(revtun_t *h, const char *tenant, const ch
   return NULL;
 }
 
-static int handoff(revtun_t *h, const char *key, const char *tenant, revtun_time_ms_t now,
+static int handoff(revtun_t *h, const char *id, const char *tenant, revtun_time_ms_t now,
                    int *fd_out, revtun_strip_t *strip_out,
-                   struct rt_sock *(*pick)(revtun_t *, const char *, const char *)) {
-  if (!key || !fd_out)
+                   struct rt_sock *(*pick)(revtun_t *, const struct rt_idpair *)) {
+  if (!fd_out)
     return REVTUN_E_INVAL;
   *fd_out = -1;
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, id, tenant, &key))
+    return REVTUN_E_INVAL;
   int rc = enter_pool_call(h, now);
   if (rc)
     return rc;
   rc = REVTUN_E_NOT_FOUND;
   struct rt_sock *s;
   /* Each pass either hands a socket over or drops a dead one, so it ends. */
-  while ((s = pick(h, tenant, key))) {
+  while ((s = pick(h, &key))) {
     if (still_alive(h, s, now)) {
       hand_over(h, s, now, fd_out, strip_out);
       rc = REVTUN_OK;

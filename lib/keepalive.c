@@ -25,6 +25,8 @@ static void arm_send(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
 
 void rt_ka_start(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) { arm_send(h, s, now); }
 
+static ssize_t drain(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
+
 static bool alive_and_idle(const struct rt_sock *s) { return !s->dead && s->state == RT_SOCK_IDLE; }
 
 static void on_ack(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
@@ -65,10 +67,22 @@ static void on_miss(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
 void rt_ka_on_deadline(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
   if (!alive_and_idle(s))
     return;
-  if (s->awaiting_reply)
-    on_miss(h, s, now);
-  else
+  if (!s->awaiting_reply) {
     send_ping(h, s, now);
+    return;
+  }
+  /* A reply deadline can fire before the host has delivered the readable
+   * event of an echo that arrived in time: after the host's loop stalled
+   * (CPU starvation, a debugger, a stopped process) every deadline comes due
+   * at once, ahead of the queued readiness. So what the socket already holds
+   * is read first; only an echo that is really missing counts as a miss. */
+  ssize_t acks = drain(h, s, now);
+  if (acks < 0)
+    return;
+  if (acks > 0)
+    on_ack(h, s, now);
+  else
+    on_miss(h, s, now);
 }
 
 bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n, revtun_time_ms_t now) {
@@ -82,7 +96,10 @@ bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n, revt
   return alive_and_idle(s);
 }
 
-void rt_ka_on_readable(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
+/* Reads everything the socket holds (up to the flood cap). Returns the
+ * number of complete echoes, or -1 when the socket was closed for what it
+ * held or for how it ended. */
+static ssize_t drain(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
   uint8_t buf[READ_CHUNK];
   size_t total = 0, acks = 0, stop;
   for (;;) {
@@ -91,25 +108,28 @@ void rt_ka_on_readable(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
       total += (size_t)r;
       if (rt_rping_scan(buf, (size_t)r, &s->partial, &acks, &stop) != RT_SCAN_OK) {
         rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_UNEXPECTED_DATA, 0, now);
-        return;
+        return -1;
       }
       if (total >= RT_FLOOD_BYTES) {
         rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_KEEPALIVE_FLOOD, 0, now);
-        return;
+        return -1;
       }
       continue;
     }
     if (r == 0) {
       rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_PEER_CLOSE, 0, now);
-      return;
+      return -1;
     }
     if (errno == EINTR)
       continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK)
-      break;
+      return (ssize_t)acks;
     rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_READ_ERROR, errno, now);
-    return;
+    return -1;
   }
-  if (acks) /* several echoes in one wake count as one ack */
+}
+
+void rt_ka_on_readable(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
+  if (drain(h, s, now) > 0) /* several echoes in one wake count as one ack */
     on_ack(h, s, now);
 }

@@ -80,6 +80,7 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/format_json.c lib/format_ops.c lib/format_sfs.c lib/format_time.c \
 	lib/handshake.c lib/handshake.h \
 	lib/hash.c lib/hash.h \
+	lib/ids.c lib/ids.h \
 	lib/keepalive.c \
 	lib/logfile.c lib/logfile.h \
 	lib/mem.c lib/mem.h \

@@ -9,10 +9,13 @@
 
 int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
                           const char **node_id_out) {
-  if (!h || !cluster_id || !node_id_out)
+  if (!node_id_out)
     return REVTUN_E_INVAL;
   *node_id_out = NULL;
-  struct rt_cluster *c = rt_pool_find_cluster(h, tenant_id, cluster_id);
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, cluster_id, tenant_id, &key))
+    return REVTUN_E_INVAL;
+  struct rt_cluster *c = rt_pool_find_cluster(h, &key);
   for (size_t tries = 0; c && tries < c->n_members; tries++) {
     struct rt_member *m = c->members[c->rr % c->n_members];
     c->rr = (c->rr + 1) % c->n_members;
@@ -25,16 +28,18 @@ int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenan
 }
 
 int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id) {
-  if (!h || !node_id)
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, node_id, tenant_id, &key))
     return REVTUN_E_INVAL;
-  const struct rt_node *n = rt_pool_find_node(h, tenant_id, node_id);
+  const struct rt_node *n = rt_pool_find_node(h, &key);
   return n ? (int)n->idle : 0;
 }
 
 int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id, const char *tenant_id) {
-  if (!h || !cluster_id)
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, cluster_id, tenant_id, &key))
     return REVTUN_E_INVAL;
-  const struct rt_cluster *c = rt_pool_find_cluster(h, tenant_id, cluster_id);
+  const struct rt_cluster *c = rt_pool_find_cluster(h, &key);
   return c ? (int)c->idle : 0;
 }
 

@@ -44,6 +44,7 @@ void revtun_options_free(revtun_options_t *o) {
   struct rt_mem m;
   rt_mem_default(&m);
   free_factories(&m, o->factories, o->n_factories);
+  rt_free(&m, o->module_path);
   rt_free(&m, o);
 }
 
@@ -89,7 +90,7 @@ int revtun_options_set_allocator(revtun_options_t *o, revtun_malloc_fn malloc_fn
 }
 
 int revtun_options_set_worker_name(revtun_options_t *o, const char *name) {
-  if (!o || !name || !*name || strlen(name) >= sizeof(o->worker))
+  if (!o || !name || !*name || strnlen(name, sizeof(o->worker)) >= sizeof(o->worker))
     return REVTUN_E_INVAL;
   strcpy(o->worker, name);
   return REVTUN_OK;
@@ -103,16 +104,43 @@ int revtun_options_set_seed(revtun_options_t *o, uint64_t seed) {
   return REVTUN_OK;
 }
 
+/* The largest value each limit takes: beyond them a value is a mistake, and
+ * bounding them keeps every size and deadline computed from them in range. */
+static uint64_t limit_max(int limit) {
+  switch (limit) {
+  case REVTUN_LIMIT_CONFIG_BYTES: return 64u << 20;
+  case REVTUN_LIMIT_LOG_BUFFER_BYTES: return 1024u << 20;
+  case REVTUN_LIMIT_ACCESS_LOGS: return 1024;
+  case REVTUN_LIMIT_LOG_FLUSH_MS: return 3600000;
+  default: return 0;
+  }
+}
+
+#define MAX_MODULE_PATH_LEN 4000u
+
+int revtun_options_set_module_path(revtun_options_t *o, const char *dir) {
+  if (!o || (dir && (!*dir || strnlen(dir, MAX_MODULE_PATH_LEN + 1) > MAX_MODULE_PATH_LEN)))
+    return REVTUN_E_INVAL;
+  struct rt_mem m;
+  rt_mem_default(&m);
+  char *copy = NULL;
+  if (dir && !(copy = rt_strdup(&m, dir)))
+    return REVTUN_E_NOMEM;
+  rt_free(&m, o->module_path);
+  o->module_path = copy;
+  return REVTUN_OK;
+}
+
 int revtun_options_set_limit(revtun_options_t *o, int limit, uint64_t value) {
-  if (!o || value == 0)
+  if (!o || value == 0 || value > limit_max(limit))
     return REVTUN_E_INVAL;
   switch (limit) {
-  case REVTUN_LIMIT_CONFIG_BYTES: o->limits.config_bytes = value; return REVTUN_OK;
-  case REVTUN_LIMIT_LOG_BUFFER_BYTES: o->limits.log_buffer_bytes = value; return REVTUN_OK;
-  case REVTUN_LIMIT_ACCESS_LOGS: o->limits.access_logs = value; return REVTUN_OK;
-  case REVTUN_LIMIT_LOG_FLUSH_MS: o->limits.log_flush_ms = value; return REVTUN_OK;
-  default: return REVTUN_E_INVAL;
+  case REVTUN_LIMIT_CONFIG_BYTES: o->limits.config_bytes = value; break;
+  case REVTUN_LIMIT_LOG_BUFFER_BYTES: o->limits.log_buffer_bytes = value; break;
+  case REVTUN_LIMIT_ACCESS_LOGS: o->limits.access_logs = value; break;
+  default: o->limits.log_flush_ms = value; break;
   }
+  return REVTUN_OK;
 }
 
 static int add_factory(revtun_options_t *o, const char *name, revtun_ext_create_cb create,
@@ -170,6 +198,9 @@ int rt_options_copy(const struct rt_mem *m, revtun_options_t *dst, const revtun_
   *dst = *src;
   dst->factories = NULL;
   dst->n_factories = 0;
+  dst->module_path = NULL;
+  if (src->module_path && !(dst->module_path = rt_strdup(m, src->module_path)))
+    return REVTUN_E_NOMEM;
   if (!src->n_factories)
     return REVTUN_OK;
   dst->factories = rt_calloc(m, src->n_factories, sizeof(*dst->factories));
@@ -189,4 +220,6 @@ void rt_options_clear(const struct rt_mem *m, revtun_options_t *o) {
   free_factories(m, o->factories, o->n_factories);
   o->factories = NULL;
   o->n_factories = 0;
+  rt_free(m, o->module_path);
+  o->module_path = NULL;
 }

@@ -16,55 +16,42 @@
 
 /* ----------------------------------------------------------------- keys */
 
-size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf, size_t cap) {
-  bool scoped = h->cfg.tenant_isolation && tenant && *tenant;
-  int n = scoped ? snprintf(buf, cap, "%s:%s", tenant, id) : snprintf(buf, cap, "%s", id);
-  return n < 0 ? 0 : (size_t)n;
-}
-
-#define KEY_CAP (2 * RT_MAX_ID_LEN + 2)
-
-static bool id_ok(const char *s) { return s && *s && strlen(s) <= RT_MAX_ID_LEN; }
-
-int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster,
-                      const char *tenant) {
-  if (!id_ok(node) || !id_ok(cluster))
-    return REVTUN_E_INVAL;
-  if (tenant && strlen(tenant) > RT_MAX_ID_LEN)
-    return REVTUN_E_INVAL;
-  if (h->cfg.tenant_isolation &&
-      (strchr(node, ':') || strchr(cluster, ':') || (tenant && strchr(tenant, ':'))))
+int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster, const char *tenant,
+                      struct rt_pool_ids *out) {
+  bool iso = h->cfg.tenant_isolation;
+  if (rt_ids_check(iso, node, tenant, &out->node) || rt_ids_check(iso, cluster, tenant, &out->cluster))
     return REVTUN_E_INVAL;
   return REVTUN_OK;
 }
 
 /* A key is stored with the raw id right behind the "tenant:" part. */
-static char *make_key(revtun_t *h, const char *tenant, const char *id, const char **raw) {
-  char buf[KEY_CAP];
-  size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
+static char *make_key(revtun_t *h, const struct rt_idpair *p, const char **raw) {
+  char buf[RT_MAX_KEY_LEN + 1];
+  size_t n = rt_ids_key(p, buf);
   char *key = rt_strndup(&h->mem, buf, n);
   if (key)
-    *raw = key + (n - strlen(id));
+    *raw = key + (n - p->id_len);
   return key;
 }
 
-struct rt_node *rt_pool_find_node(const revtun_t *h, const char *tenant, const char *id) {
-  char buf[KEY_CAP];
-  size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
-  struct rt_hnode *hn = rt_htable_find(&h->nodes, buf, n);
+static struct rt_hnode *find_key(const struct rt_htable *t, const struct rt_idpair *p) {
+  char buf[RT_MAX_KEY_LEN + 1];
+  return rt_htable_find(t, buf, rt_ids_key(p, buf));
+}
+
+struct rt_node *rt_pool_find_node(const revtun_t *h, const struct rt_idpair *p) {
+  struct rt_hnode *hn = find_key(&h->nodes, p);
   return hn ? RT_CONTAINER_OF(hn, struct rt_node, hn) : NULL;
 }
 
-struct rt_cluster *rt_pool_find_cluster(const revtun_t *h, const char *tenant, const char *id) {
-  char buf[KEY_CAP];
-  size_t n = rt_scoped_key(h, tenant, id, buf, sizeof(buf));
-  struct rt_hnode *hn = rt_htable_find(&h->clusters, buf, n);
+struct rt_cluster *rt_pool_find_cluster(const revtun_t *h, const struct rt_idpair *p) {
+  struct rt_hnode *hn = find_key(&h->clusters, p);
   return hn ? RT_CONTAINER_OF(hn, struct rt_cluster, hn) : NULL;
 }
 
 /* Live sockets plus registrations prepared but not yet committed. */
-size_t rt_pool_count_for_node(const revtun_t *h, const char *node, const char *tenant) {
-  const struct rt_node *n = rt_pool_find_node(h, tenant, node);
+size_t rt_pool_count_for_node(const revtun_t *h, const struct rt_idpair *node) {
+  const struct rt_node *n = rt_pool_find_node(h, node);
   if (!n)
     return 0;
   size_t count = n->live;
@@ -116,11 +103,10 @@ static void release_member(revtun_t *h, struct rt_member *m) {
 }
 
 /* Finds or creates node, cluster and their member entry, all or nothing. */
-static int get_member(revtun_t *h, const char *node_id, const char *cluster_id, const char *tenant,
-                      struct rt_member **out) {
+static int get_member(revtun_t *h, const struct rt_pool_ids *ids, struct rt_member **out) {
   const struct rt_mem *mem = &h->mem;
-  struct rt_node *n = rt_pool_find_node(h, tenant, node_id);
-  struct rt_cluster *c = rt_pool_find_cluster(h, tenant, cluster_id);
+  struct rt_node *n = rt_pool_find_node(h, &ids->node);
+  struct rt_cluster *c = rt_pool_find_cluster(h, &ids->cluster);
   struct rt_member *m = (n && c) ? find_member(n, c) : NULL;
   if (m) {
     *out = m;
@@ -129,13 +115,13 @@ static int get_member(revtun_t *h, const char *node_id, const char *cluster_id, 
   bool new_n = !n, new_c = !c;
   if (new_n) {
     n = rt_calloc(mem, 1, sizeof(*n));
-    if (!n || !(n->key = make_key(h, tenant, node_id, &n->id)) ||
+    if (!n || !(n->key = make_key(h, &ids->node, &n->id)) ||
         rt_htable_insert(mem, &h->nodes, &n->hn, n->key, strlen(n->key)))
       goto nomem;
   }
   if (new_c) {
     c = rt_calloc(mem, 1, sizeof(*c));
-    if (!c || !(c->key = make_key(h, tenant, cluster_id, &c->id)) ||
+    if (!c || !(c->key = make_key(h, &ids->cluster, &c->id)) ||
         rt_htable_insert(mem, &h->clusters, &c->hn, c->key, strlen(c->key)))
       goto nomem;
   }
@@ -228,7 +214,7 @@ static void read_addrs(struct rt_sock *s) {
 /* Envoy's initiator sends a decimal connection id; keeping it as a number
  * saves an allocation per socket. Anything else is interned as a string. */
 static bool parse_conn_id(const char *s, uint64_t *v) {
-  if (!s || !*s || (s[0] == '0' && s[1]) || strlen(s) > 19)
+  if (!s || !*s || (s[0] == '0' && s[1]) || strnlen(s, 20) > 19)
     return false;
   uint64_t r = 0;
   for (; *s; s++) {
@@ -257,13 +243,13 @@ static bool intern(revtun_t *h, const char *v, struct rt_istr **out) {
  * fail for want of memory. */
 int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_sock **out) {
   *out = NULL;
-  if (fd < 0)
+  struct rt_pool_ids ids;
+  if (fd < 0 || rt_pool_check_ids(h, a->node_id, a->cluster_id, a->tenant_id, &ids) ||
+      !rt_ids_optional_ok(a->init_worker) || !rt_ids_optional_ok(a->init_conn) ||
+      a->interval_ms > RT_MAX_PING_INTERVAL_MS)
     return REVTUN_E_INVAL;
-  int rc = rt_pool_check_ids(h, a->node_id, a->cluster_id, a->tenant_id);
-  if (rc)
-    return rc;
   uint32_t limit = h->cfg.max_connections_per_node;
-  if (a->enforce_limit && limit && rt_pool_count_for_node(h, a->node_id, a->tenant_id) >= limit) {
+  if (a->enforce_limit && limit && rt_pool_count_for_node(h, &ids.node) >= limit) {
     rt_count(h, RT_C_REGISTRATION_REJECTED);
     return REVTUN_E_LIMIT;
   }
@@ -286,7 +272,7 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
       (!s->has_conn_num && !intern(h, a->init_conn, &s->init_conn)) ||
       rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
       rt_fd_set(h, fd, rt_fd_get(h, fd)) != REVTUN_OK ||
-      get_member(h, a->node_id, a->cluster_id, a->tenant_id, &m) != REVTUN_OK ||
+      get_member(h, &ids, &m) != REVTUN_OK ||
       rt_stats_reserve(h, a->node_id, a->cluster_id, a->tenant_id) != REVTUN_OK) {
     if (m && m->live == 0 && m->pending == 0) {
       rt_stats_unreserve(h, a->node_id, a->cluster_id, a->tenant_id);

@@ -45,7 +45,7 @@ int revtun_reg_set_ids(revtun_reg_t *r, const char *node_id, const char *cluster
 }
 
 int revtun_reg_set_ping_interval(revtun_reg_t *r, uint32_t interval_ms) {
-  if (!r || interval_ms == 0)
+  if (!r || interval_ms == 0 || interval_ms > RT_MAX_PING_INTERVAL_MS)
     return REVTUN_E_INVAL;
   r->args.interval_ms = interval_ms;
   return REVTUN_OK;

@@ -54,6 +54,8 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
   if (!out)
     return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "out must not be NULL");
   *out = NULL;
+  if (now > RT_MAX_TIME_MS)
+    return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "now is beyond 2^62 milliseconds");
   revtun_options_t defaults;
   if (!opts) {
     rt_options_defaults(&defaults);
@@ -64,9 +66,12 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
   if (!h)
     return rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory");
   h->mem = *m;
-  rt_htable_init(&h->nodes);
-  rt_htable_init(&h->clusters);
-  rt_htable_init(&h->strings);
+  /* Ids are attacker-chosen: tables hash them under a per-handle secret key,
+   * drawn apart from the jitter seed (which a host or test may fix). */
+  rt_hkey_random(&h->hkey);
+  rt_htable_init(&h->nodes, &h->hkey);
+  rt_htable_init(&h->clusters, &h->hkey);
+  rt_htable_init(&h->strings, &h->hkey);
   rt_heap_init(&h->timers);
   h->armed_deadline = RT_NO_DEADLINE;
   h->last_now = now;
@@ -80,9 +85,12 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
   if (rc)
     goto fail;
   rt_stats_init(h);
-  uint64_t seed =
-      opts->seed_set ? opts->seed : (uint64_t)(uintptr_t)h ^ ((uint64_t)getpid() << 32) ^ now;
-  h->rng = seed;
+  struct rt_hkey seed;
+  if (opts->seed_set)
+    seed.k0 = opts->seed;
+  else
+    rt_hkey_random(&seed);
+  h->rng = seed.k0;
   if ((rc = rt_loggers_create(h, errbuf, errbuf_len)))
     goto fail;
   if ((rc = rt_reporter_create(h, errbuf, errbuf_len)))
@@ -108,7 +116,7 @@ void *revtun_get_user_data(const revtun_t *h) { return h ? h->opts.user_data : N
 /* ------------------------------------------------------- enter and leave */
 
 int rt_enter(revtun_t *h, revtun_time_ms_t now) {
-  if (!h)
+  if (!h || now > RT_MAX_TIME_MS)
     return REVTUN_E_INVAL;
   if (h->cb_depth)
     return REVTUN_E_RECURSIVE;

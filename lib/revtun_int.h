@@ -9,6 +9,7 @@
 
 #include "revtun/revtun.h"
 #include "hash.h"
+#include "ids.h"
 #include "mem.h"
 #include "timer.h"
 #include "util.h"
@@ -20,8 +21,12 @@
 #define RT_DEFAULT_THRESHOLD 3u
 #define RT_DEFAULT_PING_INTERVAL_MS 2000u
 #define RT_DEFAULT_WORKER "worker_0"
-#define RT_MAX_ID_LEN 1024u /* node, cluster and tenant ids */
+#define RT_MAX_PING_INTERVAL_MS 300000u /* as the acceptor config allows */
 #define RT_NO_DEADLINE UINT64_MAX
+/* The latest `now` a host may pass (146 million years of monotonic
+ * milliseconds): every deadline is now plus at most an hour, so none can wrap
+ * or reach RT_NO_DEADLINE. */
+#define RT_MAX_TIME_MS (UINT64_C(1) << 62)
 
 /* ----------------------------------------------------------------- config */
 
@@ -83,6 +88,7 @@ struct revtun_options {
   struct rt_limits limits;
   struct rt_factory *factories;
   size_t n_factories;
+  char *module_path; /* where the dynamic-module reporter looks; NULL: not set */
 };
 
 const struct rt_factory *rt_options_find_factory(const revtun_options_t *opts, const char *name,
@@ -165,7 +171,7 @@ struct rt_sock {
   int64_t initiation_time_ms;
   uint64_t seq; /* registration order, for FIFO across members */
   uint32_t interval_ms;
-  uint16_t misses;
+  uint32_t misses; /* as wide as ping_failure_threshold: it can never wrap */
   uint8_t state;          /* enum rt_sock_state */
   uint8_t partial;        /* bytes of a partial RPING echo held (0..4) */
   uint8_t awaiting_reply; /* the deadline is a reply deadline, not a send time */
@@ -227,7 +233,6 @@ enum rt_counter {
   RT_C_HS_TIMEOUT,
   RT_C_HS_BODY_REJECTED,
   RT_C_HS_REGISTRATION_FAILED,
-  RT_C_HS_HTTP_ERROR,
   RT_C_LOG_DROPPED,
   RT_C_LOG_WRITE_ERRORS,
   RT_C_COUNT
@@ -254,6 +259,7 @@ struct revtun {
   struct rt_config cfg;
   revtun_options_t opts; /* deep copy of the caller's options */
   uint64_t rng;
+  struct rt_hkey hkey; /* secret key of every id hash table */
 
   /* fd table: direct index, O(1) */
   struct rt_fdent **fds;
@@ -331,9 +337,13 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
 int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
                    revtun_time_ms_t now);
 void rt_pool_abort(revtun_t *h, struct rt_sock *s);
-int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster, const char *tenant);
-size_t rt_scoped_key(const revtun_t *h, const char *tenant, const char *id, char *buf, size_t cap);
-size_t rt_pool_count_for_node(const revtun_t *h, const char *node, const char *tenant);
+/* The checked ids of one registration or lookup. */
+struct rt_pool_ids {
+  struct rt_idpair node, cluster;
+};
+int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster, const char *tenant,
+                      struct rt_pool_ids *out);
+size_t rt_pool_count_for_node(const revtun_t *h, const struct rt_idpair *node);
 void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now);
 void rt_pool_free_all(revtun_t *h);
 

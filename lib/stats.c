@@ -20,7 +20,7 @@ static const char *counter_name(enum rt_counter c) {
       [RT_C_TUNNELS_SETUP] = "tunnel_setup",
       [RT_C_REGISTRATION_REJECTED] = "registration_rejected",
       [RT_C_HANDOFFS] = "handoff",
-      [RT_C_POOL_MISS] = "pool_miss",
+      [RT_C_POOL_MISS] = "fallback_no_reverse_socket",
       [RT_C_PINGS_SENT] = "idle_ping_sent",
       [RT_C_PING_ACKS] = "idle_ping_ack",
       [RT_C_PING_MISSES] = "idle_ping_miss",
@@ -33,7 +33,6 @@ static const char *counter_name(enum rt_counter c) {
       [RT_C_HS_TIMEOUT] = "timeout",
       [RT_C_HS_BODY_REJECTED] = "body_rejected",
       [RT_C_HS_REGISTRATION_FAILED] = "registration_failed",
-      [RT_C_HS_HTTP_ERROR] = "http_error",
       [RT_C_LOG_DROPPED] = "access_log.dropped_records",
       [RT_C_LOG_WRITE_ERRORS] = "access_log.write_errors",
   };
@@ -41,10 +40,10 @@ static const char *counter_name(enum rt_counter c) {
 }
 
 static bool is_handshake_counter(enum rt_counter c) {
-  return c >= RT_C_HS_PARSE_ERROR && c <= RT_C_HS_HTTP_ERROR;
+  return c >= RT_C_HS_PARSE_ERROR && c <= RT_C_HS_REGISTRATION_FAILED;
 }
 
-void rt_stats_init(revtun_t *h) { rt_htable_init(&h->stats.gauges); }
+void rt_stats_init(revtun_t *h) { rt_htable_init(&h->stats.gauges, &h->hkey); }
 
 void rt_stats_free(revtun_t *h) {
   size_t i;
@@ -57,20 +56,25 @@ void rt_stats_free(revtun_t *h) {
   rt_htable_free(&h->mem, &h->stats.gauges);
 }
 
-/* The detailed gauge names a socket contributes to (at most 6). */
-static size_t gauge_names(const revtun_t *h, const char *node, const char *cluster,
-                          const char *tenant, char names[][NAME_CAP]) {
+/* The i-th detailed gauge name a socket contributes to, into buf (NAME_CAP
+ * bytes); false past the last. Ids are at most RT_MAX_ID_LEN bytes and the
+ * prefix and worker name are bounded, so a name always fits. */
+#define MAX_GAUGES 6
+static bool gauge_name(const revtun_t *h, size_t i, const char *node, const char *cluster,
+                       const char *tenant, char *buf) {
   const char *p = h->cfg.stat_prefix, *w = h->opts.worker;
-  size_t n = 0;
-  snprintf(names[n++], NAME_CAP, "%s.nodes.%s", p, node);
-  snprintf(names[n++], NAME_CAP, "%s.clusters.%s", p, cluster);
-  if (h->cfg.tenant_isolation && *tenant) {
-    snprintf(names[n++], NAME_CAP, "%s.tenants.%s.nodes.%s", p, tenant, node);
-    snprintf(names[n++], NAME_CAP, "%s.tenants.%s.clusters.%s", p, tenant, cluster);
+  bool tenanted = h->cfg.tenant_isolation && *tenant;
+  if (!tenanted && i >= 2)
+    i += 2; /* no per-tenant gauges */
+  switch (i) {
+  case 0: snprintf(buf, NAME_CAP, "%s.nodes.%s", p, node); return true;
+  case 1: snprintf(buf, NAME_CAP, "%s.clusters.%s", p, cluster); return true;
+  case 2: snprintf(buf, NAME_CAP, "%s.tenants.%s.nodes.%s", p, tenant, node); return true;
+  case 3: snprintf(buf, NAME_CAP, "%s.tenants.%s.clusters.%s", p, tenant, cluster); return true;
+  case 4: snprintf(buf, NAME_CAP, "%s.%s.node.%s", p, w, node); return true;
+  case 5: snprintf(buf, NAME_CAP, "%s.%s.cluster.%s", p, w, cluster); return true;
+  default: return false;
   }
-  snprintf(names[n++], NAME_CAP, "%s.%s.node.%s", p, w, node);
-  snprintf(names[n++], NAME_CAP, "%s.%s.cluster.%s", p, w, cluster);
-  return n;
 }
 
 static struct rt_gauge *find_gauge(revtun_t *h, const char *name) {
@@ -83,18 +87,18 @@ static void drop_gauge(revtun_t *h, struct rt_gauge *g) {
   rt_free(&h->mem, g);
 }
 
-static int rt_stats_reserve_one(revtun_t *h, const char *name) {
+static struct rt_gauge *make_gauge(revtun_t *h, const char *name) {
   size_t len = strlen(name);
   struct rt_gauge *g = rt_malloc(&h->mem, sizeof(*g) + len + 1);
   if (!g)
-    return REVTUN_E_NOMEM;
+    return NULL;
   memcpy(g->name, name, len + 1);
   g->value = 0;
   if (rt_htable_insert(&h->mem, &h->stats.gauges, &g->hn, g->name, len)) {
     rt_free(&h->mem, g);
-    return REVTUN_E_NOMEM;
+    return NULL;
   }
-  return REVTUN_OK;
+  return g;
 }
 
 /* Makes sure every gauge the registration will bump exists, so that the
@@ -102,18 +106,18 @@ static int rt_stats_reserve_one(revtun_t *h, const char *name) {
 int rt_stats_reserve(revtun_t *h, const char *node, const char *cluster, const char *tenant) {
   if (!h->cfg.detailed_stats)
     return REVTUN_OK;
-  char names[6][NAME_CAP];
-  struct rt_gauge *made[6];
-  size_t n = gauge_names(h, node, cluster, tenant ? tenant : "", names), n_made = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (find_gauge(h, names[i]))
+  char name[NAME_CAP];
+  struct rt_gauge *made[MAX_GAUGES];
+  size_t n_made = 0;
+  for (size_t i = 0; gauge_name(h, i, node, cluster, tenant ? tenant : "", name); i++) {
+    if (find_gauge(h, name))
       continue;
-    if (rt_stats_reserve_one(h, names[i]) != REVTUN_OK) {
+    if (!(made[n_made] = make_gauge(h, name))) {
       while (n_made)
         drop_gauge(h, made[--n_made]);
       return REVTUN_E_NOMEM;
     }
-    made[n_made++] = find_gauge(h, names[i]);
+    n_made++;
   }
   return REVTUN_OK;
 }
@@ -122,10 +126,9 @@ int rt_stats_reserve(revtun_t *h, const char *node, const char *cluster, const c
 void rt_stats_unreserve(revtun_t *h, const char *node, const char *cluster, const char *tenant) {
   if (!h->cfg.detailed_stats)
     return;
-  char names[6][NAME_CAP];
-  size_t n = gauge_names(h, node, cluster, tenant ? tenant : "", names);
-  for (size_t i = 0; i < n; i++) {
-    struct rt_gauge *g = find_gauge(h, names[i]);
+  char name[NAME_CAP];
+  for (size_t i = 0; gauge_name(h, i, node, cluster, tenant ? tenant : "", name); i++) {
+    struct rt_gauge *g = find_gauge(h, name);
     if (g && g->value == 0)
       drop_gauge(h, g);
   }
@@ -134,13 +137,12 @@ void rt_stats_unreserve(revtun_t *h, const char *node, const char *cluster, cons
 void rt_stats_socket(revtun_t *h, const struct rt_sock *s, int delta) {
   if (!h->cfg.detailed_stats)
     return;
-  char names[6][NAME_CAP];
-  size_t n =
-      gauge_names(h, s->member->node->id, s->member->cluster->id, rt_istr_str(s->tenant), names);
-  for (size_t i = 0; i < n; i++) {
-    struct rt_gauge *g = find_gauge(h, names[i]);
-    if (!g && delta > 0 && rt_stats_reserve_one(h, names[i]) == REVTUN_OK)
-      g = find_gauge(h, names[i]); /* dropped at 0 between prepare and commit */
+  char name[NAME_CAP];
+  const char *node = s->member->node->id, *cluster = s->member->cluster->id;
+  for (size_t i = 0; gauge_name(h, i, node, cluster, rt_istr_str(s->tenant), name); i++) {
+    struct rt_gauge *g = find_gauge(h, name);
+    if (!g && delta > 0)
+      g = make_gauge(h, name); /* dropped at 0 between prepare and commit */
     if (!g)
       continue; /* floored at 0, or out of memory in that rare case */
     if (delta > 0)

@@ -71,6 +71,7 @@ dist_man_MANS += \
 	man/revtun_options_set_io_cb.3 \
 	man/revtun_options_set_limit.3 \
 	man/revtun_options_set_log_cb.3 \
+	man/revtun_options_set_module_path.3 \
 	man/revtun_options_set_reporter_cb.3 \
 	man/revtun_options_set_seed.3 \
 	man/revtun_options_set_timer_cb.3 \

@@ -49,7 +49,7 @@ START_TEST(fifo_handoff_on_one_node) {
   ck_assert_int_eq(revtun_handoff(h, "test-node", NULL, 10, &fd, NULL), REVTUN_E_NOT_FOUND);
   ck_assert_int_eq(fd, -1);
   ck_assert_int_eq(revtun_handoff(h, "nobody", NULL, 10, &fd, NULL), REVTUN_E_NOT_FOUND);
-  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.pool_miss"), 2);
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.fallback_no_reverse_socket"), 2);
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.handoff"), 3);
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_SOCKET_HANDOFF), 3);
   const struct tu_event *e = tu_last(&rec, REVTUN_EV_SOCKET_HANDOFF);
@@ -136,7 +136,10 @@ START_TEST(tenant_scoped_keys) {
   int a = make_pair(&p1), b = make_pair(&p2), c = make_pair(&p3);
   ck_assert_int_eq(tu_register(h, a, "node-1", "cluster-1", "tenant-alpha", 0, 0), REVTUN_OK);
   ck_assert_int_eq(tu_register(h, b, "node-1", "cluster-1", "tenant-beta", 0, 0), REVTUN_OK);
-  ck_assert_int_eq(tu_register(h, c, "node-1", "cluster-1", NULL, 0, 0), REVTUN_OK);
+  /* with isolation every registration names its tenant */
+  ck_assert_int_eq(tu_register(h, c, "node-1", "cluster-1", NULL, 0, 0), REVTUN_E_INVAL);
+  ck_assert_int_eq(tu_register(h, c, "node-1", "cluster-1", "", 0, 0), REVTUN_E_INVAL);
+  ck_assert_int_eq(tu_register(h, c, "node-1", "cluster-1", "tenant-gamma", 0, 0), REVTUN_OK);
   const struct tu_event *e = tu_nth(&rec, REVTUN_EV_TUNNEL_SETUP, 0);
   ck_assert_str_eq(e->node_key, "tenant-alpha:node-1");
   ck_assert_str_eq(e->cluster_key, "tenant-alpha:cluster-1");
@@ -145,11 +148,15 @@ START_TEST(tenant_scoped_keys) {
   e = tu_nth(&rec, REVTUN_EV_REPORT_CONNECTED, 0); /* reporter gets scoped keys */
   ck_assert_str_eq(e->node_key, "tenant-alpha:node-1");
   ck_assert_str_eq(e->tenant, "tenant-alpha");
-  e = tu_nth(&rec, REVTUN_EV_TUNNEL_SETUP, 2); /* no tenant: unscoped */
-  ck_assert_str_eq(e->node_key, "node-1");
+  e = tu_nth(&rec, REVTUN_EV_TUNNEL_SETUP, 2);
+  ck_assert_str_eq(e->node_key, "tenant-gamma:node-1");
   ck_assert_int_eq(revtun_idle_count(h, "node-1", "tenant-alpha"), 1);
   ck_assert_int_eq(revtun_idle_count(h, "node-1", "tenant-beta"), 1);
-  ck_assert_int_eq(revtun_idle_count(h, "node-1", NULL), 1);
+  ck_assert_int_eq(revtun_idle_count(h, "node-1", "tenant-gamma"), 1);
+  /* and so does every lookup: no tenant never means "any tenant" */
+  ck_assert_int_eq(revtun_idle_count(h, "node-1", NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(handoff(h, "node-1", NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(handoff(h, "node-1", ""), REVTUN_E_INVAL);
   ck_assert_int_eq(handoff(h, "node-1", "tenant-beta"), b);
   ck_assert_int_eq(handoff(h, "node-1", "tenant-beta"), REVTUN_E_NOT_FOUND);
   int fd;
@@ -451,16 +458,17 @@ START_TEST(detailed_stats_names) {
   int a = make_pair(&p1), b = make_pair(&p2), c = make_pair(&p3);
   ck_assert_int_eq(tu_register(h, a, "node1", "cluster1", "t1", 0, 0), REVTUN_OK);
   ck_assert_int_eq(tu_register(h, b, "node1", "cluster1", "t2", 0, 0), REVTUN_OK);
-  ck_assert_int_eq(tu_register(h, c, "node2", "cluster1", NULL, 0, 0), REVTUN_OK);
+  ck_assert_int_eq(tu_register(h, c, "node2", "cluster1", "t2", 0, 0), REVTUN_OK);
   ck_assert_uint_eq(tu_stat(h, "rt.worker_0.total_nodes"), 3); /* scoped keys */
-  ck_assert_uint_eq(tu_stat(h, "rt.worker_0.total_clusters"), 3);
+  ck_assert_uint_eq(tu_stat(h, "rt.worker_0.total_clusters"), 2);
   ck_assert_uint_eq(tu_stat(h, "rt.nodes.node1"), 2); /* unscoped id, shared by tenants */
   ck_assert_uint_eq(tu_stat(h, "rt.nodes.node2"), 1);
   ck_assert_uint_eq(tu_stat(h, "rt.clusters.cluster1"), 3);
   ck_assert_uint_eq(tu_stat(h, "rt.tenants.t1.nodes.node1"), 1);
-  ck_assert_uint_eq(tu_stat(h, "rt.tenants.t2.clusters.cluster1"), 1);
   ck_assert_uint_eq(tu_stat(h, "rt.worker_0.node.node1"), 2);
   ck_assert_uint_eq(tu_stat(h, "rt.worker_0.cluster.cluster1"), 3);
+  ck_assert_uint_eq(tu_stat(h, "rt.tenants.t2.nodes.node2"), 1);
+  ck_assert_uint_eq(tu_stat(h, "rt.tenants.t2.clusters.cluster1"), 2);
   uint64_t v;
   ck_assert_int_eq(revtun_stats_get(h, "rt.tenants..nodes.node2", &v), REVTUN_E_NOT_FOUND);
   ck_assert_int_eq(revtun_mark_dead(h, a, REVTUN_CLOSE_NONE, 0), REVTUN_OK);

@@ -108,6 +108,19 @@ START_TEST(dynamic_module_by_name_called_in_order_then_unloaded) {
 }
 END_TEST
 
+static const char *new_error(const char *config) {
+  static char err[1024];
+  size_t len;
+  uint8_t *cfg = tu_config(config, &len);
+  revtun_t *h = (revtun_t *)&h;
+  int fds = tu_open_fds();
+  ck_assert_int_eq(revtun_new(&h, cfg, len, NULL, 0, err, sizeof(err)), REVTUN_E_CONFIG);
+  ck_assert_ptr_null(h);
+  ck_assert_int_eq(tu_open_fds(), fds);
+  free(cfg);
+  return err;
+}
+
 START_TEST(dynamic_module_by_file_and_by_type) {
   unsetenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH");
   ck_assert_int_eq(symlink(TEST_MODULE_DIR, "mod"), 0);
@@ -123,13 +136,28 @@ START_TEST(dynamic_module_by_file_and_by_type) {
   h = tu_new("rep_dynmod_by_type", &rec, 0);
   revtun_free(h);
   assert_file("reporter.log", "new reporter.log\nserver_initialized\ndestroy\n");
-  /* search path unset: "." -- the module is found in the working directory */
+  /* no search directory: a module in the working directory is never
+   * picked up (an attacker who can write there cannot inject code) */
   unlink("reporter.log");
   unsetenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH");
   ck_assert_int_eq(symlink(MODULE_PATH, MODULE), 0);
-  h = tu_new("rep_dynmod_name", &rec, 0);
+  const char *e = new_error("rep_dynmod_name");
+  ck_assert_msg(strstr(e, "not found neither in a search directory (none is set) nor in the "
+                          "standard library paths") != NULL,
+                "%s", e);
+  ck_assert_int_ne(access("reporter.log", F_OK), 0);
+  /* the host's explicit directory wins over the environment */
+  setenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", "/nonexistent", 1);
+  revtun_options_t *o;
+  ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
+  tu_options(o, &rec);
+  ck_assert_int_eq(revtun_options_set_module_path(o, ""), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_options_set_module_path(o, TEST_MODULE_DIR), REVTUN_OK);
+  h = tu_new_opts("rep_dynmod_name", o, 0);
+  revtun_options_free(o);
   revtun_free(h);
   assert_file("reporter.log", "new reporter.log\nserver_initialized\ndestroy\n");
+  unsetenv("ENVOY_DYNAMIC_MODULES_SEARCH_PATH");
 }
 END_TEST
 
@@ -161,19 +189,6 @@ START_TEST(tenant_isolation_reports_scoped_keys) {
                               "destroy\n");
 }
 END_TEST
-
-static const char *new_error(const char *config) {
-  static char err[1024];
-  size_t len;
-  uint8_t *cfg = tu_config(config, &len);
-  revtun_t *h = (revtun_t *)&h;
-  int fds = tu_open_fds();
-  ck_assert_int_eq(revtun_new(&h, cfg, len, NULL, 0, err, sizeof(err)), REVTUN_E_CONFIG);
-  ck_assert_ptr_null(h);
-  ck_assert_int_eq(tu_open_fds(), fds);
-  free(cfg);
-  return err;
-}
 
 static const char *validate_error(const char *config) {
   static char err[1024];

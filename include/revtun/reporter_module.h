@@ -12,8 +12,10 @@
  *
  * Finding the module (as Envoy):
  *   1. dynamic_module_config.module.local.filename, when set;
- *   2. else ${ENVOY_DYNAMIC_MODULES_SEARCH_PATH:-.}/lib<name>.so when that file exists
- *      (a file that exists but fails to load is an error; no further search);
+ *   2. else <dir>/lib<name>.so when that file exists, where <dir> is the directory set
+ *      with revtun_options_set_module_path(), else $ENVOY_DYNAMIC_MODULES_SEARCH_PATH
+ *      (a file that exists but fails to load is an error; no further search; with
+ *      neither set this step is skipped: the current directory is never searched);
  *   3. else lib<name>.so through dlopen's own search (LD_LIBRARY_PATH, ld.so.cache ...).
  * dlopen flags: RTLD_LAZY, RTLD_GLOBAL if load_globally else RTLD_LOCAL, and
  * RTLD_NODELETE with do_not_close. The handle is dlclose()d when the revtun_t is freed;
