@@ -5,15 +5,19 @@ FUZZ_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 FUZZ_NAMES = config rping
 EXTRA_DIST += fuzz/corpus fuzz/README.md
 
-check_PROGRAMS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake
-TESTS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake
-VALGRIND_TESTS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake
+check_PROGRAMS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_api
+TESTS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_api
+VALGRIND_TESTS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_api
 fuzz_replay_config_SOURCES = fuzz/replay.c fuzz/fuzz_config.c
 fuzz_replay_config_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/config"'
 fuzz_replay_config_LDADD = lib/libupstream-revtun.la
 fuzz_replay_rping_SOURCES = fuzz/replay.c fuzz/fuzz_rping.c
 fuzz_replay_rping_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/rping"'
 fuzz_replay_rping_LDADD = lib/libupstream-revtun.la
+# the public lookup, handoff and introspection API with hostile ids
+fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/fuzz_api.c
+fuzz_replay_api_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/api"'
+fuzz_replay_api_LDADD = lib/libupstream-revtun.la
 # the handshake parser is internal: its harness links the convenience library
 fuzz_replay_handshake_SOURCES = fuzz/replay.c fuzz/fuzz_handshake.c
 fuzz_replay_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
@@ -21,7 +25,12 @@ fuzz_replay_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
 fuzz_replay_handshake_LDADD = $(LIB_CORE_LIBS)
 
 if ENABLE_FUZZERS
-noinst_PROGRAMS += fuzz/fuzz_config fuzz/fuzz_rping fuzz/fuzz_handshake
+noinst_PROGRAMS += fuzz/fuzz_config fuzz/fuzz_rping fuzz/fuzz_handshake fuzz/fuzz_api
+fuzz_fuzz_api_SOURCES = fuzz/fuzz_api.c
+fuzz_fuzz_api_CPPFLAGS = $(FUZZ_CPPFLAGS)
+fuzz_fuzz_api_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_api_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_api_LDADD = lib/libupstream-revtun.la
 fuzz_fuzz_handshake_SOURCES = fuzz/fuzz_handshake.c
 fuzz_fuzz_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib
 fuzz_fuzz_handshake_CFLAGS = -fsanitize=fuzzer,address,undefined

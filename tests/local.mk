@@ -31,7 +31,9 @@ CHECK_SUITES = \
 	tests/check_config \
 	tests/check_pool \
 	tests/check_keepalive \
-	tests/check_nomem
+	tests/check_nomem \
+	tests/check_adversarial \
+	tests/check_hash
 check_PROGRAMS += $(CHECK_SUITES)
 TESTS += $(CHECK_SUITES)
 VALGRIND_TESTS += $(CHECK_SUITES)
@@ -61,6 +63,16 @@ tests_check_config_LDADD = $(TEST_LDADD)
 tests_check_pool_LDADD = $(TEST_LDADD)
 tests_check_keepalive_LDADD = $(TEST_LDADD)
 tests_check_nomem_LDADD = $(TEST_LDADD)
+# hostile input against every defence; reads the hash chains, so it links the
+# convenience library
+tests_check_adversarial_SOURCES = tests/check_adversarial.c
+tests_check_adversarial_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
+tests_check_adversarial_CFLAGS = $(TEST_CFLAGS)
+tests_check_adversarial_LDADD = $(TEST_INTERNAL_LDADD)
+tests_check_hash_SOURCES = tests/check_hash.c
+tests_check_hash_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
+tests_check_hash_CFLAGS = $(TEST_CFLAGS)
+tests_check_hash_LDADD = $(TEST_INTERNAL_LDADD)
 if HAVE_LIBEVENT
 check_PROGRAMS += tests/check_loop
 TESTS += tests/check_loop
