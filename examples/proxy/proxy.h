@@ -187,8 +187,7 @@ void sock_close(struct sock *s);
 void sock_pause_read(struct sock *s, int pause);
 int sock_write(struct sock *s);
 ssize_t sock_h2_send(struct sock *s, const uint8_t *data, size_t len);
-int sock_h2_send_data(struct sock *s, const uint8_t *framehd, struct evbuffer *body,
-                      size_t length);
+int sock_h2_send_data(struct sock *s, const uint8_t *framehd, struct evbuffer *body, size_t length);
 ssize_t sock_read(struct sock *s, void *buf, size_t len);
 ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max);
 int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen);
