@@ -1,11 +1,17 @@
-# Programs a user runs. minimal-poll needs only the library; the tunnel
-# programs need libevent and nghttp2 (HAVE_EXAMPLES) and are installed.
+# Programs a user runs, and what they share. examples/common.c (logging,
+# addresses, flag values, JSON strings, the HTTP/1 parser) needs only libc
+# and is linked into every program; minimal-poll needs only the library;
+# the tunnel programs need libevent and nghttp2 (HAVE_EXAMPLES) and are
+# installed.
+noinst_LTLIBRARIES += examples/libexcommon.la
+examples_libexcommon_la_SOURCES = examples/common.c examples/common.h
+examples_libexcommon_la_CFLAGS = $(WARN_CFLAGS)
 
 noinst_PROGRAMS += examples/minimal-poll
 examples_minimal_poll_SOURCES = examples/minimal-poll.c
 examples_minimal_poll_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 examples_minimal_poll_CFLAGS = $(WARN_CFLAGS)
-examples_minimal_poll_LDADD = lib/libupstream-revtun.la
+examples_minimal_poll_LDADD = lib/libupstream-revtun.la examples/libexcommon.la
 
 # The example configs (encoded from examples/configs/*.txtpb, see
 # examples/configs/README), the end-to-end tests run by
@@ -21,11 +27,11 @@ dist_man_MANS += man/revtun-upstream-proxy.1
 
 examples_revtun_downstream_agent_SOURCES = examples/downstream-agent.c
 examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
-examples_revtun_downstream_agent_LDADD = $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
 
 examples_revtun_demo_backend_SOURCES = examples/demo-backend.c
 examples_revtun_demo_backend_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
-examples_revtun_demo_backend_LDADD = $(LIBEVENT_LIBS)
+examples_revtun_demo_backend_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
 
 examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
@@ -33,7 +39,8 @@ examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/admin.c
 examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
-examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \
+	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
 
 # The example configs, encoded as the proxy's flags take them.
 EXAMPLE_CONFIGS_BIN = $(patsubst %.txtpb,%.bin,$(EXAMPLE_CONFIGS_TXT))
