@@ -25,7 +25,8 @@ bin_PROGRAMS += examples/revtun-downstream-agent examples/revtun-demo-backend \
 	examples/revtun-upstream-proxy
 dist_man_MANS += man/revtun-upstream-proxy.1
 
-examples_revtun_downstream_agent_SOURCES = examples/downstream-agent.c
+examples_revtun_downstream_agent_SOURCES = examples/agent/agent.h examples/agent/main.c \
+	examples/agent/slot.c examples/agent/tunnel.c examples/agent/backend.c
 examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
 
