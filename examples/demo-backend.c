@@ -6,9 +6,12 @@
  *   GET /bytes/N      200, N bytes, byte i = 'a' + i % 26 (N <= 1 GiB)
  *   GET /size/N       same body as /bytes/N (a separate name for benchmarks)
  *   ANY /echo         200, request body echoed, x-echo-method: <method>
+ *   GET /headers      200, the request's header fields, one "name: value"
+ *                     line each (non-printable bytes shown as '.')
  *   anything else     404
  *
- * Every response carries x-backend: demo.
+ * Every response carries x-backend: <--name> (default "demo"), so a test
+ * can tell which backend, behind which agent, answered.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -19,11 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+
+#include "common.h"
 
 #define PROG "revtun-demo-backend"
 #define MAX_BODY (1024ULL * 1024 * 1024)
@@ -36,7 +42,7 @@
 #define PATTERN_LEN (26 * 2521)
 static char pattern[PATTERN_LEN];
 
-static int verbose;
+static const char *backend_name = "demo";
 
 static const char *method_name(enum evhttp_cmd_type m) {
   switch (m) {
@@ -75,9 +81,8 @@ static void reply(struct evhttp_request *req, int code, const char *reason, stru
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
 
-    fprintf(stderr, PROG ": %s %s -> %d (%zu bytes)\n",
-            method_name(evhttp_request_get_command(req)), path ? path : "?", code,
-            body ? evbuffer_get_length(body) : (size_t)0);
+    logmsg("%s %s -> %d (%zu bytes)", method_name(evhttp_request_get_command(req)),
+           path ? path : "?", code, body ? evbuffer_get_length(body) : (size_t)0);
   }
   evhttp_send_reply(req, code, reason, body);
 }
@@ -128,6 +133,25 @@ static void reply_echo(struct evhttp_request *req) {
   reply(req, HTTP_OK, "OK", evhttp_request_get_input_buffer(req));
 }
 
+static void reply_headers(struct evhttp_request *req) {
+  struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+  struct evbuffer *b = evbuffer_new();
+  struct evkeyval *kv;
+  char name[256], value[1024];
+
+  if (!b) {
+    evhttp_send_error(req, HTTP_INTERNAL, NULL);
+    return;
+  }
+  TAILQ_FOREACH(kv, in, next) {
+    evbuffer_add_printf(b, "%s: %s\n", log_safe(name, sizeof(name), kv->key, strlen(kv->key)),
+                        log_safe(value, sizeof(value), kv->value, strlen(kv->value)));
+  }
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
+  reply(req, HTTP_OK, "OK", b);
+  evbuffer_free(b);
+}
+
 static void handle(struct evhttp_request *req, void *arg) {
   const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
   const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -136,12 +160,14 @@ static void handle(struct evhttp_request *req, void *arg) {
   uint64_t n;
 
   (void)arg;
-  evhttp_add_header(evhttp_request_get_output_headers(req), "x-backend", "demo");
+  evhttp_add_header(evhttp_request_get_output_headers(req), "x-backend", backend_name);
   if (!path || !*path)
     path = "/";
 
   if (strcmp(path, "/echo") == 0) {
     reply_echo(req);
+  } else if (strcmp(path, "/headers") == 0 && readonly) {
+    reply_headers(req);
   } else if (strcmp(path, "/") == 0 && readonly) {
     reply_text(req, HTTP_OK, "OK", "hello from backend\n");
   } else if ((strncmp(path, "/bytes/", 7) == 0 && readonly && parse_size(path + 7, &n) == 0) ||
@@ -163,50 +189,25 @@ static void usage(FILE *f) {
         "Tiny HTTP/1.1 backend for reverse-tunnel demos and tests.\n"
         "\n"
         "  --listen ADDR:PORT  listen address (default 127.0.0.1:8081)\n"
+        "  --name NAME         the x-backend value of every response (default demo)\n"
         "  --verbose           log one line per request to stderr\n"
         "  --help              show this help and exit\n"
         "\n"
-        "Routes: GET / | GET /bytes/N | GET /size/N | any method /echo\n",
+        "Routes: GET / | GET /bytes/N | GET /size/N | any method /echo | GET /headers\n",
         f);
-}
-
-/* Accepts host:port, [v6]:port; the port is required. */
-static int split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port) {
-  const char *colon = strrchr(s, ':');
-  const char *h = s;
-  size_t hl;
-  char *end;
-  long p;
-
-  if (!colon)
-    return -1;
-  hl = (size_t)(colon - s);
-  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
-    h = s + 1;
-    hl -= 2;
-  }
-  if (hl == 0 || hl >= hostlen)
-    return -1;
-  errno = 0;
-  p = strtol(colon + 1, &end, 10);
-  if (errno || *end || end == colon + 1 || p < 1 || p > 65535)
-    return -1;
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  *port = (unsigned short)p;
-  return 0;
 }
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},
+      {"name", required_argument, NULL, 'n'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *listen_at = "127.0.0.1:8081";
   char host[256];
-  unsigned short port;
+  uint16_t port;
   struct event_base *base;
   struct evhttp *http;
   struct event *sigint_ev, *sigterm_ev;
@@ -216,6 +217,7 @@ int main(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
     case 'l': listen_at = optarg; break;
+    case 'n': backend_name = optarg; break;
     case 'v': verbose = 1; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -225,7 +227,8 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (split_hostport(listen_at, host, sizeof(host), &port) < 0) {
+  log_prog = PROG;
+  if (hostport_split(listen_at, host, sizeof(host), &port) < 0 || port == 0) {
     fprintf(stderr, PROG ": bad --listen '%s'\n", listen_at);
     return 2;
   }
@@ -257,7 +260,7 @@ int main(int argc, char **argv) {
   event_add(sigint_ev, NULL);
   event_add(sigterm_ev, NULL);
   if (verbose)
-    fprintf(stderr, PROG ": listening on %s\n", listen_at);
+    logmsg("listening on %s", listen_at);
 
   event_base_dispatch(base);
 
