@@ -59,6 +59,26 @@ bench_relay_LDADD = $(LIBEVENT_LIBS)
 # Real programs on loopback: curl, nghttp, h2load through proxy and agent.
 TESTS += tests/e2e.sh
 dist_check_SCRIPTS += tests/e2e.sh
+
+# The attacks of a security review, replayed against the real programs:
+# hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines
+# (probe) and a strict JSON validator for /tunnels (jsoncheck).
+ADVERSARIAL_CPPFLAGS = -I$(top_srcdir)/examples
+check_PROGRAMS += tests/adversarial/h2evil tests/adversarial/probe tests/adversarial/jsoncheck
+tests_adversarial_h2evil_SOURCES = tests/adversarial/h2evil.c
+tests_adversarial_h2evil_CPPFLAGS = $(ADVERSARIAL_CPPFLAGS)
+tests_adversarial_h2evil_CFLAGS = $(WARN_CFLAGS)
+tests_adversarial_h2evil_LDADD = examples/libexcommon.la
+tests_adversarial_probe_SOURCES = tests/adversarial/probe.c
+tests_adversarial_probe_CPPFLAGS = $(ADVERSARIAL_CPPFLAGS)
+tests_adversarial_probe_CFLAGS = $(WARN_CFLAGS)
+tests_adversarial_probe_LDADD = examples/libexcommon.la
+tests_adversarial_jsoncheck_SOURCES = tests/adversarial/jsoncheck.c
+tests_adversarial_jsoncheck_CFLAGS = $(WARN_CFLAGS)
+TESTS += tests/adversarial/proxy.sh
+dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
-EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c
+EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c \
+	tests/adversarial/proxy.sh tests/adversarial/h2evil.c tests/adversarial/probe.c \
+	tests/adversarial/jsoncheck.c
 endif
