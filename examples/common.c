@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char *log_prog = "revtun";
 int verbose;
@@ -161,6 +162,17 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out) {
   return 0;
 }
 
+int flag_u32(const char *flag, const char *v, uint32_t min, uint32_t max, uint32_t *out) {
+  uint64_t n;
+
+  if (parse_u64(v, max, &n) < 0 || n < min) {
+    fprintf(stderr, "%s: %s must be %u..%u\n", log_prog, flag, min, max);
+    return -1;
+  }
+  *out = (uint32_t)n;
+  return 0;
+}
+
 int parse_duration_ms(const char *s, uint32_t *out) {
   const char *unit = s;
   uint64_t v = 0, mult;
@@ -231,6 +243,31 @@ int read_file(const char *path, size_t max, uint8_t **out, size_t *len) {
   buf[n] = 0;
   *out = buf;
   *len = n;
+  return 0;
+}
+
+char *dup_bytes(const char *s, size_t len) {
+  char *d = malloc(len + 1);
+
+  if (d) {
+    memcpy(d, s, len);
+    d[len] = '\0';
+  }
+  return d;
+}
+
+int write_all(int fd, const void *p, size_t n) {
+  const char *b = p;
+
+  while (n) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    b += w;
+    n -= (size_t)w;
+  }
   return 0;
 }
 

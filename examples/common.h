@@ -70,9 +70,18 @@ int parse_duration_ms(const char *s, uint32_t *out);
 /* A plain decimal (digits only) no larger than max. 0 or -1. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
 
+/* A flag's number in min..max, or -1 after saying so on stderr. */
+int flag_u32(const char *flag, const char *v, uint32_t min, uint32_t max, uint32_t *out);
+
 /* Reads a whole file of at most max bytes into a new buffer (one extra
  * zero byte after the end). 0, or -1 with errno (EFBIG when too large). */
 int read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+
+/* A copy of s[0..len) with a terminating NUL, or NULL. */
+char *dup_bytes(const char *s, size_t len);
+
+/* Writes all n bytes to a blocking fd (EINTR retried). 0 or -1. */
+int write_all(int fd, const void *p, size_t n);
 
 /* -------------------------------------------------------------------- JSON */
 

@@ -182,18 +182,6 @@ static uint32_t default_max_clients(void) {
   return n > keep ? (uint32_t)(n - keep) : 1;
 }
 
-static int number(const char *flag, const char *v, uint64_t min, uint64_t max, uint32_t *out) {
-  uint64_t n;
-
-  if (parse_u64(v, max, &n) < 0 || n < min) {
-    fprintf(stderr, PROG ": %s must be %llu..%llu\n", flag, (unsigned long long)min,
-            (unsigned long long)max);
-    return -1;
-  }
-  *out = (uint32_t)n;
-  return 0;
-}
-
 static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) {
   *buf = NULL;
   *len = 0;
@@ -265,15 +253,15 @@ int main(int argc, char **argv) {
     case 'v': verbose = 1; break;
     case 'u': cfg->client_auth = optarg; break;
     case 'H':
-      if (number("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
+      if (flag_u32("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
         return 2;
       break;
     case 'F':
-      if (number("--max-headers", optarg, 8, 10000, &cfg->max_headers) < 0)
+      if (flag_u32("--max-headers", optarg, 8, 10000, &cfg->max_headers) < 0)
         return 2;
       break;
     case 'M':
-      if (number("--max-clients", optarg, 1, 1000000, &cfg->max_clients) < 0)
+      if (flag_u32("--max-clients", optarg, 1, 1000000, &cfg->max_clients) < 0)
         return 2;
       break;
     case 'i':
@@ -291,7 +279,7 @@ int main(int argc, char **argv) {
       break;
     }
     case 'm':
-      if (number("--max-streams", optarg, 0, 1000000, &cfg->max_streams) < 0)
+      if (flag_u32("--max-streams", optarg, 0, 1000000, &cfg->max_streams) < 0)
         return 2;
       break;
     case 'V': printf("%s\n", revtun_version(NULL)); return 0;

@@ -44,13 +44,6 @@ curl() { command curl --max-time 60 "$@"; }
 nghttp() { command nghttp --timeout=60 "$@"; }
 h2load() { timeout 120 h2load "$@"; }
 
-ok() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; fails=$((fails + 1)); }
-check() { # check DESCRIPTION CMD...
-  _d=$1
-  shift
-  if "$@"; then ok "$_d"; else fail "$_d"; fi
-}
 
 pick_port TUN
 pick_port CLI

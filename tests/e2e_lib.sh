@@ -4,6 +4,20 @@
 
 E2E_PIDS=""
 E2E_PORTS=""
+fails=0
+
+# ok/fail/check: one "ok - ..." or "FAIL - ..." line per assertion; fails
+# counts the failures. check DESCRIPTION CMD... runs CMD and says which.
+ok() { echo "ok - $*"; }
+fail() {
+  echo "FAIL - $*"
+  fails=$((fails + 1))
+}
+check() {
+  _d=$1
+  shift
+  if "$@"; then ok "$_d"; else fail "$_d"; fi
+}
 
 # pick_port VAR: a free TCP port below the ephemeral range, distinct from the
 # ones picked before (and from what `ss`, if installed, shows in use),

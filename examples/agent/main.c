@@ -119,18 +119,6 @@ static int resolve(const char *spec, struct addr *a) {
   return ((struct sockaddr_in *)&a->ss)->sin_port == 0 ? -1 : 0;
 }
 
-static int number(const char *flag, const char *v, uint64_t min, uint64_t max, uint32_t *out) {
-  uint64_t n;
-
-  if (parse_u64(v, max, &n) < 0 || n < min) {
-    fprintf(stderr, PROG ": %s must be %llu..%llu\n", flag, (unsigned long long)min,
-            (unsigned long long)max);
-    return -1;
-  }
-  *out = (uint32_t)n;
-  return 0;
-}
-
 /* Values end up verbatim in header lines: refuse anything that could split them. */
 static int header_safe(const char *s) {
   for (; *s; s++)
@@ -183,19 +171,19 @@ int main(int argc, char **argv) {
     case 'g': cfg->upgrade = 1; break;
     case 'v': verbose = 1; break;
     case 'N':
-      if (number("--count", optarg, 1, 10000, &cfg->count) < 0)
+      if (flag_u32("--count", optarg, 1, 10000, &cfg->count) < 0)
         return 2;
       break;
     case 'm':
-      if (number("--max-backoff-ms", optarg, 1, 86400000, &cfg->max_backoff_ms) < 0)
+      if (flag_u32("--max-backoff-ms", optarg, 1, 86400000, &cfg->max_backoff_ms) < 0)
         return 2;
       break;
     case 'H':
-      if (number("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
+      if (flag_u32("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
         return 2;
       break;
     case 'F':
-      if (number("--max-headers", optarg, 8, 10000, &cfg->max_headers) < 0)
+      if (flag_u32("--max-headers", optarg, 8, 10000, &cfg->max_headers) < 0)
         return 2;
       break;
     case 'h': usage(stdout); return 0;

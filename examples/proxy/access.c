@@ -90,22 +90,13 @@ static int id_ok(const char *s, size_t n) {
   return 1;
 }
 
-static char *dup_n(const char *s, size_t n) {
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, s, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 static int parse_grant(const char *w, size_t n, struct grant *g) {
   const char *slash = memchr(w, '/', n);
   size_t tl = slash ? (size_t)(slash - w) : n;
 
   memset(g, 0, sizeof(*g));
   if (!(tl == 1 && w[0] == '*')) {
-    if (!id_ok(w, tl) || !(g->tenant = dup_n(w, tl)))
+    if (!id_ok(w, tl) || !(g->tenant = dup_bytes(w, tl)))
       return -1;
     g->tenant_len = tl;
   }
@@ -113,7 +104,7 @@ static int parse_grant(const char *w, size_t n, struct grant *g) {
     const char *nd = slash + 1;
     size_t nl = n - tl - 1;
     if (!(nl == 1 && nd[0] == '*')) {
-      if (!id_ok(nd, nl) || !(g->node = dup_n(nd, nl)))
+      if (!id_ok(nd, nl) || !(g->node = dup_bytes(nd, nl)))
         return -1;
       g->node_len = nl;
     }

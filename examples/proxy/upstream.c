@@ -37,15 +37,6 @@ struct node *node_find(struct proxy *p, const char *tenant, size_t tenant_len, c
   return NULL;
 }
 
-static char *dup_bytes(const char *s, size_t len) {
-  char *d = malloc(len + 1);
-  if (d) {
-    memcpy(d, s, len);
-    d[len] = '\0';
-  }
-  return d;
-}
-
 static struct node *node_get(struct proxy *p, const char *tenant, const char *id,
                              const char *cluster) {
   size_t tl = strlen(tenant), il = strlen(id);

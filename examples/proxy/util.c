@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "proxy.h"
@@ -248,7 +247,7 @@ int is_hop_by_hop(const char *name, size_t len) {
   if (len < 2 || len > 17)
     return 0;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (names[i].len == len && !strncasecmp(names[i].name, name, len))
+    if (names[i].len == len && h1_str_ieq((struct h1_str){name, len}, names[i].name))
       return 1;
   return 0;
 }

@@ -55,20 +55,6 @@ static void die(const char *what) {
   exit(2);
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n) {
-    ssize_t w = write(fd, b, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    b += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 static int frame(int fd, int type, int flags, uint32_t stream, const void *payload, size_t len) {
   uint8_t h[9] = {(uint8_t)(len >> 16),    (uint8_t)(len >> 8),    (uint8_t)len,
                   (uint8_t)type,           (uint8_t)flags,         (uint8_t)(stream >> 24),

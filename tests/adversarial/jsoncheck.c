@@ -1,7 +1,9 @@
 /*
  * jsoncheck: exits 0 if standard input is one valid JSON text (RFC 8259,
  * strings as well-formed UTF-8 with valid escapes), 1 otherwise, saying
- * where. For the proxy's /tunnels in tests/adversarial/proxy.sh.
+ * where. For the proxy's /tunnels in tests/adversarial/proxy.sh. It
+ * shares no code with the proxy's JSON escaping on purpose: a check that
+ * reused the code it checks would agree with its mistakes.
  */
 #include <stdio.h>
 #include <stdlib.h>

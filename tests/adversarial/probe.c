@@ -55,20 +55,6 @@ static int dial(void) {
   return fd;
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-  const char *b = p;
-  while (n) {
-    ssize_t w = write(fd, b, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    b += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* One response: its head parsed, its body (Content-Length only, which is
  * what the proxy sends for its own answers and the demo backend for its
  * small ones) in body. 0, or -1 closed/timeout/malformed (*why says). */

@@ -48,13 +48,6 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 
 curl() { command curl --max-time 20 "$@"; }
-ok() { echo "ok - $*"; }
-fail() { echo "FAIL - $*"; fails=$((fails + 1)); }
-check() { # check DESCRIPTION CMD...
-  _d=$1
-  shift
-  if "$@"; then ok "$_d"; else fail "$_d"; fi
-}
 
 # Sanitizers inflate RSS: the memory bounds are checked only without them
 # (the behaviour checks run either way).
