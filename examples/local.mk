@@ -13,6 +13,15 @@ examples_minimal_poll_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 examples_minimal_poll_CFLAGS = $(WARN_CFLAGS)
 examples_minimal_poll_LDADD = lib/libupstream-revtun.la examples/libexcommon.la
 
+# The HTTP/1 parser's verdicts on known-bad messages (needs only libc).
+check_PROGRAMS += tests/adversarial/http1_cases
+TESTS += tests/adversarial/http1_cases
+VALGRIND_TESTS += tests/adversarial/http1_cases
+tests_adversarial_http1_cases_SOURCES = tests/adversarial/http1_cases.c
+tests_adversarial_http1_cases_CPPFLAGS = -I$(top_srcdir)/examples
+tests_adversarial_http1_cases_CFLAGS = $(WARN_CFLAGS)
+tests_adversarial_http1_cases_LDADD = examples/libexcommon.la
+
 # The example configs (encoded from examples/configs/*.txtpb, see
 # examples/configs/README), the end-to-end tests run by
 # `make check`, the e2e benchmark and its relay.
