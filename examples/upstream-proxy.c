@@ -238,7 +238,7 @@ int main(int argc, char **argv) {
   cfg->max_header_list = DEFAULT_MAX_HEADER_LIST;
   cfg->max_headers = DEFAULT_MAX_HEADERS;
   cfg->max_clients = default_max_clients();
-  p.reserve_fd = -1;
+  p.reserve_fd = p.admin_reserve_fd = -1;
   log_prog = PROG;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {

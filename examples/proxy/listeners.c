@@ -11,9 +11,13 @@
  * client is not left hanging, then reopened). The errors are logged at most
  * once a second with a count of the others.
  *
- * Client connections are also capped (--max-clients, by default what the
- * descriptor limit leaves after a quarter of it for tunnels and the admin
- * listener), so clients alone cannot starve the admin port.
+ * The admin port has a reserve of its own: when its accept fails for lack
+ * of descriptors, that reserve is closed and the listener stays enabled,
+ * so evhttp accepts the operator's connection with the freed descriptor;
+ * the reserve is taken again once a descriptor is free. Client connections
+ * are also capped (--max-clients, by default what the descriptor limit
+ * leaves after a quarter of it for tunnels and the admin listener), so
+ * clients alone cannot starve the admin port.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +36,8 @@
 static void open_reserve(struct proxy *p) {
   if (p->reserve_fd < 0)
     p->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (p->admin_reserve_fd < 0)
+    p->admin_reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 static void pause_for(struct plistener *pl, uint32_t ms) {
@@ -45,6 +51,11 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg) {
   struct plistener *pl = arg;
 
   (void)fd, (void)what;
+  open_reserve(pl->p); /* whichever reserve was given up, if a descriptor is free */
+  if (pl == &pl->p->admin_l && pl->p->admin_reserve_fd < 0) {
+    struct timeval again = {1, 0};
+    evtimer_add(pl->resume_ev, &again); /* none free yet */
+  }
   pl->paused_fds = 0;
   if (pl->l && !pl->paused_cap)
     evconnlistener_enable(pl->l);
@@ -73,6 +84,16 @@ static void on_accept_error(struct evconnlistener *l, void *arg) {
   if (!pl)
     return;
   if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+    if (pl == &p->admin_l && p->admin_reserve_fd >= 0) {
+      /* evhttp accepts the waiting connection with this descriptor */
+      close(p->admin_reserve_fd);
+      p->admin_reserve_fd = -1;
+      struct timeval again = {1, 0};
+      evtimer_add(pl->resume_ev, &again); /* to take it back */
+      logmsg_limited(&p->accept_log, "admin: accept: %s: using the admin reserve descriptor",
+                     strerror(err));
+      return;
+    }
     if (p->reserve_fd >= 0) {
       int fd;
       close(p->reserve_fd);
@@ -161,7 +182,7 @@ static int listen_on(struct proxy *p, struct plistener *pl, const char *spec, co
 
 int listeners_start(struct proxy *p) {
   the_proxy = p;
-  p->reserve_fd = -1;
+  p->reserve_fd = p->admin_reserve_fd = -1;
   open_reserve(p);
   if (p->reserve_fd < 0)
     logmsg("warning: cannot open /dev/null as a reserve descriptor: %s", strerror(errno));
@@ -224,5 +245,7 @@ void listeners_free(struct proxy *p) {
     }
   if (p->reserve_fd >= 0)
     close(p->reserve_fd);
-  p->reserve_fd = -1;
+  if (p->admin_reserve_fd >= 0)
+    close(p->admin_reserve_fd);
+  p->reserve_fd = p->admin_reserve_fd = -1;
 }

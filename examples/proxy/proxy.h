@@ -125,7 +125,8 @@ struct proxy {
   revtun_acceptor_t *acc;
   struct plistener tunnel_l, client_l, admin_l;
   struct evhttp *admin;
-  int reserve_fd; /* /dev/null, given up to shed a connection at EMFILE */
+  int reserve_fd;       /* /dev/null, given up to shed a connection at EMFILE */
+  int admin_reserve_fd; /* /dev/null, given up to accept an admin connection */
   struct log_limit accept_log;
   struct hbudget hb; /* header bytes held by the whole process */
   struct auth_table *auth;
