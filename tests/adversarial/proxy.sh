@@ -214,7 +214,7 @@ check "... but never the authorization field" sh -c "! grep -qi '^authorization'
 curl -s --http2-prior-knowledge $tn -H 'x-remote-tenant-id: t1' -H 'authorization: Bearer tok-any-0123456789abcdef' $U/headers >"$T/seen2"
 check "nor over h2c" sh -c "grep -qi '^host' '$T/seen2' && ! grep -qi '^authorization' '$T/seen2'"
 printf 'short t1\n' >"$T/badtokens"
-"$EX/revtun-upstream-proxy" --client-auth "$T/badtokens" --listen 127.0.0.1:0 \
+timeout 10 "$EX/revtun-upstream-proxy" --client-auth "$T/badtokens" --listen 127.0.0.1:0 \
   --tunnel-listen 127.0.0.1:0 >"$T/badtokens.log" 2>&1
 check "a token file with a short token is refused at start" sh -c "grep -q 'badtokens:1' '$T/badtokens.log'"
 check "without --client-auth the log says clients are not authenticated" \
