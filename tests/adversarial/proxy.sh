@@ -185,6 +185,9 @@ after=$(stat 127.0.0.1:$ADM_I revtun_proxy_handoffs)
 echo "   1000 requests for (t1, n): 2xx/other $got; tunnels handed off $((after - before))"
 check "isolation: 1000 requests for (t1, n) all 2xx" test "$got" = "1000 0"
 check "isolation: they took at most 2 tunnels" test $((after - before)) -le 2
+stop I1
+stop I2
+stop I
 
 # ---------------------------------------------------------- client tokens
 echo "# 5. client tokens (--client-auth)"
