@@ -273,7 +273,8 @@ int write_all(int fd, const void *p, size_t n) {
 
 /* -------------------------------------------------------------------- JSON */
 
-/* Length of the well-formed UTF-8 sequence at s (Unicode Table 3-7), or 0. */
+/* Length of the well-formed UTF-8 sequence at s, or 0: shortest form only,
+ * no surrogates (U+D800..DFFF), nothing past U+10FFFF. */
 static size_t utf8_len(const uint8_t *s, size_t n) {
   uint8_t b = s[0], lo = 0x80, hi = 0xbf;
   size_t k;

@@ -167,7 +167,7 @@ int h1_list_next(struct h1_str list, size_t *pos, struct h1_str *tok);
 /* 1 if the list holds token (lowercase literal), case-insensitively. */
 int h1_list_has(struct h1_str list, const char *token);
 
-/* 1 if c is a tchar of RFC 9110 (token character). */
+/* 1 if c may appear in an HTTP token (a method, a field name). */
 int h1_is_tchar(unsigned char c);
 
 /* Decoder of a chunked body, fed any split of the bytes. Zero-initialise. */

@@ -101,7 +101,7 @@ static int listed_in(struct h1_str list, struct h1_str name) {
   return 0;
 }
 
-/* Connection-specific fields are illegal in HTTP/2 (RFC 9113 8.2.2). */
+/* Connection-specific fields are not allowed in HTTP/2 messages. */
 static int response_field_dropped(const struct h1_head *hd, const struct h1_field *f,
                                   const struct h1_field *conn) {
   static const char *const drop[] = {
@@ -437,7 +437,7 @@ void stream_dispatch(struct stream *s) {
   evbuffer_add(h, "\r\n", 2);
   evbuffer_add_buffer(h, s->hdrs);
   if (evbuffer_get_length(s->cookies)) {
-    /* HTTP/2 may split cookies; HTTP/1.1 wants one field (RFC 9113 8.2.3). */
+    /* HTTP/2 may split cookies into several fields; HTTP/1.1 wants one. */
     evbuffer_add(h, "cookie: ", 8);
     evbuffer_add_buffer(h, s->cookies);
     evbuffer_add(h, "\r\n", 2);

@@ -87,7 +87,7 @@ static void slot_send_handshake(struct slot *sl) {
   const struct config *c = &sl->ag->cfg;
   struct evbuffer *out = bufferevent_get_output(sl->bev);
 
-  /* Byte for byte what Envoy's HTTP/1 client codec produces (spec 3.1). */
+  /* Byte for byte what Envoy's HTTP/1 client codec produces for it. */
   evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nhost: %s\r\n", c->path, c->upstream.text);
   if (c->upgrade)
     evbuffer_add_printf(out, "connection: upgrade\r\n"

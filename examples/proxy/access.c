@@ -58,7 +58,7 @@ static int is_b64token_char(unsigned char c) {
          c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
 }
 
-/* RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+/* A bearer token: letters, digits, - . _ ~ + / then optional '=' padding. */
 static int is_b64token(const char *t, size_t n) {
   size_t i = 0;
 

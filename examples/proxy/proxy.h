@@ -54,7 +54,7 @@
 /*
  * Header limits. Every header section we receive (HTTP/1.1 request head,
  * h2c request, agent response) is bounded per stream by max_header_list
- * decoded bytes (RFC 9113 counting: name + value + 32 per field) and
+ * decoded bytes (name + value + 32 per field, as HTTP/2 counts them) and
  * max_headers fields. What is kept is also charged to budgets that are
  * released when the exchange lets go of it: one per client connection and
  * one per tunnel session (HEADER_CONN_BUDGET_FACTOR x max_header_list), and

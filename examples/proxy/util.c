@@ -229,7 +229,7 @@ void hdrs_free(struct hdrs *h) {
   memset(h, 0, sizeof(*h));
 }
 
-/* Connection-specific fields (RFC 9113 §8.2.2) and the ones HTTP/2 carries
+/* Connection-specific fields (not allowed in HTTP/2) and the ones HTTP/2 carries
  * as pseudo-headers or handles itself: never forwarded. */
 int is_hop_by_hop(const char *name, size_t len) {
   static const struct {

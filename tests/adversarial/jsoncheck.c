@@ -1,5 +1,5 @@
 /*
- * jsoncheck: exits 0 if standard input is one valid JSON text (RFC 8259,
+ * jsoncheck: exits 0 if standard input is one valid JSON text (one value,
  * strings as well-formed UTF-8 with valid escapes), 1 otherwise, saying
  * where. For the proxy's /tunnels in tests/adversarial/proxy.sh. It
  * shares no code with the proxy's JSON escaping on purpose: a check that
