@@ -1,17 +1,93 @@
-# Programs a user runs. minimal-poll needs only the library; the tunnel
-# programs need libevent and nghttp2 (HAVE_EXAMPLES) and are installed.
+# Programs a user runs, and what they share. examples/common.c (logging,
+# addresses, flag values, JSON strings, the HTTP/1 parser) needs only libc
+# and is linked into every program; minimal-poll needs only the library;
+# the tunnel programs need libevent and nghttp2 (HAVE_EXAMPLES) and are
+# installed.
+noinst_LTLIBRARIES += examples/libexcommon.la
+examples_libexcommon_la_SOURCES = examples/common.c examples/common.h
+examples_libexcommon_la_CFLAGS = $(WARN_CFLAGS)
+
 noinst_PROGRAMS += examples/minimal-poll
 examples_minimal_poll_SOURCES = examples/minimal-poll.c
 examples_minimal_poll_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 examples_minimal_poll_CFLAGS = $(WARN_CFLAGS)
-examples_minimal_poll_LDADD = lib/libupstream-revtun.la
+examples_minimal_poll_LDADD = lib/libupstream-revtun.la examples/libexcommon.la
+
+# The HTTP/1 parser's verdicts on known-bad messages (needs only libc).
+check_PROGRAMS += tests/adversarial/http1_cases
+TESTS += tests/adversarial/http1_cases
+VALGRIND_TESTS += tests/adversarial/http1_cases
+tests_adversarial_http1_cases_SOURCES = tests/adversarial/http1_cases.c
+tests_adversarial_http1_cases_CPPFLAGS = -I$(top_srcdir)/examples
+tests_adversarial_http1_cases_CFLAGS = $(WARN_CFLAGS)
+tests_adversarial_http1_cases_LDADD = examples/libexcommon.la
+
+# The example configs (encoded from examples/configs/*.txtpb, see
+# examples/configs/README), the end-to-end tests run by
+# `make check`, the e2e benchmark and its relay.
+EXAMPLE_CONFIGS_TXT = examples/configs/upstream.txtpb examples/configs/acceptor.txtpb
+EXTRA_DIST += $(EXAMPLE_CONFIGS_TXT) examples/configs/README tests/e2e_lib.sh \
+	bench/e2e.sh bench/README-e2e.md
 
 if HAVE_EXAMPLES
-bin_PROGRAMS += examples/revtun-downstream-agent examples/revtun-demo-backend
-examples_revtun_downstream_agent_SOURCES = examples/downstream-agent.c
+bin_PROGRAMS += examples/revtun-downstream-agent examples/revtun-demo-backend \
+	examples/revtun-upstream-proxy
+dist_man_MANS += man/revtun-upstream-proxy.1
+
+examples_revtun_downstream_agent_SOURCES = examples/agent/agent.h examples/agent/main.c \
+	examples/agent/slot.c examples/agent/tunnel.c examples/agent/backend.c
 examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
-examples_revtun_downstream_agent_LDADD = $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+
 examples_revtun_demo_backend_SOURCES = examples/demo-backend.c
 examples_revtun_demo_backend_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
-examples_revtun_demo_backend_LDADD = $(LIBEVENT_LIBS)
+examples_revtun_demo_backend_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
+
+examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
+	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
+	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
+	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c
+examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
+examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
+examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \
+	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+
+# The example configs, encoded as the proxy's flags take them.
+EXAMPLE_CONFIGS_BIN = $(patsubst %.txtpb,%.bin,$(EXAMPLE_CONFIGS_TXT))
+examples/configs/%.bin: $(srcdir)/examples/configs/%.txtpb $(PROTO_FILES)
+	$(AM_V_GEN)$(ENCODE_TXTPB)
+check_DATA += $(EXAMPLE_CONFIGS_BIN)
+CLEANFILES += $(EXAMPLE_CONFIGS_BIN)
+
+# The plain two-hop TCP relay the e2e benchmark uses as its floor.
+noinst_PROGRAMS += bench/relay
+bench_relay_SOURCES = bench/relay.c
+bench_relay_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
+bench_relay_LDADD = $(LIBEVENT_LIBS)
+
+# Real programs on loopback: curl, nghttp, h2load through proxy and agent.
+TESTS += tests/e2e.sh
+dist_check_SCRIPTS += tests/e2e.sh
+
+# The attacks of a security review, replayed against the real programs:
+# hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines
+# (probe) and a strict JSON validator for /tunnels (jsoncheck).
+ADVERSARIAL_CPPFLAGS = -I$(top_srcdir)/examples
+check_PROGRAMS += tests/adversarial/h2evil tests/adversarial/probe tests/adversarial/jsoncheck
+tests_adversarial_h2evil_SOURCES = tests/adversarial/h2evil.c
+tests_adversarial_h2evil_CPPFLAGS = $(ADVERSARIAL_CPPFLAGS)
+tests_adversarial_h2evil_CFLAGS = $(WARN_CFLAGS)
+tests_adversarial_h2evil_LDADD = examples/libexcommon.la
+tests_adversarial_probe_SOURCES = tests/adversarial/probe.c
+tests_adversarial_probe_CPPFLAGS = $(ADVERSARIAL_CPPFLAGS)
+tests_adversarial_probe_CFLAGS = $(WARN_CFLAGS)
+tests_adversarial_probe_LDADD = examples/libexcommon.la
+tests_adversarial_jsoncheck_SOURCES = tests/adversarial/jsoncheck.c
+tests_adversarial_jsoncheck_CFLAGS = $(WARN_CFLAGS)
+TESTS += tests/adversarial/proxy.sh
+dist_check_SCRIPTS += tests/adversarial/proxy.sh
+else
+EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c \
+	tests/adversarial/proxy.sh tests/adversarial/h2evil.c tests/adversarial/probe.c \
+	tests/adversarial/jsoncheck.c
 endif

@@ -12,7 +12,6 @@
  * Build against an installed library:
  *   cc minimal-poll.c $(pkg-config --cflags --libs upstream-revtun) -o minimal-poll
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +24,8 @@
 #include <unistd.h>
 
 #include <revtun/revtun.h>
+
+#include "common.h"
 
 #define MAX_FDS 1024
 
@@ -72,17 +73,20 @@ static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
 }
 
 static int listen_on(const char *spec) {
-  char host[64];
-  int port;
-  if (sscanf(spec, "%63[^:]:%d", host, &port) != 2)
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int fd, one = 1;
+
+  if (addr_resolve(spec, 1, &ss, &len) < 0)
     return -1;
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (fd < 0)
     return -1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128))
+  if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 128)) {
+    close(fd);
     return -1;
+  }
   return fd;
 }
 
@@ -99,9 +103,14 @@ int main(int argc, char **argv) {
       addr = argv[++i];
     else if (!strcmp(argv[i], "--handoff") && i + 1 < argc)
       handoff_node = argv[++i];
-    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
-      seconds = atol(argv[++i]);
-    else {
+    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
+      uint64_t v;
+      if (parse_u64(argv[++i], 86400 * 365, &v) < 0) {
+        fprintf(stderr, "%s: --seconds takes a number of seconds\n", argv[0]);
+        return 2;
+      }
+      seconds = (long)v;
+    } else {
       fprintf(stderr, "usage: %s [--listen ADDR:PORT] [--handoff NODE] [--seconds N]\n", argv[0]);
       return strcmp(argv[i], "--help") ? 2 : 0;
     }

@@ -12,22 +12,22 @@
  * already runs on that node's tunnels and takes a new tunnel from the pool
  * only when every session is full. Everything runs on one thread.
  *
- * Files: this one (flags, listeners, signals, shutdown) and examples/proxy/:
- * client.c (HTTP/1.1, protocol detection), client_h2.c (h2c), exchange.c
- * (request/response glue), upstream.c (tunnel sessions), admin.c, util.c.
+ * Files: this one (flags, signals, shutdown) and examples/proxy/:
+ * listeners.c (accepting, descriptor exhaustion), access.c (id rules,
+ * client tokens), client.c (HTTP/1.1, protocol detection), client_h2.c
+ * (h2c), exchange.c (request/response glue), upstream.c (tunnel sessions),
+ * admin.c, util.c; examples/common.c (logging, parsing).
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
-
-#include <event2/listener.h>
 
 #include "proxy/proxy.h"
 
@@ -38,7 +38,8 @@ static void usage(FILE *f) {
         "\n"
         "  --tunnel-listen ADDR:PORT   where agents dial in (default 127.0.0.1:15000)\n"
         "  --listen ADDR:PORT          HTTP/1.1 and h2c clients (default 127.0.0.1:8080)\n"
-        "  --admin-listen ADDR:PORT    GET /stats and GET /tunnels (default: off)\n"
+        "  --admin-listen [ADDR:]PORT  GET /stats and GET /tunnels (default: off);\n"
+        "                              a bare PORT binds 127.0.0.1\n"
         "  --config FILE               serialized UpstreamReverseConnectionSocketInterface\n"
         "                              (default: empty message, Envoy's defaults)\n"
         "  --acceptor-config FILE      serialized ReverseTunnel for the handshake\n"
@@ -52,6 +53,15 @@ static void usage(FILE *f) {
         "  --keepalive-timeout DUR     PING ACK deadline (default 5s)\n"
         "  --max-streams N             streams per tunnel session (default 0: the\n"
         "                              agent's SETTINGS_MAX_CONCURRENT_STREAMS)\n"
+        "  --session-idle-timeout DUR  close a tunnel session without streams after\n"
+        "                              DUR (default 60s; 0: never)\n"
+        "  --max-header-list-size N    decoded header bytes per request or response,\n"
+        "                              HTTP/1.1 head bytes (default 65536)\n"
+        "  --max-headers N             header fields per request or response (default 100)\n"
+        "  --max-clients N             client connections at once (default: the file\n"
+        "                              descriptor limit less a quarter)\n"
+        "  --client-auth FILE          bearer tokens and the tenants/nodes each may\n"
+        "                              reach (default: clients are not authenticated)\n"
         "  --grace-period DUR          shutdown: time for requests in flight (default 10s)\n"
         "  --verbose                   log requests and every tunnel lifecycle record\n"
         "  --version                   print the library version and exit\n"
@@ -80,63 +90,6 @@ static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
 static void on_lib_log(revtun_t *h, int level, const char *msg, void *user) {
   (void)h, (void)user;
   logmsg("libupstream-revtun: %s%s", level <= REVTUN_LOG_WARN ? "warning: " : "", msg);
-}
-
-/* -------------------------------------------------------------- listeners */
-
-static void on_tunnel(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg) {
-  struct proxy *p = arg;
-  int rc = revtun_acceptor_accept(p->acc, fd, NULL, revtun_libevent_now());
-  char peer[128];
-
-  (void)l;
-  format_addr(sa, (socklen_t)salen, peer, sizeof(peer));
-  if (rc != REVTUN_OK) {
-    logmsg("tunnel connection from %s dropped: %s", peer, revtun_strerror(rc));
-    evutil_closesocket(fd);
-    return;
-  }
-  VLOG("tunnel connection from %s: handshake", peer);
-}
-
-static void on_client(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                      void *arg) {
-  (void)l, (void)sa, (void)salen;
-  client_accept(arg, fd);
-}
-
-static void on_accept_error(struct evconnlistener *l, void *arg) {
-  (void)l, (void)arg;
-  logmsg("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-}
-
-static struct evconnlistener *listen_on(struct proxy *p, const char *spec, const char *what,
-                                        evconnlistener_cb cb) {
-  struct sockaddr_storage ss;
-  int len;
-  struct evconnlistener *l;
-  char name[128];
-
-  if (parse_sockaddr(spec, &ss, &len) < 0) {
-    logmsg("bad address '%s' for %s", spec, what);
-    return NULL;
-  }
-  l = evconnlistener_new_bind(p->base, cb, p,
-                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                              1024, (struct sockaddr *)&ss, len);
-  if (!l) {
-    logmsg("cannot listen on %s (%s): %s", spec, what, strerror(errno));
-    return NULL;
-  }
-  evconnlistener_set_error_cb(l, on_accept_error);
-  len = sizeof(ss);
-  if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, (socklen_t *)&len) == 0)
-    format_addr((struct sockaddr *)&ss, (socklen_t)len, name, sizeof(name));
-  else
-    snprintf(name, sizeof(name), "%s", spec);
-  logmsg("%s on %s", what, name);
-  return l;
 }
 
 /* ------------------------------------------------------- life and death */
@@ -171,11 +124,9 @@ static void begin_shutdown(struct proxy *p, const char *why) {
   p->stopping = 1;
   logmsg("%s: stopping; %u request(s) in flight, up to %u ms to finish", why, p->n_xchg,
          p->cfg.grace_ms);
-  if (p->tunnel_l)
-    evconnlistener_free(p->tunnel_l);
-  if (p->client_l)
-    evconnlistener_free(p->client_l);
-  p->tunnel_l = p->client_l = NULL;
+  /* every port is released now, the admin one too: a new proxy can start */
+  listeners_stop(p);
+  admin_stop(p);
   proxy_drain_clients(p);
   evtimer_add(p->grace_ev, &tv);
   proxy_check_done(p);
@@ -203,11 +154,12 @@ static int header_name(const char *flag, const char *v, const char **out) {
   if (!(s = strdup(v)))
     return -1;
   for (char *q = s; *q; q++) {
-    if (!isalnum((unsigned char)*q) && !strchr("!#$%&'*+-.^_`|~", *q)) {
+    if (!h1_is_tchar((unsigned char)*q)) {
       free(s);
       goto bad;
     }
-    *q = (char)tolower((unsigned char)*q);
+    if (*q >= 'A' && *q <= 'Z')
+      *q = (char)(*q + 32);
   }
   *out = s;
   return 0;
@@ -216,12 +168,26 @@ bad:
   return -1;
 }
 
+/* What the descriptor limit leaves for clients once a quarter of it (at
+ * least 32) is kept for tunnels, the admin port and the program itself. */
+static uint32_t default_max_clients(void) {
+  struct rlimit rl;
+  uint64_t n = 4096, keep;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    n = rl.rlim_cur;
+  if (n > 1000000)
+    n = 1000000;
+  keep = n / 4 > 32 ? n / 4 : 32;
+  return n > keep ? (uint32_t)(n - keep) : 1;
+}
+
 static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) {
   *buf = NULL;
   *len = 0;
   if (!path)
     return 0;
-  if (read_file(path, buf, len) < 0) {
+  if (read_file(path, 16u << 20, buf, len) < 0) {
     fprintf(stderr, PROG ": %s %s: %s\n", flag, path, strerror(errno));
     return -1;
   }
@@ -242,6 +208,11 @@ int main(int argc, char **argv) {
       {"keepalive-timeout", required_argument, NULL, 'k'},
       {"max-streams", required_argument, NULL, 'm'},
       {"grace-period", required_argument, NULL, 'g'},
+      {"session-idle-timeout", required_argument, NULL, 'I'},
+      {"max-header-list-size", required_argument, NULL, 'H'},
+      {"max-headers", required_argument, NULL, 'F'},
+      {"max-clients", required_argument, NULL, 'M'},
+      {"client-auth", required_argument, NULL, 'u'},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -263,6 +234,12 @@ int main(int argc, char **argv) {
   cfg->ka_interval_ms = 10000;
   cfg->ka_timeout_ms = 5000;
   cfg->grace_ms = 10000;
+  cfg->session_idle_ms = 60000;
+  cfg->max_header_list = DEFAULT_MAX_HEADER_LIST;
+  cfg->max_headers = DEFAULT_MAX_HEADERS;
+  cfg->max_clients = default_max_clients();
+  p.reserve_fd = p.admin_reserve_fd = -1;
+  log_prog = PROG;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {
     case 'T': cfg->tunnel_listen = optarg; break;
@@ -274,28 +251,37 @@ int main(int argc, char **argv) {
     case 'C': cluster_h = optarg; break;
     case 't': tenant_h = optarg; break;
     case 'v': verbose = 1; break;
+    case 'u': cfg->client_auth = optarg; break;
+    case 'H':
+      if (flag_u32("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
+        return 2;
+      break;
+    case 'F':
+      if (flag_u32("--max-headers", optarg, 8, 10000, &cfg->max_headers) < 0)
+        return 2;
+      break;
+    case 'M':
+      if (flag_u32("--max-clients", optarg, 1, 1000000, &cfg->max_clients) < 0)
+        return 2;
+      break;
     case 'i':
     case 'k':
+    case 'I':
     case 'g': {
       uint32_t *dst = c == 'i'   ? &cfg->ka_interval_ms
                       : c == 'k' ? &cfg->ka_timeout_ms
+                      : c == 'I' ? &cfg->session_idle_ms
                                  : &cfg->grace_ms;
-      if (parse_duration_ms(optarg, dst) < 0 || (c != 'g' && *dst == 0)) {
+      if (parse_duration_ms(optarg, dst) < 0 || ((c == 'i' || c == 'k') && *dst == 0)) {
         fprintf(stderr, PROG ": bad duration '%s'\n", optarg);
         return 2;
       }
       break;
     }
-    case 'm': {
-      char *end;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (*end || end == optarg || v > 1000000) {
-        fprintf(stderr, PROG ": --max-streams must be 0..1000000\n");
+    case 'm':
+      if (flag_u32("--max-streams", optarg, 0, 1000000, &cfg->max_streams) < 0)
         return 2;
-      }
-      cfg->max_streams = (uint32_t)v;
       break;
-    }
     case 'V': printf("%s\n", revtun_version(NULL)); return 0;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
@@ -312,8 +298,14 @@ int main(int argc, char **argv) {
     goto out;
   }
   if (load("--config", cfg->config, &conf, &conf_len) < 0 ||
-      load("--acceptor-config", cfg->acceptor_config, &aconf, &aconf_len) < 0)
+      load("--acceptor-config", cfg->acceptor_config, &aconf, &aconf_len) < 0 ||
+      (cfg->client_auth && access_load(&p, cfg->client_auth) < 0))
     goto out;
+  p.hb.limit = (size_t)cfg->max_header_list * HEADER_PROCESS_BUDGET_FACTOR;
+  if (!(p.h1_fields = calloc(cfg->max_headers, sizeof(*p.h1_fields)))) {
+    fprintf(stderr, PROG ": out of memory\n");
+    goto out;
+  }
 
   signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
   if (h2c_setup() < 0 || up_setup() < 0 || !(p.base = event_base_new()) ||
@@ -336,10 +328,11 @@ int main(int argc, char **argv) {
             cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
     goto out;
   }
-  if (!(p.tunnel_l = listen_on(&p, cfg->tunnel_listen, "tunnels (agents)", on_tunnel)) ||
-      !(p.client_l = listen_on(&p, cfg->listen, "clients (HTTP/1.1, h2c)", on_client)) ||
-      (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
+  if (listeners_start(&p) < 0 || (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
     goto out;
+  if (!p.auth)
+    logmsg("clients are not authenticated (no --client-auth): anyone who reaches the client "
+           "port reaches every node");
   sig_int = evsignal_new(p.base, SIGINT, signal_cb, &p);
   sig_term = evsignal_new(p.base, SIGTERM, signal_cb, &p);
   if (!sig_int || !sig_term || event_add(sig_int, NULL) || event_add(sig_term, NULL))
@@ -364,10 +357,7 @@ out:
   if (p.n_xchg)
     logmsg("internal error: %u exchange(s) leaked", p.n_xchg);
   admin_stop(&p);
-  if (p.tunnel_l)
-    evconnlistener_free(p.tunnel_l);
-  if (p.client_l)
-    evconnlistener_free(p.client_l);
+  listeners_free(&p);
   if (p.acc)
     revtun_acceptor_free(p.acc);
   if (p.h)
@@ -391,6 +381,8 @@ out:
   free((char *)cfg->node_header);
   free((char *)cfg->cluster_header);
   free((char *)cfg->tenant_header);
+  free(p.h1_fields);
+  access_free(&p);
   if (rc == 0)
     logmsg("exited cleanly");
   return rc;

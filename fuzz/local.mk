@@ -47,3 +47,19 @@ fuzz_fuzz_rping_CFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_rping_LDFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_rping_LDADD = lib/libupstream-revtun.la
 endif
+
+# ---- the example programs' HTTP/1 parser (examples/common.c): request and
+# response heads, chunked bodies. Its replay needs only libc.
+check_PROGRAMS += fuzz/replay_http1
+TESTS += fuzz/replay_http1
+VALGRIND_TESTS += fuzz/replay_http1
+fuzz_replay_http1_SOURCES = fuzz/replay.c fuzz/fuzz_http1.c examples/common.c
+fuzz_replay_http1_CPPFLAGS = -I$(top_srcdir)/examples -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/http1"'
+fuzz_replay_http1_CFLAGS = $(WARN_CFLAGS)
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_http1
+fuzz_fuzz_http1_SOURCES = fuzz/fuzz_http1.c examples/common.c
+fuzz_fuzz_http1_CPPFLAGS = -I$(top_srcdir)/examples
+fuzz_fuzz_http1_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_http1_LDFLAGS = -fsanitize=fuzzer,address,undefined
+endif

@@ -44,13 +44,6 @@ curl() { command curl --max-time 60 "$@"; }
 nghttp() { command nghttp --timeout=60 "$@"; }
 h2load() { timeout 120 h2load "$@"; }
 
-ok() { echo "ok   - $*"; }
-fail() { echo "FAIL - $*"; fails=$((fails + 1)); }
-check() { # check DESCRIPTION CMD...
-  _d=$1
-  shift
-  if "$@"; then ok "$_d"; else fail "$_d"; fi
-}
 
 pick_port TUN
 pick_port CLI
@@ -192,6 +185,14 @@ grep 'stopping;' "$T/proxy.log" | tail -n 1 | sed 's/^/     proxy: /'
 check "the in-flight download completes intact" cmp -s "$T/got20m" "$T/want20m"
 check "proxy exits 0 after draining" test $rc -eq 0
 check "proxy logged no internal error" sh -c "! grep -q 'internal error' '$T/proxy.log'"
+
+stop_all # every program exits now, so what sanitizers say at exit is in the logs
+if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log >"$T/sanitized.list" 2>/dev/null; then
+  fail "sanitizer reports in $(tr '\n' ' ' <"$T/sanitized.list")"
+  grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' $(cat "$T/sanitized.list") | head -n 40
+else
+  ok "no sanitizer report in any program's log"
+fi
 
 echo
 if [ $fails -eq 0 ]; then

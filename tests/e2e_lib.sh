@@ -4,6 +4,20 @@
 
 E2E_PIDS=""
 E2E_PORTS=""
+fails=0
+
+# ok/fail/check: one "ok - ..." or "FAIL - ..." line per assertion; fails
+# counts the failures. check DESCRIPTION CMD... runs CMD and says which.
+ok() { echo "ok - $*"; }
+fail() {
+  echo "FAIL - $*"
+  fails=$((fails + 1))
+}
+check() {
+  _d=$1
+  shift
+  if "$@"; then ok "$_d"; else fail "$_d"; fi
+}
 
 # pick_port VAR: a free TCP port below the ephemeral range, distinct from the
 # ones picked before (and from what `ss`, if installed, shows in use),
@@ -30,13 +44,33 @@ spawn() {
   E2E_PIDS="$E2E_PIDS $!"
 }
 
-# stop NAME [SIGNAL]: signals the process and waits for it; returns its exit
-# status (128+n when a signal killed it).
+# running PID: the process exists and has not exited (a child that exited
+# stays a zombie until it is waited for, and kill -0 still finds it).
+running() {
+  case $(ps -o stat= -p "$1" 2>/dev/null) in
+    "" | Z*) return 1 ;;
+  esac
+  return 0
+}
+
+# stop NAME [SIGNAL]: signals the process and waits for it, at most
+# E2E_STOP_WAIT seconds (default 30, then SIGKILL, so that a process stuck
+# on its way out cannot hang a test); returns its exit status (128+n when
+# a signal killed it).
 stop() {
   eval "_pid=\${PID_$1:-}"
   [ -n "$_pid" ] || return 0
   kill -"${2:-TERM}" "$_pid" 2>/dev/null
   kill -CONT "$_pid" 2>/dev/null
+  _n=0
+  while running "$_pid" && [ $_n -lt $((${E2E_STOP_WAIT:-30} * 10)) ]; do
+    sleep 0.1
+    _n=$((_n + 1))
+  done
+  if running "$_pid"; then
+    echo "# $1 (pid $_pid) still running ${E2E_STOP_WAIT:-30} s after SIG${2:-TERM}: SIGKILL" >&2
+    kill -KILL "$_pid" 2>/dev/null
+  fi
   _rc=0
   wait "$_pid" 2>/dev/null || _rc=$?
   eval "PID_$1="

@@ -54,9 +54,14 @@ static void stats(struct proxy *p, struct evbuffer *b) {
   add_metric(b, prom, "sessions_closed", "counter", p->st.sessions_closed);
   add_metric(b, prom, "keepalive_timeouts", "counter", p->st.keepalive_timeouts);
   add_metric(b, prom, "goaways", "counter", p->st.goaways);
+  add_metric(b, prom, "header_limit_resets", "counter", p->st.header_limit_resets);
+  add_metric(b, prom, "idle_sessions_closed", "counter", p->st.idle_sessions_closed);
+  add_metric(b, prom, "accept_pauses", "counter", p->st.accept_pauses);
+  add_metric(b, prom, "auth_failures", "counter", p->st.auth_failures);
   add_metric(b, prom, "sessions", "gauge", p->n_sessions);
   add_metric(b, prom, "client_connections", "gauge", p->n_conns);
   add_metric(b, prom, "requests_in_flight", "gauge", p->n_xchg);
+  add_metric(b, prom, "header_bytes_held", "gauge", p->hb.used);
 }
 
 struct json_ctx {
@@ -76,14 +81,14 @@ static int node_json(const char *node_id, const char *tenant, const char *cluste
                      size_t live, void *user) {
   struct json_ctx *j = user;
   const char *tkey = revtun_config_tenant_isolation(j->p->h) && tenant ? tenant : "";
-  struct node *n = node_find(j->p, tkey, node_id);
+  struct node *n = node_find(j->p, tkey, strlen(tkey), node_id, strlen(node_id));
 
   evbuffer_add_printf(j->b, "%s\n    {\"node\": ", j->first ? "" : ",");
-  json_string(j->b, node_id);
+  json_string(j->b, node_id, strlen(node_id));
   evbuffer_add(j->b, ", \"tenant\": ", 12);
-  json_string(j->b, tenant);
+  json_string(j->b, tenant ? tenant : "", tenant ? strlen(tenant) : 0);
   evbuffer_add(j->b, ", \"cluster\": ", 13);
-  json_string(j->b, cluster);
+  json_string(j->b, cluster ? cluster : "", cluster ? strlen(cluster) : 0);
   evbuffer_add_printf(j->b, ", \"idle\": %zu, \"live\": %zu, \"sessions\": %u, \"streams\": %u}",
                       idle, live, n ? n->n_sessions : 0, node_streams(n));
   j->first = 0;
@@ -95,9 +100,9 @@ static int cluster_json(const char *cluster, const char *tenant, size_t nodes, s
   struct json_ctx *j = user;
 
   evbuffer_add_printf(j->b, "%s\n    {\"cluster\": ", j->first ? "" : ",");
-  json_string(j->b, cluster);
+  json_string(j->b, cluster, strlen(cluster));
   evbuffer_add(j->b, ", \"tenant\": ", 12);
-  json_string(j->b, tenant);
+  json_string(j->b, tenant ? tenant : "", tenant ? strlen(tenant) : 0);
   evbuffer_add_printf(j->b, ", \"nodes\": %zu, \"idle\": %zu, \"live\": %zu}", nodes, idle, live);
   j->first = 0;
   return 0;
@@ -118,7 +123,7 @@ static void tunnels(struct proxy *p, struct evbuffer *b) {
     for (struct upsess *u = n->sessions; u; u = u->next) {
       evbuffer_add_printf(b, "%s\n    {\"id\": %llu, \"node\": ", j.first ? "" : ",",
                           (unsigned long long)u->id);
-      json_string(b, n->id);
+      json_string(b, n->id, n->id_len);
       evbuffer_add_printf(b, ", \"fd\": %d, \"streams\": %u, \"goaway\": %s}", u->s.fd, u->active,
                           u->goaway ? "true" : "false");
       j.first = 0;
@@ -165,12 +170,22 @@ static void handle(struct evhttp_request *req, void *arg) {
   evbuffer_free(b);
 }
 
+/* "PORT" alone means 127.0.0.1:PORT: the admin port shows every node and
+ * tunnel, so it is not exposed unless an address says so. */
 int admin_start(struct proxy *p, const char *spec) {
-  char host[256];
-  unsigned short port;
+  char host[256], full[300];
+  uint16_t port;
+  uint64_t only_port;
   struct evhttp_bound_socket *bs;
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  char name[128] = "?";
 
-  if (split_hostport(spec, host, sizeof(host), &port) < 0) {
+  if (parse_u64(spec, 65535, &only_port) == 0) {
+    snprintf(full, sizeof(full), "127.0.0.1:%s", spec);
+    spec = full;
+  }
+  if (hostport_split(spec, host, sizeof(host), &port) < 0) {
     logmsg("bad --admin-listen '%s'", spec);
     return -1;
   }
@@ -178,24 +193,34 @@ int admin_start(struct proxy *p, const char *spec) {
     return -1;
   evhttp_set_allowed_methods(p->admin, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+  /* small requests, and no connection held open by a silent peer */
+  evhttp_set_max_headers_size(p->admin, 8192);
+  evhttp_set_max_body_size(p->admin, 4096);
+  evhttp_set_timeout(p->admin, 10);
   evhttp_set_gencb(p->admin, handle, p);
   if (!(bs = evhttp_bind_socket_with_handle(p->admin, host, port))) {
     logmsg("cannot listen on %s (admin)", spec);
     return -1;
   }
-  {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char name[128] = "?";
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(bs);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-      format_addr((struct sockaddr *)&ss, sl, name, sizeof(name));
-    logmsg("admin (/stats, /tunnels) on %s", name);
+  if (listeners_watch_admin(p, evhttp_bound_socket_get_listener(bs)) < 0)
+    return -1;
+  if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0) {
+    addr_format((struct sockaddr *)&ss, sl, name, sizeof(name));
+    if (!addr_is_loopback((struct sockaddr *)&ss))
+      logmsg("warning: the admin port %s is not on loopback: anyone who reaches it sees every "
+             "node and tunnel",
+             name);
   }
+  logmsg("admin (/stats, /tunnels) on %s", name);
   return 0;
 }
 
+/* Also at the start of a shutdown: the port is free again at once, so a
+ * new proxy can bind it while this one finishes its requests. */
 void admin_stop(struct proxy *p) {
+  p->admin_l.l = NULL; /* evhttp frees its listener */
+  if (p->admin_l.resume_ev)
+    evtimer_del(p->admin_l.resume_ev);
   if (p->admin)
     evhttp_free(p->admin);
   p->admin = NULL;

@@ -4,7 +4,6 @@
  * (client_h2.c), anything else is HTTP/1.1, handled here one request at a
  * time (pipelined requests wait in the input buffer).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -21,15 +20,7 @@
 static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define PREFACE_LEN 24
 
-enum h1_state {
-  H1_HEAD,
-  H1_BODY,
-  H1_CHUNK_SIZE,
-  H1_CHUNK_DATA,
-  H1_CHUNK_END,
-  H1_TRAILERS,
-  H1_DONE
-};
+enum h1_state { H1_HEAD, H1_BODY, H1_CHUNKED, H1_DONE };
 
 static void h1_process(struct conn *c);
 static void h1_pump(struct conn *c);
@@ -88,6 +79,7 @@ void conn_kill(struct conn *c, const char *why) {
   if (c->next)
     c->next->prev = c->prev;
   p->n_conns--;
+  listeners_client_count_changed(p);
   c->next = p->dead_conns;
   p->dead_conns = c;
   proxy_schedule_reap(p);
@@ -225,11 +217,13 @@ void client_accept(struct proxy *p, int fd) {
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   c->p = p;
+  c->hb.limit = (size_t)p->cfg.max_header_list * HEADER_CONN_BUDGET_FACTOR;
   c->next = p->conns;
   if (p->conns)
     p->conns->prev = c;
   p->conns = c;
   p->n_conns++;
+  listeners_client_count_changed(p);
 }
 
 /* Shutdown: idle HTTP/1.1 connections close now, busy ones after their
@@ -291,35 +285,15 @@ void conn_request_drained(struct xchg *x, size_t n) {
 
 /* ------------------------------------------------------- HTTP/1.1 in */
 
-static int is_tchar(int ch) { return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch)); }
-
-static int has_token(const char *list, const char *token) {
-  size_t tl = strlen(token);
-
-  while (*list) {
-    while (*list == ' ' || *list == '\t' || *list == ',')
-      list++;
-    const char *end = list;
-    while (*end && *end != ',')
-      end++;
-    const char *e = end;
-    while (e > list && (e[-1] == ' ' || e[-1] == '\t'))
-      e--;
-    if ((size_t)(e - list) == tl && !strncasecmp(list, token, tl))
-      return 1;
-    list = end;
-  }
-  return 0;
-}
-
-/* Puts the four pseudo-headers, added last, in front. */
-static int add_pseudo(struct hdrs *h, const char *method, const char *authority, const char *path) {
+/* Adds the four pseudo-headers, last, then moves them in front. */
+static int add_pseudo(struct hdrs *h, struct h1_str method, const char *authority, size_t alen,
+                      struct h1_str path) {
   nghttp2_nv tmp[4];
 
-  if (hdrs_add(h, ":method", 7, method, strlen(method)) < 0 ||
+  if (hdrs_add(h, ":method", 7, method.p, method.n) < 0 ||
       hdrs_add(h, ":scheme", 7, "http", 4) < 0 ||
-      hdrs_add(h, ":authority", 10, authority, strlen(authority)) < 0 ||
-      hdrs_add(h, ":path", 5, path, strlen(path)) < 0)
+      hdrs_add(h, ":authority", 10, authority, alen) < 0 ||
+      hdrs_add(h, ":path", 5, path.p, path.n) < 0)
     return -1;
   memcpy(tmp, h->v + h->n - 4, sizeof(tmp));
   memmove(h->v + 4, h->v, (h->n - 4) * sizeof(*h->v));
@@ -327,113 +301,72 @@ static int add_pseudo(struct hdrs *h, const char *method, const char *authority,
   return 0;
 }
 
-/* Parses a request head (NUL-terminated, ends with CRLFCRLF) into x->req.
- * Returns 0, or the HTTP status to answer with. */
-static int h1_parse_head(struct conn *c, struct xchg *x, char *head) {
-  char *line = head, *eol, *sp1, *sp2, *te = NULL;
-  const char *path, *host = NULL;
-  char authority[256];
-  int64_t clen = -1;
-  int chunked = 0;
+/* Turns a parsed request head into x->req (names lowercased, hop-by-hop
+ * fields dropped, pseudo-headers first) and sets up the body. Returns 0,
+ * or the HTTP status to answer with. */
+static int h1_build_request(struct conn *c, struct xchg *x, const struct h1_head *h) {
+  struct proxy *p = c->p;
+  struct h1_str host = {NULL, 0}, path = h->target;
 
-  eol = strstr(line, "\r\n");
-  *eol = '\0';
-  sp1 = strchr(line, ' ');
-  sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-  if (!sp1 || !sp2 || sp1 == line || sp2 == sp1 + 1 || strchr(sp2 + 1, ' '))
-    return 400;
-  *sp1 = *sp2 = '\0';
-  for (char *m = line; *m; m++)
-    if (!is_tchar((unsigned char)*m))
-      return 400;
-  if (!strcmp(sp2 + 1, "HTTP/1.0"))
-    c->http10 = 1, c->keepalive = 0;
-  else if (!strcmp(sp2 + 1, "HTTP/1.1"))
-    c->http10 = 0, c->keepalive = 1;
-  else
-    return strncmp(sp2 + 1, "HTTP/", 5) ? 400 : 505;
-  path = sp1 + 1;
-  x->is_head = !strcmp(line, "HEAD");
-
-  for (char *h = eol + 2; *h && !(h[0] == '\r' && h[1] == '\n'); h = eol + 2) {
-    char *colon, *v, *ve;
-    eol = strstr(h, "\r\n");
-    *eol = '\0';
-    colon = strchr(h, ':');
-    if (!colon || colon == h)
-      return 400;
-    for (char *q = h; q < colon; q++) {
-      if (!is_tchar((unsigned char)*q))
-        return 400; /* also refuses obs-fold and space before the colon */
-      *q = (char)tolower((unsigned char)*q);
+  c->http10 = h->minor == 0;
+  c->keepalive = c->http10 ? h->conn_keepalive && !h->conn_close : !h->conn_close;
+  x->is_head = h->method.n == 4 && !memcmp(h->method.p, "HEAD", 4);
+  if (h->expect_other)
+    return 417;
+  x->expect_continue = h->expect_continue && !c->http10;
+  if (h->te_present && c->http10)
+    return 501;
+  for (size_t i = 0; i < h->nfields; i++) {
+    const struct h1_field *f = &h->fields[i];
+    size_t cost = f->name.n + f->value.n + HEADER_FIELD_OVERHEAD;
+    x->req_cost += cost;
+    if (x->req_cost > p->cfg.max_header_list)
+      return 431;
+    if (h1_str_ieq(f->name, "host")) {
+      host = f->value;
+      continue; /* becomes :authority */
     }
-    for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-      ;
-    for (ve = eol; ve > v && (ve[-1] == ' ' || ve[-1] == '\t'); ve--)
-      ;
-    *ve = '\0';
-    size_t nlen = (size_t)(colon - h);
-    if (nlen == 4 && !memcmp(h, "host", 4)) {
-      if (host && strcmp(host, v))
+    if (p->auth && h1_str_ieq(f->name, "authorization")) {
+      if (xchg_take_auth(x, f->value.p, f->value.n) < 0)
         return 400;
-      host = v;
-    } else if (nlen == 14 && !memcmp(h, "content-length", 14)) {
-      char *end;
-      if (!*v || !isdigit((unsigned char)*v))
-        return 400;
-      long long n = strtoll(v, &end, 10);
-      if (*end || n < 0 || (clen >= 0 && clen != n))
-        return 400;
-      clen = n;
-    } else if (nlen == 17 && !memcmp(h, "transfer-encoding", 17)) {
-      te = v;
-    } else if (nlen == 10 && !memcmp(h, "connection", 10)) {
-      if (has_token(v, "close"))
-        c->keepalive = 0;
-      else if (has_token(v, "keep-alive"))
-        c->keepalive = 1;
-    } else if (nlen == 6 && !memcmp(h, "expect", 6)) {
-      if (strcasecmp(v, "100-continue"))
-        return 417;
-      x->expect_continue = !c->http10;
+      continue; /* checked here, never forwarded */
     }
-    if (is_hop_by_hop(h, nlen))
+    if (is_hop_by_hop(f->name.p, f->name.n))
       continue;
-    if (hdrs_add(&x->req, h, nlen, v, strlen(v)) < 0)
+    if (hdrs_add(&x->req, f->name.p, f->name.n, f->value.p, f->value.n) < 0)
       return 500;
+    for (size_t k = 0; k < f->name.n; k++) { /* HTTP/2 names are lowercase */
+      uint8_t *ch = &x->req.v[x->req.n - 1].name[k];
+      if (*ch >= 'A' && *ch <= 'Z')
+        *ch = (uint8_t)(*ch + 32);
+    }
   }
-  if (te) {
-    if (strcasecmp(te, "chunked") || c->http10)
-      return 501;
-    if (clen >= 0)
+  if (hbudget_charge(x, x->req_cost, 0) < 0)
+    return 431;
+  if (path.n >= 7 && h1_str_ieq((struct h1_str){path.p, 7}, "http://")) { /* absolute form */
+    const char *a = path.p + 7, *slash = memchr(a, '/', path.n - 7);
+    size_t al = slash ? (size_t)(slash - a) : path.n - 7;
+    if (al == 0)
       return 400;
-    chunked = 1;
+    host = (struct h1_str){a, al};
+    path = slash ? (struct h1_str){slash, path.n - 7 - al} : (struct h1_str){"/", 1};
   }
-  if (!strncasecmp(path, "http://", 7)) { /* absolute form */
-    const char *a = path + 7, *slash = strchr(a, '/');
-    size_t al = slash ? (size_t)(slash - a) : strlen(a);
-    if (al == 0 || al >= sizeof(authority))
-      return 400;
-    memcpy(authority, a, al);
-    authority[al] = '\0';
-    host = authority;
-    path = slash ? slash : "/";
-  }
-  if (!host) {
+  if (!host.p) {
     if (!c->http10)
       return 400;
-    host = "localhost";
+    host = (struct h1_str){"localhost", 9};
   }
-  if (*path != '/' && strcmp(path, "*"))
+  if (path.p[0] != '/' && !(path.n == 1 && path.p[0] == '*'))
     return 400;
-  if (add_pseudo(&x->req, line, host, path) < 0)
+  if (add_pseudo(&x->req, h->method, host.p, host.n, path) < 0)
     return 500;
-  if (chunked) {
+  if (h->chunked) {
     x->req_has_body = 1;
-    c->h1_state = H1_CHUNK_SIZE;
-  } else if (clen > 0) {
+    memset(&c->chunk, 0, sizeof(c->chunk));
+    c->h1_state = H1_CHUNKED;
+  } else if (h->content_length > 0) {
     x->req_has_body = 1;
-    c->remaining = (uint64_t)clen;
+    c->remaining = (uint64_t)h->content_length;
     c->h1_state = H1_BODY;
   } else {
     x->req_done = 1;
@@ -455,39 +388,36 @@ static void h1_reject(struct conn *c, struct xchg *x, int status) {
   xchg_local_reply(x, status, text);
 }
 
-/* Reads a new request head: 0 to go on, -1 to wait for bytes. */
+/* Reads a new request head: 0 to go on, -1 to wait for bytes. At most
+ * max_header_list bytes are looked at (and copied into one piece). */
 static int h1_read_head(struct conn *c) {
+  struct proxy *p = c->p;
   struct evbuffer *in = c->in;
-  struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-  size_t len;
-  char *head;
+  size_t avail = evbuffer_get_length(in), max = p->cfg.max_header_list;
+  size_t look = avail < max ? avail : max;
+  const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+  struct h1_head h;
   struct xchg *x;
-  int status;
+  int rc, status;
 
-  if (end.pos < 0) {
-    if (evbuffer_get_length(in) <= MAX_HEAD)
-      return -1;
-    len = 0;
-  } else {
-    len = (size_t)end.pos + 4;
+  if (!data) {
+    conn_kill(c, "out of memory");
+    return -1;
   }
+  rc = h1_parse_request(data, look, max, p->h1_fields, p->cfg.max_headers, &h);
+  if (rc == H1_INCOMPLETE)
+    return -1;
   if (!(x = xchg_new(c, 0))) {
     conn_kill(c, "out of memory");
     return -1;
   }
   c->cur = x;
-  if (len == 0 || len > MAX_HEAD) {
-    h1_reject(c, x, 431);
-    return -1;
-  }
-  if (!(head = malloc(len + 1))) {
-    h1_reject(c, x, 500);
-    return -1;
-  }
-  evbuffer_remove(in, head, len);
-  head[len] = '\0';
-  status = h1_parse_head(c, x, head);
-  free(head);
+  status = rc == H1_OK                               ? h1_build_request(c, x, &h)
+           : rc == H1_TOO_LARGE || rc == H1_TOO_MANY ? 431
+           : rc == H1_BAD_VERSION                    ? 505
+                                                     : 400;
+  if (rc == H1_OK)
+    evbuffer_drain(in, h.head_len);
   if (status) {
     h1_reject(c, x, status);
     return -1;
@@ -498,6 +428,37 @@ static int h1_read_head(struct conn *c) {
     conn_want_work(c);
   }
   return 0;
+}
+
+/* Chunked request body bytes from the socket to the exchange. */
+static int h1_chunked_bytes(struct conn *c, struct xchg *x) {
+  struct evbuffer *in = c->in;
+  size_t n = evbuffer_get_contiguous_space(in), off, len;
+  const char *d;
+  ssize_t used;
+
+  if (n == 0 || evbuffer_get_length(x->req_body) >= BODY_HIGH)
+    return -1;
+  d = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+  used = h1_chunked_decode(&c->chunk, d, n, BODY_HIGH, &off, &len);
+  if (used < 0) {
+    conn_kill(c, "malformed chunked request body");
+    return -1;
+  }
+  if (len) {
+    evbuffer_drain(in, off);
+    evbuffer_remove_buffer(in, x->req_body, len);
+    evbuffer_drain(in, (size_t)used - off - len);
+  } else {
+    evbuffer_drain(in, (size_t)used);
+  }
+  if (h1_chunked_done(&c->chunk)) {
+    x->req_done = 1;
+    c->h1_state = H1_DONE;
+  }
+  if (len || x->req_done)
+    xchg_request_data(x);
+  return used > 0 ? 0 : -1;
 }
 
 /* Moves up to c->remaining body bytes from the socket to the exchange. */
@@ -521,8 +482,6 @@ static void h1_process(struct conn *c) {
     sock_pause_read(&c->s, 0);
   while (!c->dying && !c->close_when_flushed) {
     struct xchg *x = c->cur;
-    char *line;
-    size_t len;
 
     if (c->h1_state != H1_HEAD && !x) {
       conn_kill(c, "request state lost");
@@ -542,56 +501,9 @@ static void h1_process(struct conn *c) {
       }
       xchg_request_data(x);
       break;
-    case H1_CHUNK_SIZE:
-      if (!(line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF_STRICT))) {
-        if (evbuffer_get_length(in) > 1024)
-          conn_kill(c, "chunk size line too long");
+    case H1_CHUNKED:
+      if (h1_chunked_bytes(c, x) < 0)
         return;
-      }
-      {
-        char *end;
-        unsigned long long size = strtoull(line, &end, 16);
-        int bad = end == line || (*end && *end != ';' && *end != ' ' && *end != '\t');
-        free(line);
-        if (bad) {
-          conn_kill(c, "malformed chunked request body");
-          return;
-        }
-        c->remaining = size;
-        c->h1_state = size ? H1_CHUNK_DATA : H1_TRAILERS;
-      }
-      break;
-    case H1_CHUNK_DATA:
-      if (h1_body_bytes(c, x) < 0)
-        return;
-      if (c->remaining == 0)
-        c->h1_state = H1_CHUNK_END;
-      xchg_request_data(x);
-      break;
-    case H1_CHUNK_END: {
-      char crlf[2];
-      if (evbuffer_get_length(in) < 2)
-        return;
-      evbuffer_remove(in, crlf, 2);
-      if (crlf[0] != '\r' || crlf[1] != '\n') {
-        conn_kill(c, "malformed chunked request body");
-        return;
-      }
-      c->h1_state = H1_CHUNK_SIZE;
-      break;
-    }
-    case H1_TRAILERS:
-      if (!(line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF_STRICT))) {
-        if (evbuffer_get_length(in) > MAX_HEAD)
-          conn_kill(c, "trailers too long");
-        return;
-      }
-      free(line); /* trailers are dropped */
-      if (len == 0) {
-        x->req_done = 1;
-        c->h1_state = H1_DONE;
-        xchg_request_data(x);
-      }
       break;
     case H1_DONE: return; /* the response is on its way; later requests wait */
     }

@@ -24,9 +24,10 @@ static int feed(struct conn *c, const uint8_t *data, size_t len) {
 }
 
 int h2c_start(struct conn *c) {
-  static const nghttp2_settings_entry settings[] = {
+  const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, CLIENT_MAX_STREAMS},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, c->p->cfg.max_header_list},
   };
   size_t n;
 
@@ -212,18 +213,36 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   return 0;
 }
 
+/* Every field of a request counts against the stream's limits and the
+ * connection's and process's budgets; past any of them the stream is reset
+ * (nghttp2 answers a failed callback with RST_STREAM and skips the rest of
+ * the header block, which it still decodes without keeping). */
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user_data) {
   struct xchg *x = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  struct conn *c = user_data;
+  size_t cost = namelen + valuelen + HEADER_FIELD_OVERHEAD;
 
-  (void)flags, (void)user_data;
+  (void)flags;
   if (!x || frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0; /* trailers are dropped */
+  x->req_cost += cost;
+  if (x->req_cost > c->p->cfg.max_header_list || x->req.n >= c->p->cfg.max_headers ||
+      hbudget_charge(x, cost, 0) < 0) {
+    c->p->st.header_limit_resets++;
+    VLOG("h2c stream %d: request header section over the limits: reset", frame->hd.stream_id);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   if (namelen == 7 && !memcmp(name, ":method", 7))
     x->is_head = valuelen == 4 && !memcmp(value, "HEAD", 4);
   if (namelen == 2 && !memcmp(name, "te", 2))
     return 0;
+  if (c->p->auth && namelen == 13 && !memcmp(name, "authorization", 13)) {
+    if (xchg_take_auth(x, (const char *)value, valuelen) < 0)
+      x->req_bad = 1;
+    return 0; /* checked here, never forwarded */
+  }
   if (hdrs_add(&x->req, (const char *)name, namelen, (const char *)value, valuelen) < 0)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   return 0;

@@ -42,6 +42,8 @@ struct xchg *xchg_new(struct conn *c, int32_t cid) {
 static void xchg_maybe_free(struct xchg *x) {
   if (x->c || x->u || x->hold)
     return;
+  hbudget_release(&x->p->hb, &x->charged_proc);
+  free(x->auth);
   hdrs_free(&x->req);
   hdrs_free(&x->resp);
   evbuffer_free(x->req_body);
@@ -58,13 +60,35 @@ static void release(struct xchg *x) {
   xchg_maybe_free(x);
 }
 
-/* Routes the request (headers complete) to a tunnel session, or answers 503. */
+/* Keeps the authorization value of a request aside (--client-auth): it is
+ * checked here and never forwarded. A second one makes the request bad. */
+int xchg_take_auth(struct xchg *x, const char *value, size_t len) {
+  if (x->auth || len > 4096 || !(x->auth = malloc(len + 1)))
+    return -1;
+  memcpy(x->auth, value, len);
+  x->auth[len] = '\0';
+  x->auth_len = len;
+  return 0;
+}
+
+/* Routes the request (headers complete) to a tunnel session, or answers
+ * why not: 400/401/403/431 from access_check, 503 without a tunnel. */
 void xchg_dispatch(struct xchg *x) {
   struct proxy *p = x->p;
+  const char *hname = NULL, *hvalue = NULL;
   char why[320];
   struct upsess *u;
+  int status;
 
   p->st.requests++;
+  if (x->req_bad) {
+    xchg_local_reply(x, 400, "malformed request");
+    return;
+  }
+  if ((status = access_check(p, x, &hname, &hvalue, why, sizeof(why))) != 0) {
+    xchg_local_reply_hdr(x, status, why, hname, hvalue);
+    return;
+  }
   u = up_route(p, x, why, sizeof(why));
   if (!u) {
     xchg_local_reply(x, 503, why);
@@ -101,6 +125,7 @@ void xchg_client_done(struct xchg *x) {
   if (x->cnext)
     x->cnext->cprev = x->cprev;
   x->c = NULL;
+  hbudget_release(&c->hb, &x->charged_conn);
   /* An upstream stream still half-open in either direction is cancelled. */
   if (x->u && !(x->req_done && x->resp_done))
     up_cancel(x);
@@ -110,6 +135,7 @@ void xchg_client_done(struct xchg *x) {
 static void detach_upstream(struct xchg *x) {
   struct upsess *u = x->u;
 
+  hbudget_release(&u->hb, &x->charged_sess);
   if (x->uprev)
     x->uprev->unext = x->unext;
   else
@@ -165,6 +191,12 @@ void xchg_upstream_done(struct xchg *x, const char *error) {
 
 /* A response made here (503/502/400...), delivered like an upstream one. */
 void xchg_local_reply(struct xchg *x, int status, const char *text) {
+  xchg_local_reply_hdr(x, status, text, NULL, NULL);
+}
+
+/* Same, with one more header field (hname NULL: none). */
+void xchg_local_reply_hdr(struct xchg *x, int status, const char *text, const char *hname,
+                          const char *hvalue) {
   char len[24];
   size_t n = strlen(text);
 
@@ -177,7 +209,8 @@ void xchg_local_reply(struct xchg *x, int status, const char *text) {
   x->resp_status = status;
   snprintf(len, sizeof(len), "%zu", n + 1);
   if (hdrs_add(&x->resp, "content-type", 12, "text/plain", 10) < 0 ||
-      hdrs_add(&x->resp, "content-length", 14, len, strlen(len)) < 0)
+      hdrs_add(&x->resp, "content-length", 14, len, strlen(len)) < 0 ||
+      (hname && hdrs_add(&x->resp, hname, strlen(hname), hvalue, strlen(hvalue)) < 0))
     hdrs_free(&x->resp);
   evbuffer_drain(x->resp_body, evbuffer_get_length(x->resp_body));
   evbuffer_add(x->resp_body, text, n);

@@ -8,9 +8,12 @@
  * An xchg is one request/response pair; it lives while either its client
  * side or its upstream side still refers to it (exchange.c). An upsess is
  * one HTTP/2 client session on a tunnel taken from the library's pool; the
- * sessions of one node are grouped in a node (upstream.c). admin.c serves
- * /stats and /tunnels; util.c has the socket I/O (struct sock), header lists
- * and parsing helpers; upstream-proxy.c is main(): flags, listeners, signals.
+ * sessions of one node are grouped in a node (upstream.c). access.c decides
+ * whether a request may be routed at all (id rules, client tokens);
+ * listeners.c accepts connections and backs off when file descriptors run
+ * out; admin.c serves /stats and /tunnels; util.c has the socket I/O
+ * (struct sock) and header lists; upstream-proxy.c is main(): flags,
+ * signals, shutdown. Logging and parsing helpers are examples/common.c.
  */
 #ifndef REVTUN_PROXY_H
 #define REVTUN_PROXY_H
@@ -22,6 +25,8 @@
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 #include <revtun/adapters/libevent.h>
+
+#include "../common.h"
 
 #define PROG "revtun-upstream-proxy"
 
@@ -39,12 +44,28 @@
 #define BODY_LOW (256 * 1024)
 #define STREAM_WINDOW (1 << 20)
 #define CONN_WINDOW (32 << 20)
-#define MAX_HEAD (64 * 1024)      /* an HTTP/1.1 request head */
 #define READ_CHUNK (64 * 1024)    /* one read(2); libevent's own reads stop at 4 KiB */
 #define READ_BUDGET (1024 * 1024) /* bytes read from one socket per wake-up */
 #define LINGER_MS 2000            /* reading (and dropping) after our last byte */
 #define CLIENT_MAX_STREAMS 1000   /* advertised to h2c clients */
 #define ASSUMED_PEER_STREAMS 100  /* a session's room before the agent's SETTINGS */
+#define MAX_ID_BYTES 1024         /* node, cluster and tenant ids, as the library allows */
+
+/*
+ * Header limits. Every header section we receive (HTTP/1.1 request head,
+ * h2c request, agent response) is bounded per stream by max_header_list
+ * decoded bytes (name + value + 32 per field, as HTTP/2 counts them) and
+ * max_headers fields. What is kept is also charged to budgets that are
+ * released when the exchange lets go of it: one per client connection and
+ * one per tunnel session (HEADER_CONN_BUDGET_FACTOR x max_header_list), and
+ * one for the process (HEADER_PROCESS_BUDGET_FACTOR x max_header_list), so
+ * neither many streams nor many connections can pile up header memory.
+ */
+#define DEFAULT_MAX_HEADER_LIST (64 * 1024)
+#define DEFAULT_MAX_HEADERS 100
+#define HEADER_CONN_BUDGET_FACTOR 16
+#define HEADER_PROCESS_BUDGET_FACTOR 512
+#define HEADER_FIELD_OVERHEAD 32
 
 struct proxy;
 struct conn;
@@ -62,16 +83,39 @@ struct hdrs {
 
 struct settings {
   const char *tunnel_listen, *listen, *admin_listen;
-  const char *config, *acceptor_config;
+  const char *config, *acceptor_config, *client_auth;
   const char *node_header, *cluster_header, *tenant_header;
   uint32_t ka_interval_ms, ka_timeout_ms, grace_ms;
-  uint32_t max_streams; /* per session; 0 = the agent's SETTINGS */
+  uint32_t session_idle_ms; /* 0 = sessions never close for being idle */
+  uint32_t max_streams;     /* per session; 0 = the agent's SETTINGS */
+  uint32_t max_header_list; /* decoded header bytes per stream */
+  uint32_t max_headers;     /* header fields per stream */
+  uint32_t max_clients;     /* client connections at once */
+};
+
+/* Header bytes held, against a limit. */
+struct hbudget {
+  size_t used, limit;
 };
 
 struct counters {
   uint64_t requests, local_replies, handoffs, sessions_opened, sessions_closed;
   uint64_t keepalive_timeouts, goaways, upstream_resets;
+  uint64_t header_limit_resets, idle_sessions_closed, accept_pauses, auth_failures;
 };
+
+/* A listening socket that stops accepting while file descriptors run out
+ * (listeners.c). */
+struct plistener {
+  struct proxy *p;
+  const char *what;
+  struct evconnlistener *l;
+  struct event *resume_ev;
+  uint32_t backoff_ms;
+  int paused_fds, paused_cap;
+};
+
+struct auth_table;
 
 struct proxy {
   struct settings cfg;
@@ -79,8 +123,14 @@ struct proxy {
   struct revtun_libevent *le;
   revtun_t *h;
   revtun_acceptor_t *acc;
-  struct evconnlistener *tunnel_l, *client_l;
+  struct plistener tunnel_l, client_l, admin_l;
   struct evhttp *admin;
+  int reserve_fd;       /* /dev/null, given up to shed a connection at EMFILE */
+  int admin_reserve_fd; /* /dev/null, given up to accept an admin connection */
+  struct log_limit accept_log;
+  struct hbudget hb; /* header bytes held by the whole process */
+  struct auth_table *auth;
+  struct h1_field *h1_fields; /* max_headers entries: the parser's scratch */
   struct conn *conns;
   struct node *nodes;
   unsigned n_conns, n_xchg, n_sessions;
@@ -117,10 +167,12 @@ struct conn {
   struct xchg *cur;
   int h1_state;
   uint64_t remaining;
+  struct h1_chunked chunk;
   int keepalive, http10, chunked_out, close_delimited, no_body;
   /* h2c */
   nghttp2_session *h2;
   int goaway_sent;
+  struct hbudget hb; /* header bytes held by this connection's exchanges */
 };
 
 /* One request/response. */
@@ -143,6 +195,13 @@ struct xchg {
   size_t req_unconsumed;  /* h2c: request bytes not yet credited back to the client */
   size_t resp_unconsumed; /* response bytes not yet credited back to the agent */
   const char *target;     /* node or cluster, for logs */
+  /* header limits: decoded bytes of each side's header sections, and what
+   * of them is charged to the client connection, the session, the process */
+  size_t req_cost, resp_cost, charged_conn, charged_sess, charged_proc;
+  int req_bad;        /* h2c: the request broke a rule; answered 400 at dispatch */
+  int resp_too_large; /* the agent's header section broke a limit */
+  char *auth;         /* the authorization value when --client-auth is on */
+  size_t auth_len;
 };
 
 /* One HTTP/2 client session on a handed-off tunnel. */
@@ -157,46 +216,39 @@ struct upsess {
   struct xchg *xs;
   unsigned active; /* streams submitted and not closed */
   int got_settings, goaway, dying, flush_pending, ping_outstanding;
-  struct event *flush_ev, *ka_ev;
+  struct event *flush_ev, *ka_ev, *idle_ev;
+  struct hbudget hb; /* response header bytes held for this session's streams */
 };
 
-/* The sessions of one node (tenant-scoped when isolation is on). */
+/* The sessions of one node. Keyed by (tenant, id) as two fields, never a
+ * joined string; the tenant is "" unless the library isolates tenants. */
 struct node {
   struct node *next;
   char *tenant, *id, *cluster;
+  size_t tenant_len, id_len;
   struct upsess *sessions;
   unsigned n_sessions;
 };
 
 /* util.c */
-void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-extern int verbose;
-#define VLOG(...)                                                                                  \
-  do {                                                                                             \
-    if (verbose)                                                                                   \
-      logmsg(__VA_ARGS__);                                                                         \
-  } while (0)
-int split_hostport(const char *spec, char *host, size_t hostlen, unsigned short *port);
-int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, int *len);
-void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen);
-int parse_duration_ms(const char *s, uint32_t *out);
-int read_file(const char *path, uint8_t **out, size_t *len);
 int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
               event_callback_fn on_write, void *arg);
 void sock_close(struct sock *s);
 void sock_pause_read(struct sock *s, int pause);
 int sock_write(struct sock *s);
 ssize_t sock_h2_send(struct sock *s, const uint8_t *data, size_t len);
-int sock_h2_send_data(struct sock *s, const uint8_t *framehd, struct evbuffer *body,
-                      size_t length);
+int sock_h2_send_data(struct sock *s, const uint8_t *framehd, struct evbuffer *body, size_t length);
 ssize_t sock_read(struct sock *s, void *buf, size_t len);
 ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max);
 int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen);
 const char *hdrs_get(const struct hdrs *h, const char *name);
+const nghttp2_nv *hdrs_find(const struct hdrs *h, const char *name);
 void hdrs_free(struct hdrs *h);
 int is_hop_by_hop(const char *name, size_t len);
 const char *reason_phrase(int status);
-void json_string(struct evbuffer *out, const char *s);
+void json_string(struct evbuffer *out, const char *s, size_t len);
+int hbudget_charge(struct xchg *x, size_t cost, int from_agent);
+void hbudget_release(struct hbudget *b, size_t *charged);
 
 /* exchange.c */
 struct xchg *xchg_new(struct conn *c, int32_t cid);
@@ -206,12 +258,28 @@ void xchg_client_done(struct xchg *x);
 void xchg_upstream_done(struct xchg *x, const char *error);
 int xchg_retry(struct xchg *x);
 void xchg_local_reply(struct xchg *x, int status, const char *text);
+void xchg_local_reply_hdr(struct xchg *x, int status, const char *text, const char *hname,
+                          const char *hvalue);
+int xchg_take_auth(struct xchg *x, const char *value, size_t len);
 void xchg_sent_to_client(struct xchg *x, size_t n);
 void xchg_sent_upstream(struct xchg *x, size_t n);
 
 /* upstream-proxy.c */
 void proxy_schedule_reap(struct proxy *p);
 void proxy_check_done(struct proxy *p);
+
+/* listeners.c */
+int listeners_start(struct proxy *p);
+int listeners_watch_admin(struct proxy *p, struct evconnlistener *l);
+void listeners_stop(struct proxy *p);
+void listeners_client_count_changed(struct proxy *p);
+void listeners_free(struct proxy *p);
+
+/* access.c: may this request be routed? 0, or the status to answer */
+int access_load(struct proxy *p, const char *path);
+void access_free(struct proxy *p);
+int access_check(struct proxy *p, struct xchg *x, const char **hname, const char **hvalue,
+                 char *why, size_t whylen);
 
 /* client.c (HTTP/1.1 and protocol detection) and client_h2.c */
 void client_accept(struct proxy *p, int fd);
@@ -248,7 +316,8 @@ void up_cancel(struct xchg *x);
 void up_consumed(struct xchg *x, size_t n);
 void up_close_all(struct proxy *p);
 void up_reap(struct proxy *p);
-struct node *node_find(struct proxy *p, const char *tenant, const char *id);
+struct node *node_find(struct proxy *p, const char *tenant, size_t tenant_len, const char *id,
+                       size_t id_len);
 
 /* admin.c */
 int admin_start(struct proxy *p, const char *spec);

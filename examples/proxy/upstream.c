@@ -26,25 +26,31 @@ static uint64_t next_session_id;
 
 /* ---------------------------------------------------------------- nodes */
 
-/* tenant is "" unless the library keys nodes by tenant (isolation on). */
-struct node *node_find(struct proxy *p, const char *tenant, const char *id) {
+/* Both fields compared, each with its length: ("t1", "n") and ("", "t1:n")
+ * are different nodes whatever the bytes. */
+struct node *node_find(struct proxy *p, const char *tenant, size_t tenant_len, const char *id,
+                       size_t id_len) {
   for (struct node *n = p->nodes; n; n = n->next)
-    if (!strcmp(n->id, id) && !strcmp(n->tenant, tenant))
+    if (n->id_len == id_len && n->tenant_len == tenant_len && !memcmp(n->id, id, id_len) &&
+        !memcmp(n->tenant, tenant, tenant_len))
       return n;
   return NULL;
 }
 
 static struct node *node_get(struct proxy *p, const char *tenant, const char *id,
                              const char *cluster) {
-  struct node *n = node_find(p, tenant, id);
+  size_t tl = strlen(tenant), il = strlen(id);
+  struct node *n = node_find(p, tenant, tl, id, il);
 
   if (n)
     return n;
   if (!(n = calloc(1, sizeof(*n))))
     return NULL;
-  n->tenant = strdup(tenant);
-  n->id = strdup(id);
-  n->cluster = strdup(cluster ? cluster : "");
+  n->tenant = dup_bytes(tenant, tl);
+  n->id = dup_bytes(id, il);
+  n->cluster = dup_bytes(cluster ? cluster : "", cluster ? strlen(cluster) : 0);
+  n->tenant_len = tl;
+  n->id_len = il;
   if (!n->tenant || !n->id || !n->cluster) {
     free(n->tenant);
     free(n->id);
@@ -71,6 +77,9 @@ static void node_release(struct proxy *p, struct node *n) {
   free(n);
 }
 
+/* The tenant half of the node key: the tenant only when the library keys
+ * nodes by tenant, "" otherwise. Filing (from the socket's identity) and
+ * lookups (from the request) both go through here. */
 static const char *tenant_key(struct proxy *p, const char *tenant) {
   return revtun_config_tenant_isolation(p->h) && tenant ? tenant : "";
 }
@@ -99,11 +108,15 @@ static void up_close(struct upsess *u, int reason, const char *why) {
   if (u->dying)
     return;
   u->dying = 1;
-  logmsg("session %llu (node %s, fd %d): closed: %s%s", (unsigned long long)u->id, n->id, u->s.fd,
-         why, u->xs ? ", failing its open streams" : "");
+  char id[64];
+
+  logmsg("session %llu (node %s, fd %d): closed: %s%s", (unsigned long long)u->id,
+         log_safe(id, sizeof(id), n->id, n->id_len), u->s.fd, why,
+         u->xs ? ", failing its open streams" : "");
   event_del(u->s.rev);
   event_del(u->s.wev);
   evtimer_del(u->ka_ev);
+  evtimer_del(u->idle_ev);
   while (u->xs) {
     struct xchg *x = u->xs;
     nghttp2_session_set_stream_user_data(u->h2, x->uid, NULL);
@@ -133,6 +146,7 @@ static void up_free(struct upsess *u) {
   close(u->s.fd);
   event_free(u->flush_ev);
   event_free(u->ka_ev);
+  event_free(u->idle_ev);
   free(u);
 }
 
@@ -277,11 +291,35 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg) {
   up_flush(u);
 }
 
+/* A session without a stream for --session-idle-timeout goes away, so the
+ * tunnels taken under load go back to the agent (which parks new ones). */
+static void arm_idle(struct upsess *u) {
+  uint32_t ms = u->p->cfg.session_idle_ms;
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+  if (ms && !u->dying)
+    evtimer_add(u->idle_ev, &tv);
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg) {
+  struct upsess *u = arg;
+
+  (void)fd, (void)what;
+  if (u->dying || u->active)
+    return;
+  u->p->st.idle_sessions_closed++;
+  nghttp2_submit_goaway(u->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(u->h2),
+                        NGHTTP2_NO_ERROR, NULL, 0);
+  up_flush(u); /* the GOAWAY goes out while the socket is ours */
+  up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "idle");
+}
+
 /* Opens an HTTP/2 client session on a socket revtun_handoff*() gave us. */
 static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
-  static const nghttp2_settings_entry settings[] = {
+  const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, p->cfg.max_header_list},
   };
   const char *node_id = "", *cluster = "", *tenant = "";
   struct upsess *u = calloc(1, sizeof(*u));
@@ -294,6 +332,7 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
       nghttp2_session_client_new2(&u->h2, callbacks, u, options) != 0 ||
       !(u->flush_ev = event_new(p->base, -1, 0, flush_cb, u)) ||
       !(u->ka_ev = evtimer_new(p->base, keepalive_cb, u)) ||
+      !(u->idle_ev = evtimer_new(p->base, idle_cb, u)) ||
       nghttp2_submit_settings(u->h2, NGHTTP2_FLAG_NONE, settings,
                               sizeof(settings) / sizeof(settings[0])) != 0 ||
       nghttp2_session_set_local_window_size(u->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0) {
@@ -306,6 +345,8 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
         event_free(u->flush_ev);
       if (u->ka_ev)
         event_free(u->ka_ev);
+      if (u->idle_ev)
+        event_free(u->idle_ev);
       free(u);
     }
     if (n)
@@ -316,6 +357,7 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   u->p = p;
+  u->hb.limit = (size_t)p->cfg.max_header_list * HEADER_CONN_BUDGET_FACTOR;
   u->id = ++next_session_id;
   u->strip = strip;
   u->node = n;
@@ -327,19 +369,32 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
   p->n_sessions++;
   p->st.handoffs++;
   p->st.sessions_opened++;
-  logmsg("session %llu: tunnel fd %d of node %s (cluster %s) taken from the pool, speaking HTTP/2",
-         (unsigned long long)u->id, fd, n->id, cluster);
+  {
+    char id[64], cl[64];
+    logmsg("session %llu: tunnel fd %d of node %s (cluster %s) taken from the pool, speaking "
+           "HTTP/2",
+           (unsigned long long)u->id, fd, log_safe(id, sizeof(id), n->id, n->id_len),
+           log_safe(cl, sizeof(cl), cluster, strlen(cluster)));
+  }
   arm_keepalive(u, p->cfg.ka_interval_ms);
+  arm_idle(u);
   up_flush(u); /* the client preface and SETTINGS go out now */
   return u->dying ? NULL : u;
 }
 
 /* ------------------------------------------------------------- routing */
 
+/* A session takes new streams unless it is going away or its PING is
+ * unanswered: an agent that stopped answering is not given more requests
+ * while the keepalive timeout runs. */
+static int usable(const struct upsess *u) {
+  return !u->dying && !u->goaway && !u->ping_outstanding;
+}
+
 static int has_room(const struct upsess *u) {
   uint32_t limit = ASSUMED_PEER_STREAMS;
 
-  if (u->dying || u->goaway)
+  if (!usable(u))
     return 0;
   if (u->got_settings)
     limit = nghttp2_session_get_remote_settings(u->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
@@ -354,7 +409,7 @@ static struct upsess *pick(struct node *n, int overflow) {
   struct upsess *best = NULL;
 
   for (struct upsess *u = n ? n->sessions : NULL; u; u = u->next) {
-    if (u->dying || u->goaway)
+    if (!usable(u))
       continue;
     if (!overflow && has_room(u))
       return u;
@@ -364,8 +419,11 @@ static struct upsess *pick(struct node *n, int overflow) {
   return best;
 }
 
+/* tenant is the request's (NULL without the header); ids are validated
+ * C strings (access_check). */
 static struct upsess *for_node(struct proxy *p, const char *node_id, const char *tenant) {
-  struct node *n = node_find(p, tenant_key(p, tenant), node_id);
+  const char *tkey = tenant_key(p, tenant);
+  struct node *n = node_find(p, tkey, strlen(tkey), node_id, strlen(node_id));
   struct upsess *u;
   int fd;
   revtun_strip_t strip = 0;
@@ -375,22 +433,24 @@ static struct upsess *for_node(struct proxy *p, const char *node_id, const char 
   if (revtun_handoff(p->h, node_id, tenant, revtun_libevent_now(), &fd, &strip) == REVTUN_OK &&
       (u = up_open(p, fd, strip)))
     return u;
-  n = node_find(p, tenant_key(p, tenant), node_id); /* up_open may have failed */
+  n = node_find(p, tkey, strlen(tkey), node_id, strlen(node_id)); /* up_open may have failed */
   return pick(n, 1);
 }
 
 static struct upsess *for_cluster(struct proxy *p, const char *cluster, const char *tenant) {
   const char *member;
-  char node_id[512];
+  char *node_id;
   struct upsess *u;
   int fd;
   revtun_strip_t strip = 0;
 
-  /* Round robin over the cluster's member nodes, then that node's sessions. */
+  /* Round robin over the cluster's member nodes, then that node's sessions.
+   * The member id is copied: for_node may change the library's tables. */
   if (revtun_lookup_cluster(p->h, cluster, tenant, &member) == REVTUN_OK &&
-      strlen(member) < sizeof(node_id)) {
-    strcpy(node_id, member);
-    if ((u = for_node(p, node_id, tenant)))
+      (node_id = strdup(member))) {
+    u = for_node(p, node_id, tenant);
+    free(node_id);
+    if (u)
       return u;
   }
   if (revtun_handoff_by_cluster(p->h, cluster, tenant, revtun_libevent_now(), &fd, &strip) ==
@@ -459,10 +519,12 @@ int up_submit(struct upsess *u, struct xchg *x) {
     u->xs->uprev = x;
   u->xs = x;
   u->active++;
+  evtimer_del(u->idle_ev);
   if (verbose) {
     const char *m = hdrs_get(&x->req, ":method"), *path = hdrs_get(&x->req, ":path");
+    char nid[64];
     logmsg("%s %s -> session %llu stream %d (node %s)", m ? m : "-", path ? path : "-",
-           (unsigned long long)u->id, id, u->node->id);
+           (unsigned long long)u->id, id, log_safe(nid, sizeof(nid), u->node->id, u->node->id_len));
   }
   up_want_flush(u);
   return 0;
@@ -528,16 +590,36 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   return 0;
 }
 
+/* Response fields (interim heads and trailers included) count against the
+ * stream's limits; kept ones also against the session's, the client
+ * connection's and the process's budgets. Past any of them the stream is
+ * reset (nghttp2 answers the failed callback with RST_STREAM) and the
+ * client gets 502. */
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user_data) {
   struct xchg *x = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  struct upsess *u = user_data;
+  struct proxy *p = u->p;
+  size_t cost = namelen + valuelen + HEADER_FIELD_OVERHEAD;
 
-  (void)flags, (void)user_data;
-  if (!x || frame->hd.type != NGHTTP2_HEADERS || x->in_trailers)
+  (void)flags;
+  if (!x || frame->hd.type != NGHTTP2_HEADERS)
     return 0;
+  x->resp_cost += cost;
+  if (x->resp_cost > p->cfg.max_header_list || x->resp.n >= p->cfg.max_headers ||
+      (!x->in_trailers && hbudget_charge(x, cost, 1) < 0)) {
+    x->resp_too_large = 1;
+    p->st.header_limit_resets++;
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  if (x->in_trailers)
+    return 0; /* trailers are dropped */
   if (namelen == 7 && !memcmp(name, ":status", 7)) {
-    x->resp_status = atoi((const char *)value);
+    x->resp_status = valuelen == 3 && value[0] >= '1' && value[0] <= '9' && value[1] >= '0' &&
+                             value[1] <= '9' && value[2] >= '0' && value[2] <= '9'
+                         ? (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0')
+                         : 0;
     return 0;
   }
   if (name[0] == ':' || is_hop_by_hop((const char *)name, namelen))
@@ -569,8 +651,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (!u->goaway) {
       u->goaway = 1;
       p->st.goaways++;
+      char nid[64];
       logmsg("session %llu (node %s): GOAWAY from the agent (last stream %d): no new streams",
-             (unsigned long long)u->id, u->node->id, frame->goaway.last_stream_id);
+             (unsigned long long)u->id, log_safe(nid, sizeof(nid), u->node->id, u->node->id_len),
+             frame->goaway.last_stream_id);
       revtun_note_goaway(p->h, u->s.fd, revtun_libevent_now());
       /* the agent is leaving: no more PINGs, only the streams it finishes */
       evtimer_del(u->ka_ev);
@@ -637,8 +721,8 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
   struct xchg *x = nghttp2_session_get_stream_user_data(session, id);
   char why[96];
 
-  if (u->active)
-    u->active--;
+  if (u->active && --u->active == 0)
+    arm_idle(u);
   if (!x)
     return 0;
   if (x->resp_unconsumed)
@@ -646,7 +730,11 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
   x->resp_unconsumed = 0;
   if (error_code == NGHTTP2_REFUSED_STREAM && xchg_retry(x) == 0)
     return 0;
-  snprintf(why, sizeof(why), "stream reset by the agent (%s)", nghttp2_http2_strerror(error_code));
+  if (x->resp_too_large)
+    snprintf(why, sizeof(why), "response header section over the limits");
+  else
+    snprintf(why, sizeof(why), "stream reset by the agent (%s)",
+             nghttp2_http2_strerror(error_code));
   xchg_upstream_done(x, error_code ? why : NULL);
   return 0;
 }

@@ -1,150 +1,13 @@
-/* revtun-upstream-proxy: logging, address and duration parsing, header lists. */
+/* revtun-upstream-proxy: socket I/O, header lists and their budgets, JSON strings. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <netdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "proxy.h"
-
-int verbose;
-
-void logmsg(const char *fmt, ...) {
-  struct timespec ts;
-  struct tm tm;
-  char when[32];
-  va_list ap;
-
-  clock_gettime(CLOCK_REALTIME, &ts);
-  localtime_r(&ts.tv_sec, &tm);
-  strftime(when, sizeof(when), "%H:%M:%S", &tm);
-  fprintf(stderr, "%s.%03ld " PROG ": ", when, ts.tv_nsec / 1000000);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-}
-
-/* host:port or [v6]:port; the port is required (0 = any free port). */
-int split_hostport(const char *s, char *host, size_t hostlen, unsigned short *port) {
-  const char *colon = strrchr(s, ':');
-  char *end;
-  long v;
-
-  if (!colon)
-    return -1;
-  size_t hl = (size_t)(colon - s);
-  if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
-    s++;
-    hl -= 2;
-  }
-  if (hl == 0 || hl >= hostlen)
-    return -1;
-  errno = 0;
-  v = strtol(colon + 1, &end, 10);
-  if (errno || *end || end == colon + 1 || v < 0 || v > 65535)
-    return -1;
-  memcpy(host, s, hl);
-  host[hl] = '\0';
-  *port = (unsigned short)v;
-  return 0;
-}
-
-int parse_sockaddr(const char *spec, struct sockaddr_storage *ss, int *len) {
-  char host[256], port[8];
-  unsigned short p;
-  struct addrinfo hints, *res = NULL;
-
-  if (split_hostport(spec, host, sizeof(host), &p) < 0)
-    return -1;
-  snprintf(port, sizeof(port), "%u", p);
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
-    return -1;
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = (int)res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
-}
-
-/* ip:port or [ip6]:port */
-void format_addr(const struct sockaddr *sa, socklen_t len, char *out, size_t outlen) {
-  char host[256], port[32];
-
-  if (getnameinfo(sa, len, host, sizeof(host), port, sizeof(port),
-                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-    snprintf(out, outlen, "?");
-    return;
-  }
-  snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
-}
-
-/* "250ms", "10s", "2m", or a bare number of milliseconds. */
-int parse_duration_ms(const char *s, uint32_t *out) {
-  char *end;
-  unsigned long long v, mult = 1;
-
-  if (*s < '0' || *s > '9')
-    return -1;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno)
-    return -1;
-  if (!strcmp(end, "") || !strcmp(end, "ms"))
-    mult = 1;
-  else if (!strcmp(end, "s"))
-    mult = 1000;
-  else if (!strcmp(end, "m"))
-    mult = 60000;
-  else
-    return -1;
-  if (v > UINT32_MAX / mult)
-    return -1;
-  *out = (uint32_t)(v * mult);
-  return 0;
-}
-
-/* Reads a whole (small) file: the serialized configs. */
-int read_file(const char *path, uint8_t **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  uint8_t *buf = NULL;
-  size_t n = 0, cap = 0;
-
-  if (!f)
-    return -1;
-  for (;;) {
-    if (n == cap) {
-      uint8_t *nb;
-      if (cap >= (16u << 20) || !(nb = realloc(buf, cap ? cap * 2 : 4096)))
-        break;
-      buf = nb;
-      cap = cap ? cap * 2 : 4096;
-    }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0)
-      break;
-  }
-  int err = ferror(f) || !feof(f);
-  fclose(f);
-  if (err) {
-    free(buf);
-    errno = errno ? errno : EFBIG;
-    return -1;
-  }
-  *out = buf;
-  *len = n;
-  return 0;
-}
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -313,14 +176,51 @@ int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, s
   return 0;
 }
 
-/* The first value of a (lowercase) name; values are NUL-terminated and stay
- * where they are until the next hdrs_add(). */
-const char *hdrs_get(const struct hdrs *h, const char *name) {
+/* The first field of a (lowercase) name; it stays where it is until the
+ * next hdrs_add(). Its value is NUL-terminated after valuelen bytes; the
+ * parsers refuse NUL inside values, so it is also a C string. */
+const nghttp2_nv *hdrs_find(const struct hdrs *h, const char *name) {
   size_t len = strlen(name);
   for (size_t i = 0; i < h->n; i++)
     if (h->v[i].namelen == len && !memcmp(h->v[i].name, name, len))
-      return (const char *)h->v[i].value;
+      return &h->v[i];
   return NULL;
+}
+
+/* The first value of a (lowercase) name, for logs. */
+const char *hdrs_get(const struct hdrs *h, const char *name) {
+  const nghttp2_nv *nv = hdrs_find(h, name);
+  return nv ? (const char *)nv->value : NULL;
+}
+
+/* Charges cost header bytes kept for x to the budgets of its client
+ * connection, of its session (for response headers, from_agent) and of the
+ * process. -1, charging nothing, when any of them would go over its limit. */
+int hbudget_charge(struct xchg *x, size_t cost, int from_agent) {
+  struct hbudget *conn = x->c ? &x->c->hb : NULL;
+  struct hbudget *sess = from_agent && x->u ? &x->u->hb : NULL;
+  struct hbudget *proc = &x->p->hb;
+
+  if ((conn && conn->used + cost > conn->limit) || (sess && sess->used + cost > sess->limit) ||
+      proc->used + cost > proc->limit)
+    return -1;
+  if (conn) {
+    conn->used += cost;
+    x->charged_conn += cost;
+  }
+  if (sess) {
+    sess->used += cost;
+    x->charged_sess += cost;
+  }
+  proc->used += cost;
+  x->charged_proc += cost;
+  return 0;
+}
+
+/* Gives back to b what *charged holds of it. */
+void hbudget_release(struct hbudget *b, size_t *charged) {
+  b->used -= *charged < b->used ? *charged : b->used;
+  *charged = 0;
 }
 
 void hdrs_free(struct hdrs *h) {
@@ -329,7 +229,7 @@ void hdrs_free(struct hdrs *h) {
   memset(h, 0, sizeof(*h));
 }
 
-/* Connection-specific fields (RFC 9113 §8.2.2) and the ones HTTP/2 carries
+/* Connection-specific fields (not allowed in HTTP/2) and the ones HTTP/2 carries
  * as pseudo-headers or handles itself: never forwarded. */
 int is_hop_by_hop(const char *name, size_t len) {
   static const struct {
@@ -347,7 +247,7 @@ int is_hop_by_hop(const char *name, size_t len) {
   if (len < 2 || len > 17)
     return 0;
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (names[i].len == len && !strncasecmp(names[i].name, name, len))
+    if (names[i].len == len && h1_str_ieq((struct h1_str){name, len}, names[i].name))
       return 1;
   return 0;
 }
@@ -385,16 +285,19 @@ const char *reason_phrase(int status) {
   }
 }
 
-void json_string(struct evbuffer *out, const char *s) {
-  evbuffer_add(out, "\"", 1);
-  for (; s && *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      evbuffer_add_printf(out, "\\%c", ch);
-    else if (ch < 0x20)
-      evbuffer_add_printf(out, "\\u%04x", ch);
-    else
-      evbuffer_add(out, s, 1);
+/* A JSON string literal for any bytes (see json_escape in common.h). */
+void json_string(struct evbuffer *out, const char *s, size_t len) {
+  char small[256];
+  size_t need = json_escape(small, sizeof(small), (const uint8_t *)s, len);
+  char *big;
+
+  if (need < sizeof(small)) {
+    evbuffer_add(out, small, need);
+  } else if ((big = malloc(need + 1))) {
+    json_escape(big, need + 1, (const uint8_t *)s, len);
+    evbuffer_add(out, big, need);
+    free(big);
+  } else {
+    evbuffer_add(out, "\"\"", 2);
   }
-  evbuffer_add(out, "\"", 1);
 }

@@ -1,0 +1,207 @@
+/*
+ * revtun-downstream-agent: shared types.
+ *
+ * The agent is the initiator side of an Envoy-style reverse tunnel, i.e.
+ * what Envoy's downstream_socket_interface does:
+ *
+ *   slot ──dial, handshake, park (echo RPING)──▶ upstream proxy
+ *   tunnel: the parked socket once the proxy speaks HTTP/2 on it; the agent
+ *           is the HTTP/2 server there
+ *   stream ──HTTP/1.1──▶ bconn ──▶ local backend
+ *
+ * Files: main.c (flags, signals, shutdown), slot.c (tunnel slots: dialing,
+ * the handshake, RPING echoes), tunnel.c (the HTTP/2 server side: sessions
+ * and streams), backend.c (the backend connection pool and the HTTP/1.1
+ * exchange). Logging and the HTTP/1 parser are examples/common.c.
+ * Single-threaded libevent loop; nghttp2 does the framing.
+ */
+#ifndef REVTUN_AGENT_H
+#define REVTUN_AGENT_H
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <nghttp2/nghttp2.h>
+
+#include "../common.h"
+
+#define PROG "revtun-downstream-agent"
+
+#define HANDSHAKE_TIMEOUT_S 10
+#define MAX_HEAD 65536  /* an HTTP/1 response head: handshake answer or backend */
+#define MAX_HEADERS 100 /* fields of such a head, as the proxy accepts by default */
+#define BACKOFF_BASE_MS 1000
+#define RETRY_AFTER_MAX_S 3600
+#define DRAIN_GRACE_S 5
+#define LINGER_S 2           /* half-closed tunnel waits this long for the proxy's close */
+#define MAX_READ (64 * 1024) /* per read(2); libevent's default is 4 KiB */
+#define BACKEND_TIMEOUT_S 60
+#define MAX_IDLE_BACKENDS 256
+
+/*
+ * Buffering limits.  A tunnel stops asking nghttp2 for frames while more than
+ * TUN_OUT_HIGH bytes wait for the socket, and a stream stops reading its
+ * backend while more than STREAM_HIGH response bytes wait for HTTP/2 flow
+ * control.  Together they bound memory whatever the body size.
+ */
+#define TUN_OUT_HIGH (1024 * 1024)
+#define TUN_OUT_LOW (64 * 1024)
+#define STREAM_HIGH (256 * 1024)
+#define STREAM_LOW (64 * 1024)
+#define BACKEND_OUT_HIGH (256 * 1024)
+
+struct addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  char text[INET6_ADDRSTRLEN + 8]; /* ip:port or [ip6]:port */
+};
+
+/* Header limits on requests from the upstream, as the proxy's: decoded
+ * bytes (name + value + 32 per field) and fields per stream, and what all
+ * streams of one tunnel may hold (HEADER_TUNNEL_BUDGET_FACTOR x bytes). */
+#define DEFAULT_MAX_HEADER_LIST (64 * 1024)
+#define DEFAULT_MAX_HEADERS 100
+#define HEADER_FIELD_OVERHEAD 32
+#define HEADER_TUNNEL_BUDGET_FACTOR 16
+
+struct config {
+  struct addr upstream, backend;
+  uint32_t max_header_list, max_headers;
+  const char *node, *cluster, *tenant, *path, *upstream_cluster;
+  unsigned count;
+  unsigned max_backoff_ms;
+  int upgrade;
+};
+
+struct agent;
+struct stream;
+
+enum slot_state { SLOT_WAIT, SLOT_CONNECTING, SLOT_HANDSHAKE, SLOT_REJECTED, SLOT_PARKED };
+enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
+
+/* One tunnel slot: dials, handshakes, parks, and re-dials after handoff. */
+struct slot {
+  struct agent *ag;
+  unsigned idx;
+  enum slot_state state;
+  struct bufferevent *bev;
+  struct event *timer;
+  unsigned failures;
+  uint64_t episode_ms; /* initiation-time; 0 = no episode running */
+  uint64_t conn_id;
+  size_t ping_match; /* bytes of a partial RPING already seen */
+  /* rejection being read */
+  int status;
+  char reason[64];
+  long retry_after_s;
+  enum body_mode body;
+  uint64_t body_len;
+};
+
+/* One HTTP/2 connection that used to be a parked tunnel. */
+struct tunnel {
+  struct agent *ag;
+  struct tunnel *prev, *next;
+  struct bufferevent *bev;
+  nghttp2_session *h2;
+  struct stream *streams;
+  struct event *kill_ev;
+  uint64_t conn_id;
+  int dying;
+  size_t hdr_held; /* header bytes of its streams' requests */
+};
+
+enum bstate { B_HEAD, B_LENGTH, B_CHUNKED, B_UNTIL_CLOSE, B_DONE };
+
+/* One HTTP/1.1 connection to the backend; serves one stream at a time. */
+struct bconn {
+  struct agent *ag;
+  struct bconn *prev, *next; /* idle list */
+  struct bufferevent *bev;
+  struct stream *s;
+  enum bstate st;
+  uint64_t remaining;
+  struct h1_chunked chunk;
+  int keepalive, reused, got_bytes;
+};
+
+/* A copy of a field value; p is also NUL-terminated. */
+struct bytes {
+  char *p;
+  size_t n;
+};
+
+struct stream {
+  struct tunnel *t;
+  struct stream *prev, *next;
+  int32_t id;
+  struct bytes method, path, authority, host;
+  size_t hdr_cost, nfields; /* of its header sections so far */
+  struct evbuffer *hdrs, *cookies;
+  int has_length, chunked_up, req_ended, is_head, body_sent;
+  char *req_head; /* kept until the first response byte, for a retry */
+  size_t req_head_len;
+  struct bconn *bc;
+  struct evbuffer *resp;
+  int resp_started, resp_done, deferred;
+  size_t unconsumed; /* request bytes not yet acked by WINDOW_UPDATE */
+};
+
+struct agent {
+  struct config cfg;
+  struct event_base *base;
+  struct slot *slots;
+  struct tunnel *tunnels;
+  struct bconn *idle;
+  unsigned nidle;
+  uint64_t next_conn_id;
+  int stopping;
+  struct event *grace_ev;
+};
+
+static inline uint64_t now_epoch_ms(void) {
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static inline struct timeval ms_tv(uint64_t ms) {
+  struct timeval tv;
+
+  tv.tv_sec = (time_t)(ms / 1000);
+  tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+  return tv;
+}
+
+/* slot.c */
+struct bufferevent *agent_dial(struct event_base *base, const struct addr *a);
+void slot_connect(struct slot *sl);
+void slot_retry(struct slot *sl, int64_t delay_ms, const char *why);
+void slot_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* tunnel.c */
+int h2_setup(void);
+void h2_teardown(void);
+void tunnel_start(struct slot *sl, const char *prefix, size_t plen);
+void tunnel_flush(struct tunnel *t);
+void tunnel_free(struct tunnel *t);
+void stream_free(struct stream *s);
+void stream_reply_text(struct stream *s, int status, const char *text);
+ssize_t data_read_cb(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
+                     uint32_t *flags, nghttp2_data_source *source, void *user_data);
+
+/* backend.c */
+void bconn_free(struct bconn *c);
+void stream_dispatch(struct stream *s);
+void stream_backend_failed(struct stream *s, const char *why);
+void stream_data_ready(struct stream *s);
+
+#endif

@@ -1,0 +1,367 @@
+/*
+ * revtun-downstream-agent: tunnel slots. Each slot dials the upstream's
+ * tunnel listener, sends the reverse-tunnel handshake, reads the answer
+ * (200 or 101 parks the socket; a rejection is logged and retried with
+ * backoff, or after its Retry-After), echoes RPING while parked, and hands
+ * the socket to the HTTP/2 side (tunnel.c) at the first other byte, then
+ * dials again so --count tunnels stay parked.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+
+static const char RPING[5] = {'R', 'P', 'I', 'N', 'G'};
+
+/*
+ * The socket is made here, not by libevent, so that a synchronous connect()
+ * failure is reported by the return value only: callbacks are installed
+ * after bufferevent_socket_connect() succeeds.
+ */
+struct bufferevent *agent_dial(struct event_base *base, const struct addr *a) {
+  struct bufferevent *bev;
+  evutil_socket_t fd;
+  int one = 1;
+
+  fd = socket(a->ss.ss_family, SOCK_STREAM, 0);
+  if (fd < 0)
+    return NULL;
+  /* RPING echoes and HTTP/2 frames are latency bound, never batch them. */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0) {
+    evutil_closesocket(fd);
+    return NULL;
+  }
+  bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!bev) {
+    evutil_closesocket(fd);
+    return NULL;
+  }
+  /* One syscall per 64 KiB instead of per 4 KiB: bulk bodies and many
+   * small responses cost a quarter of the reads. */
+  bufferevent_set_max_single_read(bev, MAX_READ);
+  bufferevent_set_max_single_write(bev, MAX_READ);
+  if (bufferevent_socket_connect(bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
+    bufferevent_free(bev);
+    return NULL;
+  }
+  return bev;
+}
+
+void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
+  struct agent *ag = sl->ag;
+  struct timeval tv;
+
+  if (sl->bev) {
+    bufferevent_free(sl->bev);
+    sl->bev = NULL;
+  }
+  sl->state = SLOT_WAIT;
+  if (ag->stopping)
+    return;
+  if (delay_ms < 0) {
+    uint64_t d =
+        ag->cfg.max_backoff_ms < BACKOFF_BASE_MS ? ag->cfg.max_backoff_ms : BACKOFF_BASE_MS;
+    unsigned i;
+
+    for (i = 0; i < sl->failures && d < ag->cfg.max_backoff_ms; i++)
+      d *= 2;
+    if (d > ag->cfg.max_backoff_ms)
+      d = ag->cfg.max_backoff_ms;
+    /* Jitter spreads a fleet of agents after an upstream restart. */
+    delay_ms = (int64_t)(d + (uint64_t)rand() % (d * 15 / 100 + 1));
+  }
+  sl->failures++;
+  logmsg("slot %u: %s; retrying in %.2fs", sl->idx, why, (double)delay_ms / 1000.0);
+  tv = ms_tv((uint64_t)delay_ms);
+  evtimer_add(sl->timer, &tv);
+}
+
+static void slot_send_handshake(struct slot *sl) {
+  const struct config *c = &sl->ag->cfg;
+  struct evbuffer *out = bufferevent_get_output(sl->bev);
+
+  /* Byte for byte what Envoy's HTTP/1 client codec produces for it. */
+  evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nhost: %s\r\n", c->path, c->upstream.text);
+  if (c->upgrade)
+    evbuffer_add_printf(out, "connection: upgrade\r\n"
+                             "upgrade: reverse-tunnel\r\n");
+  evbuffer_add_printf(out,
+                      "x-envoy-reverse-tunnel-node-id: %s\r\n"
+                      "x-envoy-reverse-tunnel-cluster-id: %s\r\n"
+                      "x-envoy-reverse-tunnel-tenant-id: %s\r\n",
+                      c->node, c->cluster, c->tenant);
+  if (c->upstream_cluster)
+    evbuffer_add_printf(out, "x-envoy-reverse-tunnel-upstream-cluster-name: %s\r\n",
+                        c->upstream_cluster);
+  evbuffer_add_printf(out,
+                      "x-envoy-reverse-tunnel-initiation-time: %" PRIu64 "\r\n"
+                      "x-envoy-reverse-tunnel-worker-id: worker_0\r\n"
+                      "x-envoy-reverse-tunnel-connection-id: %" PRIu64 "\r\n"
+                      "content-length: 0\r\n\r\n",
+                      sl->episode_ms, sl->conn_id);
+}
+
+/* Decodes the chunked rejection body held in the input buffer (at most
+ * MAX_HEAD bytes are looked at): up to cap bytes of it into out. 1 when
+ * the body is complete (or malformed: nothing more is worth waiting for),
+ * 0 when more bytes may come. */
+static int rejection_chunked(struct slot *sl, char *out, size_t cap, size_t *outlen) {
+  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  size_t n = evbuffer_get_length(in), pos = 0;
+  const char *d;
+  struct h1_chunked c;
+
+  memset(&c, 0, sizeof(c));
+  *outlen = 0;
+  if (n > MAX_HEAD)
+    n = MAX_HEAD;
+  if (!(d = (const char *)evbuffer_pullup(in, (ev_ssize_t)n)))
+    return 1;
+  while (pos < n && !h1_chunked_done(&c)) {
+    size_t off, len;
+    ssize_t used = h1_chunked_decode(&c, d + pos, n - pos, n, &off, &len);
+    if (used <= 0)
+      return 1;
+    if (len && *outlen < cap) {
+      size_t take = cap - *outlen < len ? cap - *outlen : len;
+      memcpy(out + *outlen, d + pos + off, take);
+      *outlen += take;
+    }
+    pos += (size_t)used;
+  }
+  return h1_chunked_done(&c) || n == MAX_HEAD;
+}
+
+static void slot_finish_rejection(struct slot *sl, int complete) {
+  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  size_t n = evbuffer_get_length(in), blen = 0;
+  char body[201], shown[201], why[400];
+  int64_t delay = -1;
+
+  if (sl->body == BODY_CHUNKED) {
+    rejection_chunked(sl, body, sizeof(body) - 1, &blen);
+  } else {
+    if (sl->body == BODY_LENGTH && n > sl->body_len)
+      n = (size_t)sl->body_len;
+    blen = n < sizeof(body) - 1 ? n : sizeof(body) - 1;
+    evbuffer_copyout(in, body, blen);
+  }
+  snprintf(why, sizeof(why), "handshake rejected: %d %s%s \"%s\"", sl->status, sl->reason,
+           complete ? "" : " (body cut short)", log_safe(shown, sizeof(shown), body, blen));
+  if (sl->status == 429 && sl->retry_after_s > 0) {
+    int64_t s = sl->retry_after_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : sl->retry_after_s;
+
+    delay = s * 1000;
+    if (delay > (int64_t)sl->ag->cfg.max_backoff_ms)
+      delay = sl->ag->cfg.max_backoff_ms;
+  }
+  slot_retry(sl, delay, why);
+}
+
+/* Returns 1 once the whole rejection body is in the input buffer, or
+ * MAX_HEAD bytes of it: an endless body is not waited for. */
+static int slot_rejection_complete(struct slot *sl) {
+  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  size_t n = evbuffer_get_length(in), dummy;
+  char scratch[1];
+
+  if (n >= MAX_HEAD)
+    return 1;
+  switch (sl->body) {
+  case BODY_NONE: return 1;
+  case BODY_LENGTH: return n >= sl->body_len;
+  case BODY_CHUNKED: return rejection_chunked(sl, scratch, 0, &dummy);
+  case BODY_CLOSE: break;
+  }
+  return 0;
+}
+
+/* Echo RPINGs until the first other byte, then hand the socket to HTTP/2. */
+static void slot_parked_input(struct slot *sl) {
+  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  size_t echoes = 0, n;
+
+  while ((n = evbuffer_get_length(in)) > 0) {
+    const char *p;
+    size_t i;
+
+    if (n > 4096)
+      n = 4096;
+    p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    for (i = 0; i < n; i++) {
+      if (p[i] != RPING[sl->ping_match]) {
+        size_t held = sl->ping_match;
+
+        evbuffer_drain(in, i);
+        while (echoes--)
+          bufferevent_write(sl->bev, RPING, 5);
+        /* A held partial RPING was application data after all. */
+        tunnel_start(sl, RPING, held);
+        return;
+      }
+      if (++sl->ping_match == sizeof(RPING)) {
+        sl->ping_match = 0;
+        echoes++;
+      }
+    }
+    evbuffer_drain(in, n);
+  }
+  if (echoes)
+    VLOG("slot %u: echoed %zu RPING", sl->idx, echoes);
+  while (echoes--)
+    bufferevent_write(sl->bev, RPING, 5);
+}
+
+/* A decimal field value (digits only, below 2^31), or -1. */
+static long field_decimal(const struct h1_field *f) {
+  long v = 0;
+
+  if (!f || f->value.n == 0 || f->value.n > 9)
+    return -1;
+  for (size_t i = 0; i < f->value.n; i++) {
+    if (f->value.p[i] < '0' || f->value.p[i] > '9')
+      return -1;
+    v = v * 10 + (f->value.p[i] - '0');
+  }
+  return v;
+}
+
+static void slot_handshake_input(struct slot *sl) {
+  struct agent *ag = sl->ag;
+  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  size_t avail = evbuffer_get_length(in), look = avail < MAX_HEAD ? avail : MAX_HEAD;
+  const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+  struct h1_field fields[MAX_HEADERS];
+  struct h1_head hd;
+  char why[128];
+  int want = ag->cfg.upgrade ? 101 : 200, rc;
+
+  if (!data) {
+    slot_retry(sl, -1, "out of memory");
+    return;
+  }
+  rc = h1_parse_response(data, look, MAX_HEAD, fields, MAX_HEADERS, &hd);
+  if (rc == H1_INCOMPLETE)
+    return;
+  if (rc != H1_OK) {
+    slot_retry(sl, -1,
+               rc == H1_TOO_LARGE || rc == H1_TOO_MANY ? "handshake response head too large"
+                                                       : "malformed handshake response");
+    return;
+  }
+  if (hd.status == want) {
+    evbuffer_drain(in, hd.head_len);
+    logmsg("slot %u: tunnel parked (connection-id %" PRIu64 ", %d)", sl->idx, sl->conn_id, want);
+    sl->state = SLOT_PARKED;
+    sl->failures = 0;
+    sl->episode_ms = 0;
+    sl->ping_match = 0;
+    /* The upstream pings on its own schedule; idle is not an error. */
+    bufferevent_set_timeouts(sl->bev, NULL, NULL);
+    /* Bytes coalesced with the response head already belong to the tunnel. */
+    slot_parked_input(sl);
+    return;
+  }
+
+  sl->status = hd.status;
+  log_safe(sl->reason, sizeof(sl->reason), hd.reason.p, hd.reason.n);
+  sl->retry_after_s = field_decimal(h1_find(&hd, "retry-after"));
+  if (hd.chunked) {
+    sl->body = BODY_CHUNKED;
+  } else if (hd.content_length >= 0 && !hd.te_present) {
+    sl->body = BODY_LENGTH;
+    sl->body_len = (uint64_t)hd.content_length;
+  } else if (hd.status == 101 || hd.status == 204 || hd.status == 304) {
+    sl->body = BODY_NONE;
+  } else {
+    sl->body = BODY_CLOSE;
+  }
+  evbuffer_drain(in, hd.head_len);
+  if (hd.status == 101 || hd.status == 200) {
+    snprintf(why, sizeof(why), "unexpected handshake status %d (want %d)", hd.status, want);
+    slot_retry(sl, -1, why);
+    return;
+  }
+  sl->state = SLOT_REJECTED;
+  if (slot_rejection_complete(sl))
+    slot_finish_rejection(sl, 1);
+}
+
+static void slot_read_cb(struct bufferevent *bev, void *arg) {
+  struct slot *sl = arg;
+
+  (void)bev;
+  switch (sl->state) {
+  case SLOT_HANDSHAKE: slot_handshake_input(sl); break;
+  case SLOT_REJECTED:
+    if (slot_rejection_complete(sl))
+      slot_finish_rejection(sl, 1);
+    break;
+  case SLOT_PARKED: slot_parked_input(sl); break;
+  default: break;
+  }
+}
+
+static void slot_event_cb(struct bufferevent *bev, short what, void *arg) {
+  struct slot *sl = arg;
+  char why[160];
+
+  (void)bev;
+  if (what & BEV_EVENT_CONNECTED) {
+    VLOG("slot %u: connected to %s, sending handshake "
+         "(connection-id %" PRIu64 ")",
+         sl->idx, sl->ag->cfg.upstream.text, sl->conn_id);
+    sl->state = SLOT_HANDSHAKE;
+    slot_send_handshake(sl);
+    bufferevent_enable(sl->bev, EV_READ);
+    return;
+  }
+  if (sl->state == SLOT_REJECTED) {
+    slot_finish_rejection(sl, (what & BEV_EVENT_EOF) && sl->body == BODY_CLOSE);
+    return;
+  }
+  snprintf(why, sizeof(why), "%s %s",
+           sl->state == SLOT_PARKED       ? "parked tunnel"
+           : sl->state == SLOT_CONNECTING ? "connect failed:"
+                                          : "handshake",
+           (what & BEV_EVENT_TIMEOUT) ? "timed out"
+           : (what & BEV_EVENT_EOF)   ? "closed by upstream"
+                                      : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+  slot_retry(sl, -1, why);
+}
+
+void slot_connect(struct slot *sl) {
+  struct agent *ag = sl->ag;
+  struct timeval tmo = {HANDSHAKE_TIMEOUT_S, 0};
+  char why[128];
+
+  if (ag->stopping)
+    return;
+  /* The initiation time spans every retry until this slot succeeds. */
+  if (!sl->episode_ms)
+    sl->episode_ms = now_epoch_ms();
+  sl->conn_id = ++ag->next_conn_id;
+  sl->ping_match = 0;
+  sl->state = SLOT_CONNECTING;
+  sl->bev = agent_dial(ag->base, &ag->cfg.upstream);
+  if (!sl->bev) {
+    snprintf(why, sizeof(why), "connect to %s failed: %s", ag->cfg.upstream.text, strerror(errno));
+    slot_retry(sl, -1, why);
+    return;
+  }
+  bufferevent_setcb(sl->bev, slot_read_cb, NULL, slot_event_cb, sl);
+  bufferevent_set_timeouts(sl->bev, &tmo, &tmo);
+}
+
+void slot_timer_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  slot_connect(arg);
+}
