@@ -96,7 +96,8 @@ static double run_client(const struct sockaddr_in *sa, int total) {
     c[i] = (struct conn){start(sa), 0, 0};
   while (done < total) {
     for (int i = 0; i < CONCURRENCY; i++)
-      p[i] = (struct pollfd){c[i].fd, (short)(c[i].sent < sizeof(REQUEST) - 1 ? POLLOUT : POLLIN), 0};
+      p[i] =
+          (struct pollfd){c[i].fd, (short)(c[i].sent < sizeof(REQUEST) - 1 ? POLLOUT : POLLIN), 0};
     if (poll(p, CONCURRENCY, 5000) <= 0) {
       fprintf(stderr, "client stalled\n");
       exit(1);
@@ -105,7 +106,8 @@ static double run_client(const struct sockaddr_in *sa, int total) {
       if (!p[i].revents)
         continue;
       if (c[i].sent < sizeof(REQUEST) - 1) {
-        ssize_t w = send(c[i].fd, REQUEST + c[i].sent, sizeof(REQUEST) - 1 - c[i].sent, MSG_NOSIGNAL);
+        ssize_t w =
+            send(c[i].fd, REQUEST + c[i].sent, sizeof(REQUEST) - 1 - c[i].sent, MSG_NOSIGNAL);
         if (w > 0)
           c[i].sent += (size_t)w;
         continue;
@@ -170,8 +172,9 @@ static int on_io(revtun_t *h, int fd, int events, void *sock_user, void *user) {
       return -1;
     nfds++;
   }
-  fds[i] = (struct pollfd){fd, (short)(((events & REVTUN_IO_READ) ? POLLIN : 0) |
-                                       ((events & REVTUN_IO_WRITE) ? POLLOUT : 0)),
+  fds[i] = (struct pollfd){fd,
+                           (short)(((events & REVTUN_IO_READ) ? POLLIN : 0) |
+                                   ((events & REVTUN_IO_WRITE) ? POLLOUT : 0)),
                            0};
   return 0;
 }

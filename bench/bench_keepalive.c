@@ -468,8 +468,8 @@ int main(void) {
     for (size_t i = 0; i < 2; i++) {
       real[tcp][i] = run_real(tcp, real_sizes[i]);
       struct real_row *r = &real[tcp][i];
-      printf("%-5s %7zu %13.1f %6.1f%% %13.1f %6.1f%% %10.3f %6.1f%%\n", tcp ? "tcp" : "unix",
-             r->n, r->tick.median, 100 * r->tick.spread, r->floor.median, 100 * r->floor.spread,
+      printf("%-5s %7zu %13.1f %6.1f%% %13.1f %6.1f%% %10.3f %6.1f%%\n", tcp ? "tcp" : "unix", r->n,
+             r->tick.median, 100 * r->tick.spread, r->floor.median, 100 * r->floor.spread,
              r->ratio.median, 100 * r->ratio.spread);
       if (r->short_reps)
         printf("   WARNING: %llu samples where a send hit EAGAIN\n",
@@ -521,8 +521,7 @@ int main(void) {
            "        ESTIMATE, not measured (no 100k real fds here): all-due tick/floor = (send()\n"
            "        at %s + fake-fd work at N) / send() at %s = %.3f at 100k, %.3f at 1M\n",
            tcp ? "tcp " : "unix", rname[1], real[tcp][1].tick.median - send9k, sa[1].median,
-           rname[1], rname[1],
-           (send9k + sa[2].median) / send9k, (send9k + sa[3].median) / send9k);
+           rname[1], rname[1], (send9k + sa[2].median) / send9k, (send9k + sa[3].median) / send9k);
   }
 
   printf("\n   revtun_process_io (a) vs one recv() of 5 bytes (b) vs recv() until EAGAIN (c): the\n"
@@ -562,8 +561,7 @@ int main(void) {
       char m[96];
       snprintf(m, sizeof(m), "process_io/recv(5) @%s %s", rname[i], tcp ? "tcp" : "unix");
       bu_result("keepalive", m, real[tcp][i].io_ab.median, "x", "-", BU_INFO);
-      snprintf(m, sizeof(m), "process_io/recv-EAGAIN @%s %s", rname[i],
-               tcp ? "tcp" : "unix");
+      snprintf(m, sizeof(m), "process_io/recv-EAGAIN @%s %s", rname[i], tcp ? "tcp" : "unix");
       bu_result("keepalive", m, real[tcp][i].io_ac.median, "x", "-", BU_INFO);
     }
   return 0;

@@ -340,13 +340,14 @@ int main(void) {
   bu_header("bench_pool", "register + handoff + mark_dead cycle vs pool size, heap per socket");
   if (bu_fake_selfcheck())
     return 1;
-  printf("   ids: %u nodes, %u clusters, tenant \"%s\", initiator \"%s\", decimal connection ids,\n"
-         "   interval %u ms; trivial host io/timer/close callbacks. All pools and floors live at\n"
-         "   once; %d rounds, each timing every size (rotating order) for %u cycles after %u\n"
-         "   untimed ones, cycle and floor back to back. Reported: medians over rounds; ratios are\n"
-         "   medians of per-round ratios (a round times every size within seconds),\n"
-         "   spread = (max-min)/median of the samples.\n",
-         NODES, CLUSTERS, TENANT, WORKER, INTERVAL_MS, ROUNDS, BATCH, WARM);
+  printf(
+      "   ids: %u nodes, %u clusters, tenant \"%s\", initiator \"%s\", decimal connection ids,\n"
+      "   interval %u ms; trivial host io/timer/close callbacks. All pools and floors live at\n"
+      "   once; %d rounds, each timing every size (rotating order) for %u cycles after %u\n"
+      "   untimed ones, cycle and floor back to back. Reported: medians over rounds; ratios are\n"
+      "   medians of per-round ratios (a round times every size within seconds),\n"
+      "   spread = (max-min)/median of the samples.\n",
+      NODES, CLUSTERS, TENANT, WORKER, INTERVAL_MS, ROUNDS, BATCH, WARM);
   printf("   Pools use FAKE fds (>= %d): their fcntl/getsockname/getpeername/recv(MSG_PEEK) are\n"
          "   answered in user space and NOT measured here; see the real-socket lines below.\n\n",
          BU_FAKE_FD_BASE);
@@ -384,8 +385,8 @@ int main(void) {
     }
   }
   struct bu_summary sc[NSIZES], sf[NSIZES], scf[NSIZES], sv[NSIZES], sfv[NSIZES];
-  printf("%6s %9s %7s %8s %7s %11s %10s %10s %10s %10s\n", "pool", "cycle ns", "spread",
-         "floor ns", "spread", "cycle/floor", "cycle/1k", "floor/1k", "B/sock all", "B/sock mrg");
+  printf("%6s %9s %7s %8s %7s %11s %10s %10s %10s %10s\n", "pool", "cycle ns", "spread", "floor ns",
+         "spread", "cycle/floor", "cycle/1k", "floor/1k", "B/sock all", "B/sock mrg");
   for (size_t i = 0; i < NSIZES; i++) {
     sc[i] = bu_summarize(cyc[i], ROUNDS);
     sf[i] = bu_summarize(flo[i], ROUNDS);
@@ -417,8 +418,7 @@ int main(void) {
 
   /* --------------------- real sockets, small pool, vs the fake 1k pool */
   size_t limit = bu_raise_nofile(), real_n = REAL_N;
-  if (limit < 2 * (REAL_N + 1) + 64)
-  {
+  if (limit < 2 * (REAL_N + 1) + 64) {
     real_n = limit > 2 * 64 + 64 ? (limit - 64) / 2 - 1 : 64;
     printf("\n   NOTE: RLIMIT_NOFILE is %zu, so the real pool is limited to %zu sockets\n", limit,
            real_n);

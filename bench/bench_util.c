@@ -139,8 +139,7 @@ void bu_header(const char *bench, const char *what) {
 void bu_result(const char *bench, const char *metric, double value, const char *unit,
                const char *target, int within_target) {
   const char *note = within_target == BU_INFO ? "info" : within_target ? "within" : "over";
-  printf("RESULT|%s|%s|%.4g|%s|%s|%s\n", bench, metric, value, unit, target ? target : "-",
-         note);
+  printf("RESULT|%s|%s|%.4g|%s|%s|%s\n", bench, metric, value, unit, target ? target : "-", note);
 }
 
 size_t bu_u64_dec(char *buf, uint64_t v) {

@@ -10,7 +10,7 @@ enum { RT_ACC_NODE, RT_ACC_CLUSTER, RT_ACC_TENANT, RT_ACC_N_IDS };
 
 /* Envoy's HTTP/1 codec defaults: 60 KiB of request headers, 100 headers. */
 #define RT_ACC_DEFAULT_HEADER_BYTES (60u * 1024u)
-#define RT_ACC_MAX_TIMEOUT_MS 3600000u  /* an hour: longer is a leak, not a handshake */
+#define RT_ACC_MAX_TIMEOUT_MS 3600000u    /* an hour: longer is a leak, not a handshake */
 #define RT_ACC_MAX_PENDING_CAP (1u << 20) /* concurrent handshakes */
 /* Request bytes all pending handshakes may buffer beyond 1 KiB each. */
 #define RT_ACC_DEFAULT_BUFFERED (32u << 20)

@@ -168,7 +168,8 @@ bool rt_acc_validate(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_reque
   uint32_t max = h->cfg.max_connections_per_node;
   struct rt_idpair node;
   if (cfg->enable_connection_limit && max &&
-      rt_ids_check(h->cfg.tenant_isolation, c->args.node_id, c->args.tenant_id, &node) == REVTUN_OK &&
+      rt_ids_check(h->cfg.tenant_isolation, c->args.node_id, c->args.tenant_id, &node) ==
+          REVTUN_OK &&
       rt_pool_count_for_node(h, &node) >= max) {
     return deny(v, 429, "rejected", RT_C_HS_REJECTED);
   }

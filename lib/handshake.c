@@ -238,7 +238,8 @@ size_t rt_hs_response_reject(char *buf, int status, const char *body, unsigned f
   const char *sz = size;
   while (*sz == '0' && sz[1])
     sz++;
-  bool ok = put_status_line(buf, &len, status) && put_str(buf, &len, "content-type: text/plain\r\n");
+  bool ok =
+      put_status_line(buf, &len, status) && put_str(buf, &len, "content-type: text/plain\r\n");
   if (flags & RT_HS_REPLY_UPGRADE_HEADER)
     ok = ok && put_str(buf, &len, "upgrade: reverse-tunnel\r\n");
   if (flags & RT_HS_REPLY_HTTP10)

@@ -21,7 +21,9 @@ int rt_ids_check(bool isolation, const char *id, const char *tenant, struct rt_i
   return REVTUN_OK;
 }
 
-bool rt_ids_optional_ok(const char *s) { return !s || strnlen(s, RT_MAX_ID_LEN + 1) <= RT_MAX_ID_LEN; }
+bool rt_ids_optional_ok(const char *s) {
+  return !s || strnlen(s, RT_MAX_ID_LEN + 1) <= RT_MAX_ID_LEN;
+}
 
 size_t rt_ids_key(const struct rt_idpair *p, char *buf) {
   size_t n = 0;

@@ -19,7 +19,8 @@
 int rt_pool_check_ids(const revtun_t *h, const char *node, const char *cluster, const char *tenant,
                       struct rt_pool_ids *out) {
   bool iso = h->cfg.tenant_isolation;
-  if (rt_ids_check(iso, node, tenant, &out->node) || rt_ids_check(iso, cluster, tenant, &out->cluster))
+  if (rt_ids_check(iso, node, tenant, &out->node) ||
+      rt_ids_check(iso, cluster, tenant, &out->cluster))
     return REVTUN_E_INVAL;
   return REVTUN_OK;
 }
@@ -271,8 +272,7 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
   if (!intern(h, a->tenant_id, &s->tenant) || !intern(h, a->init_worker, &s->init_worker) ||
       (!s->has_conn_num && !intern(h, a->init_conn, &s->init_conn)) ||
       rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
-      rt_fd_set(h, fd, rt_fd_get(h, fd)) != REVTUN_OK ||
-      get_member(h, &ids, &m) != REVTUN_OK ||
+      rt_fd_set(h, fd, rt_fd_get(h, fd)) != REVTUN_OK || get_member(h, &ids, &m) != REVTUN_OK ||
       rt_stats_reserve(h, a->node_id, a->cluster_id, a->tenant_id) != REVTUN_OK) {
     if (m && m->live == 0 && m->pending == 0) {
       rt_stats_unreserve(h, a->node_id, a->cluster_id, a->tenant_id);

@@ -97,7 +97,7 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
     goto fail;
   struct revtun_event ev;
   rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, now, NULL);
-  rt_report(h, &ev); /* host reporter callback, then the configured reporter */
+  rt_report(h, &ev);     /* host reporter callback, then the configured reporter */
   if (h->free_pending) { /* freed by that callback: there is no handle to return */
     destroy(h);
     return rt_fail(REVTUN_E_STATE, errbuf, errbuf_len, "freed during creation");

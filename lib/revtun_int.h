@@ -171,7 +171,7 @@ struct rt_sock {
   int64_t initiation_time_ms;
   uint64_t seq; /* registration order, for FIFO across members */
   uint32_t interval_ms;
-  uint32_t misses; /* as wide as ping_failure_threshold: it can never wrap */
+  uint32_t misses;        /* as wide as ping_failure_threshold: it can never wrap */
   uint8_t state;          /* enum rt_sock_state */
   uint8_t partial;        /* bytes of a partial RPING echo held (0..4) */
   uint8_t awaiting_reply; /* the deadline is a reply deadline, not a send time */

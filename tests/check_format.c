@@ -121,34 +121,37 @@ START_TEST(dynamic_metadata_every_key) {
   ev.extra = extra;
   ev.n_extra = 1;
 #define M(k) "%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:" k ")%"
-  ck_assert_str_eq(
-      life(
-          M("event") "|" M("node_id") "|" M("cluster_id") "|" M("tenant_id") "|" M("worker") "|" M(
-              "socket_state") "|" M("fd") "|" M("miss_count") "|" M("initiator_worker_id") "|" M("i"
-                                                                                                 "n"
-                                                                                                 "i"
-                                                                                                 "t"
-                                                                                                 "i"
-                                                                                                 "a"
-                                                                                                 "t"
-                                                                                                 "o"
-                                                                                                 "r"
-                                                                                                 "_"
-                                                                                                 "c"
-                                                                                                 "o"
-                                                                                                 "n"
-                                                                                                 "n"
-                                                                                                 "e"
-                                                                                                 "c"
-                                                                                                 "t"
-                                                                                                 "i"
-                                                                                                 "o"
-                                                                                                 "n"
-                                                                                                 "_"
-                                                                                                 "i"
-                                                                                                 "d") "|" M("validation"),
-          &ev),
-      "idle_ping_miss|node-c|cluster-c|tenant-c|worker_3|idle|321|2|iw-1|42|passed");
+  ck_assert_str_eq(life(
+                       M("event") "|" M("node_id") "|" M("cluster_id") "|" M("tenant_id") "|" M("wo"
+                                                                                                "rk"
+                                                                                                "e"
+                                                                                                "r") "|" M(
+                           "socket_state") "|" M("fd") "|" M("miss_count") "|" M("initiator_worker_"
+                                                                                 "id") "|" M("i"
+                                                                                             "n"
+                                                                                             "i"
+                                                                                             "t"
+                                                                                             "i"
+                                                                                             "a"
+                                                                                             "t"
+                                                                                             "o"
+                                                                                             "r"
+                                                                                             "_"
+                                                                                             "c"
+                                                                                             "o"
+                                                                                             "n"
+                                                                                             "n"
+                                                                                             "e"
+                                                                                             "c"
+                                                                                             "t"
+                                                                                             "i"
+                                                                                             "o"
+                                                                                             "n"
+                                                                                             "_"
+                                                                                             "i"
+                                                                                             "d") "|" M("validation"),
+                       &ev),
+                   "idle_ping_miss|node-c|cluster-c|tenant-c|worker_3|idle|321|2|iw-1|42|passed");
   /* keys set only when they apply: absent renders "-" */
   ck_assert_str_eq(life(M("handoff_kind") "|" M("close_reason") "|" M("nope"), &ev), "-|-|-");
   ev.kind = REVTUN_EV_SOCKET_HANDOFF;

@@ -697,7 +697,7 @@ static int free_in_walk(const char *node, const char *tenant, const char *cluste
   (void)node, (void)tenant, (void)cluster, (void)idle, (void)live, (void)user;
   int fd, rc = revtun_handoff(walk_handle, "a", NULL, 1, &fd, NULL);
   if (walk_calls++ == 0)
-    walk_rc = rc; /* refused: walking (later calls: the handle is going away) */
+    walk_rc = rc;           /* refused: walking (later calls: the handle is going away) */
   revtun_free(walk_handle); /* deferred to the end of the walk */
   return 0;
 }
