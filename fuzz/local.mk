@@ -2,7 +2,6 @@
 # its saved corpus under `make check` (no clang needed); --enable-fuzzers
 # (clang) builds the real fuzzers: fuzz/fuzz_<name> <corpus dir>.
 FUZZ_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
-FUZZ_NAMES = config rping
 EXTRA_DIST += fuzz/corpus fuzz/README.md
 
 check_PROGRAMS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_api
@@ -23,6 +22,25 @@ fuzz_replay_handshake_SOURCES = fuzz/replay.c fuzz/fuzz_handshake.c
 fuzz_replay_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
 	-DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/handshake"'
 fuzz_replay_handshake_LDADD = $(LIB_CORE_LIBS)
+
+# the substitution-format engine (parser and renderer); its API is internal,
+# so the harness links the convenience library
+FUZZ_FORMAT_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib -Ilib/proto $(PROTOBUF_C_CFLAGS)
+check_PROGRAMS += fuzz/replay_format
+TESTS += fuzz/replay_format
+VALGRIND_TESTS += fuzz/replay_format
+fuzz_replay_format_SOURCES = fuzz/replay.c fuzz/fuzz_format.c
+fuzz_replay_format_CPPFLAGS = $(FUZZ_FORMAT_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/format"'
+fuzz_replay_format_CFLAGS = $(WARN_CFLAGS)
+fuzz_replay_format_LDADD = $(LIB_CORE_LIBS)
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_format
+fuzz_fuzz_format_SOURCES = fuzz/fuzz_format.c
+fuzz_fuzz_format_CPPFLAGS = $(FUZZ_FORMAT_CPPFLAGS)
+fuzz_fuzz_format_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_format_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_format_LDADD = $(LIB_CORE_LIBS)
+endif
 
 if ENABLE_FUZZERS
 noinst_PROGRAMS += fuzz/fuzz_config fuzz/fuzz_rping fuzz/fuzz_handshake fuzz/fuzz_api
