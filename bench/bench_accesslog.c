@@ -1,5 +1,5 @@
 /* bench_accesslog: one lifecycle record through a built-in file logger
- * against its floor (DESIGN §7, issue 5).
+ * against its floor.
  *
  *   logger: rt_enter + rt_emit_sock(idle_ping_sent) + rt_leave per record --
  *           render the default format (START_TIME reads CLOCK_REALTIME, eight

@@ -1,6 +1,6 @@
 /* bench_handshake: reverse-tunnel handshakes completed per second on
  * loopback, through the library's acceptor, against the floor of a bare
- * accept() + write(200) + close() server (issue 4: target >= 0.7x).
+ * accept() + write(200) + close() server (target: at least 0.7x the floor).
  *
  * A forked client keeps CONCURRENCY connections in flight: connect, send the
  * exact Envoy handshake request, read until the whole 200 answer is in, close,

@@ -1,4 +1,4 @@
-/* bench_keepalive: RPING keepalive cost against its floors (DESIGN §7, issue 3).
+/* bench_keepalive: RPING keepalive cost against its floors.
  *
  * 1. Ping tick, real sockets: N idle sockets (N = 1000 and 9000), AF_UNIX
  *    socketpairs and loopback TCP (TCP_NODELAY on both ends, as Envoy sets),

@@ -1,4 +1,4 @@
-/* bench_pool: the pool's per-operation cost and memory (DESIGN §7, issue 2).
+/* bench_pool: the pool's per-operation cost and memory.
  *
  * 1. One cycle = revtun_register_socket + revtun_handoff + revtun_mark_dead,
  *    run against pools that already hold 1k, 100k and 1M idle sockets (1000

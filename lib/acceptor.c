@@ -1,6 +1,6 @@
 /* The handshake acceptor: drives handshake.c over accepted fds through the
  * handle's io callbacks, answers exactly as Envoy's reverse_tunnel network
- * filter does (reference §3.2, §3.3), and hands accepted sockets to the pool.
+ * filter does, and hands accepted sockets to the pool.
  *
  * A connection moves through: READ (collect the request) -> either
  * WRITE_OK (answer 200/101, then commit the prepared registration) or

@@ -1,5 +1,5 @@
-/* What the acceptor checks in a complete handshake request, in Envoy's order
- * (reference §3.2 a-k): method and path, upgrade, identity headers, tenant
+/* What the acceptor checks in a complete handshake request, in the order
+ * Envoy's reverse_tunnel filter checks it: method and path, upgrade, identity headers, tenant
  * rules, required cluster name, the per-node limit, identity validation
  * formats; and the validation metadata a tunnel_setup record carries. */
 #include <stdio.h>
@@ -61,8 +61,9 @@ static const char *lookup_header(void *user, const char *name, size_t *len) {
   return v->p;
 }
 
-/* Renders each configured format and compares it with the claimed id; an
- * empty or "-" rendering fails closed (PR #46580). */
+/* Renders each configured format and compares it with the claimed id. An
+ * empty or "-" rendering fails closed, so a format whose header is missing
+ * cannot match an id an initiator chose to be "-" (Envoy PR #46580). */
 static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
                         const struct rt_hs_request *req, const struct rt_str *ids[]) {
   struct header_lookup l = {acc, req};
@@ -99,7 +100,7 @@ static bool deny(struct rt_acc_verdict *v, int status, const char *body, enum rt
   return false;
 }
 
-/* Steps a..k of reference §3.2 for a complete request: true when the
+/* The checks of a complete request, in Envoy's order: true when the
  * connection is to be accepted (c->args filled), else *v says how to answer. */
 bool rt_acc_validate(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_request *req,
                      struct rt_acc_verdict *v) {
@@ -123,7 +124,7 @@ bool rt_acc_validate(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_reque
   if (!ids[RT_ACC_TENANT]->n) {
     return deny(v, 400, "Empty tenant-id header value", RT_C_HS_PARSE_ERROR);
   }
-  /* Envoy answers 200 and then silently drops such a socket (§12 item 11). */
+  /* Envoy answers 200 and then silently drops such a socket: refuse it. */
   if (!ids[RT_ACC_NODE]->n || !ids[RT_ACC_CLUSTER]->n) {
     return deny(v, 400, "Empty node-id or cluster-id header value", RT_C_HS_PARSE_ERROR);
   }
@@ -163,8 +164,10 @@ bool rt_acc_validate(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_reque
   c->args.init_worker = copy_str(worker, &cursor);
   c->args.init_conn = copy_str(conn, &cursor);
 
-  /* The per-node limit is the first identity check, so 429 wins over 403
-   * (Errata 4). 0 means no limit here, unlike Envoy (Errata 11). */
+  /* The per-node limit is checked before the identity formats, as Envoy's
+   * filter checks it, so a request that breaks both gets 429, not 403. 0
+   * means no limit here; Envoy, with the limit enabled, refuses every
+   * handshake when it is 0. */
   uint32_t max = h->cfg.max_connections_per_node;
   struct rt_idpair node;
   if (cfg->enable_connection_limit && max &&

@@ -1,4 +1,4 @@
-/* Access loggers built from the config's access_log entries (reference §8):
+/* Access loggers built from the config's access_log entries:
  * a factory the host registered under the entry's name with
  * revtun_access_logger_register(), else a built-in chosen by the entry's
  * typed_config type (file, stdout, stderr; accesslog_config.c). Each

@@ -1,4 +1,4 @@
-/* Built-in access loggers (reference §8): which ones exist and how an
+/* Built-in access loggers: which ones exist and how an
  * access_log entry's typed_config becomes a compiled format and a target. */
 #ifndef REVTUN_ACCESSLOG_INT_H
 #define REVTUN_ACCESSLOG_INT_H

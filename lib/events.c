@@ -119,7 +119,7 @@ const struct sockaddr *revtun_event_remote_addr(const revtun_event_t *ev, sockle
   return addr_out(ev ? ev->remote : NULL, len);
 }
 
-/* ------------------------------------------------- the metadata view (§8.2)
+/* ------------------------------------------------------- the metadata view
  * The keys of Envoy's envoy.reverse_tunnel.lifecycle namespace, in Envoy's
  * order, followed by the extra pairs (handshake validation metadata). */
 

@@ -37,7 +37,7 @@ const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len) {
   return NULL;
 }
 
-/* Keys of the lifecycle namespace (reference §8.2), resolved when the
+/* Keys of the lifecycle namespace, resolved when the
  * format is compiled so that rendering reads the record directly instead of
  * building and searching the metadata view for every operator. The presence
  * rules are those of events.c's view; check_format compares the two for
@@ -79,7 +79,8 @@ static uint8_t meta_key(const char *k) {
   return MK_OTHER;
 }
 
-/* Filter-state keys of reference §8.3 (0 = a key we never set: absent). */
+/* The filter-state keys a record carries, envoy.reverse_tunnel.<key>
+ * (0 = a key the library never sets: absent). */
 enum rt_fs_key {
   FS_NONE,
   FS_NODE_ID,

@@ -1,5 +1,5 @@
 /* Handing idle sockets to the host, and the host telling the pool what became
- * of them (reference §5.4, §5.5, §6): handoff by node (FIFO) or by cluster
+ * of them: handoff by node (FIFO) or by cluster
  * (round robin over member nodes), each candidate checked without consuming
  * bytes first; mark_dead; post-handoff keepalive timeout and GOAWAY notes. */
 #define _GNU_SOURCE /* POLLRDHUP */
@@ -13,8 +13,8 @@
 
 /* ---------------------------------------------------------------- handoff */
 
-/* Allowed from inside callbacks (DESIGN §3), so it does not use rt_enter's
- * callback check; it still refuses a handle that is going away. */
+/* Callbacks may hand sockets off and mark them dead (revtun(7)), so this
+ * does not use rt_enter's callback check; it still refuses a handle that is going away. */
 static int enter_pool_call(revtun_t *h, revtun_time_ms_t now) {
   if (!h || now > RT_MAX_TIME_MS)
     return REVTUN_E_INVAL;

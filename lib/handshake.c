@@ -159,7 +159,8 @@ enum rt_hs_result rt_hs_parse(const uint8_t *buf, size_t len, const struct rt_hs
       return r;
   }
 
-  /* Body rules, before anything else looks at the request (Errata 6). */
+  /* Body rules, before anything else looks at the request: a request with a
+   * body is refused whatever its method, path and headers say. */
   const struct rt_str *cl = rt_hs_header(req, "content-length");
   const struct rt_str *te = rt_hs_header(req, "transfer-encoding");
   if (cl && te)

@@ -1,4 +1,4 @@
-/* RPING keepalive of idle sockets, exactly as reference §4.3:
+/* RPING keepalive of idle sockets, as Envoy's upstream socket interface does it:
  * send timer (interval + upward jitter < 15 %) -> one 5-byte write and a reply
  * deadline of max(1 ms, interval/2) -> echoes reset the miss count and re-arm
  * the send timer; a deadline without an echo is a miss; threshold consecutive

@@ -1,4 +1,6 @@
-/* Allocation through the handle's hooks (c-craft R3.5, R3.6). */
+/* Allocation through the handle's hooks. A request for 0 bytes asks the
+ * hooks for 1, so NULL always means failure; calloc checks the product for
+ * overflow. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,7 @@
-/* Defensive protobuf-c decoding (c-craft R5.4): a size cap, a nesting-depth
- * guard walked before protobuf-c recurses, and the handle's allocator. */
+/* Defensive protobuf-c decoding: a nesting-depth guard walked before
+ * protobuf-c recurses (protobuf-c 1.4.1 recurses once per level and
+ * overflows the stack on a google.protobuf.Value nested 100,000 deep), the
+ * handle's allocator, and allocation failures told apart from bad bytes. */
 #ifndef REVTUN_PBWIRE_H
 #define REVTUN_PBWIRE_H
 

@@ -1,4 +1,4 @@
-/* The socket pool (reference §5): sockets keyed by (tenant-scoped) node and
+/* The socket pool: sockets keyed by (tenant-scoped) node and
  * cluster, FIFO per (node, cluster) member, round robin over a cluster's
  * member nodes, membership kept while any of a node's sockets lives (idle or
  * handed off), optional per-node limit, and the single place a socket dies.
@@ -240,8 +240,8 @@ static bool intern(revtun_t *h, const char *v, struct rt_istr **out) {
 
 /* Registration is two-phase so that the handshake acceptor can reserve
  * everything before it answers 200 and commit after the answer is on the
- * wire (reference §3.2 l-o): prepare allocates and checks, commit cannot
- * fail for want of memory. */
+ * wire, so that no RPING can overtake the answer: prepare allocates and
+ * checks, commit cannot fail for want of memory. */
 int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_sock **out) {
   *out = NULL;
   struct rt_pool_ids ids;

@@ -1,4 +1,4 @@
-/* The reporter chosen by reporter_config (reference §2.2): a factory the host
+/* The reporter chosen by reporter_config: a factory the host
  * registered with revtun_reporter_register() under reporter_config.name, else
  * a built-in one, found by name or by typed_config type as Envoy finds
  * extensions:

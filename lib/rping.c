@@ -1,5 +1,5 @@
 /* RPING byte handling shared by the idle keepalive reader and the
- * post-handoff strip helper (reference §4.3, §4.4). */
+ * post-handoff strip helper. */
 #include <string.h>
 
 #include "revtun_int.h"

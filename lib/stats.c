@@ -1,4 +1,4 @@
-/* Stats with Envoy's names (reference §7), plus the counters a user needs.
+/* Stats with Envoy's names, plus the counters a user needs.
  *
  *   <p>.<w>.total_nodes / total_clusters           gauges, always
  *   <p>.nodes.<id>, <p>.clusters.<id>               detailed gauges (raw ids)

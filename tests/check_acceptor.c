@@ -1,5 +1,4 @@
-/* The handshake acceptor end to end over real sockets (reference §3, §10.6
- * items 83-114 in their NEW form): every answer's exact bytes and counter,
+/* The handshake acceptor end to end over real sockets: every answer's exact bytes and counter,
  * with the request delivered whole, in 1-byte and in 10-byte chunks. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -110,7 +109,7 @@ START_TEST(full_flow_accepts) {
   ck_assert_str_eq(e->node, "n");
   ck_assert_str_eq(e->cluster, "c");
   ck_assert_str_eq(e->tenant, "t");
-  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_REPORT_CONNECTED), 1); /* item 99 */
+  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_REPORT_CONNECTED), 1); /* one report per tunnel */
   revtun_free(h);
 }
 END_TEST
@@ -257,7 +256,7 @@ START_TEST(custom_config_and_defaults) {
   ck_assert_str_eq(o.response, OK_200);
   revtun_acceptor_free(acc);
   acc = acceptor(h, "acc_1ms");
-  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 1); /* Errata 1: ms end to end */
+  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 1); /* 1 ms stays 1 ms */
   revtun_acceptor_free(acc);
   acc = acceptor(h, "acc_flags"); /* accepted, no effect */
   revtun_free(h);
@@ -628,7 +627,7 @@ static int listen_tcp(struct sockaddr_in *sa) {
   return ls;
 }
 
-/* The request exactly as Envoy's rc_connection_wrapper writes it (§3.1). */
+/* The request exactly as Envoy's rc_connection_wrapper writes it. */
 static int initiator_connect(const struct sockaddr_in *sa, const char *node, const char *cluster,
                              const char *tenant, int conn_id) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -1,5 +1,4 @@
-/* RPING keepalive with real sockets and injected time (reference §4, §10
- * items 19-20, 23-38 and 54-58 in their NEW form). */
+/* RPING keepalive with real sockets and injected time. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -389,7 +388,7 @@ START_TEST(partial_echo_travels_with_the_handoff) {
 }
 END_TEST
 
-/* ------------------------------------------ strip helper (items 23-38) */
+/* ------------------------------------------------------- strip helper */
 
 static size_t strip(revtun_strip_t *st, const char *in, char *out, size_t *pings_out) {
   size_t olen = 0, np = 0;

@@ -142,7 +142,7 @@ START_TEST(register_and_handoff_fail_cleanly) {
 }
 END_TEST
 
-/* Phase one of an accepted handshake (reference §3.2 l, item 98 NEW): when
+/* Phase one of an accepted handshake: when
  * the registration cannot be prepared the initiator gets 503, never a 200
  * for a socket that is not registered. */
 START_TEST(handshake_503_when_registration_cannot_be_prepared) {

@@ -1,6 +1,5 @@
 /* The socket pool: register, lookup, FIFO handoff, round robin, membership,
- * limits, death and teardown (reference §5, §10.3 items 39-53 and 59-61 in
- * their NEW form, utility items 12-17), with real socketpairs. */
+ * limits, death and teardown, with real socketpairs. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -215,7 +214,8 @@ START_TEST(membership_lives_while_a_handed_off_fd_lives) {
   int peer, fd = make_pair(&peer);
   ck_assert_int_eq(tu_register(h, fd, "node-a", "cluster-a", NULL, 0, 0), REVTUN_OK);
   ck_assert_int_eq(handoff(h, "node-a", NULL), fd);
-  /* NEW (PR #41584): the cluster still resolves to node-a */
+  /* membership outlives the handoff (Envoy PR #41584): the cluster still
+   * resolves to node-a */
   const char *n;
   ck_assert_int_eq(revtun_lookup_cluster(h, "cluster-a", NULL, &n), REVTUN_OK);
   ck_assert_str_eq(n, "node-a");
