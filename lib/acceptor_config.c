@@ -24,7 +24,6 @@ void rt_acc_config_clear(const struct rt_mem *m, struct rt_acc_config *c) {
   rt_free(m, c->required_cluster_name);
   rt_free(m, c->md_namespace);
   for (int i = 0; i < RT_ACC_N_IDS; i++) {
-    rt_free(m, c->id_format_text[i]);
     rt_fmt_free(m, c->id_format[i]);
   }
   memset(c, 0, sizeof(*c));
@@ -75,8 +74,6 @@ static int parse_validation(const struct rt_mem *m, const Validation *v, struct 
                         msg, sizeof(msg));
     if (rc)
       return rt_fail(rc, err, errlen, "Failed to parse %s: %s", names[i], msg);
-    if (!(c->id_format_text[i] = rt_strdup(m, texts[i])))
-      return REVTUN_E_NOMEM;
   }
   if ((rc = check_len("validation.dynamic_metadata_namespace", v->dynamic_metadata_namespace, 255,
                       err, errlen)))
@@ -131,9 +128,7 @@ int rt_acc_config_parse(const struct rt_mem *m, const void *buf, size_t len, uin
     rc = rt_fail(REVTUN_E_NOMEM, err, errlen, "out of memory");
     goto done;
   }
-  c->auto_close = rt->auto_close_connections;
   c->use_upgrade = rt->use_http_upgrade;
-  c->skip_rebalancing = rt->skip_rebalancing;
   c->enable_connection_limit = rt->enable_connection_limit;
   if (rt->validation && (rc = parse_validation(m, rt->validation, c, err, errlen)))
     goto done;

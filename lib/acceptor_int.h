@@ -21,8 +21,7 @@ struct rt_acc_config {
   const char *method; /* static string */
   char *request_path;
   char *required_cluster_name; /* NULL: not checked */
-  bool auto_close, use_upgrade, skip_rebalancing, enable_connection_limit;
-  char *id_format_text[RT_ACC_N_IDS];
+  bool use_upgrade, enable_connection_limit;
   struct rt_fmt *id_format[RT_ACC_N_IDS]; /* NULL: not validated */
   bool emit_metadata;
   char *md_namespace;

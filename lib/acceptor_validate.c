@@ -47,14 +47,8 @@ static int64_t parse_time(revtun_t *h, const struct rt_str *v) {
   return r;
 }
 
-struct header_lookup {
-  const revtun_acceptor_t *acc;
-  const struct rt_hs_request *req;
-};
-
-static const char *lookup_header(void *user, const char *name, size_t *len) {
-  const struct header_lookup *l = user;
-  const struct rt_str *v = rt_hs_header(l->req, name);
+static const char *lookup_header(const void *user, const char *name, size_t *len) {
+  const struct rt_str *v = rt_hs_header(user, name);
   if (!v)
     return NULL;
   *len = v->n;
@@ -66,7 +60,6 @@ static const char *lookup_header(void *user, const char *name, size_t *len) {
  * cannot match an id an initiator chose to be "-" (Envoy PR #46580). */
 static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
                         const struct rt_hs_request *req, const struct rt_str *ids[]) {
-  struct header_lookup l = {acc, req};
   struct rt_addr local, remote;
   local.len = sizeof(local.u);
   remote.len = sizeof(remote.u);
@@ -77,7 +70,7 @@ static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
   struct rt_fmt_ctx ctx;
   memset(&ctx, 0, sizeof(ctx));
   ctx.req_header = lookup_header;
-  ctx.req_user = &l;
+  ctx.req_user = req;
   ctx.local = local.len ? &local.u.sa : NULL;
   ctx.local_len = local.len;
   ctx.remote = remote.len ? &remote.u.sa : NULL;

@@ -197,7 +197,7 @@ static void flush_one(revtun_t *h, struct rt_logger *l, int wait_ms) {
 void rt_loggers_flush(revtun_t *h, bool force) {
   if (!h->log_flush_due)
     return; /* nothing buffered */
-  bool due = force || h->opts.limits.log_flush_ms == 0 || h->log_flush_due <= h->last_now;
+  bool due = force || h->log_flush_due <= h->last_now;
   size_t left = 0;
   for (size_t i = 0; i < h->n_loggers; i++) {
     struct rt_logger *l = h->loggers[i];

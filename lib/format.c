@@ -149,8 +149,7 @@ static const char *token_text(const char *src, size_t start, size_t end, char *b
 /* Parses one command starting at src[i] == '%' (and src[i+1] != '%').
  * On success *next is the offset after its closing '%'. */
 static int parse_command(const char *src, size_t len, size_t i, char *pool, unsigned ops,
-                         struct rt_fmt_part *p, unsigned *family, size_t *next, char *err,
-                         size_t errlen) {
+                         struct rt_fmt_part *p, size_t *next, char *err, size_t errlen) {
   size_t j = i + 1;
   while (j < len && is_name_char(src[j]))
     j++;
@@ -206,7 +205,6 @@ static int parse_command(const char *src, size_t len, size_t i, char *pool, unsi
     return rt_fmt_fail(err, errlen, "command operator %s at offset %zu needs an argument",
                        token_text(src, i, j + 1, tok, sizeof(tok)), i);
   *p = (struct rt_fmt_part){.op = def->op, .flags = def->flags, .max_len = max_len};
-  *family = def->family;
   char msg[192];
   if (rt_fmt_parse_arg(p, arg, msg, sizeof(msg)))
     return rt_fmt_fail(err, errlen, "command operator %s at offset %zu: %s",
@@ -215,7 +213,7 @@ static int parse_command(const char *src, size_t len, size_t i, char *pool, unsi
 }
 
 int rt_fmt_parse_seq(const struct rt_mem *m, const char *src, size_t len, unsigned ops,
-                     struct rt_fmt_seq *q, unsigned *ops_used, char *err, size_t errlen) {
+                     struct rt_fmt_seq *q, char *err, size_t errlen) {
   memset(q, 0, sizeof(*q));
   if (len > RT_FMT_MAX_SOURCE)
     return rt_fmt_fail(err, errlen, "format is %zu bytes, more than the limit of %u", len,
@@ -246,15 +244,13 @@ int rt_fmt_parse_seq(const struct rt_mem *m, const char *src, size_t len, unsign
     if ((rc = add_literal(m, q, &cap, q->pool + lit, i - lit)))
       break;
     struct rt_fmt_part part;
-    unsigned family = 0;
     size_t next = len;
-    rc = parse_command(src, len, i, q->pool, ops, &part, &family, &next, err, errlen);
+    rc = parse_command(src, len, i, q->pool, ops, &part, &next, err, errlen);
     if (rc)
       break;
     if ((rc = grow_parts(m, q, &cap)))
       break;
     q->parts[q->n++] = part;
-    *ops_used |= family;
     lit = i = next;
   }
   if (!rc)
@@ -336,7 +332,7 @@ int rt_fmt_compile(const struct rt_mem *m, const char *src, size_t len, unsigned
     return REVTUN_E_NOMEM;
   }
   f->flags = flags & RT_FMT_OMIT_EMPTY;
-  int rc = rt_fmt_parse_seq(m, src ? src : "", len, ops, &f->seq, &f->ops_used, err, errlen);
+  int rc = rt_fmt_parse_seq(m, src ? src : "", len, ops, &f->seq, err, errlen);
   if (rc) {
     rt_free(m, f);
     return rc;
@@ -351,17 +347,7 @@ void rt_fmt_free(const struct rt_mem *m, struct rt_fmt *f) {
     return;
   rt_fmt_seq_free(m, &f->seq);
   rt_fmt_json_free(m, &f->root);
-  rt_free(m, f->content_type);
   rt_free(m, f);
-}
-
-bool rt_fmt_is_json(const struct rt_fmt *f) { return f->json; }
-unsigned rt_fmt_ops_used(const struct rt_fmt *f) { return f->ops_used; }
-
-const char *rt_fmt_content_type(const struct rt_fmt *f) {
-  if (f->content_type)
-    return f->content_type;
-  return f->json ? "application/json" : "text/plain";
 }
 
 static size_t render_pass(const struct rt_fmt *f, struct rt_rctx *r, char *out, size_t cap) {

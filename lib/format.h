@@ -64,13 +64,13 @@ enum rt_fmt_result {
 
 /* Looks up a request header (case-insensitively; `name` is lower case).
  * Returns the value, not necessarily NUL-terminated, or NULL when absent. */
-typedef const char *(*rt_fmt_header_fn)(void *user, const char *name, size_t *len);
+typedef const char *(*rt_fmt_header_fn)(const void *user, const char *name, size_t *len);
 
 /* What a record is rendered against. Every piece is optional. */
 struct rt_fmt_ctx {
   const struct revtun_event *ev; /* lifecycle record: metadata, filter state, addresses */
   rt_fmt_header_fn req_header;   /* %REQ(...)% */
-  void *req_user;
+  const void *req_user;
   const struct sockaddr *remote, *local; /* used when ev is NULL */
   socklen_t remote_len, local_len;
   const struct timespec *wall; /* START_TIME; NULL = read CLOCK_REALTIME at render */
@@ -107,11 +107,6 @@ void rt_fmt_free(const struct rt_mem *m, struct rt_fmt *f);
  * (optional) reports RT_FMT_R_*. */
 size_t rt_fmt_render(const struct rt_fmt *f, const struct rt_fmt_ctx *ctx, char *out, size_t cap,
                      unsigned *flags_out);
-
-bool rt_fmt_is_json(const struct rt_fmt *f);
-unsigned rt_fmt_ops_used(const struct rt_fmt *f);
-/* content_type from the config, else "text/plain" or "application/json". */
-const char *rt_fmt_content_type(const struct rt_fmt *f);
 
 /* google.protobuf.Struct as compact JSON (keys in wire order), malloc'd with
  * m and NUL-terminated. Used for the dynamic-module reporter's config. */

@@ -63,11 +63,9 @@ struct rt_fmt_jnode {
 struct rt_fmt {
   bool json;
   unsigned flags;
-  unsigned ops_used;
   bool ends_nl;             /* text: the format ends in a newline (kept when a record is cut) */
   struct rt_fmt_seq seq;    /* text */
   struct rt_fmt_jnode root; /* json */
-  char *content_type;
 };
 
 /* ------------------------------------------------------------ output sink
@@ -136,7 +134,7 @@ size_t rt_fmt_time(const char *fmt, const struct timespec *ts, char *out, size_t
 
 /* format.c */
 int rt_fmt_parse_seq(const struct rt_mem *m, const char *src, size_t len, unsigned ops,
-                     struct rt_fmt_seq *out, unsigned *ops_used, char *err, size_t errlen);
+                     struct rt_fmt_seq *out, char *err, size_t errlen);
 void rt_fmt_seq_free(const struct rt_mem *m, struct rt_fmt_seq *q);
 /* Text of one sequence into s at s->esc (null parts as "-" or ""). */
 void rt_fmt_render_seq_text(const struct rt_fmt_seq *q, struct rt_rctx *r, struct rt_sink *s);

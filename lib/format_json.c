@@ -48,7 +48,7 @@ void rt_sink_number(struct rt_sink *s, double v, unsigned level) {
 
 struct jcompile {
   const struct rt_mem *m;
-  unsigned ops, used;
+  unsigned ops;
   size_t budget; /* template bytes left (RT_FMT_MAX_SOURCE) */
   char path[160];
   char *err;
@@ -126,7 +126,7 @@ static int compile_value(struct jcompile *c, const Google__Protobuf__Value *v,
       return rc;
     n->kind = RT_J_FMT;
     char msg[200];
-    rc = rt_fmt_parse_seq(c->m, str, len, c->ops, &n->seq, &c->used, msg, sizeof(msg));
+    rc = rt_fmt_parse_seq(c->m, str, len, c->ops, &n->seq, msg, sizeof(msg));
     if (rc == REVTUN_E_NOMEM)
       return rc;
     if (rc)
@@ -205,7 +205,6 @@ int rt_fmt_compile_json(const struct rt_mem *m, const Google__Protobuf__Struct *
     rt_fmt_free(m, f);
     return rc;
   }
-  f->ops_used = c.used;
   *out = f;
   return REVTUN_OK;
 }

@@ -2,7 +2,9 @@
  *
  * text_format (deprecated), text_format_source (inline_string or
  * inline_bytes) and json_format (typed, as Envoy's SubstitutionFormatString)
- * are supported, with omit_empty_values and content_type. A format read
+ * are supported, with omit_empty_values. content_type is checked (it would
+ * end up in a header: no control characters, at most 256 bytes) and then
+ * not used: the loggers write records, not HTTP responses. A format read
  * from a file or an environment variable is refused with a sentence rather
  * than read at config time behind the host's back, and so are formatter
  * extensions and json_format_options, which this library does not have. */
@@ -110,11 +112,6 @@ int rt_fmt_from_sfs(const struct rt_mem *m, const Sfs *sfs, unsigned ops, const 
     rc = rt_fmt_compile(m, src, len, ops, flags, out, msg, sizeof(msg));
     if (rc)
       return rc == REVTUN_E_NOMEM ? rc : rt_fmt_fail(err, errlen, "%s.%s: %s", what, field, msg);
-  }
-  if (*ct && !((*out)->content_type = rt_strdup(m, ct))) {
-    rt_fmt_free(m, *out);
-    *out = NULL;
-    return REVTUN_E_NOMEM;
   }
   return REVTUN_OK;
 }

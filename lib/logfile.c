@@ -89,17 +89,6 @@ size_t rt_logfile_reserve(const struct rt_mem *m, struct rt_logfile *lf, size_t 
   return want;
 }
 
-bool rt_logfile_append(const struct rt_mem *m, struct rt_logfile *lf, const char *rec, size_t n) {
-  char *at;
-  if (!n)
-    return true;
-  if (rt_logfile_reserve(m, lf, n, &at) < n)
-    return false;
-  memcpy(at, rec, n);
-  rt_logfile_commit(lf, n);
-  return true;
-}
-
 /* write(2) on a pipe with SIGPIPE blocked for this thread; a SIGPIPE the
  * write raised is consumed, one that was already pending is left alone. */
 static ssize_t write_no_sigpipe(int fd, const void *p, size_t n) {
@@ -174,7 +163,6 @@ int rt_logfile_flush(const struct rt_mem *m, struct rt_logfile *lf, int wait_ms)
       lf->cap = 0;
     }
   }
-  lf->last_errno = err;
   return err;
 }
 

@@ -26,7 +26,6 @@ struct rt_logfile {
   char *buf;
   size_t off, len, cap; /* pending bytes are buf[off..len) */
   size_t limit;         /* most bytes pending at once */
-  int last_errno;       /* of the last failed write, 0 after a success */
 };
 
 /* Opens path O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC, 0644. Returns 0 or errno. */
@@ -40,10 +39,6 @@ void rt_logfile_use_fd(struct rt_logfile *lf, int fd, size_t limit);
  * it starts. A record rendered there is kept by rt_logfile_commit(). */
 size_t rt_logfile_reserve(const struct rt_mem *m, struct rt_logfile *lf, size_t want, char **at);
 static inline void rt_logfile_commit(struct rt_logfile *lf, size_t n) { lf->len += n; }
-
-/* Appends one record whole. False (nothing appended) when it would take the
- * pending bytes past the limit or memory ran out: the caller counts a drop. */
-bool rt_logfile_append(const struct rt_mem *m, struct rt_logfile *lf, const char *rec, size_t n);
 
 /* Writes pending bytes while the descriptor takes them without blocking.
  * wait_ms > 0 lets a stream wait for room (only when the handle is freed).
