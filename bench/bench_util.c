@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "util.h"
+#include "base/text.h"
 
 uint64_t bu_now_ns(void) {
   struct timespec ts;

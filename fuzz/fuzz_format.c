@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
+#include "format/format.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "revtun_int.h"
 

@@ -8,11 +8,11 @@
 #include <netinet/in.h>
 
 #include "revtun/revtun.h"
-#include "hash.h"
-#include "ids.h"
-#include "mem.h"
-#include "timer.h"
-#include "util.h"
+#include "base/hash.h"
+#include "base/ids.h"
+#include "base/mem.h"
+#include "base/deadline_heap.h"
+#include "base/text.h"
 
 #define RT_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 #define RT_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
+#include "format/format.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "revtun_int.h"
 #include "testutil.h"
@@ -181,7 +181,7 @@ START_TEST(dynamic_metadata_other_namespaces_and_paths) {
 END_TEST
 
 /* format_ops.c reads the lifecycle keys from the record directly; it must
- * agree with the public metadata view (events.c) on every key, present or
+ * agree with the public metadata view (lib/core/event.c) on every key, present or
  * absent, for every kind of record -- extra pairs included. */
 START_TEST(direct_metadata_matches_the_event_view) {
   static const char *const keys[] = {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handshake.h"
+#include "acceptor/handshake.h"
 #include "testutil.h"
 
 static const struct rt_hs_limits lim = {8192, 100};

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
+#include "base/hash.h"
 #include "testutil.h"
 
 /* SipHash-2-4 outputs (as little-endian 64-bit words) for lengths 0..63. */

@@ -1,0 +1,18 @@
+/* Two small helpers every part of the library needs: the sentence for a
+ * caller's error buffer, and a decimal integer without printf. Kept apart
+ * from revtun_int.h so the format engine can be built on its own (tests and
+ * fuzzers compile it without the rest of the library). */
+#ifndef REVTUN_BASE_TEXT_H
+#define REVTUN_BASE_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes a sentence into errbuf (when given) and returns status. */
+int rt_fail(int status, char *errbuf, size_t errbuf_len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Decimal digits of v into buf (room for 20), no NUL; returns the count. */
+size_t rt_u64_dec(uint64_t v, char *buf);
+
+#endif

@@ -1,0 +1,120 @@
+/* Read-only views of the pool: Envoy's getNodeWithSocket for a cluster, idle
+ * counts, the identity and state of a socket, and iteration over nodes and
+ * clusters for introspection. */
+#include <string.h>
+
+#include "pool/pool_int.h"
+
+/* ------------------------------------------------------------- lookups */
+
+int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
+                          const char **node_id_out) {
+  if (!node_id_out)
+    return REVTUN_E_INVAL;
+  *node_id_out = NULL;
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, cluster_id, tenant_id, &key))
+    return REVTUN_E_INVAL;
+  struct rt_cluster *c = rt_pool_find_cluster(h, &key);
+  for (size_t tries = 0; c && tries < c->n_members; tries++) {
+    struct rt_member *m = c->members[c->rr % c->n_members];
+    c->rr = (c->rr + 1) % c->n_members;
+    if (m->live) { /* not a registration still being answered */
+      *node_id_out = m->node->id;
+      return REVTUN_OK;
+    }
+  }
+  return REVTUN_E_NOT_FOUND;
+}
+
+int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id) {
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, node_id, tenant_id, &key))
+    return REVTUN_E_INVAL;
+  const struct rt_node *n = rt_pool_find_node(h, &key);
+  return n ? (int)n->idle : 0;
+}
+
+int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id, const char *tenant_id) {
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, cluster_id, tenant_id, &key))
+    return REVTUN_E_INVAL;
+  const struct rt_cluster *c = rt_pool_find_cluster(h, &key);
+  return c ? (int)c->idle : 0;
+}
+
+int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id, const char **cluster_id,
+                           const char **tenant_id) {
+  const struct rt_sock *s = rt_pool_sock(h, fd);
+  if (!s)
+    return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
+  if (node_id)
+    *node_id = s->member->node->id;
+  if (cluster_id)
+    *cluster_id = s->member->cluster->id;
+  if (tenant_id)
+    *tenant_id = rt_istr_str(s->tenant);
+  return REVTUN_OK;
+}
+
+int revtun_socket_state(const revtun_t *h, int fd) {
+  const struct rt_sock *s = rt_pool_sock(h, fd);
+  if (!s)
+    return h ? REVTUN_E_NOT_FOUND : REVTUN_E_INVAL;
+  return s->state == RT_SOCK_IDLE ? REVTUN_SOCK_IDLE : REVTUN_SOCK_IN_USE;
+}
+
+/* The tenant part of a scoped key, or "" when the key is not scoped. */
+static const char *key_tenant(const char *key, const char *id, char *buf, size_t cap) {
+  size_t n = (size_t)(id - key);
+  if (n == 0 || n > cap)
+    return "";
+  memcpy(buf, key, n - 1);
+  buf[n - 1] = '\0';
+  return buf;
+}
+
+int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
+  if (!h || !cb)
+    return REVTUN_E_INVAL;
+  size_t i;
+  char tenant[RT_MAX_ID_LEN + 1];
+  revtun_t *mut = rt_walk_begin(h);
+  for (struct rt_hnode *hn = rt_htable_first(&h->nodes, &i); hn;
+       hn = rt_htable_next(&h->nodes, hn, &i)) {
+    const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
+    if (!n->live)
+      continue;
+    /* the cluster of its oldest membership with live sockets */
+    const struct rt_member *first = NULL;
+    for (const struct rt_member *m = n->members; m; m = m->next_in_node)
+      if (m->live)
+        first = m;
+    if (cb(n->id, key_tenant(n->key, n->id, tenant, sizeof(tenant)), first->cluster->id, n->idle,
+           n->live, user))
+      break;
+  }
+  rt_walk_end(mut);
+  return REVTUN_OK;
+}
+
+int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) {
+  if (!h || !cb)
+    return REVTUN_E_INVAL;
+  size_t i;
+  char tenant[RT_MAX_ID_LEN + 1];
+  revtun_t *mut = rt_walk_begin(h);
+  for (struct rt_hnode *hn = rt_htable_first(&h->clusters, &i); hn;
+       hn = rt_htable_next(&h->clusters, hn, &i)) {
+    const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
+    if (!c->live)
+      continue;
+    size_t nodes = 0;
+    for (size_t k = 0; k < c->n_members; k++)
+      nodes += c->members[k]->live != 0;
+    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), nodes, c->idle, c->live, user))
+      break;
+  }
+  rt_walk_end(mut);
+  return REVTUN_OK;
+}
