@@ -405,33 +405,33 @@ START_TEST(strip_helper_behaviours) {
   char out[128];
   size_t np;
   revtun_strip_t st = 0;
-  ck_assert_uint_eq(strip(&st, "RPING", out, &np), 0); /* 23 */
+  ck_assert_uint_eq(strip(&st, "RPING", out, &np), 0);
   ck_assert_uint_eq(np, 1);
   ck_assert(revtun_rping_strip_active(st));
   st = 0;
-  ck_assert_uint_eq(strip(&st, "RPI", out, &np), 0); /* 24 */
+  ck_assert_uint_eq(strip(&st, "RPI", out, &np), 0);
   ck_assert_uint_eq(np, 0);
   ck_assert_uint_eq(strip(&st, "NG", out, &np), 0);
   ck_assert_uint_eq(np, 1);
   st = 0;
-  strip(&st, "RPING value", out, &np); /* 25 */
+  strip(&st, "RPING value", out, &np);
   ck_assert_str_eq(out, " value");
   ck_assert_uint_eq(np, 1);
   st = 0;
-  strip(&st, "RPING", out, NULL); /* 26 */
+  strip(&st, "RPING", out, NULL);
   strip(&st, "GET /", out, NULL);
   ck_assert_str_eq(out, "GET /");
   st = 0;
-  strip(&st, "HELLO", out, &np); /* 27 */
+  strip(&st, "HELLO", out, &np);
   ck_assert_str_eq(out, "HELLO");
   strip(&st, "RPING", out, &np);
   ck_assert_str_eq(out, "RPING");
   ck_assert_uint_eq(np, 0);
   st = 0;
-  strip(&st, "RPINGRPING value", out, &np); /* 37 */
+  strip(&st, "RPINGRPING value", out, &np);
   ck_assert_str_eq(out, " value");
   ck_assert_uint_eq(np, 2);
-  st = 3; /* 38: a seeded "RPI" */
+  st = 3; /* a seeded "RPI" */
   strip(&st, "NG value", out, &np);
   ck_assert_str_eq(out, " value");
   ck_assert_uint_eq(np, 1);
@@ -464,7 +464,7 @@ START_TEST(strip_flood_and_slow_stream) {
   ck_assert_int_eq(revtun_rping_strip(&st, (uint8_t *)b, 13107 * 5, out, &olen, &np), REVTUN_OK);
   st = 0;
   size_t total = 0;
-  for (int i = 0; i < 14000; i++) { /* 31: slow steady stream never trips */
+  for (int i = 0; i < 14000; i++) { /* slow steady stream never trips */
     ck_assert_int_eq(revtun_rping_strip(&st, (uint8_t *)b, 5, out, &olen, &np), REVTUN_OK);
     total += np;
   }
