@@ -277,13 +277,10 @@ static void dispatch_io(revtun_t *h, int fd, int events, revtun_time_ms_t now) {
   struct rt_fdent *ent = rt_fd_get(h, fd);
   if (!ent)
     return;
-  if (ent->kind == RT_FD_HANDSHAKE) {
+  if (ent->kind == RT_FD_HANDSHAKE)
     rt_acceptor_on_io(h, ent, events, now);
-  } else {
-    struct rt_sock *s = (struct rt_sock *)ent;
-    if (s->state == RT_SOCK_IDLE && (events & REVTUN_IO_READ))
-      rt_ka_on_readable(h, s, now);
-  }
+  else
+    rt_pool_on_io(h, ent, events, now);
 }
 
 int revtun_process_io(revtun_t *h, int fd, int events, revtun_time_ms_t now) {
@@ -327,7 +324,7 @@ int revtun_tick(revtun_t *h, revtun_time_ms_t now) {
     /* A socket's handler re-arms its timer in place (one sift instead of a
      * pop and a push) or kills it, which unschedules it; dead sockets stay
      * readable until the outermost call returns. */
-    rt_ka_on_deadline(h, (struct rt_sock *)ent, now);
+    rt_pool_on_deadline(h, ent, now);
     if (t->idx != RT_TIMER_IDLE && t->deadline <= now)
       rt_heap_remove(&h->timers, t);
   }

@@ -13,6 +13,7 @@
 #include "base/mem.h"
 #include "base/deadline_heap.h"
 #include "base/text.h"
+#include "pool/keepalive.h"
 
 #define RT_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 #define RT_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -170,11 +171,8 @@ struct rt_sock {
   uint64_t init_conn_num;
   int64_t initiation_time_ms;
   uint64_t seq; /* registration order, for FIFO across members */
-  uint32_t interval_ms;
-  uint32_t misses;        /* as wide as ping_failure_threshold: it can never wrap */
-  uint8_t state;          /* enum rt_sock_state */
-  uint8_t partial;        /* bytes of a partial RPING echo held (0..4) */
-  uint8_t awaiting_reply; /* the deadline is a reply deadline, not a send time */
+  struct rt_keepalive ka;
+  uint8_t state; /* enum rt_sock_state */
   uint8_t h2_timeout_noted;
   uint8_t dead; /* unlinked; memory freed when the outermost call returns */
   uint8_t has_conn_num;
@@ -347,13 +345,10 @@ size_t rt_pool_count_for_node(const revtun_t *h, const struct rt_idpair *node);
 void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now);
 void rt_pool_free_all(revtun_t *h);
 
-/* keepalive.c */
-void rt_ka_start(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
-void rt_ka_on_readable(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
-void rt_ka_on_deadline(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
-/* Feeds bytes read elsewhere (the handshake); returns false if s was closed. */
-bool rt_ka_feed(revtun_t *h, struct rt_sock *s, const uint8_t *p, size_t n, revtun_time_ms_t now);
-uint32_t rt_jitter(revtun_t *h, uint32_t interval_ms);
+/* The keepalive of idle sockets: what a socket's readiness and deadline
+ * mean, with the counters, records and deaths that follow. */
+void rt_pool_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now);
+void rt_pool_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now);
 
 /* rping.c: the 5-byte window scanner shared by keepalive and the strip helper. */
 #define RT_RPING "RPING"

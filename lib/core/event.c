@@ -34,7 +34,7 @@ void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_m
   ev->initiation_time_ms = s->initiation_time_ms;
   ev->fd = s->ent.fd;
   ev->sock_user = s->ent.sock_user;
-  ev->miss_count = s->misses;
+  ev->miss_count = s->ka.misses;
   ev->local = &s->local;
   ev->remote = &s->remote;
   if (kind == REVTUN_EV_SOCKET_HANDOFF) {

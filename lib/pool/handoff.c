@@ -62,8 +62,8 @@ static void hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int 
   rt_count(h, RT_C_HANDOFFS);
   *fd_out = s->ent.fd;
   if (strip_out)
-    *strip_out = s->partial; /* a partial echo becomes the strip helper's state */
-  s->partial = 0;
+    *strip_out = s->ka.partial; /* a partial echo becomes the strip helper's state */
+  s->ka.partial = 0;
   rt_emit_sock(h, REVTUN_EV_SOCKET_HANDOFF, s, now);
 }
 

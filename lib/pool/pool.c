@@ -200,6 +200,49 @@ void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s) {
     rt_log(h, REVTUN_LOG_WARN, "io callback failed removing fd %d", s->ent.fd);
 }
 
+/* ------------------------------------------------------------ keepalive */
+
+static bool alive_and_idle(const struct rt_sock *s) { return !s->dead && s->state == RT_SOCK_IDLE; }
+
+/* A keepalive verdict on s: its counter and record, and for a close the
+ * socket's death. */
+static void apply(revtun_t *h, struct rt_sock *s, struct rt_ka_verdict v, revtun_time_ms_t now) {
+  switch (v.outcome) {
+  case RT_KA_QUIET: return;
+  case RT_KA_PING_SENT:
+    rt_count(h, RT_C_PINGS_SENT);
+    rt_emit_sock(h, REVTUN_EV_PING_SENT, s, now);
+    return;
+  case RT_KA_ACK:
+    rt_count(h, RT_C_PING_ACKS);
+    rt_emit_sock(h, REVTUN_EV_PING_ACK, s, now);
+    return;
+  case RT_KA_MISS:
+    rt_count(h, RT_C_PING_MISSES);
+    rt_emit_sock(h, REVTUN_EV_PING_MISS, s, now);
+    return;
+  case RT_KA_TIMEOUT:
+    rt_count(h, RT_C_PING_MISSES);
+    rt_emit_sock(h, REVTUN_EV_PING_TIMEOUT, s, now);
+    if (alive_and_idle(s)) /* a callback may have handed it off or killed it */
+      rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_PING_TIMEOUT, 0, now);
+    return;
+  case RT_KA_CLOSE: rt_pool_kill(h, s, v.reason, v.sys_errno, now); return;
+  }
+}
+
+void rt_pool_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now) {
+  struct rt_sock *s = (struct rt_sock *)ent;
+  if (s->state == RT_SOCK_IDLE && (events & REVTUN_IO_READ))
+    apply(h, s, rt_ka_on_readable(h, &s->ent, &s->ka, now), now);
+}
+
+void rt_pool_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now) {
+  struct rt_sock *s = (struct rt_sock *)ent;
+  if (alive_and_idle(s))
+    apply(h, s, rt_ka_on_deadline(h, &s->ent, &s->ka, now), now);
+}
+
 /* --------------------------------------------------------- registration */
 
 static void read_addrs(struct rt_sock *s) {
@@ -266,7 +309,7 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
   s->ent.kind = RT_FD_POOL;
   s->ent.sock_user = a->sock_user;
   s->ent.tm.idx = RT_TIMER_IDLE;
-  s->interval_ms = a->interval_ms ? a->interval_ms : RT_DEFAULT_PING_INTERVAL_MS;
+  s->ka.interval_ms = a->interval_ms ? a->interval_ms : RT_DEFAULT_PING_INTERVAL_MS;
   s->initiation_time_ms = a->initiation_time_ms;
   s->has_conn_num = parse_conn_id(a->init_conn, &s->init_conn_num);
   if (!intern(h, a->tenant_id, &s->tenant) || !intern(h, a->init_worker, &s->init_worker) ||
@@ -335,7 +378,7 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
   h->n_sockets++, h->n_idle++;
   rt_count(h, RT_C_TUNNELS_SETUP);
   rt_stats_socket(h, s, +1);
-  rt_ka_start(h, s, now);
+  rt_ka_start(h, &s->ent, &s->ka, now);
 
   struct revtun_event ev;
   if (rt_wants_records(h)) {
@@ -348,8 +391,8 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
     rt_event_init(&ev, h, REVTUN_EV_REPORT_CONNECTED, now, s);
     rt_report(h, &ev);
   }
-  if (!s->dead && s->state == RT_SOCK_IDLE && a->n_early)
-    rt_ka_feed(h, s, a->early_bytes, a->n_early, now);
+  if (alive_and_idle(s) && a->n_early)
+    apply(h, s, rt_ka_feed(h, &s->ent, &s->ka, a->early_bytes, a->n_early, now), now);
   return REVTUN_OK;
 }
 
