@@ -1,7 +1,7 @@
 /* bench_accesslog: one lifecycle record through a built-in file logger
  * against its floor.
  *
- *   logger: rt_enter + rt_emit_sock(idle_ping_sent) + rt_leave per record --
+ *   logger: rt_enter + rt_pool_emit(idle_ping_sent) + rt_leave per record --
  *           render the default format (START_TIME reads CLOCK_REALTIME, eight
  *           more operators), append to the logger's buffer, and the flushes
  *           the library does on its own (at 64 KiB at the end of a call; the
@@ -108,7 +108,7 @@ static double logger_sample(struct rig *r, unsigned n) {
   for (unsigned i = 0; i < n; i++) {
     if (rt_enter(r->h, r->now) != REVTUN_OK)
       abort();
-    rt_emit_sock(r->h, REVTUN_EV_PING_SENT, r->s, r->now);
+    rt_pool_emit(r->h, REVTUN_EV_PING_SENT, r->s, r->now);
     rt_leave(r->h);
   }
   r->now += r->h->opts.limits.log_flush_ms; /* the deadline: the rest goes out */

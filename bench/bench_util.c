@@ -143,7 +143,7 @@ void bu_result(const char *bench, const char *metric, double value, const char *
 }
 
 size_t bu_u64_dec(char *buf, uint64_t v) {
-  size_t n = rt_u64_dec(v, buf); /* the library's, compiled in */
+  size_t n = rt_u64_dec(v, buf); /* the library's, linked in */
   buf[n] = '\0';
   return n;
 }

@@ -89,6 +89,7 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/pool/handoff.c \
 	lib/pool/keepalive.c \
 	lib/pool/pool.c lib/pool/pool_int.h \
+	lib/pool/pool_record.c \
 	lib/pool/pool_view.c \
 	lib/pool/reg_builder.c \
 	lib/acceptor/acceptor.c lib/acceptor/acceptor_int.h \

@@ -95,8 +95,12 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
     goto fail;
   if ((rc = rt_reporter_create(h, errbuf, errbuf_len)))
     goto fail;
+  if (h->n_loggers)
+    h->upcalls.record = rt_loggers_log;
+  if (h->reporter_factory)
+    h->upcalls.report = rt_reporter_event;
   struct revtun_event ev;
-  rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, now, NULL);
+  rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, now);
   rt_report(h, &ev);     /* host reporter callback, then the configured reporter */
   if (h->free_pending) { /* freed by that callback: there is no handle to return */
     destroy(h);

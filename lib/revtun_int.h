@@ -250,6 +250,15 @@ struct rt_stats {
 
 /* ---------------------------------------------------------------- handle */
 
+/* Calls from core into the layers above it, wired by revtun_new: core never
+ * names a function of a higher layer. NULL when there is nothing to call. */
+struct rt_upcalls {
+  /* a lifecycle record, to the access loggers built from the config */
+  void (*record)(revtun_t *h, const revtun_event_t *ev);
+  /* a reporter event, to the reporter built from the config */
+  void (*report)(revtun_t *h, const revtun_event_t *ev);
+};
+
 struct rt_logger; /* accesslog.c */
 
 struct revtun {
@@ -271,6 +280,7 @@ struct revtun {
   uint64_t next_seq;
 
   struct rt_stats stats;
+  struct rt_upcalls upcalls;
 
   /* built-in and extension loggers/reporters created from the config */
   struct rt_logger **loggers;
@@ -362,24 +372,31 @@ enum rt_rping_scan rt_rping_scan(const uint8_t *in, size_t n, uint8_t *partial, 
                                  size_t *stop);
 
 /* events.c */
-void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_ms_t now,
-                   const struct rt_sock *s);
+/* The handle's part of a record: kind, time, worker; no socket. */
+void rt_event_init(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now);
 void rt_emit(revtun_t *h, struct revtun_event *ev);   /* lifecycle record */
 void rt_report(revtun_t *h, struct revtun_event *ev); /* reporter event */
-void rt_emit_sock(revtun_t *h, int kind, const struct rt_sock *s, revtun_time_ms_t now);
 /* Whether anyone reads lifecycle records / reporter events: building a
  * record nobody reads is skipped on the hot paths. */
 static inline bool rt_wants_records(const revtun_t *h) {
-  return h->opts.access_log_cb || h->n_loggers;
+  return h->opts.access_log_cb || h->upcalls.record;
 }
 static inline bool rt_wants_reports(const revtun_t *h) {
-  return h->opts.reporter_cb || h->reporter_factory;
+  return h->opts.reporter_cb || h->upcalls.report;
 }
+
+/* pool_record.c: a pool socket's record (the handle's part, then the
+ * socket's), and a record of one kind emitted when anyone reads records. */
+void rt_pool_record(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now,
+                    const struct rt_sock *s);
+void rt_pool_emit(revtun_t *h, int kind, const struct rt_sock *s, revtun_time_ms_t now);
 
 /* stats.c */
 void rt_stats_init(revtun_t *h);
 void rt_stats_free(revtun_t *h);
-void rt_stats_socket(revtun_t *h, const struct rt_sock *s, int delta);
+/* One socket of (node, cluster, tenant) more (+1) or fewer (-1) in the detailed gauges. */
+void rt_stats_socket(revtun_t *h, const char *node, const char *cluster, const char *tenant,
+                     int delta);
 int rt_stats_reserve(revtun_t *h, const char *node, const char *cluster, const char *tenant);
 void rt_stats_unreserve(revtun_t *h, const char *node, const char *cluster, const char *tenant);
 static inline void rt_count(revtun_t *h, enum rt_counter c) { h->stats.counters[c]++; }

@@ -25,3 +25,8 @@ size_t rt_u64_dec(uint64_t v, char *buf) {
     buf[i] = tmp[n - 1 - i];
   return n;
 }
+
+char *rt_u64_str(uint64_t v, char *buf) {
+  buf[rt_u64_dec(v, buf)] = '\0';
+  return buf;
+}

@@ -1,7 +1,5 @@
-/* Two small helpers every part of the library needs: the sentence for a
- * caller's error buffer, and a decimal integer without printf. Kept apart
- * from revtun_int.h so the format engine can be built on its own (tests and
- * fuzzers compile it without the rest of the library). */
+/* Text every layer writes: the sentence for a caller's error buffer, and
+ * decimal integers without printf. */
 #ifndef REVTUN_BASE_TEXT_H
 #define REVTUN_BASE_TEXT_H
 
@@ -14,5 +12,8 @@ int rt_fail(int status, char *errbuf, size_t errbuf_len, const char *fmt, ...)
 
 /* Decimal digits of v into buf (room for 20), no NUL; returns the count. */
 size_t rt_u64_dec(uint64_t v, char *buf);
+
+/* The same as a string: buf needs room for 21 bytes; returns buf. */
+char *rt_u64_str(uint64_t v, char *buf);
 
 #endif

@@ -1,18 +1,12 @@
-/* Lifecycle records and reporter events: built on the stack from a socket,
- * handed to the host callbacks and to the loggers/reporter built from the
- * config, read through getters, gone when the callbacks return. */
+/* Lifecycle records and reporter events: built on the stack (the handle's
+ * part here, a socket's part by the pool), handed to the host callbacks and
+ * then to the loggers and the reporter built from the config (upcalls),
+ * read through getters, gone when the callbacks return. */
 #include <string.h>
 
 #include "revtun_int.h"
 
-/* Decimal into buf (at least 21 bytes), NUL-terminated; returns buf. */
-static char *u64_dec(uint64_t v, char *buf) {
-  buf[rt_u64_dec(v, buf)] = '\0';
-  return buf;
-}
-
-void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_ms_t now,
-                   const struct rt_sock *s) {
+void rt_event_init(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now) {
   memset(ev, 0, offsetof(struct revtun_event, fd_buf));
   ev->kind = kind;
   ev->time = now;
@@ -20,29 +14,6 @@ void rt_event_init(struct revtun_event *ev, revtun_t *h, int kind, revtun_time_m
   ev->fd = -1;
   ev->node_id = ev->cluster_id = ev->tenant_id = ev->node_key = ev->cluster_key = "";
   ev->init_worker = ev->init_conn = "";
-  if (!s)
-    return;
-  const struct rt_member *m = s->member;
-  ev->node_id = m->node->id;
-  ev->cluster_id = m->cluster->id;
-  ev->node_key = m->node->key;
-  ev->cluster_key = m->cluster->key;
-  ev->tenant_id = rt_istr_str(s->tenant);
-  ev->init_worker = rt_istr_str(s->init_worker);
-  ev->init_conn =
-      s->has_conn_num ? u64_dec(s->init_conn_num, ev->conn_buf) : rt_istr_str(s->init_conn);
-  ev->initiation_time_ms = s->initiation_time_ms;
-  ev->fd = s->ent.fd;
-  ev->sock_user = s->ent.sock_user;
-  ev->miss_count = s->ka.misses;
-  ev->local = &s->local;
-  ev->remote = &s->remote;
-  if (kind == REVTUN_EV_SOCKET_HANDOFF) {
-    ev->socket_state = REVTUN_SOCK_HANDED_OFF;
-    ev->handoff_kind = "pool_to_upstream";
-  } else {
-    ev->socket_state = s->state == RT_SOCK_IDLE ? REVTUN_SOCK_IDLE : REVTUN_SOCK_IN_USE;
-  }
 }
 
 void rt_emit(revtun_t *h, struct revtun_event *ev) {
@@ -51,7 +22,8 @@ void rt_emit(revtun_t *h, struct revtun_event *ev) {
     h->opts.access_log_cb(h, ev, h->opts.user_data);
     h->cb_depth--;
   }
-  rt_loggers_log(h, ev);
+  if (h->upcalls.record)
+    h->upcalls.record(h, ev);
 }
 
 void rt_report(revtun_t *h, struct revtun_event *ev) {
@@ -60,15 +32,8 @@ void rt_report(revtun_t *h, struct revtun_event *ev) {
     h->opts.reporter_cb(h, ev, h->opts.user_data);
     h->cb_depth--;
   }
-  rt_reporter_event(h, ev);
-}
-
-void rt_emit_sock(revtun_t *h, int kind, const struct rt_sock *s, revtun_time_ms_t now) {
-  if (!rt_wants_records(h))
-    return; /* nobody listens: per-ping records cost nothing */
-  struct revtun_event ev;
-  rt_event_init(&ev, h, kind, now, s);
-  rt_emit(h, &ev);
+  if (h->upcalls.report)
+    h->upcalls.report(h, ev);
 }
 
 /* --------------------------------------------------------------- getters */
@@ -139,10 +104,10 @@ static size_t build_meta(const revtun_event_t *cev, struct rt_meta_kv *kv) {
   if (ev->close_reason)
     kv[n++] = (struct rt_meta_kv){"close_reason", revtun_close_reason_name(ev->close_reason)};
   if (ev->fd >= 0) {
-    kv[n++] = (struct rt_meta_kv){"fd", u64_dec((uint64_t)ev->fd, ev->fd_buf)};
+    kv[n++] = (struct rt_meta_kv){"fd", rt_u64_str((uint64_t)ev->fd, ev->fd_buf)};
   }
   if (ev->kind == REVTUN_EV_PING_MISS || ev->kind == REVTUN_EV_PING_TIMEOUT) {
-    kv[n++] = (struct rt_meta_kv){"miss_count", u64_dec(ev->miss_count, ev->miss_buf)};
+    kv[n++] = (struct rt_meta_kv){"miss_count", rt_u64_str(ev->miss_count, ev->miss_buf)};
   }
   if (*ev->init_worker)
     kv[n++] = (struct rt_meta_kv){"initiator_worker_id", ev->init_worker};

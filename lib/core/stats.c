@@ -134,12 +134,12 @@ void rt_stats_unreserve(revtun_t *h, const char *node, const char *cluster, cons
   }
 }
 
-void rt_stats_socket(revtun_t *h, const struct rt_sock *s, int delta) {
+void rt_stats_socket(revtun_t *h, const char *node, const char *cluster, const char *tenant,
+                     int delta) {
   if (!h->cfg.detailed_stats)
     return;
   char name[NAME_CAP];
-  const char *node = s->member->node->id, *cluster = s->member->cluster->id;
-  for (size_t i = 0; gauge_name(h, i, node, cluster, rt_istr_str(s->tenant), name); i++) {
+  for (size_t i = 0; gauge_name(h, i, node, cluster, tenant, name); i++) {
     struct rt_gauge *g = find_gauge(h, name);
     if (!g && delta > 0)
       g = make_gauge(h, name); /* dropped at 0 between prepare and commit */

@@ -64,7 +64,7 @@ static void hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int 
   if (strip_out)
     *strip_out = s->ka.partial; /* a partial echo becomes the strip helper's state */
   s->ka.partial = 0;
-  rt_emit_sock(h, REVTUN_EV_SOCKET_HANDOFF, s, now);
+  rt_pool_emit(h, REVTUN_EV_SOCKET_HANDOFF, s, now);
 }
 
 static struct rt_sock *oldest_idle(const struct rt_node *n) {
@@ -162,7 +162,7 @@ int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now) {
   } else if (!s->h2_timeout_noted) { /* exactly one record per socket */
     s->h2_timeout_noted = 1;
     struct revtun_event ev;
-    rt_event_init(&ev, h, REVTUN_EV_H2_KEEPALIVE_TIMEOUT, now, s);
+    rt_pool_record(&ev, h, REVTUN_EV_H2_KEEPALIVE_TIMEOUT, now, s);
     ev.close_reason = REVTUN_CLOSE_HTTP2_PING_TIMEOUT;
     rt_emit(h, &ev);
   }
@@ -179,7 +179,7 @@ int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now) {
     rc = REVTUN_E_NOT_FOUND;
   } else {
     struct revtun_event ev;
-    rt_event_init(&ev, h, REVTUN_EV_REPORT_GOAWAY, now, s);
+    rt_pool_record(&ev, h, REVTUN_EV_REPORT_GOAWAY, now, s);
     rt_report(h, &ev);
   }
   leave_pool_call(h);

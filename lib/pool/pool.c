@@ -200,6 +200,11 @@ void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s) {
     rt_log(h, REVTUN_LOG_WARN, "io callback failed removing fd %d", s->ent.fd);
 }
 
+static void stats_socket(revtun_t *h, const struct rt_sock *s, int delta) {
+  const struct rt_member *m = s->member;
+  rt_stats_socket(h, m->node->id, m->cluster->id, rt_istr_str(s->tenant), delta);
+}
+
 /* ------------------------------------------------------------ keepalive */
 
 static bool alive_and_idle(const struct rt_sock *s) { return !s->dead && s->state == RT_SOCK_IDLE; }
@@ -211,19 +216,19 @@ static void apply(revtun_t *h, struct rt_sock *s, struct rt_ka_verdict v, revtun
   case RT_KA_QUIET: return;
   case RT_KA_PING_SENT:
     rt_count(h, RT_C_PINGS_SENT);
-    rt_emit_sock(h, REVTUN_EV_PING_SENT, s, now);
+    rt_pool_emit(h, REVTUN_EV_PING_SENT, s, now);
     return;
   case RT_KA_ACK:
     rt_count(h, RT_C_PING_ACKS);
-    rt_emit_sock(h, REVTUN_EV_PING_ACK, s, now);
+    rt_pool_emit(h, REVTUN_EV_PING_ACK, s, now);
     return;
   case RT_KA_MISS:
     rt_count(h, RT_C_PING_MISSES);
-    rt_emit_sock(h, REVTUN_EV_PING_MISS, s, now);
+    rt_pool_emit(h, REVTUN_EV_PING_MISS, s, now);
     return;
   case RT_KA_TIMEOUT:
     rt_count(h, RT_C_PING_MISSES);
-    rt_emit_sock(h, REVTUN_EV_PING_TIMEOUT, s, now);
+    rt_pool_emit(h, REVTUN_EV_PING_TIMEOUT, s, now);
     if (alive_and_idle(s)) /* a callback may have handed it off or killed it */
       rt_pool_kill(h, s, REVTUN_CLOSE_IDLE_PING_TIMEOUT, 0, now);
     return;
@@ -377,18 +382,18 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
   m->node->idle++, m->cluster->idle++;
   h->n_sockets++, h->n_idle++;
   rt_count(h, RT_C_TUNNELS_SETUP);
-  rt_stats_socket(h, s, +1);
+  stats_socket(h, s, +1);
   rt_ka_start(h, &s->ent, &s->ka, now);
 
   struct revtun_event ev;
   if (rt_wants_records(h)) {
-    rt_event_init(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
+    rt_pool_record(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
     ev.extra = a->extra;
     ev.n_extra = a->n_extra;
     rt_emit(h, &ev);
   }
   if (!s->dead && rt_wants_reports(h)) {
-    rt_event_init(&ev, h, REVTUN_EV_REPORT_CONNECTED, now, s);
+    rt_pool_record(&ev, h, REVTUN_EV_REPORT_CONNECTED, now, s);
     rt_report(h, &ev);
   }
   if (alive_and_idle(s) && a->n_early)
@@ -431,17 +436,17 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
   }
   if (reason >= REVTUN_CLOSE_IDLE_PEER_CLOSE && reason <= REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
     rt_count(h, (enum rt_counter)(RT_C_CLOSED_BASE + reason));
-  rt_stats_socket(h, s, -1);
+  stats_socket(h, s, -1);
 
   /* The member still counts s as live while the callbacks run, so nothing
    * they do can free the node or cluster the records point at. */
   struct revtun_event ev;
   if (rt_wants_reports(h)) {
-    rt_event_init(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
+    rt_pool_record(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
     rt_report(h, &ev);
   }
   if (rt_wants_records(h)) {
-    rt_event_init(&ev, h, REVTUN_EV_TUNNEL_CLOSED, now, s);
+    rt_pool_record(&ev, h, REVTUN_EV_TUNNEL_CLOSED, now, s);
     ev.close_reason = reason;
     ev.sys_errno = sys_errno;
     rt_emit(h, &ev);
