@@ -160,11 +160,21 @@ static void rearm_timer(revtun_t *h) {
   }
 }
 
-static void free_zombies(revtun_t *h) {
-  while (h->zombies) {
-    struct rt_sock *s = h->zombies;
-    h->zombies = s->next;
-    rt_free(&h->mem, s);
+void rt_free_deferred(revtun_t *h, void *block, struct rt_deferred *link) {
+  if (!h->depth) {
+    rt_free(&h->mem, block);
+    return;
+  }
+  link->block = block;
+  link->next = h->deferred;
+  h->deferred = link;
+}
+
+static void free_deferred(revtun_t *h) {
+  while (h->deferred) {
+    struct rt_deferred *d = h->deferred;
+    h->deferred = d->next; /* read before d, which lives in the block, is freed */
+    rt_free(&h->mem, d->block);
   }
 }
 
@@ -193,10 +203,31 @@ void rt_walk_end(revtun_t *h) {
   rt_finish_deferred(h); /* may free h */
 }
 
+int rt_enter_nestable(revtun_t *h, revtun_time_ms_t now) {
+  if (!h || now > RT_MAX_TIME_MS)
+    return REVTUN_E_INVAL;
+  if (h->free_pending || h->freeing || h->failed)
+    return REVTUN_E_STATE;
+  if (h->iterating)
+    return REVTUN_E_RECURSIVE; /* the pool is being walked by a foreach callback */
+  h->depth++;
+  if (now > h->last_now)
+    h->last_now = now;
+  return REVTUN_OK;
+}
+
+void rt_leave_nestable(revtun_t *h) {
+  if (h->cb_depth) { /* nested in a callback: the outer call finishes up */
+    h->depth--;
+    return;
+  }
+  rt_leave(h);
+}
+
 void rt_leave(revtun_t *h) {
   if (--h->depth)
     return;
-  free_zombies(h);
+  free_deferred(h);
   if (!h->free_pending) {
     rt_loggers_flush(h, false);
     rearm_timer(h); /* its callback, too, may free the handle or an acceptor */
@@ -356,7 +387,7 @@ static void destroy(revtun_t *h) {
    * (deferred), which the line after then finishes. */
   rt_pool_free_all(h);
   rt_acceptors_free_all(h);
-  free_zombies(h);
+  free_deferred(h);
   rt_reporter_free(h);
   rt_loggers_free(h);
   if (h->opts.timer_cb && h->armed_deadline != RT_NO_DEADLINE) {

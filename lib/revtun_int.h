@@ -100,6 +100,14 @@ void rt_options_clear(const struct rt_mem *m, revtun_options_t *o);
 
 /* ---------------------------------------------------------------- sockets */
 
+/* A block a caller frame may still read although what it holds is gone
+ * (a socket that died inside a callback): freed when the outermost call
+ * returns. The link lives inside the block. */
+struct rt_deferred {
+  struct rt_deferred *next;
+  void *block;
+};
+
 /* Interned, reference-counted string (tenant ids, initiator worker ids). */
 struct rt_istr {
   struct rt_hnode hn;
@@ -165,7 +173,12 @@ enum rt_sock_state { RT_SOCK_IDLE = 1, RT_SOCK_HANDED_OFF = 2 };
 struct rt_sock {
   struct rt_fdent ent; /* must be first */
   struct rt_member *member;
-  struct rt_sock *prev, *next;             /* idle FIFO of the member */
+  union {
+    struct {
+      struct rt_sock *prev, *next; /* idle FIFO of the member */
+    };
+    struct rt_deferred freed; /* once dead: on the handle's deferred-free list */
+  };
   struct rt_istr *tenant;                  /* raw tenant, may be NULL */
   struct rt_istr *init_worker, *init_conn; /* init_conn only when not numeric */
   uint64_t init_conn_num;
@@ -289,7 +302,7 @@ struct revtun {
   const struct rt_factory *reporter_factory;
 
   struct revtun_acceptor *acceptors; /* list, for free */
-  struct rt_sock *zombies;           /* dead sockets whose memory a caller frame may still see */
+  struct rt_deferred *deferred;      /* blocks freed when the outermost call returns */
 
   /* re-entrancy and deferred free */
   unsigned depth;    /* nesting of public calls */
@@ -310,6 +323,14 @@ void rt_leave(revtun_t *h); /* may free h when a free was deferred */
 /* Runs frees deferred by callbacks that ran outside any library call
  * (foreach callbacks); may free h. */
 void rt_finish_deferred(revtun_t *h);
+/* Entry and exit of the calls a callback may make (handoff, mark_dead, the
+ * notes): not refused from a callback, but refused inside a walk, whose
+ * structures they would change, and on a handle that is going away. */
+int rt_enter_nestable(revtun_t *h, revtun_time_ms_t now);
+void rt_leave_nestable(revtun_t *h);
+/* Frees block now, or when the outermost call returns if a frame below may
+ * still read it; link is a part of block that nobody reads any more. */
+void rt_free_deferred(revtun_t *h, void *block, struct rt_deferred *link);
 revtun_t *rt_walk_begin(const revtun_t *h);
 void rt_walk_end(revtun_t *h); /* may free h */
 void rt_log(revtun_t *h, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

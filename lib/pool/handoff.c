@@ -1,7 +1,8 @@
 /* Handing idle sockets to the host, and the host telling the pool what became
- * of them: handoff by node (FIFO) or by cluster
- * (round robin over member nodes), each candidate checked without consuming
- * bytes first; mark_dead; post-handoff keepalive timeout and GOAWAY notes. */
+ * of them: handoff by node (FIFO) or by cluster (round robin over member
+ * nodes), each candidate checked without consuming bytes first; mark_dead;
+ * post-handoff keepalive timeout and GOAWAY notes. All of them may be called
+ * from inside callbacks (revtun(7)). */
 #define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <poll.h>
@@ -12,29 +13,6 @@
 #include "pool/pool_int.h"
 
 /* ---------------------------------------------------------------- handoff */
-
-/* Callbacks may hand sockets off and mark them dead (revtun(7)), so this
- * does not use rt_enter's callback check; it still refuses a handle that is going away. */
-static int enter_pool_call(revtun_t *h, revtun_time_ms_t now) {
-  if (!h || now > RT_MAX_TIME_MS)
-    return REVTUN_E_INVAL;
-  if (h->free_pending || h->freeing || h->failed)
-    return REVTUN_E_STATE;
-  if (h->iterating)
-    return REVTUN_E_RECURSIVE; /* the pool is being walked by a foreach callback */
-  h->depth++;
-  if (now > h->last_now)
-    h->last_now = now;
-  return REVTUN_OK;
-}
-
-static void leave_pool_call(revtun_t *h) {
-  if (h->cb_depth) { /* nested in a callback: the outer call finishes up */
-    h->depth--;
-    return;
-  }
-  rt_leave(h);
-}
 
 /* Asks the kernel, without consuming a byte, whether the peer is gone: a
  * reset (POLLERR/POLLHUP) or a FIN (POLLRDHUP), even when the FIN is queued
@@ -102,7 +80,7 @@ static int handoff(revtun_t *h, const char *id, const char *tenant, revtun_time_
   struct rt_idpair key;
   if (!h || rt_ids_check(h->cfg.tenant_isolation, id, tenant, &key))
     return REVTUN_E_INVAL;
-  int rc = enter_pool_call(h, now);
+  int rc = rt_enter_nestable(h, now);
   if (rc)
     return rc;
   rc = REVTUN_E_NOT_FOUND;
@@ -117,7 +95,7 @@ static int handoff(revtun_t *h, const char *id, const char *tenant, revtun_time_
   }
   if (rc)
     rt_count(h, RT_C_POOL_MISS);
-  leave_pool_call(h);
+  rt_leave_nestable(h);
   return rc;
 }
 
@@ -134,7 +112,7 @@ int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *t
 int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now) {
   if (reason < REVTUN_CLOSE_NONE || reason > REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
     return REVTUN_E_INVAL;
-  int rc = enter_pool_call(h, now);
+  int rc = rt_enter_nestable(h, now);
   if (rc)
     return rc;
   struct rt_sock *s = rt_pool_sock(h, fd);
@@ -148,12 +126,12 @@ int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now) {
       reason = REVTUN_CLOSE_EXPLICIT_CLOSE;
     rt_pool_kill(h, s, reason, 0, now);
   }
-  leave_pool_call(h);
+  rt_leave_nestable(h);
   return rc;
 }
 
 int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now) {
-  int rc = enter_pool_call(h, now);
+  int rc = rt_enter_nestable(h, now);
   if (rc)
     return rc;
   struct rt_sock *s = rt_pool_sock(h, fd);
@@ -166,12 +144,12 @@ int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now) {
     ev.close_reason = REVTUN_CLOSE_HTTP2_PING_TIMEOUT;
     rt_emit(h, &ev);
   }
-  leave_pool_call(h);
+  rt_leave_nestable(h);
   return rc;
 }
 
 int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now) {
-  int rc = enter_pool_call(h, now);
+  int rc = rt_enter_nestable(h, now);
   if (rc)
     return rc;
   struct rt_sock *s = rt_pool_sock(h, fd);
@@ -182,6 +160,6 @@ int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now) {
     rt_pool_record(&ev, h, REVTUN_EV_REPORT_GOAWAY, now, s);
     rt_report(h, &ev);
   }
-  leave_pool_call(h);
+  rt_leave_nestable(h);
   return rc;
 }

@@ -411,15 +411,6 @@ int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_ti
 
 /* ----------------------------------------------------------------- death */
 
-static void free_sock(revtun_t *h, struct rt_sock *s) {
-  if (h->depth) { /* a caller frame may still hold s */
-    s->next = h->zombies;
-    h->zombies = s;
-  } else {
-    rt_free(&h->mem, s);
-  }
-}
-
 void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now) {
   if (s->dead)
     return;
@@ -458,7 +449,7 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
   h->n_live_clusters -= --m->cluster->live == 0;
   release_member(h, m);
   release_strings(h, s);
-  free_sock(h, s);
+  rt_free_deferred(h, s, &s->freed); /* a caller frame may still hold s */
 }
 
 void rt_pool_free_all(revtun_t *h) {
