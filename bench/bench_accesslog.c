@@ -37,7 +37,10 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "revtun_int.h"
+#include "core/fdtable.h"
+#include "core/handle.h"
+#include "core/reentry.h"
+#include "pool/pool_int.h"
 
 #define SAMPLES 15
 #define WARMUP 2

@@ -20,7 +20,9 @@
 
 #include "format/format.h"
 #include "google/protobuf/struct.pb-c.h"
-#include "revtun_int.h"
+#include "base/mem.h"
+#include "base/sockaddr.h"
+#include "core/event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -71,38 +71,46 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/base/deadline_heap.c lib/base/deadline_heap.h \
 	lib/base/hash.c lib/base/hash.h \
 	lib/base/ids.c lib/base/ids.h \
+	lib/base/macros.h \
 	lib/base/mem.c lib/base/mem.h \
 	lib/base/names.c \
 	lib/base/proto.c lib/base/proto.h \
-	lib/base/rping.c \
+	lib/base/rping.c lib/base/rping.h \
+	lib/base/sockaddr.c lib/base/sockaddr.h \
 	lib/base/text.c lib/base/text.h \
-	lib/core/config.c \
-	lib/core/event.c \
-	lib/core/intern.c \
-	lib/core/options.c \
-	lib/core/stats.c \
+	lib/core/config.c lib/core/config.h \
+	lib/core/event.c lib/core/event.h \
+	lib/core/fdtable.c lib/core/fdtable.h \
+	lib/core/handle.c lib/core/handle.h \
+	lib/core/host.c lib/core/host.h \
+	lib/core/intern.c lib/core/intern.h \
+	lib/core/options.c lib/core/options.h \
+	lib/core/reentry.c lib/core/reentry.h \
+	lib/core/stats.c lib/core/stats.h \
 	lib/format/format.c lib/format/format.h lib/format/format_int.h \
 	lib/format/format_json.c \
 	lib/format/format_ops.c \
 	lib/format/format_sfs.c \
 	lib/format/format_time.c \
 	lib/pool/handoff.c \
-	lib/pool/keepalive.c \
-	lib/pool/pool.c lib/pool/pool_int.h \
+	lib/pool/keepalive.c lib/pool/keepalive.h \
+	lib/pool/pool.c lib/pool/pool.h lib/pool/pool_int.h \
 	lib/pool/pool_record.c \
 	lib/pool/pool_view.c \
 	lib/pool/reg_builder.c \
-	lib/acceptor/acceptor.c lib/acceptor/acceptor_int.h \
+	lib/acceptor/acceptor.c lib/acceptor/acceptor.h lib/acceptor/acceptor_int.h \
 	lib/acceptor/acceptor_config.c \
 	lib/acceptor/acceptor_validate.c \
 	lib/acceptor/handshake.c lib/acceptor/handshake.h \
-	lib/observe/accesslog.c lib/observe/accesslog_int.h \
+	lib/observe/accesslog.c lib/observe/accesslog.h lib/observe/accesslog_int.h \
 	lib/observe/accesslog_spec.c \
 	lib/observe/dynamic_module.c lib/observe/dynamic_module.h \
 	lib/observe/logfile.c lib/observe/logfile.h \
 	lib/observe/prometheus.c \
-	lib/observe/reporter.c \
-	lib/revtun.c lib/revtun_int.h
+	lib/observe/reporter.c lib/observe/reporter.h \
+	lib/observe/stats_walk.c \
+	lib/api/lifecycle.c \
+	lib/api/loop.c
 nodist_lib_libupstream_revtun_core_la_SOURCES = $(PROTO_GEN_C)
 nodist_noinst_HEADERS = $(PROTO_GEN_H)
 LIB_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \

@@ -10,7 +10,9 @@
 
 #include "format/format.h"
 #include "google/protobuf/struct.pb-c.h"
-#include "revtun_int.h"
+#include "base/mem.h"
+#include "base/sockaddr.h"
+#include "core/event.h"
 #include "testutil.h"
 
 static struct rt_mem mem;

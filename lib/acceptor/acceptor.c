@@ -18,6 +18,9 @@
 #include <unistd.h>
 
 #include "acceptor/acceptor_int.h"
+#include "base/text.h"
+#include "core/host.h"
+#include "core/reentry.h"
 
 #define LINGER_MS 1000u
 #define LINGER_DRAIN_MAX 65536u
@@ -444,8 +447,7 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
     rc = REVTUN_E_LIMIT;
   else if ((fl = fcntl(fd, F_GETFL)) < 0)
     rc = REVTUN_E_IO;
-  else if (!(c = rt_calloc(&h->mem, 1, sizeof(*c))) ||
-           rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
+  else if (!(c = rt_calloc(&h->mem, 1, sizeof(*c))) || rt_pool_reserve_deadline(h) != REVTUN_OK ||
            rt_fd_set(h, fd, NULL))
     rc = REVTUN_E_NOMEM;
   else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)

@@ -5,7 +5,9 @@
 
 #include "acceptor/acceptor_int.h"
 #include "envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.pb-c.h"
+#include "base/macros.h"
 #include "base/proto.h"
+#include "base/text.h"
 
 typedef Envoy__Extensions__Filters__Network__ReverseTunnel__V3__ReverseTunnel ReverseTunnel;
 typedef Envoy__Extensions__Filters__Network__ReverseTunnel__V3__Validation Validation;
@@ -14,7 +16,6 @@ typedef Envoy__Extensions__Filters__Network__ReverseTunnel__V3__Validation Valid
 #define DEFAULT_MD_NAMESPACE "envoy.filters.network.reverse_tunnel"
 #define MAX_PATH_LEN 255u
 #define MAX_FORMAT_LEN 1024u
-#define MAX_INTERVAL_MS 300000u
 
 static const char *const methods[] = {"GET",    "GET",     "HEAD",    "POST",  "PUT",
                                       "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
@@ -43,12 +44,12 @@ static int parse_interval(const Google__Protobuf__Duration *d, uint32_t *ms, cha
     return REVTUN_OK;
   }
   if (d->seconds < 0 || d->nanos < 0 || d->nanos > 999999999 ||
-      d->seconds > (int64_t)MAX_INTERVAL_MS / 1000)
+      d->seconds > (int64_t)RT_MAX_PING_INTERVAL_MS / 1000)
     return rt_fail(REVTUN_E_CONFIG, err, errlen,
                    "ping_interval must be between 1ms and 300s (got %llds %dns)",
                    (long long)d->seconds, d->nanos);
   uint64_t v = (uint64_t)d->seconds * 1000u + (uint64_t)d->nanos / 1000000u;
-  if (v < 1 || v > MAX_INTERVAL_MS || (v == MAX_INTERVAL_MS && d->nanos % 1000000))
+  if (v < 1 || v > RT_MAX_PING_INTERVAL_MS || (v == RT_MAX_PING_INTERVAL_MS && d->nanos % 1000000))
     return rt_fail(REVTUN_E_CONFIG, err, errlen,
                    "ping_interval must be between 1ms and 300s (got %llds %dns)",
                    (long long)d->seconds, d->nanos);

@@ -2,9 +2,18 @@
 #ifndef REVTUN_ACCEPTOR_ACCEPTOR_INT_H
 #define REVTUN_ACCEPTOR_ACCEPTOR_INT_H
 
-#include "format/format.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "acceptor/acceptor.h"
 #include "acceptor/handshake.h"
-#include "revtun_int.h"
+#include "core/event.h"
+#include "core/fdtable.h"
+#include "core/handle.h"
+#include "core/stats.h"
+#include "format/format.h"
+#include "pool/pool.h"
 
 enum { RT_ACC_NODE, RT_ACC_CLUSTER, RT_ACC_TENANT, RT_ACC_N_IDS };
 

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include "acceptor/acceptor_int.h"
+#include "base/sockaddr.h"
+#include "core/host.h"
 
 static void header_name(const revtun_acceptor_t *acc, const char *suffix, char *buf, size_t cap) {
   snprintf(buf, cap, "%s-reverse-tunnel-%s", acc->prefix, suffix);
@@ -61,12 +63,7 @@ static const char *lookup_header(const void *user, const char *name, size_t *len
 static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
                         const struct rt_hs_request *req, const struct rt_str *ids[]) {
   struct rt_addr local, remote;
-  local.len = sizeof(local.u);
-  remote.len = sizeof(remote.u);
-  if (getsockname(c->ent.fd, &local.u.sa, &local.len))
-    local.len = 0;
-  if (getpeername(c->ent.fd, &remote.u.sa, &remote.len))
-    remote.len = 0;
+  rt_addr_of_socket(c->ent.fd, &local, &remote);
   struct rt_fmt_ctx ctx;
   memset(&ctx, 0, sizeof(ctx));
   ctx.req_header = lookup_header;

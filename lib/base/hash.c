@@ -97,6 +97,13 @@ bool rt_hkey_random(struct rt_hkey *k) {
   return false;
 }
 
+uint64_t rt_splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 /* --------------------------------------------------------------- table */
 
 void rt_htable_init(struct rt_htable *t, const struct rt_hkey *hkey) {

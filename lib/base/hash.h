@@ -1,4 +1,4 @@
-/* Keyed hashing and an intrusive string-keyed hash table.
+/* Keyed hashing, an intrusive string-keyed hash table, and splitmix64.
  *
  * Node, cluster and tenant ids come from unauthenticated handshakes, so an
  * attacker chooses the keys: with an unkeyed hash they could pick ids that
@@ -28,6 +28,10 @@ uint64_t rt_siphash(const struct rt_hkey *k, const void *p, size_t n);
 /* A fresh random key from getrandom(2); false if the kernel gave none, in
  * which case *k holds a best-effort key mixed from addresses and time. */
 bool rt_hkey_random(struct rt_hkey *k);
+
+/* The next number of the splitmix64 sequence of *state: fast and evenly
+ * spread (keepalive jitter), not a secret. */
+uint64_t rt_splitmix64(uint64_t *state);
 
 struct rt_hnode {
   struct rt_hnode *next;

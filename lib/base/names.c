@@ -1,6 +1,7 @@
 /* Version, status strings and the names of every enum value. All total:
  * an unknown value gets a fixed fallback string, never NULL. */
-#include "revtun_int.h"
+#include "base/macros.h"
+#include "revtun/revtun.h"
 
 const char *revtun_version(int *num_out) {
   if (num_out)

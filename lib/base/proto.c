@@ -3,7 +3,8 @@
 #include <string.h>
 
 #include "base/proto.h"
-#include "revtun_int.h"
+#include "base/text.h"
+#include "revtun/revtun.h"
 
 static void *pb_alloc(void *data, size_t n) { return rt_malloc(data, n); }
 static void pb_free(void *data, void *p) { rt_free(data, p); }

@@ -1,8 +1,8 @@
-/* RPING byte handling shared by the idle keepalive reader and the
- * post-handoff strip helper. */
+/* See rping.h; and the post-handoff strip helper of the public API. */
 #include <string.h>
 
-#include "revtun_int.h"
+#include "base/rping.h"
+#include "revtun/revtun.h"
 
 enum rt_rping_scan rt_rping_scan(const uint8_t *in, size_t n, uint8_t *partial, size_t *acks,
                                  size_t *stop) {

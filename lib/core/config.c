@@ -7,7 +7,11 @@
 
 #include "envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.pb-c.h"
 #include "base/proto.h"
-#include "revtun_int.h"
+#include "base/text.h"
+#include "core/config.h"
+
+#define RT_DEFAULT_STAT_PREFIX "reverse_tunnel_acceptor"
+#define RT_DEFAULT_THRESHOLD 3u
 
 #define RT_MAX_STAT_PREFIX 256u
 

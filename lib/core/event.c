@@ -4,7 +4,9 @@
  * read through getters, gone when the callbacks return. */
 #include <string.h>
 
-#include "revtun_int.h"
+#include "base/text.h"
+#include "core/event.h"
+#include "core/handle.h"
 
 void rt_event_init(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now) {
   memset(ev, 0, offsetof(struct revtun_event, fd_buf));

@@ -1,8 +1,9 @@
-/* Interned strings: tenant ids and initiator worker ids repeat across many
- * sockets, so each distinct value is stored once and reference counted. */
+/* See intern.h. */
 #include <string.h>
 
-#include "revtun_int.h"
+#include "base/macros.h"
+#include "core/handle.h"
+#include "core/intern.h"
 
 struct rt_istr *rt_istr_get(revtun_t *h, const char *s) {
   if (!s || !*s)

@@ -1,8 +1,9 @@
 /* revtun_options_t: the creation-time wiring a host hands to revtun_new(). */
 #include <string.h>
 
-#include "revtun_int.h"
+#include "core/options.h"
 
+#define RT_DEFAULT_WORKER "worker_0"
 #define RT_MAX_FACTORIES 64u
 
 /* The defaults, shared by revtun_options_new() and calls given NULL options. */

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/event.h"
 #include "format/format_int.h"
-#include "revtun_int.h"
 
 #define LIFECYCLE_NS "envoy.reverse_tunnel.lifecycle"
 #define FILTER_STATE_PREFIX "envoy.reverse_tunnel."

@@ -19,6 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/text.h"
+#include "core/handle.h"
+#include "core/host.h"
+#include "core/reentry.h"
+#include "observe/accesslog.h"
 #include "observe/accesslog_int.h"
 #include "observe/logfile.h"
 
@@ -214,7 +219,7 @@ void rt_loggers_flush(revtun_t *h, bool force) {
         h, h->opts.limits.log_flush_ms > RETRY_MS ? h->opts.limits.log_flush_ms : RETRY_MS);
 }
 
-int rt_loggers_reopen(revtun_t *h) {
+static int reopen_all(revtun_t *h) {
   int rc = REVTUN_OK;
   for (size_t i = 0; i < h->n_loggers; i++) {
     struct rt_logger *l = h->loggers[i];
@@ -244,7 +249,7 @@ int revtun_reopen_logs(revtun_t *h) {
   int rc = rt_enter(h, h ? h->last_now : 0);
   if (rc)
     return rc;
-  rc = rt_loggers_reopen(h);
+  rc = reopen_all(h);
   rt_leave(h);
   return rc;
 }

@@ -3,8 +3,9 @@
 #ifndef REVTUN_OBSERVE_ACCESSLOG_INT_H
 #define REVTUN_OBSERVE_ACCESSLOG_INT_H
 
+#include "base/mem.h"
+#include "core/config.h"
 #include "format/format.h"
-#include "revtun_int.h"
 
 /* Used when an entry gives no format (Envoy's own default is an HTTP line,
  * meaningless for tunnel records). One line per record, for example:

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/text.h"
+#include "core/handle.h"
+#include "core/host.h"
 #include "observe/dynamic_module.h"
 #include "envoy/extensions/bootstrap/reverse_tunnel/reporter/dynamic_modules/v3/dynamic_module_reporter.pb-c.h"
 #include "format/format.h"

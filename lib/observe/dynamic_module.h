@@ -3,7 +3,11 @@
 #ifndef REVTUN_OBSERVE_DYNAMIC_MODULE_H
 #define REVTUN_OBSERVE_DYNAMIC_MODULE_H
 
-#include "revtun_int.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/mem.h"
+#include "revtun/revtun.h"
 
 #define RT_DYNMOD_REPORTER_NAME "envoy.extensions.reverse_tunnel.reporting_service.dynamic_modules"
 #define RT_DYNMOD_REPORTER_TYPE                                                                    \

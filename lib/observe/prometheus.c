@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "revtun_int.h"
+#include "core/handle.h"
 
 #define PREFIX "envoy_"
 

@@ -9,9 +9,11 @@
  * goaway) after the host's own reporter callback. */
 #include <string.h>
 
-#include "observe/dynamic_module.h"
 #include "base/proto.h"
-#include "revtun_int.h"
+#include "base/text.h"
+#include "core/handle.h"
+#include "observe/dynamic_module.h"
+#include "observe/reporter.h"
 
 /* Built-ins are created by reporter.c itself (they need the handle), so
  * only event and destroy are used from this table. */

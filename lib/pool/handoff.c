@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "core/host.h"
 #include "pool/pool_int.h"
 
 /* ---------------------------------------------------------------- handoff */

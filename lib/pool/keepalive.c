@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <sys/socket.h>
 
+#include "base/rping.h"
+#include "core/fdtable.h"
+#include "core/handle.h"
 #include "pool/keepalive.h"
-#include "revtun_int.h"
 
 #define READ_CHUNK 1024u
 

@@ -15,9 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/fdtable.h"
 #include "revtun/revtun.h"
-
-struct rt_fdent;
 
 struct rt_keepalive {
   uint32_t interval_ms;

@@ -1,17 +1,18 @@
-/* The socket pool: sockets keyed by (tenant-scoped) node and
- * cluster, FIFO per (node, cluster) member, round robin over a cluster's
- * member nodes, membership kept while any of a node's sockets lives (idle or
- * handed off), optional per-node limit, and the single place a socket dies.
+/* The socket pool: sockets keyed by (tenant-scoped) node and cluster, FIFO
+ * per (node, cluster) member, round robin over a cluster's member nodes,
+ * membership kept while any of a node's sockets lives (idle or handed off),
+ * optional per-node limit, the keepalive's verdicts turned into records and
+ * deaths, and the single place a socket dies.
  *
  * Every lookup is a hash lookup and every change is O(1) apart from the
  * O(log n) deadline heap, so costs never follow the pool size. */
-#include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include "base/macros.h"
+#include "core/host.h"
+#include "core/stats.h"
 #include "pool/pool_int.h"
 
 /* ----------------------------------------------------------------- keys */
@@ -41,12 +42,12 @@ static struct rt_hnode *find_key(const struct rt_htable *t, const struct rt_idpa
 }
 
 struct rt_node *rt_pool_find_node(const revtun_t *h, const struct rt_idpair *p) {
-  struct rt_hnode *hn = find_key(&h->nodes, p);
+  struct rt_hnode *hn = find_key(&h->pool->nodes, p);
   return hn ? RT_CONTAINER_OF(hn, struct rt_node, hn) : NULL;
 }
 
 struct rt_cluster *rt_pool_find_cluster(const revtun_t *h, const struct rt_idpair *p) {
-  struct rt_hnode *hn = find_key(&h->clusters, p);
+  struct rt_hnode *hn = find_key(&h->pool->clusters, p);
   return hn ? RT_CONTAINER_OF(hn, struct rt_cluster, hn) : NULL;
 }
 
@@ -71,13 +72,13 @@ static struct rt_member *find_member(struct rt_node *n, const struct rt_cluster 
 }
 
 static void free_node(revtun_t *h, struct rt_node *n) {
-  rt_htable_remove(&h->nodes, &n->hn);
+  rt_htable_remove(&h->pool->nodes, &n->hn);
   rt_free(&h->mem, n->key);
   rt_free(&h->mem, n);
 }
 
 static void free_cluster(revtun_t *h, struct rt_cluster *c) {
-  rt_htable_remove(&h->clusters, &c->hn);
+  rt_htable_remove(&h->pool->clusters, &c->hn);
   rt_free(&h->mem, c->members);
   rt_free(&h->mem, c->key);
   rt_free(&h->mem, c);
@@ -117,13 +118,13 @@ static int get_member(revtun_t *h, const struct rt_pool_ids *ids, struct rt_memb
   if (new_n) {
     n = rt_calloc(mem, 1, sizeof(*n));
     if (!n || !(n->key = make_key(h, &ids->node, &n->id)) ||
-        rt_htable_insert(mem, &h->nodes, &n->hn, n->key, strlen(n->key)))
+        rt_htable_insert(mem, &h->pool->nodes, &n->hn, n->key, strlen(n->key)))
       goto nomem;
   }
   if (new_c) {
     c = rt_calloc(mem, 1, sizeof(*c));
     if (!c || !(c->key = make_key(h, &ids->cluster, &c->id)) ||
-        rt_htable_insert(mem, &h->clusters, &c->hn, c->key, strlen(c->key)))
+        rt_htable_insert(mem, &h->pool->clusters, &c->hn, c->key, strlen(c->key)))
       goto nomem;
   }
   if (c->n_members == c->cap_members) {
@@ -148,15 +149,15 @@ static int get_member(revtun_t *h, const struct rt_pool_ids *ids, struct rt_memb
 nomem:
   /* Undo only what this call created; the hash tables hold it by now. */
   if (new_c && c) {
-    if (c->key && rt_htable_find(&h->clusters, c->key, strlen(c->key)) == &c->hn)
-      rt_htable_remove(&h->clusters, &c->hn);
+    if (c->key && rt_htable_find(&h->pool->clusters, c->key, strlen(c->key)) == &c->hn)
+      rt_htable_remove(&h->pool->clusters, &c->hn);
     rt_free(mem, c->members);
     rt_free(mem, c->key);
     rt_free(mem, c);
   }
   if (new_n && n) {
-    if (n->key && rt_htable_find(&h->nodes, n->key, strlen(n->key)) == &n->hn)
-      rt_htable_remove(&h->nodes, &n->hn);
+    if (n->key && rt_htable_find(&h->pool->nodes, n->key, strlen(n->key)) == &n->hn)
+      rt_htable_remove(&h->pool->nodes, &n->hn);
     rt_free(mem, n->key);
     rt_free(mem, n);
   }
@@ -194,7 +195,7 @@ void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s) {
   m->idle--;
   m->node->idle--;
   m->cluster->idle--;
-  h->n_idle--;
+  h->pool->n_idle--;
   rt_unschedule(h, &s->ent);
   if (rt_io(h, &s->ent, REVTUN_IO_REMOVE))
     rt_log(h, REVTUN_LOG_WARN, "io callback failed removing fd %d", s->ent.fd);
@@ -250,16 +251,6 @@ void rt_pool_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now
 
 /* --------------------------------------------------------- registration */
 
-static void read_addrs(struct rt_sock *s) {
-  s->local.len = sizeof(s->local.u);
-  if (getsockname(s->ent.fd, &s->local.u.sa, &s->local.len) || s->local.len > sizeof(s->local.u))
-    s->local.len = 0;
-  s->remote.len = sizeof(s->remote.u);
-  if (getpeername(s->ent.fd, &s->remote.u.sa, &s->remote.len) ||
-      s->remote.len > sizeof(s->remote.u))
-    s->remote.len = 0;
-}
-
 /* Envoy's initiator sends a decimal connection id; keeping it as a number
  * saves an allocation per socket. Anything else is interned as a string. */
 static bool parse_conn_id(const char *s, uint64_t *v) {
@@ -286,10 +277,7 @@ static bool intern(revtun_t *h, const char *v, struct rt_istr **out) {
   return *out || !v || !*v;
 }
 
-/* Registration is two-phase so that the handshake acceptor can reserve
- * everything before it answers 200 and commit after the answer is on the
- * wire, so that no RPING can overtake the answer: prepare allocates and
- * checks, commit cannot fail for want of memory. */
+/* Registration: see pool.h for the two phases. */
 int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_sock **out) {
   *out = NULL;
   struct rt_pool_ids ids;
@@ -319,8 +307,8 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
   s->has_conn_num = parse_conn_id(a->init_conn, &s->init_conn_num);
   if (!intern(h, a->tenant_id, &s->tenant) || !intern(h, a->init_worker, &s->init_worker) ||
       (!s->has_conn_num && !intern(h, a->init_conn, &s->init_conn)) ||
-      rt_heap_reserve(&h->mem, &h->timers, h->timers.n + h->n_prepared + 1) ||
-      rt_fd_set(h, fd, rt_fd_get(h, fd)) != REVTUN_OK || get_member(h, &ids, &m) != REVTUN_OK ||
+      rt_pool_reserve_deadline(h) != REVTUN_OK || rt_fd_set(h, fd, rt_fd_get(h, fd)) != REVTUN_OK ||
+      get_member(h, &ids, &m) != REVTUN_OK ||
       rt_stats_reserve(h, a->node_id, a->cluster_id, a->tenant_id) != REVTUN_OK) {
     if (m && m->live == 0 && m->pending == 0) {
       rt_stats_unreserve(h, a->node_id, a->cluster_id, a->tenant_id);
@@ -332,7 +320,7 @@ int rt_pool_prepare(revtun_t *h, int fd, const struct rt_reg_args *a, struct rt_
   }
   s->member = m;
   m->pending++;
-  h->n_prepared++;
+  h->pool->n_prepared++;
   if (!(fl & O_NONBLOCK)) {
     if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
       rt_pool_abort(h, s);
@@ -352,7 +340,7 @@ void rt_pool_abort(revtun_t *h, struct rt_sock *s) {
       fcntl(s->ent.fd, F_SETFL, fl & ~O_NONBLOCK);
   }
   m->pending--;
-  h->n_prepared--;
+  h->pool->n_prepared--;
   if (m->live == 0 && m->pending == 0) {
     rt_stats_unreserve(h, m->node->id, m->cluster->id, rt_istr_str(s->tenant));
     release_member(h, m);
@@ -370,17 +358,17 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
     return rc;
   }
   m->pending--;
-  h->n_prepared--;
+  h->pool->n_prepared--;
   rt_fd_set(h, s->ent.fd, &s->ent); /* cannot fail: prepare made the slot */
   s->state = RT_SOCK_IDLE;
-  s->seq = h->next_seq++;
-  read_addrs(s);
+  s->seq = h->pool->next_seq++;
+  rt_addr_of_socket(s->ent.fd, &s->local, &s->remote);
   fifo_push(m, s);
   m->live++, m->idle++;
-  h->n_live_nodes += m->node->live++ == 0;
-  h->n_live_clusters += m->cluster->live++ == 0;
+  h->pool->n_live_nodes += m->node->live++ == 0;
+  h->pool->n_live_clusters += m->cluster->live++ == 0;
   m->node->idle++, m->cluster->idle++;
-  h->n_sockets++, h->n_idle++;
+  h->pool->n_sockets++, h->pool->n_idle++;
   rt_count(h, RT_C_TUNNELS_SETUP);
   stats_socket(h, s, +1);
   rt_ka_start(h, &s->ent, &s->ka, now);
@@ -419,7 +407,7 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
   if (was_idle)
     rt_pool_leave_idle(h, s);
   rt_fd_clear(h, s->ent.fd);
-  h->n_sockets--;
+  h->pool->n_sockets--;
   if (was_idle) { /* after handoff the fd belongs to the host */
     if (!h->opts.close_cb)
       shutdown(s->ent.fd, SHUT_RDWR);
@@ -445,22 +433,37 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
 
   struct rt_member *m = s->member;
   m->live--;
-  h->n_live_nodes -= --m->node->live == 0;
-  h->n_live_clusters -= --m->cluster->live == 0;
+  h->pool->n_live_nodes -= --m->node->live == 0;
+  h->pool->n_live_clusters -= --m->cluster->live == 0;
   release_member(h, m);
   release_strings(h, s);
   rt_free_deferred(h, s, &s->freed); /* a caller frame may still hold s */
 }
 
-void rt_pool_free_all(revtun_t *h) {
-  for (size_t fd = 0; fd < h->fds_cap && h->n_sockets; fd++) {
-    struct rt_fdent *e = h->fds[fd];
-    if (e && e->kind == RT_FD_POOL)
-      rt_pool_kill(h, (struct rt_sock *)e, REVTUN_CLOSE_SHUTDOWN, 0, h->last_now);
-  }
+/* ------------------------------------------------------------ the pool */
+
+void rt_pool_init(revtun_t *h, struct rt_pool *p) {
+  memset(p, 0, sizeof(*p));
+  rt_htable_init(&p->nodes, &h->hkey);
+  rt_htable_init(&p->clusters, &h->hkey);
+  h->pool = p;
 }
 
-/* The pool socket behind fd, or NULL (unknown fd, or a handshake). */
+void rt_pool_free(revtun_t *h) {
+  struct rt_pool *p = h->pool;
+  for (int fd = 0; (size_t)fd < h->fds_cap && p->n_sockets; fd++) {
+    struct rt_sock *s = rt_pool_sock(h, fd);
+    if (s)
+      rt_pool_kill(h, s, REVTUN_CLOSE_SHUTDOWN, 0, h->last_now);
+  }
+  rt_htable_free(&h->mem, &p->nodes);
+  rt_htable_free(&h->mem, &p->clusters);
+}
+
+int rt_pool_reserve_deadline(revtun_t *h) {
+  return rt_schedule_reserve(h, h->pool->n_prepared + 1);
+}
+
 struct rt_sock *rt_pool_sock(const revtun_t *h, int fd) {
   struct rt_fdent *e = h ? rt_fd_get(h, fd) : NULL;
   return e && e->kind == RT_FD_POOL ? (struct rt_sock *)e : NULL;

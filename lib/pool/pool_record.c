@@ -1,6 +1,7 @@
 /* The lifecycle record and reporter event of a pool socket: core fills in
  * the handle's part (kind, time, worker), this the socket's identity,
  * initiator, addresses and state. */
+#include "base/text.h"
 #include "pool/pool_int.h"
 
 void rt_pool_record(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now,

@@ -3,6 +3,7 @@
  * clusters for introspection. */
 #include <string.h>
 
+#include "base/macros.h"
 #include "pool/pool_int.h"
 
 /* ------------------------------------------------------------- lookups */
@@ -80,8 +81,8 @@ int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
   revtun_t *mut = rt_walk_begin(h);
-  for (struct rt_hnode *hn = rt_htable_first(&h->nodes, &i); hn;
-       hn = rt_htable_next(&h->nodes, hn, &i)) {
+  for (struct rt_hnode *hn = rt_htable_first(&h->pool->nodes, &i); hn;
+       hn = rt_htable_next(&h->pool->nodes, hn, &i)) {
     const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
     if (!n->live)
       continue;
@@ -104,8 +105,8 @@ int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) 
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
   revtun_t *mut = rt_walk_begin(h);
-  for (struct rt_hnode *hn = rt_htable_first(&h->clusters, &i); hn;
-       hn = rt_htable_next(&h->clusters, hn, &i)) {
+  for (struct rt_hnode *hn = rt_htable_first(&h->pool->clusters, &i); hn;
+       hn = rt_htable_next(&h->pool->clusters, hn, &i)) {
     const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
     if (!c->live)
       continue;

@@ -3,7 +3,9 @@
  * returns), so registering costs no allocation for the description. */
 #include <string.h>
 
-#include "revtun_int.h"
+#include "core/handle.h"
+#include "core/reentry.h"
+#include "pool/pool.h"
 
 struct revtun_reg {
   struct rt_mem mem;
