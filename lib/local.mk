@@ -90,7 +90,9 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/format/format.c lib/format/format.h lib/format/format_int.h \
 	lib/format/format_json.c \
 	lib/format/format_ops.c \
+	lib/format/format_seq.c \
 	lib/format/format_sfs.c \
+	lib/format/format_sink.c \
 	lib/format/format_time.c \
 	lib/pool/handoff.c \
 	lib/pool/keepalive.c lib/pool/keepalive.h \

@@ -1,15 +1,25 @@
-/* Internals shared by format.c (parser, text rendering), format_ops.c
- * (operator table and evaluation), format_json.c (JSON templates and
- * escaping), format_time.c (START_TIME) and format_sfs.c. */
+/* Internals shared by the format engine's files, each using only those
+ * listed before it:
+ *
+ *   format_sink.c  the output sink: escaping, budgets, JSON strings, numbers
+ *   format_time.c  START_TIME's conversions
+ *   format_ops.c   the operator table, arguments, evaluation against a context
+ *   format_seq.c   parsing a format string into parts; parts as text
+ *   format_json.c  json_format templates; google.protobuf.Struct as JSON
+ *   format.c       compile, render (text or JSON, shortening passes), free
+ *   format_sfs.c   envoy.config.core.v3.SubstitutionFormatString */
 #ifndef REVTUN_FORMAT_FORMAT_INT_H
 #define REVTUN_FORMAT_FORMAT_INT_H
 
 #include <stdint.h>
 
-#include "format/format.h"
 #include "base/text.h"
+#include "format/format.h"
 
 #define RT_FMT_NO_MAX UINT32_MAX
+
+/* A config error sentence (base/text.h). */
+#define rt_fmt_fail(err, errlen, ...) rt_fail(REVTUN_E_CONFIG, (err), (errlen), __VA_ARGS__)
 
 enum rt_fmt_opcode {
   RT_OP_LITERAL = 0,
@@ -86,7 +96,10 @@ void rt_sink_val(struct rt_sink *s, const char *d, size_t n); /* budget + s->esc
 static inline void rt_sink_str(struct rt_sink *s, const char *str) {
   rt_sink_val(s, str, __builtin_strlen(str));
 }
+/* A JSON string (quotes included) at escaping depth level. */
 void rt_sink_json_string(struct rt_sink *s, const char *d, size_t n, unsigned level);
+/* A JSON number: integers as integers, other doubles in the shortest form
+ * that reads back the same, NaN and infinities as null. */
 void rt_sink_number(struct rt_sink *s, double v, unsigned level);
 
 /* ------------------------------------------------------------- evaluation */
@@ -132,7 +145,7 @@ void rt_fmt_put_meta_object(struct rt_sink *s, const struct rt_rctx *r, unsigned
 int rt_fmt_check_time_format(const char *f, char *err, size_t errlen);
 size_t rt_fmt_time(const char *fmt, const struct timespec *ts, char *out, size_t cap);
 
-/* format.c */
+/* format_seq.c */
 int rt_fmt_parse_seq(const struct rt_mem *m, const char *src, size_t len, unsigned ops,
                      struct rt_fmt_seq *out, char *err, size_t errlen);
 void rt_fmt_seq_free(const struct rt_mem *m, struct rt_fmt_seq *q);
@@ -141,8 +154,6 @@ void rt_fmt_render_seq_text(const struct rt_fmt_seq *q, struct rt_rctx *r, struc
 /* A value as text (the text-format rules), at the sink's escaping depth. */
 void rt_fmt_put_value_text(struct rt_sink *s, const struct rt_fmt_val *v, const struct rt_rctx *r,
                            uint32_t max_len);
-/* A config error sentence (base/text.h). */
-#define rt_fmt_fail(err, errlen, ...) rt_fail(REVTUN_E_CONFIG, (err), (errlen), __VA_ARGS__)
 
 /* format_json.c */
 void rt_fmt_json_free(const struct rt_mem *m, struct rt_fmt_jnode *n);

@@ -16,34 +16,6 @@
 #include "format/format_int.h"
 #include "google/protobuf/struct.pb-c.h"
 
-/* ------------------------------------------------------------ JSON output */
-
-void rt_sink_json_string(struct rt_sink *s, const char *d, size_t n, unsigned level) {
-  rt_sink_esc(s, "\"", 1, level);
-  rt_sink_esc(s, d, n, level + 1);
-  rt_sink_esc(s, "\"", 1, level);
-}
-
-/* Integers print as integers; other doubles in the shortest form that reads
- * back the same; NaN and infinities, which JSON cannot carry, as null. */
-void rt_sink_number(struct rt_sink *s, double v, unsigned level) {
-  char buf[40];
-  int n;
-  if (isnan(v) || isinf(v)) {
-    rt_sink_esc(s, "null", 4, level);
-    return;
-  }
-  /* range first: converting an out-of-range double to an integer is UB */
-  if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(long long)v) {
-    n = snprintf(buf, sizeof(buf), "%lld", (long long)v);
-  } else {
-    n = snprintf(buf, sizeof(buf), "%.15g", v);
-    if (strtod(buf, NULL) != v)
-      n = snprintf(buf, sizeof(buf), "%.17g", v);
-  }
-  rt_sink_esc(s, buf, (size_t)n, level);
-}
-
 /* ------------------------------------------------------------ compilation */
 
 struct jcompile {
@@ -202,7 +174,8 @@ int rt_fmt_compile_json(const struct rt_mem *m, const Google__Protobuf__Struct *
   if (rc == REVTUN_E_NOMEM)
     rt_fmt_fail(err, errlen, "out of memory");
   if (rc) {
-    rt_fmt_free(m, f);
+    rt_fmt_json_free(m, &f->root);
+    rt_free(m, f);
     return rc;
   }
   *out = f;
