@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/event.h"
 #include "format/format_int.h"
+#include "revtun/revtun.h"
 
 #define LIFECYCLE_NS "envoy.reverse_tunnel.lifecycle"
 #define FILTER_STATE_PREFIX "envoy.reverse_tunnel."
@@ -37,11 +37,12 @@ const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len) {
   return NULL;
 }
 
-/* Keys of the lifecycle namespace, resolved when the
- * format is compiled so that rendering reads the record directly instead of
+/* Keys of the lifecycle namespace that have a getter of their own, resolved
+ * when the format is compiled so that rendering calls that getter instead of
  * building and searching the metadata view for every operator. The presence
- * rules are those of core/event.c's view; check_format compares the two for
- * every key. Other keys (the extra pairs) use revtun_event_meta_find(). */
+ * rules are those of the view (revtun_event_meta_find); check_format
+ * compares the two for every key. Other keys (handoff_kind, the extra
+ * pairs) are looked up in the view. */
 enum rt_meta_key {
   MK_OTHER,
   MK_EVENT,
@@ -50,7 +51,6 @@ enum rt_meta_key {
   MK_TENANT_ID,
   MK_WORKER,
   MK_SOCKET_STATE,
-  MK_HANDOFF_KIND,
   MK_CLOSE_REASON,
   MK_FD,
   MK_MISS_COUNT,
@@ -66,7 +66,6 @@ static uint8_t meta_key(const char *k) {
       [MK_TENANT_ID] = "tenant_id",
       [MK_WORKER] = "worker",
       [MK_SOCKET_STATE] = "socket_state",
-      [MK_HANDOFF_KIND] = "handoff_kind",
       [MK_CLOSE_REASON] = "close_reason",
       [MK_FD] = "fd",
       [MK_MISS_COUNT] = "miss_count",
@@ -239,47 +238,46 @@ static void set_present(struct rt_fmt_val *v, const char *s) {
   v->len = strlen(v->s);
 }
 
-/* A key of core/event.c's view, read from the record; false when the record
- * does not carry it (an extra pair of that name may still exist). */
+/* A key of the view read through its getter; false when the record does not
+ * carry it (an extra pair of that name may still exist). */
 static bool meta_direct(uint8_t key, const revtun_event_t *ev, struct rt_fmt_val *v) {
+  int kind = revtun_event_kind(ev);
+  const char *s;
   switch (key) {
-  case MK_EVENT: set_present(v, revtun_event_kind_name(ev->kind)); return true;
-  case MK_NODE_ID: set_present(v, ev->node_id); return true;
-  case MK_CLUSTER_ID: set_present(v, ev->cluster_id); return true;
-  case MK_TENANT_ID: set_present(v, ev->tenant_id); return true;
-  case MK_WORKER: set_present(v, ev->worker); return true;
-  case MK_SOCKET_STATE: set_present(v, revtun_socket_state_name(ev->socket_state)); return true;
-  case MK_HANDOFF_KIND:
-    if (!ev->handoff_kind)
-      return false;
-    set_present(v, ev->handoff_kind);
+  case MK_EVENT: set_present(v, revtun_event_kind_name(kind)); return true;
+  case MK_NODE_ID: set_present(v, revtun_event_node_id(ev, NULL)); return true;
+  case MK_CLUSTER_ID: set_present(v, revtun_event_cluster_id(ev, NULL)); return true;
+  case MK_TENANT_ID: set_present(v, revtun_event_tenant_id(ev, NULL)); return true;
+  case MK_WORKER: set_present(v, revtun_event_worker(ev, NULL)); return true;
+  case MK_SOCKET_STATE:
+    set_present(v, revtun_socket_state_name(revtun_event_socket_state(ev)));
     return true;
   case MK_CLOSE_REASON:
-    if (!ev->close_reason)
+    if (!revtun_event_close_reason(ev))
       return false;
-    set_present(v, revtun_close_reason_name(ev->close_reason));
+    set_present(v, revtun_close_reason_name(revtun_event_close_reason(ev)));
     return true;
   case MK_FD:
-    if (ev->fd < 0)
+    if (revtun_event_fd(ev) < 0)
       return false;
     v->kind = RT_V_NUM;
-    v->num = (uint64_t)ev->fd;
+    v->num = (uint64_t)revtun_event_fd(ev);
     return true;
   case MK_MISS_COUNT:
-    if (ev->kind != REVTUN_EV_PING_MISS && ev->kind != REVTUN_EV_PING_TIMEOUT)
+    if (kind != REVTUN_EV_PING_MISS && kind != REVTUN_EV_PING_TIMEOUT)
       return false;
     v->kind = RT_V_NUM;
-    v->num = ev->miss_count;
+    v->num = revtun_event_miss_count(ev);
     return true;
   case MK_INIT_WORKER:
-    if (!ev->init_worker || !*ev->init_worker)
+    if (!(s = revtun_event_initiator_worker_id(ev, NULL)) || !*s)
       return false;
-    set_present(v, ev->init_worker);
+    set_present(v, s);
     return true;
   case MK_INIT_CONN:
-    if (!ev->init_conn || !*ev->init_conn)
+    if (!(s = revtun_event_initiator_connection_id(ev, NULL)) || !*s)
       return false;
-    set_present(v, ev->init_conn);
+    set_present(v, s);
     return true;
   default: return false;
   }
