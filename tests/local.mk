@@ -125,9 +125,11 @@ tests_check_loop_LDADD = $(TEST_LDADD) $(LIBEVENT_LIBS)
 endif
 endif
 
-# Script tests: ABI bookkeeping, and the README example against the installed library.
-dist_check_SCRIPTS = tests/symbols.sh tests/installed.sh
-TESTS += tests/symbols.sh tests/installed.sh
+# Script tests: ABI bookkeeping, the library's layers (the objects of the
+# convenience library and lib/'s includes), and the README example against
+# the installed library.
+dist_check_SCRIPTS = tests/symbols.sh tests/layers.sh tests/installed.sh
+TESTS += tests/symbols.sh tests/layers.sh tests/installed.sh
 
 AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 	top_builddir='$(abs_top_builddir)'; top_srcdir='$(abs_top_srcdir)'; \
