@@ -197,7 +197,7 @@ static void library_server(int lfd) {
     exit(1);
   revtun_options_free(o);
   fds[0] = (struct pollfd){lfd, POLLIN, 0};
-  revtun_io_event_t ready[MAX_FDS];
+  static revtun_io_event_t ready[MAX_FDS]; /* too large for the stack */
   while (!stop) {
     if (poll(fds, nfds, 100) <= 0)
       continue;

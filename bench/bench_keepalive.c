@@ -366,7 +366,7 @@ static struct real_row run_real(int tcp, size_t n) {
     tk[r] = t / (double)(n * m);
     fl[r] = f / (double)(n * m);
     ra[r] = t / f;
-    row.short_reps += bad;
+    row.short_reps += bad ? 1u : 0u;
   }
   row.tick = bu_summarize(tk, REAL_REPS);
   row.floor = bu_summarize(fl, REAL_REPS);

@@ -118,7 +118,7 @@ nodist_noinst_HEADERS = $(PROTO_GEN_H)
 LIB_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \
 	-Ilib/proto -I$(top_srcdir)/lib $(PROTOBUF_C_CFLAGS)
 lib_libupstream_revtun_core_la_CPPFLAGS = $(LIB_CPPFLAGS)
-lib_libupstream_revtun_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
+lib_libupstream_revtun_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(STRICT_WARN_CFLAGS)
 # what a program linking the convenience library needs besides it
 LIB_CORE_LIBS = lib/libupstream-revtun-core.la $(PROTOBUF_C_LIBS)
 

@@ -248,7 +248,7 @@ START_TEST(threshold_above_65535_still_detects_a_dead_peer) {
     ck_assert_int_eq(revtun_tick(h, now), REVTUN_OK);
     ticks++;
     if (ticks % 1000 == 0) { /* the silent peer never echoes; keep its buffer drained */
-      char junk[65536];
+      static char junk[65536];
       while (recv(peer, junk, sizeof junk, MSG_DONTWAIT) > 0)
         ;
     }

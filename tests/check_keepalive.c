@@ -60,7 +60,7 @@ START_TEST(ping_schedule_and_ack) {
   ck_assert_int_eq(revtun_process_io(h, fd, REVTUN_IO_READ, now), REVTUN_OK);
   const struct tu_event *e = tu_last(&rec, REVTUN_EV_PING_ACK);
   ck_assert_ptr_nonnull(e);
-  ck_assert_int_eq(e->time, now);
+  ck_assert_uint_eq(e->time, now);
   int64_t next = revtun_next_timeout_ms(h, now); /* send timer again, from the ack */
   ck_assert_int_ge(next, 1000);
   ck_assert_int_lt(next, 1150);

@@ -248,7 +248,7 @@ START_TEST(idle_socket_dies_and_others_remain) {
   ck_assert_int_eq(e->fd, a);
   ck_assert_int_eq(e->reason, REVTUN_CLOSE_EXPLICIT_CLOSE);
   ck_assert_int_eq(e->state, REVTUN_SOCK_IDLE);
-  ck_assert_int_eq(e->time, 3);
+  ck_assert_uint_eq(e->time, 3);
   ck_assert_str_eq(tu_last(&rec, REVTUN_EV_REPORT_DISCONNECTED)->node_key, "test-node");
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.tunnel_closed.explicit_close"), 1);
   /* double close and unknown fds: no effect */
@@ -397,7 +397,7 @@ START_TEST(setup_record_fields_over_tcp) {
   ck_assert_str_eq(e->init_conn, "42");
   ck_assert_int_eq(e->initiation_time, 1700000000123);
   ck_assert_int_eq(e->fd, fd);
-  ck_assert_int_eq(e->time, 77);
+  ck_assert_uint_eq(e->time, 77);
   ck_assert_int_eq(e->state, REVTUN_SOCK_IDLE);
   ck_assert_ptr_eq(e->sock_user, &tag);
   char want[256];

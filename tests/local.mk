@@ -3,7 +3,7 @@
 TEST_CPPFLAGS = -I$(top_srcdir)/include -Iinclude -I$(top_srcdir)/tests \
 	-DTEST_CONFIG_DIR='"$(abs_builddir)/tests/configs"' \
 	-DTEST_BUILD_DIR='"$(abs_builddir)"' -DTEST_SRC_DIR='"$(abs_srcdir)"'
-TEST_CFLAGS = $(WARN_CFLAGS) $(CHECK_CFLAGS)
+TEST_CFLAGS = $(STRICT_WARN_CFLAGS) $(CHECK_CFLAGS)
 TEST_LDADD = tests/libtestutil.la lib/libupstream-revtun.la $(CHECK_LIBS)
 # suites that test internal modules link the convenience library instead
 TEST_INTERNAL_LDADD = tests/libtestutil.la $(LIB_CORE_LIBS) $(CHECK_LIBS)
