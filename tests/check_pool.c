@@ -42,6 +42,7 @@ START_TEST(fifo_handoff_on_one_node) {
     ck_assert_int_eq(handoff(h, "test-node", NULL), fds[i]); /* oldest first */
     ck_assert_int_eq(rec.io_events[fds[i]], REVTUN_IO_REMOVE);
     ck_assert_int_eq(revtun_idle_count(h, "test-node", NULL), 2 - i);
+    /* HANDED_OFF is only ever the state of the handoff record */
     ck_assert_int_eq(revtun_socket_state(h, fds[i]), REVTUN_SOCK_IN_USE);
   }
   int fd = 5;

@@ -119,9 +119,12 @@ enum revtun_close_reason {
   REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11      /* http2_ping_timeout */
 };
 
+/* A socket's state. revtun_socket_state() returns IDLE or IN_USE; HANDED_OFF
+ * is only ever the state carried by the socket_handoff record (the moment of
+ * the handoff); from then on the socket reads IN_USE. */
 enum revtun_socket_state {
   REVTUN_SOCK_IDLE = 1,       /* in the pool, pinged by the library */
-  REVTUN_SOCK_HANDED_OFF = 2, /* reported in the socket_handoff record */
+  REVTUN_SOCK_HANDED_OFF = 2, /* only in the socket_handoff record */
   REVTUN_SOCK_IN_USE = 3      /* owned by the host after handoff */
 };
 
@@ -296,6 +299,7 @@ REVTUN_API int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_
                                          const char *tenant_id);
 REVTUN_API int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id,
                                       const char **cluster_id, const char **tenant_id);
+/* REVTUN_SOCK_IDLE or REVTUN_SOCK_IN_USE, never REVTUN_SOCK_HANDED_OFF. */
 REVTUN_API int revtun_socket_state(const revtun_t *h, int fd);
 REVTUN_API int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user_data);
 REVTUN_API int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user_data);
