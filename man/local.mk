@@ -16,6 +16,8 @@ dist_man_MANS += \
 	man/revtun_acceptor_set_limit.3 \
 	man/revtun_access_logger_register.3 \
 	man/revtun_close_reason_name.3 \
+	man/revtun_cluster_member.3 \
+	man/revtun_cluster_node_count.3 \
 	man/revtun_config_access_log.3 \
 	man/revtun_config_access_log_count.3 \
 	man/revtun_config_detailed_stats.3 \

@@ -209,6 +209,58 @@ START_TEST(cluster_round_robin) {
 }
 END_TEST
 
+/* revtun_cluster_node_count and revtun_cluster_member read a cluster's
+ * members without moving the round robin that revtun_lookup_cluster (Envoy's
+ * host pick) and revtun_handoff_by_cluster advance. */
+START_TEST(cluster_queries_leave_the_round_robin_alone) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  const char *nodes[3] = {"a", "b", "c"};
+  int fds[3], peers[3];
+  for (int i = 0; i < 3; i++) {
+    fds[i] = make_pair(&peers[i]);
+    ck_assert_int_eq(tu_register(h, fds[i], nodes[i], "C", NULL, 0, 0), REVTUN_OK);
+  }
+  ck_assert_int_eq(revtun_cluster_node_count(h, "C", NULL), 3);
+  const char *first, *m, *next, *again;
+  ck_assert_int_eq(revtun_lookup_cluster(h, "C", NULL, &first), REVTUN_OK);
+  int seen[3] = {0};
+  for (size_t i = 0; i < 3; i++) {
+    ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, i, &m), REVTUN_OK);
+    seen[m[0] - 'a']++;
+  }
+  ck_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1); /* every member once */
+  m = "x";
+  ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, 3, &m), REVTUN_E_NOT_FOUND);
+  ck_assert_ptr_null(m);
+  /* the pick after the queries is the one after `first`, as if they never ran */
+  ck_assert_int_eq(revtun_lookup_cluster(h, "C", NULL, &next), REVTUN_OK);
+  ck_assert_str_ne(next, first);
+  ck_assert_int_eq(revtun_lookup_cluster(h, "C", NULL, &again), REVTUN_OK);
+  ck_assert_str_ne(again, first);
+  ck_assert_str_ne(again, next);
+  /* a node whose only socket is handed off is still a member */
+  ck_assert_int_eq(handoff(h, "b", NULL), fds[1]);
+  ck_assert_int_eq(revtun_cluster_node_count(h, "C", NULL), 3);
+  ck_assert_int_eq(revtun_mark_dead(h, fds[1], REVTUN_CLOSE_LOCAL_CLOSE, 20), REVTUN_OK);
+  close(fds[1]);
+  ck_assert_int_eq(revtun_cluster_node_count(h, "C", NULL), 2);
+  for (size_t i = 0; i < 2; i++) {
+    ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, i, &m), REVTUN_OK);
+    ck_assert_str_ne(m, "b");
+  }
+  ck_assert_int_eq(revtun_cluster_node_count(h, "nope", NULL), 0);
+  ck_assert_int_eq(revtun_cluster_member(h, "nope", NULL, 0, &m), REVTUN_E_NOT_FOUND);
+  ck_assert_int_eq(revtun_cluster_node_count(h, "", NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_cluster_node_count(NULL, "C", NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, 0, NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_cluster_member(h, NULL, NULL, 0, &m), REVTUN_E_INVAL);
+  revtun_free(h);
+  for (int i = 0; i < 3; i++)
+    close(peers[i]);
+}
+END_TEST
+
 START_TEST(membership_lives_while_a_handed_off_fd_lives) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
@@ -760,6 +812,7 @@ int main(void) {
   tcase_add_test(tc, colon_rejected_only_with_isolation);
   tcase_add_test(tc, tenant_scoped_keys);
   tcase_add_test(tc, cluster_round_robin);
+  tcase_add_test(tc, cluster_queries_leave_the_round_robin_alone);
   tcase_add_test(tc, membership_lives_while_a_handed_off_fd_lives);
   tcase_add_test(tc, idle_socket_dies_and_others_remain);
   tcase_add_test(tc, last_socket_cleans_node_and_cluster);

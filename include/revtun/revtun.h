@@ -292,8 +292,14 @@ REVTUN_API int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_
 REVTUN_API int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now);
 REVTUN_API int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now);
 
+/* Envoy's host pick: the next member node, round robin (moves the cursor). */
 REVTUN_API int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
                                      const char **node_id_out);
+/* Since 0.2: a cluster's member nodes, read only. */
+REVTUN_API int revtun_cluster_node_count(const revtun_t *h, const char *cluster_id,
+                                         const char *tenant_id);
+REVTUN_API int revtun_cluster_member(const revtun_t *h, const char *cluster_id,
+                                     const char *tenant_id, size_t index, const char **node_id_out);
 REVTUN_API int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id);
 REVTUN_API int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id,
                                          const char *tenant_id);

@@ -1,10 +1,20 @@
 /* Read-only views of the pool: Envoy's getNodeWithSocket for a cluster, idle
  * counts, the identity and state of a socket, and iteration over nodes and
  * clusters for introspection. */
+#include <limits.h>
 #include <string.h>
 
 #include "base/macros.h"
 #include "pool/pool_int.h"
+
+/* The members of c with a live socket (a member whose only registration is
+ * still being answered does not count). */
+static size_t live_members(const struct rt_cluster *c) {
+  size_t nodes = 0;
+  for (size_t k = 0; k < c->n_members; k++)
+    nodes += c->members[k]->live != 0;
+  return nodes;
+}
 
 /* ------------------------------------------------------------- lookups */
 
@@ -21,6 +31,34 @@ int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenan
     struct rt_member *m = c->members[c->rr % c->n_members];
     c->rr = (c->rr + 1) % c->n_members;
     if (m->live) { /* not a registration still being answered */
+      *node_id_out = m->node->id;
+      return REVTUN_OK;
+    }
+  }
+  return REVTUN_E_NOT_FOUND;
+}
+
+int revtun_cluster_node_count(const revtun_t *h, const char *cluster_id, const char *tenant_id) {
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, cluster_id, tenant_id, &key))
+    return REVTUN_E_INVAL;
+  const struct rt_cluster *c = rt_pool_find_cluster(h, &key);
+  size_t n = c ? live_members(c) : 0;
+  return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+int revtun_cluster_member(const revtun_t *h, const char *cluster_id, const char *tenant_id,
+                          size_t index, const char **node_id_out) {
+  if (!node_id_out)
+    return REVTUN_E_INVAL;
+  *node_id_out = NULL;
+  struct rt_idpair key;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, cluster_id, tenant_id, &key))
+    return REVTUN_E_INVAL;
+  const struct rt_cluster *c = rt_pool_find_cluster(h, &key);
+  for (size_t k = 0; c && k < c->n_members; k++) { /* the order the round robin follows */
+    const struct rt_member *m = c->members[k];
+    if (m->live && index-- == 0) {
       *node_id_out = m->node->id;
       return REVTUN_OK;
     }
