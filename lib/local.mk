@@ -110,7 +110,7 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/observe/logfile.c lib/observe/logfile.h \
 	lib/observe/prometheus.c \
 	lib/observe/reporter.c lib/observe/reporter.h \
-	lib/observe/stats_walk.c \
+	lib/observe/stats_walk.c lib/observe/stats_walk.h \
 	lib/api/lifecycle.c \
 	lib/api/loop.c
 nodist_lib_libupstream_revtun_core_la_SOURCES = $(PROTO_GEN_C)

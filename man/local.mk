@@ -103,6 +103,9 @@ dist_man_MANS += \
 	man/revtun_strerror.3 \
 	man/revtun_tick.3 \
 	man/revtun_version.3 \
+	man/revtun_walk_clusters.3 \
+	man/revtun_walk_nodes.3 \
+	man/revtun_walk_stats.3 \
 	man/revtun.7
 
 if HAVE_EXAMPLES

@@ -671,6 +671,15 @@ START_TEST(introspection) {
   ck_assert_uint_eq(clusters[1], 2);
   ck_assert_uint_eq(clusters[2], 2);
   ck_assert_uint_eq(clusters[3], 3);
+  /* the walks of 0.2 see the same */
+  size_t walked_nodes[4] = {0}, walked_clusters[4] = {0};
+  ck_assert_int_eq(revtun_walk_nodes(h, count_nodes, walked_nodes), REVTUN_OK);
+  ck_assert_int_eq(revtun_walk_clusters(h, count_clusters, walked_clusters), REVTUN_OK);
+  ck_assert_mem_eq(walked_nodes, nodes, sizeof(nodes));
+  ck_assert_mem_eq(walked_clusters, clusters, sizeof(clusters));
+  ck_assert_int_eq(revtun_cluster_node_count(h, "c", "t"), 2);
+  ck_assert_int_eq(revtun_walk_nodes(NULL, count_nodes, walked_nodes), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_walk_clusters(h, NULL, NULL), REVTUN_E_INVAL);
   revtun_free(h);
   for (int i = 0; i < 3; i++)
     close(p[i]);
@@ -770,6 +779,54 @@ START_TEST(free_from_a_walk_and_from_the_timer) {
 }
 END_TEST
 
+/* The walks of 0.2 take a handle they may free: a callback's revtun_free
+ * runs when the walk returns, for nodes, clusters and stats alike. */
+static int free_in_cluster_walk(const char *cluster, const char *tenant, size_t nodes, size_t idle,
+                                size_t live, void *user) {
+  (void)cluster, (void)tenant, (void)nodes, (void)idle, (void)live, (void)user;
+  /* a walk's callback is a library callback: the loop and registration are refused */
+  ck_assert_int_eq(revtun_tick(walk_handle, 1), REVTUN_E_RECURSIVE);
+  int sv[2];
+  tu_socketpair(sv);
+  ck_assert_int_eq(tu_register(walk_handle, sv[0], "x", "y", NULL, 0, 1), REVTUN_E_RECURSIVE);
+  close(sv[0]), close(sv[1]);
+  walk_calls++;
+  revtun_free(walk_handle);
+  return 0;
+}
+
+static int free_in_stat_walk(const char *name, int type, uint64_t value, void *user) {
+  (void)name, (void)type, (void)value, (void)user;
+  uint64_t v;
+  /* reading the stats inside a walk runs no callback and changes nothing */
+  ck_assert_int_eq(revtun_stats_get(walk_handle, "reverse_tunnel_acceptor.tunnel_setup", &v),
+                   REVTUN_OK);
+  ck_assert_uint_eq(v, 2);
+  ck_assert_int_eq(revtun_reopen_logs(walk_handle), REVTUN_E_RECURSIVE);
+  walk_calls++;
+  revtun_free(walk_handle);
+  return 1; /* stop after the first */
+}
+
+START_TEST(walks_may_free_the_handle) {
+  for (int walk = 0; walk < 3; walk++) {
+    tu_rec_init(&rec);
+    walk_handle = tu_new("empty", &rec, 0);
+    int p1, p2;
+    ck_assert_int_eq(tu_register(walk_handle, make_pair(&p1), "a", "c1", NULL, 0, 0), REVTUN_OK);
+    ck_assert_int_eq(tu_register(walk_handle, make_pair(&p2), "b", "c2", NULL, 0, 0), REVTUN_OK);
+    walk_calls = 0;
+    int rc = walk == 0   ? revtun_walk_nodes(walk_handle, free_in_walk, NULL)
+             : walk == 1 ? revtun_walk_clusters(walk_handle, free_in_cluster_walk, NULL)
+                         : revtun_walk_stats(walk_handle, free_in_stat_walk, NULL);
+    ck_assert_int_eq(rc, REVTUN_OK);
+    ck_assert_int_eq(walk_calls, walk == 2 ? 1 : 2); /* the walk finished over live structures */
+    ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_TUNNEL_CLOSED), 2); /* then the free ran */
+    close(p1), close(p2);
+  }
+}
+END_TEST
+
 static int free_from_timer(revtun_t *h, int64_t ms, void *user) {
   (void)ms, (void)user;
   revtun_free(h);
@@ -832,6 +889,7 @@ int main(void) {
   tcase_add_test(tc, handoff_skips_dead_sockets);
   tcase_add_test(tc, refused_registration_leaves_the_fd_as_given);
   tcase_add_test(tc, free_from_a_walk_and_from_the_timer);
+  tcase_add_test(tc, walks_may_free_the_handle);
   tcase_add_test(tc, free_from_timer_and_init_callbacks);
   suite_add_tcase(s, tc);
   return tu_run(s);

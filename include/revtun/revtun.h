@@ -307,6 +307,11 @@ REVTUN_API int revtun_socket_identity(const revtun_t *h, int fd, const char **no
                                       const char **cluster_id, const char **tenant_id);
 /* REVTUN_SOCK_IDLE or REVTUN_SOCK_IN_USE, never REVTUN_SOCK_HANDED_OFF. */
 REVTUN_API int revtun_socket_state(const revtun_t *h, int fd);
+/* Since 0.2: walks whose callback may free the handle (the free is deferred
+ * to the end of the walk). The const walks of 0.1 do the same; they are
+ * deprecated. */
+REVTUN_API int revtun_walk_nodes(revtun_t *h, revtun_node_cb cb, void *user_data);
+REVTUN_API int revtun_walk_clusters(revtun_t *h, revtun_cluster_cb cb, void *user_data);
 REVTUN_API int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user_data);
 REVTUN_API int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user_data);
 
@@ -319,6 +324,11 @@ REVTUN_API int revtun_rping_strip_active(revtun_strip_t state);
 
 /* -------------------------------------------------------------------- stats */
 
+/* Since 0.2: the stats walk whose callback may free the handle; the const
+ * revtun_stats_foreach() of 0.1 does the same and is deprecated.
+ * revtun_stats_get() and revtun_stats_prometheus() run no callback of the
+ * host and only read the handle. */
+REVTUN_API int revtun_walk_stats(revtun_t *h, revtun_stat_cb cb, void *user_data);
 REVTUN_API int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user_data);
 REVTUN_API int revtun_stats_get(const revtun_t *h, const char *name, uint64_t *value);
 REVTUN_API int revtun_stats_prometheus(const revtun_t *h, char *buf, size_t cap, size_t *len_out);

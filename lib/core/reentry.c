@@ -74,11 +74,9 @@ void rt_leave_nestable(revtun_t *h) {
   rt_leave(h);
 }
 
-revtun_t *rt_walk_begin(const revtun_t *ch) {
-  revtun_t *h = (revtun_t *)ch; /* only the guard counters change */
+void rt_walk_begin(revtun_t *h) {
   h->iterating++;
   h->cb_depth++;
-  return h;
 }
 
 void rt_walk_end(revtun_t *h) {

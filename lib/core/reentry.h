@@ -34,7 +34,7 @@ void rt_leave_nestable(revtun_t *h);
 /* A walk calls host callbacks over the pool's own structures: nothing may
  * change them meanwhile, and a free asked for from inside happens when the
  * walk ends (which may free h). */
-revtun_t *rt_walk_begin(const revtun_t *h);
+void rt_walk_begin(revtun_t *h);
 void rt_walk_end(revtun_t *h);
 
 /* Frees block now, or when the outermost call returns if a frame below may

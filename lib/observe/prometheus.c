@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "core/handle.h"
+#include "observe/stats_walk.h"
 
 #define PREFIX "envoy_"
 
@@ -154,7 +155,7 @@ int revtun_stats_prometheus(const revtun_t *h, char *buf, size_t cap, size_t *le
   if (!h || (!buf && cap))
     return REVTUN_E_INVAL;
   struct collect c = {.m = &h->mem};
-  revtun_stats_foreach(h, collect_cb, &c);
+  rt_stats_walk(h, collect_cb, &c);
   int rc = REVTUN_OK;
   if (c.nomem) {
     rc = REVTUN_E_NOMEM;

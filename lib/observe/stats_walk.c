@@ -13,6 +13,7 @@
 #include "core/handle.h"
 #include "core/reentry.h"
 #include "core/stats.h"
+#include "observe/stats_walk.h"
 #include "pool/pool.h"
 
 static const char *counter_name(enum rt_counter c) {
@@ -43,7 +44,7 @@ static bool is_handshake_counter(enum rt_counter c) {
   return c >= RT_C_HS_PARSE_ERROR && c <= RT_C_HS_REGISTRATION_FAILED;
 }
 
-static void walk_stats(const revtun_t *h, revtun_stat_cb cb, void *user) {
+void rt_stats_walk(const revtun_t *h, revtun_stat_cb cb, void *user) {
   const char *p = h->cfg.stat_prefix, *w = h->opts.worker;
   char name[RT_STAT_NAME_CAP];
   snprintf(name, sizeof(name), "%s.%s.total_nodes", p, w);
@@ -83,14 +84,18 @@ static void walk_stats(const revtun_t *h, revtun_stat_cb cb, void *user) {
   }
 }
 
-/* Calls cb for every stat in a stable order; stops when cb returns non-zero. */
-int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user) {
+int revtun_walk_stats(revtun_t *h, revtun_stat_cb cb, void *user) {
   if (!h || !cb)
     return REVTUN_E_INVAL;
-  revtun_t *mut = rt_walk_begin(h);
-  walk_stats(h, cb, user);
-  rt_walk_end(mut); /* may free the handle */
+  rt_walk_begin(h);
+  rt_stats_walk(h, cb, user);
+  rt_walk_end(h); /* may free h */
   return REVTUN_OK;
+}
+
+/* The walk of 0.1 takes a const handle, but its callback may free it. */
+int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user) {
+  return revtun_walk_stats((revtun_t *)h, cb, user);
 }
 
 struct find_ctx {
@@ -113,7 +118,7 @@ int revtun_stats_get(const revtun_t *h, const char *name, uint64_t *value) {
   if (!h || !name || !value)
     return REVTUN_E_INVAL;
   struct find_ctx f = {name, 0, false};
-  revtun_stats_foreach(h, find_cb, &f);
+  rt_stats_walk(h, find_cb, &f);
   if (!f.found)
     return REVTUN_E_NOT_FOUND;
   *value = f.value;

@@ -1,6 +1,7 @@
-/* Read-only views of the pool: Envoy's getNodeWithSocket for a cluster, idle
- * counts, the identity and state of a socket, and iteration over nodes and
- * clusters for introspection. */
+/* Views of the pool: Envoy's host pick for a cluster (getNodeWithSocket,
+ * which moves the cluster's round-robin cursor), the read-only queries (idle
+ * counts, a cluster's member nodes, a socket's identity and state), and the
+ * walks over nodes and clusters, whose callback may free the handle. */
 #include <limits.h>
 #include <string.h>
 
@@ -113,12 +114,12 @@ static const char *key_tenant(const char *key, const char *id, char *buf, size_t
   return buf;
 }
 
-int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
+int revtun_walk_nodes(revtun_t *h, revtun_node_cb cb, void *user) {
   if (!h || !cb)
     return REVTUN_E_INVAL;
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
-  revtun_t *mut = rt_walk_begin(h);
+  rt_walk_begin(h);
   for (struct rt_hnode *hn = rt_htable_first(&h->pool->nodes, &i); hn;
        hn = rt_htable_next(&h->pool->nodes, hn, &i)) {
     const struct rt_node *n = RT_CONTAINER_OF(hn, struct rt_node, hn);
@@ -133,27 +134,35 @@ int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
            n->live, user))
       break;
   }
-  rt_walk_end(mut);
+  rt_walk_end(h); /* may free h */
   return REVTUN_OK;
 }
 
-int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) {
+int revtun_walk_clusters(revtun_t *h, revtun_cluster_cb cb, void *user) {
   if (!h || !cb)
     return REVTUN_E_INVAL;
   size_t i;
   char tenant[RT_MAX_ID_LEN + 1];
-  revtun_t *mut = rt_walk_begin(h);
+  rt_walk_begin(h);
   for (struct rt_hnode *hn = rt_htable_first(&h->pool->clusters, &i); hn;
        hn = rt_htable_next(&h->pool->clusters, hn, &i)) {
     const struct rt_cluster *c = RT_CONTAINER_OF(hn, struct rt_cluster, hn);
     if (!c->live)
       continue;
-    size_t nodes = 0;
-    for (size_t k = 0; k < c->n_members; k++)
-      nodes += c->members[k]->live != 0;
-    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), nodes, c->idle, c->live, user))
+    if (cb(c->id, key_tenant(c->key, c->id, tenant, sizeof(tenant)), live_members(c), c->idle,
+           c->live, user))
       break;
   }
-  rt_walk_end(mut);
+  rt_walk_end(h); /* may free h */
   return REVTUN_OK;
+}
+
+/* The walks of 0.1 take a const handle, but their callback may free it (the
+ * free is deferred to the end of the walk): they are the walks above. */
+int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user) {
+  return revtun_walk_nodes((revtun_t *)h, cb, user);
+}
+
+int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user) {
+  return revtun_walk_clusters((revtun_t *)h, cb, user);
 }
