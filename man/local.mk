@@ -62,6 +62,7 @@ dist_man_MANS += \
 	man/revtun_lookup_cluster.3 \
 	man/revtun_mark_dead.3 \
 	man/revtun_new.3 \
+	man/revtun_next_timeout.3 \
 	man/revtun_next_timeout_ms.3 \
 	man/revtun_note_goaway.3 \
 	man/revtun_note_keepalive_timeout.3 \
@@ -81,6 +82,7 @@ dist_man_MANS += \
 	man/revtun_options_set_worker_name.3 \
 	man/revtun_process_io.3 \
 	man/revtun_process_io_batch.3 \
+	man/revtun_process_io_events.3 \
 	man/revtun_reg_free.3 \
 	man/revtun_reg_new.3 \
 	man/revtun_reg_reset.3 \

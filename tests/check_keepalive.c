@@ -352,14 +352,69 @@ START_TEST(deadline_arithmetic) {
   pair_registered(h, &p2, 3, 101); /* interval 3: reply deadline 1 */
   ck_assert_int_eq(revtun_next_timeout_ms(h, 101), 1);
   ck_assert_int_eq(revtun_next_timeout_ms(h, 500), 0); /* overdue is 0, never negative */
+  int64_t t = 77;
+  ck_assert_int_eq(revtun_next_timeout(h, 101, &t), REVTUN_OK);
+  ck_assert_int_eq(t, 1);
+  ck_assert_int_eq(revtun_next_timeout(h, 500, &t), REVTUN_OK);
+  ck_assert_int_eq(t, 0);
   revtun_free(h);
   ck_assert_int_eq(rec.timer_ms, -1);
   close(p1), close(p2);
   tu_rec_init(&rec);
   h = tu_new("empty", &rec, 0);
   ck_assert_int_eq(revtun_next_timeout_ms(h, 0), -1);
-  ck_assert_int_eq(revtun_next_timeout_ms(NULL, 0), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_next_timeout_ms(NULL, 0), REVTUN_E_INVAL); /* also -1 */
+  /* revtun_next_timeout tells "no deadline" from "no handle" */
+  ck_assert_int_eq(revtun_next_timeout(h, 0, &t), REVTUN_OK);
+  ck_assert_int_eq(t, -1);
+  t = 77;
+  ck_assert_int_eq(revtun_next_timeout(NULL, 0, &t), REVTUN_E_INVAL);
+  ck_assert_int_eq(t, 77); /* not written */
+  ck_assert_int_eq(revtun_next_timeout(h, 0, NULL), REVTUN_E_INVAL);
   revtun_free(h);
+}
+END_TEST
+
+/* revtun_process_io_events agrees with revtun_process_io: an entry whose fd
+ * the handle does not know when it is reached (a stale event after REMOVE,
+ * or an fd an earlier entry closed) is counted and makes the call
+ * REVTUN_E_NOT_FOUND; every other entry is handled. revtun_process_io_batch
+ * skips such entries silently. */
+static int nested_rc;
+static void io_events_from_a_callback(revtun_t *h, const revtun_event_t *ev, struct tu_rec *r) {
+  (void)ev, (void)r;
+  revtun_io_event_t e = {0, REVTUN_IO_READ};
+  nested_rc = revtun_process_io_events(h, &e, 1, 5, NULL);
+}
+
+START_TEST(io_events_count_unknown_fds) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  int p1, p2, p3;
+  int a = pair_registered(h, &p1, 1000, 0), b = pair_registered(h, &p2, 1000, 0);
+  tu_write(p1, "RPING"); /* a: an echo */
+  close(p2);             /* b: the peer is gone */
+  revtun_io_event_t evs[] = {
+      {a, REVTUN_IO_READ}, {b, REVTUN_IO_READ}, {b, REVTUN_IO_READ}, {9999, REVTUN_IO_READ}};
+  size_t unknown = 7;
+  ck_assert_int_eq(revtun_process_io_events(h, evs, 4, 1, &unknown), REVTUN_E_NOT_FOUND);
+  ck_assert_uint_eq(unknown, 2); /* b once it was closed, and 9999 */
+  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_PING_ACK), 1);
+  ck_assert_int_eq(tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED)->fd, b);
+  ck_assert_int_eq(revtun_process_io(h, b, REVTUN_IO_READ, 2), REVTUN_E_NOT_FOUND);
+  ck_assert_int_eq(revtun_process_io_events(h, evs, 1, 2, &unknown), REVTUN_OK);
+  ck_assert_uint_eq(unknown, 0);
+  ck_assert_int_eq(revtun_process_io_batch(h, evs + 2, 2, 3), REVTUN_OK);
+  ck_assert_int_eq(revtun_process_io_events(h, NULL, 0, 3, NULL), REVTUN_OK);
+  ck_assert_int_eq(revtun_process_io_events(h, NULL, 1, 3, &unknown), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_process_io_events(NULL, evs, 1, 3, &unknown), REVTUN_E_INVAL);
+  rec.on_event = io_events_from_a_callback; /* refused from a callback, like the single one */
+  nested_rc = 0;
+  pair_registered(h, &p3, 1000, 4);
+  rec.on_event = NULL;
+  ck_assert_int_eq(nested_rc, REVTUN_E_RECURSIVE);
+  revtun_free(h);
+  close(p1), close(p3);
 }
 END_TEST
 
@@ -620,6 +675,7 @@ int main(void) {
   tcase_add_test(tc, flood_cap);
   tcase_add_test(tc, jitter_bounds);
   tcase_add_test(tc, deadline_arithmetic);
+  tcase_add_test(tc, io_events_count_unknown_fds);
   tcase_add_test(tc, partial_echo_travels_with_the_handoff);
   tcase_add_test(tc, strip_helper_behaviours);
   tcase_add_test(tc, strip_flood_and_slow_stream);

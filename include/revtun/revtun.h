@@ -54,7 +54,7 @@ typedef uint64_t revtun_time_ms_t;
 /* State of the post-handoff RPING strip helper; 0 is a fresh state. */
 typedef uint32_t revtun_strip_t;
 
-/* Frozen forever: used only by revtun_process_io_batch(). */
+/* Frozen forever: used by revtun_process_io_events() and revtun_process_io_batch(). */
 typedef struct revtun_io_event {
   int fd;
   int events; /* REVTUN_IO_READ | REVTUN_IO_WRITE */
@@ -260,10 +260,18 @@ REVTUN_API int revtun_config_access_log(const revtun_t *h, size_t index, const c
 /* ------------------------------------------------------------ event loop */
 
 REVTUN_API int revtun_process_io(revtun_t *h, int fd, int events, revtun_time_ms_t now);
+/* Skips unknown fds silently; revtun_process_io_events() counts them. */
 REVTUN_API int revtun_process_io_batch(revtun_t *h, const revtun_io_event_t *events, size_t n,
                                        revtun_time_ms_t now);
 REVTUN_API int revtun_tick(revtun_t *h, revtun_time_ms_t now);
+/* -1 for no deadline, and also for a NULL handle: revtun_next_timeout() tells them apart. */
 REVTUN_API int64_t revtun_next_timeout_ms(const revtun_t *h, revtun_time_ms_t now);
+/* Since 0.2: REVTUN_E_NOT_FOUND when any entry named an unknown fd (every
+ * other entry is handled), with their count in *unknown_out. */
+REVTUN_API int revtun_process_io_events(revtun_t *h, const revtun_io_event_t *events, size_t n,
+                                        revtun_time_ms_t now, size_t *unknown_out);
+/* Since 0.2: the status, and the milliseconds in *timeout_ms (-1: no deadline). */
+REVTUN_API int revtun_next_timeout(const revtun_t *h, revtun_time_ms_t now, int64_t *timeout_ms);
 
 /* ------------------------------------------------------------ registration */
 

@@ -27,20 +27,35 @@ int revtun_process_io(revtun_t *h, int fd, int events, revtun_time_ms_t now) {
   return rc;
 }
 
-int revtun_process_io_batch(revtun_t *h, const revtun_io_event_t *evs, size_t n,
-                            revtun_time_ms_t now) {
+int revtun_process_io_events(revtun_t *h, const revtun_io_event_t *evs, size_t n,
+                             revtun_time_ms_t now, size_t *unknown_out) {
+  if (unknown_out)
+    *unknown_out = 0;
   if (n && !evs)
     return REVTUN_E_INVAL;
   int rc = rt_enter(h, now);
   if (rc)
     return rc;
+  size_t unknown = 0;
   for (size_t i = 0; i < n && !h->free_pending; i++) {
+    /* looked up when reached: an entry before it may have closed it */
     struct rt_fdent *ent = rt_fd_get(h, evs[i].fd);
     if (ent)
       dispatch_io(h, ent, evs[i].events, now);
+    else
+      unknown++; /* as revtun_process_io: a stale event after REMOVE is harmless */
   }
-  rt_leave(h);
-  return REVTUN_OK;
+  rt_leave(h); /* may free h */
+  if (unknown_out)
+    *unknown_out = unknown;
+  return unknown ? REVTUN_E_NOT_FOUND : REVTUN_OK;
+}
+
+/* The batch of 0.1 skips unknown fds silently. */
+int revtun_process_io_batch(revtun_t *h, const revtun_io_event_t *evs, size_t n,
+                            revtun_time_ms_t now) {
+  int rc = revtun_process_io_events(h, evs, n, now, NULL);
+  return rc == REVTUN_E_NOT_FOUND ? REVTUN_OK : rc;
 }
 
 int revtun_tick(revtun_t *h, revtun_time_ms_t now) {
@@ -68,11 +83,20 @@ int revtun_tick(revtun_t *h, revtun_time_ms_t now) {
   return REVTUN_OK;
 }
 
-int64_t revtun_next_timeout_ms(const revtun_t *h, revtun_time_ms_t now) {
-  if (!h)
+int revtun_next_timeout(const revtun_t *h, revtun_time_ms_t now, int64_t *timeout_ms) {
+  if (!h || !timeout_ms)
     return REVTUN_E_INVAL;
   uint64_t d = rt_next_deadline(h);
   if (d == RT_NO_DEADLINE)
-    return -1;
-  return d > now ? (int64_t)(d - now) : 0;
+    *timeout_ms = -1;
+  else /* deadlines are at most 2^62 plus an hour: the difference fits */
+    *timeout_ms = d > now ? (int64_t)(d - now) : 0;
+  return REVTUN_OK;
+}
+
+/* The form of 0.1: a NULL handle gives REVTUN_E_INVAL, which is -1, the
+ * same as "no deadline". */
+int64_t revtun_next_timeout_ms(const revtun_t *h, revtun_time_ms_t now) {
+  int64_t t;
+  return revtun_next_timeout(h, now, &t) ? REVTUN_E_INVAL : t;
 }
