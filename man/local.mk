@@ -68,6 +68,7 @@ dist_man_MANS += \
 	man/revtun_note_keepalive_timeout.3 \
 	man/revtun_options_free.3 \
 	man/revtun_options_new.3 \
+	man/revtun_options_new_with_allocator.3 \
 	man/revtun_options_set_access_log_cb.3 \
 	man/revtun_options_set_allocator.3 \
 	man/revtun_options_set_close_cb.3 \

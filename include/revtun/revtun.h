@@ -210,6 +210,13 @@ REVTUN_API const char *revtun_socket_state_name(int state);
 /* ---------------------------------------------------------------- options */
 
 REVTUN_API REVTUN_WARN_UNUSED int revtun_options_new(revtun_options_t **out);
+/* Since 0.2: the options object itself, what it allocates and the handles
+ * created from it (until revtun_options_set_allocator) use these hooks. */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_options_new_with_allocator(revtun_options_t **out,
+                                                                    revtun_malloc_fn malloc_fn,
+                                                                    revtun_realloc_fn realloc_fn,
+                                                                    revtun_free_fn free_fn,
+                                                                    void *alloc_user);
 REVTUN_API void revtun_options_free(revtun_options_t *opts);
 REVTUN_API int revtun_options_set_user_data(revtun_options_t *opts, void *user_data);
 REVTUN_API int revtun_options_set_io_cb(revtun_options_t *opts, revtun_io_cb cb);

@@ -6,10 +6,10 @@
 #define RT_DEFAULT_WORKER "worker_0"
 #define RT_MAX_FACTORIES 64u
 
-/* The defaults, shared by revtun_options_new() and calls given NULL options. */
 void rt_options_defaults(revtun_options_t *o) {
   memset(o, 0, sizeof(*o));
   rt_mem_default(&o->mem);
+  rt_mem_default(&o->own_mem);
   o->log_level = REVTUN_LOG_WARN;
   strcpy(o->worker, RT_DEFAULT_WORKER);
   o->limits.config_bytes = 1u << 20;
@@ -18,17 +18,39 @@ void rt_options_defaults(revtun_options_t *o) {
   o->limits.log_flush_ms = 1000;
 }
 
-int revtun_options_new(revtun_options_t **out) {
+/* Allocator hooks: all three, or none for the C library's. */
+static int hooks(struct rt_mem *m, revtun_malloc_fn malloc_fn, revtun_realloc_fn realloc_fn,
+                 revtun_free_fn free_fn, void *alloc_user) {
+  if (!malloc_fn && !realloc_fn && !free_fn) {
+    rt_mem_default(m);
+    return REVTUN_OK;
+  }
+  if (!malloc_fn || !realloc_fn || !free_fn)
+    return REVTUN_E_INVAL;
+  *m = (struct rt_mem){malloc_fn, realloc_fn, free_fn, alloc_user};
+  return REVTUN_OK;
+}
+
+int revtun_options_new_with_allocator(revtun_options_t **out, revtun_malloc_fn malloc_fn,
+                                      revtun_realloc_fn realloc_fn, revtun_free_fn free_fn,
+                                      void *alloc_user) {
   if (!out)
     return REVTUN_E_INVAL;
+  *out = NULL;
   struct rt_mem m;
-  rt_mem_default(&m);
+  if (hooks(&m, malloc_fn, realloc_fn, free_fn, alloc_user))
+    return REVTUN_E_INVAL;
   revtun_options_t *o = rt_malloc(&m, sizeof(*o));
-  *out = o;
   if (!o)
     return REVTUN_E_NOMEM;
   rt_options_defaults(o);
+  o->own_mem = o->mem = m;
+  *out = o;
   return REVTUN_OK;
+}
+
+int revtun_options_new(revtun_options_t **out) {
+  return revtun_options_new_with_allocator(out, NULL, NULL, NULL, NULL);
 }
 
 static void free_factories(const struct rt_mem *m, struct rt_factory *f, size_t n) {
@@ -40,10 +62,7 @@ static void free_factories(const struct rt_mem *m, struct rt_factory *f, size_t 
 void revtun_options_free(revtun_options_t *o) {
   if (!o)
     return;
-  /* The options struct itself always comes from the default allocator; only
-   * what the host allocates afterwards would use its hooks, and nothing does. */
-  struct rt_mem m;
-  rt_mem_default(&m);
+  struct rt_mem m = o->own_mem;
   free_factories(&m, o->factories, o->n_factories);
   rt_free(&m, o->module_path);
   rt_free(&m, o);
@@ -77,17 +96,7 @@ int revtun_options_set_allocator(revtun_options_t *o, revtun_malloc_fn malloc_fn
                                  void *alloc_user) {
   if (!o)
     return REVTUN_E_INVAL;
-  if (!malloc_fn && !realloc_fn && !free_fn) {
-    rt_mem_default(&o->mem);
-    return REVTUN_OK;
-  }
-  if (!malloc_fn || !realloc_fn || !free_fn)
-    return REVTUN_E_INVAL;
-  o->mem.malloc_fn = malloc_fn;
-  o->mem.realloc_fn = realloc_fn;
-  o->mem.free_fn = free_fn;
-  o->mem.user = alloc_user;
-  return REVTUN_OK;
+  return hooks(&o->mem, malloc_fn, realloc_fn, free_fn, alloc_user);
 }
 
 int revtun_options_set_worker_name(revtun_options_t *o, const char *name) {
@@ -122,12 +131,10 @@ static uint64_t limit_max(int limit) {
 int revtun_options_set_module_path(revtun_options_t *o, const char *dir) {
   if (!o || (dir && (!*dir || strnlen(dir, MAX_MODULE_PATH_LEN + 1) > MAX_MODULE_PATH_LEN)))
     return REVTUN_E_INVAL;
-  struct rt_mem m;
-  rt_mem_default(&m);
   char *copy = NULL;
-  if (dir && !(copy = rt_strdup(&m, dir)))
+  if (dir && !(copy = rt_strdup(&o->own_mem, dir)))
     return REVTUN_E_NOMEM;
-  rt_free(&m, o->module_path);
+  rt_free(&o->own_mem, o->module_path);
   o->module_path = copy;
   return REVTUN_OK;
 }
@@ -154,14 +161,13 @@ static int add_factory(revtun_options_t *o, const char *name, revtun_ext_create_
       return REVTUN_E_EXISTS;
   if (o->n_factories >= RT_MAX_FACTORIES)
     return REVTUN_E_LIMIT;
-  struct rt_mem m;
-  rt_mem_default(&m);
-  struct rt_factory *f = rt_realloc(&m, o->factories, (o->n_factories + 1) * sizeof(*f));
+  const struct rt_mem *m = &o->own_mem;
+  struct rt_factory *f = rt_realloc(m, o->factories, (o->n_factories + 1) * sizeof(*f));
   if (!f)
     return REVTUN_E_NOMEM;
   o->factories = f;
   f += o->n_factories;
-  f->name = rt_strdup(&m, name);
+  f->name = rt_strdup(m, name);
   if (!f->name)
     return REVTUN_E_NOMEM;
   f->create = create;
@@ -197,6 +203,7 @@ const struct rt_factory *rt_options_find_factory(const revtun_options_t *o, cons
 /* Deep copy into the handle (factory names with the handle's allocator). */
 int rt_options_copy(const struct rt_mem *m, revtun_options_t *dst, const revtun_options_t *src) {
   *dst = *src;
+  dst->own_mem = *m;
   dst->factories = NULL;
   dst->n_factories = 0;
   dst->module_path = NULL;

@@ -22,7 +22,8 @@ struct rt_factory {
 };
 
 struct revtun_options {
-  struct rt_mem mem;
+  struct rt_mem own_mem; /* what allocated this object, its factories and module path */
+  struct rt_mem mem;     /* the allocator handles created from it use */
   void *user_data;
   revtun_io_cb io_cb;
   revtun_timer_cb timer_cb;
