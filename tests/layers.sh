@@ -121,7 +121,7 @@ for layer in $LAYERS; do
   grep "^$layer/" "$tmp/modules" | while read -r m; do
     uses=$(awk -v m="$m" '$1 == m { print $2 }' "$tmp/edges" | grep -v '^proto/' | tr '\n' ' ')
     gen=$(awk -v m="$m" '$1 == m && $2 ~ /^proto\// { n++ } END { if (n) printf "(%d generated protobuf-c)", n }' "$tmp/edges")
-    printf '  %-24s %s%s\n' "$m" "$uses" "$gen"
+    printf '  %-27s %s%s\n' "$m" "$uses" "$gen"
   done
 done
 check_upward "$tmp/edges" "use" || status=1
