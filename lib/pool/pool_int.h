@@ -70,10 +70,12 @@ struct rt_sock {
   uint64_t seq; /* registration order, for FIFO across members */
   struct rt_keepalive ka;
   uint8_t state; /* enum rt_sock_state */
-  uint8_t h2_timeout_noted;
-  uint8_t dead; /* unlinked; memory freed when the outermost call returns */
-  uint8_t has_conn_num;
-  uint8_t set_nonblock; /* prepare made the fd non-blocking: undone on abort */
+  /* one bit each, so that the keepalive's tail padding leaves the socket at
+   * 184 bytes: a pool holds a million of them */
+  uint8_t h2_timeout_noted : 1;
+  uint8_t dead : 1; /* unlinked; memory freed when the outermost call returns */
+  uint8_t has_conn_num : 1;
+  uint8_t set_nonblock : 1; /* prepare made the fd non-blocking: undone on abort */
   struct rt_addr local, remote;
 };
 
