@@ -6,7 +6,7 @@
 # bench/fakefd.c answers for fds >= 1<<20 so a pool can hold 1M sockets
 # although RLIMIT_NOFILE is far lower. Real fds go to the real syscalls.
 BENCH_WRAP = -Wl,--wrap=fcntl,--wrap=fcntl64,--wrap=getsockname,--wrap=getpeername \
-	-Wl,--wrap=close,--wrap=shutdown,--wrap=recv,--wrap=__recv_chk,--wrap=send
+	-Wl,--wrap=close,--wrap=shutdown,--wrap=recv,--wrap=__recv_chk,--wrap=send,--wrap=poll
 BENCH_CPPFLAGS = $(LIB_CPPFLAGS) -I$(top_srcdir)/bench
 BENCH_CFLAGS = $(STRICT_WARN_CFLAGS)
 BENCH_LDADD = $(LIB_CORE_LIBS)
