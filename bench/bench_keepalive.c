@@ -1,4 +1,4 @@
-/* bench_keepalive: RPING keepalive cost against its floors (DESIGN §7, issue 3).
+/* bench_keepalive: RPING keepalive cost against its floors.
  *
  * 1. Ping tick, real sockets: N idle sockets (N = 1000 and 9000), AF_UNIX
  *    socketpairs and loopback TCP (TCP_NODELAY on both ends, as Envoy sets),
@@ -41,10 +41,15 @@
 #define CLUSTERS 10u
 #define TENANT "tenant-acme"
 #define WORKER "worker_3"
-#define INTERVAL_MS 2000u
-#define REPLY_MS (INTERVAL_MS / 2)
-#define ROUND_MS (REPLY_MS + INTERVAL_MS * 115 / 100 + 1)
-#define LONG_INTERVAL_MS 86400000u /* "not due during the run" */
+#define INTERVAL_MS 2000u    /* real sockets */
+#define FAKE_INTERVAL_MS 20u /* due fake sockets: a fake run spans seconds of injected time */
+/* The library's longest interval: the fake sockets that are not due, never
+ * due within a run. */
+#define LONG_INTERVAL_MS 300000u
+/* A round: the tick that sends the pings, then the one at their reply deadline. */
+#define FIRST_DUE_MS(interval) ((interval)*115 / 100 + 1) /* every first send timer is due */
+#define REPLY_MS(interval) ((interval) / 2)
+#define ROUND_MS(interval) (REPLY_MS(interval) + FIRST_DUE_MS(interval))
 #define REAL_REPS 21
 #define IO_REPS 15
 #define FAKE_ROUNDS 7
@@ -88,7 +93,8 @@ static revtun_t *new_handle(void) {
 }
 
 /* Socket i: node i % 1000, its cluster, connection id 1000000+i. */
-static void register_all(revtun_t *h, const int *fds, size_t n, size_t short_every) {
+static void register_all(revtun_t *h, const int *fds, size_t n, size_t short_every,
+                         uint32_t interval) {
   revtun_reg_t *reg;
   int rc = revtun_reg_new(h, &reg);
   if (rc)
@@ -99,7 +105,9 @@ static void register_all(revtun_t *h, const int *fds, size_t n, size_t short_eve
     bu_u64_dec(conn, 1000000u + i);
     revtun_reg_set_ids(reg, node_ids[node], cluster_ids[node % CLUSTERS], TENANT);
     revtun_reg_set_initiator(reg, INT64_C(1700000000000), WORKER, conn);
-    revtun_reg_set_ping_interval(reg, i % short_every == 0 ? INTERVAL_MS : LONG_INTERVAL_MS);
+    if ((rc =
+             revtun_reg_set_ping_interval(reg, i % short_every == 0 ? interval : LONG_INTERVAL_MS)))
+      fail("revtun_reg_set_ping_interval", rc);
     int fd = fds ? fds[i] : BU_FAKE_FD_BASE + (int)i;
     if ((rc = revtun_register_socket(h, fd, reg, 0)))
       fail("revtun_register_socket", rc);
@@ -117,7 +125,7 @@ static uint64_t stat_get(const revtun_t *h, const char *name) {
 /* Times one tick at *now (everything armed by the previous round is due),
  * then ticks untimed at the reply deadline (a miss re-arms the send timer)
  * and moves *now to the next round. Returns ns; *sent gets the pings sent. */
-static double timed_tick(revtun_t *h, revtun_time_ms_t *now, uint64_t *sent) {
+static double timed_tick(revtun_t *h, revtun_time_ms_t *now, uint32_t interval, uint64_t *sent) {
   uint64_t s0 = stat_get(h, STAT_SENT);
   uint64_t t0 = bu_now_ns();
   int rc = revtun_tick(h, *now);
@@ -125,9 +133,9 @@ static double timed_tick(revtun_t *h, revtun_time_ms_t *now, uint64_t *sent) {
   if (rc)
     fail("revtun_tick", rc);
   *sent = stat_get(h, STAT_SENT) - s0;
-  if ((rc = revtun_tick(h, *now + REPLY_MS)))
+  if ((rc = revtun_tick(h, *now + REPLY_MS(interval))))
     fail("revtun_tick", rc);
-  *now += ROUND_MS;
+  *now += ROUND_MS(interval);
   return (double)(t1 - t0);
 }
 
@@ -340,8 +348,8 @@ static struct real_row run_real(int tcp, size_t n) {
   if (!pfd)
     die("malloc");
   revtun_t *h = new_handle();
-  register_all(h, fds, n, 1);
-  revtun_time_ms_t now = INTERVAL_MS * 115 / 100 + 1; /* every first send timer is due */
+  register_all(h, fds, n, 1, INTERVAL_MS);
+  revtun_time_ms_t now = FIRST_DUE_MS(INTERVAL_MS);
   size_t m = REAL_EVENTS / n ? REAL_EVENTS / n : 1;
 
   double tk[REAL_REPS + 1], fl[REAL_REPS + 1], ra[REAL_REPS];
@@ -353,9 +361,9 @@ static struct real_row run_real(int tcp, size_t n) {
       size_t ok;
       if ((r + (int)j) % 2) {
         f += floor_sends(fds, n, &ok);
-        t += timed_tick(h, &now, &sent);
+        t += timed_tick(h, &now, INTERVAL_MS, &sent);
       } else {
-        t += timed_tick(h, &now, &sent);
+        t += timed_tick(h, &now, INTERVAL_MS, &sent);
         f += floor_sends(fds, n, &ok);
       }
       bad |= sent != n || ok != n;
@@ -366,7 +374,7 @@ static struct real_row run_real(int tcp, size_t n) {
     tk[r] = t / (double)(n * m);
     fl[r] = f / (double)(n * m);
     ra[r] = t / f;
-    row.short_reps += bad;
+    row.short_reps += bad ? 1u : 0u;
   }
   row.tick = bu_summarize(tk, REAL_REPS);
   row.floor = bu_summarize(fl, REAL_REPS);
@@ -410,8 +418,8 @@ static void fake_open(struct fake *f, size_t n, size_t due) {
   f->n = n;
   f->due = due;
   f->m = FAKE_EVENTS / due ? FAKE_EVENTS / due : 1;
-  f->now = INTERVAL_MS * 115 / 100 + 1;
-  register_all(f->h, NULL, n, n / due);
+  f->now = FIRST_DUE_MS(FAKE_INTERVAL_MS);
+  register_all(f->h, NULL, n, n / due, FAKE_INTERVAL_MS);
 }
 
 /* ns per due socket over m timed ticks. */
@@ -419,7 +427,7 @@ static double fake_sample(struct fake *f) {
   double ns = 0;
   for (size_t j = 0; j < f->m; j++) {
     uint64_t sent;
-    ns += timed_tick(f->h, &f->now, &sent);
+    ns += timed_tick(f->h, &f->now, FAKE_INTERVAL_MS, &sent);
     if (sent != f->due) {
       fprintf(stderr, "bench_keepalive: %zu of %zu fake sockets pinged\n", (size_t)sent, f->due);
       exit(1);
@@ -468,8 +476,8 @@ int main(void) {
     for (size_t i = 0; i < 2; i++) {
       real[tcp][i] = run_real(tcp, real_sizes[i]);
       struct real_row *r = &real[tcp][i];
-      printf("%-5s %7zu %13.1f %6.1f%% %13.1f %6.1f%% %10.3f %6.1f%%\n", tcp ? "tcp" : "unix",
-             r->n, r->tick.median, 100 * r->tick.spread, r->floor.median, 100 * r->floor.spread,
+      printf("%-5s %7zu %13.1f %6.1f%% %13.1f %6.1f%% %10.3f %6.1f%%\n", tcp ? "tcp" : "unix", r->n,
+             r->tick.median, 100 * r->tick.spread, r->floor.median, 100 * r->floor.spread,
              r->ratio.median, 100 * r->ratio.spread);
       if (r->short_reps)
         printf("   WARNING: %llu samples where a send hit EAGAIN\n",
@@ -521,8 +529,7 @@ int main(void) {
            "        ESTIMATE, not measured (no 100k real fds here): all-due tick/floor = (send()\n"
            "        at %s + fake-fd work at N) / send() at %s = %.3f at 100k, %.3f at 1M\n",
            tcp ? "tcp " : "unix", rname[1], real[tcp][1].tick.median - send9k, sa[1].median,
-           rname[1], rname[1],
-           (send9k + sa[2].median) / send9k, (send9k + sa[3].median) / send9k);
+           rname[1], rname[1], (send9k + sa[2].median) / send9k, (send9k + sa[3].median) / send9k);
   }
 
   printf("\n   revtun_process_io (a) vs one recv() of 5 bytes (b) vs recv() until EAGAIN (c): the\n"
@@ -562,8 +569,7 @@ int main(void) {
       char m[96];
       snprintf(m, sizeof(m), "process_io/recv(5) @%s %s", rname[i], tcp ? "tcp" : "unix");
       bu_result("keepalive", m, real[tcp][i].io_ab.median, "x", "-", BU_INFO);
-      snprintf(m, sizeof(m), "process_io/recv-EAGAIN @%s %s", rname[i],
-               tcp ? "tcp" : "unix");
+      snprintf(m, sizeof(m), "process_io/recv-EAGAIN @%s %s", rname[i], tcp ? "tcp" : "unix");
       bu_result("keepalive", m, real[tcp][i].io_ac.median, "x", "-", BU_INFO);
     }
   return 0;

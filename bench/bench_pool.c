@@ -1,4 +1,4 @@
-/* bench_pool: the pool's per-operation cost and memory (DESIGN §7, issue 2).
+/* bench_pool: the pool's per-operation cost and memory.
  *
  * 1. One cycle = revtun_register_socket + revtun_handoff + revtun_mark_dead,
  *    run against pools that already hold 1k, 100k and 1M idle sockets (1000
@@ -15,10 +15,13 @@
  * 3. The same cycle on real socketpairs at 1k, and its syscalls alone.
  *
  * Pools above RLIMIT_NOFILE use fake fds (bench/fakefd.c): their fcntl,
- * getsockname, getpeername and recv(MSG_PEEK) are answered in user space, so
+ * getsockname, getpeername and poll (the handoff's liveness check) are
+ * answered in user space, so
  * the fake-fd cycle measures library work only; (3) measures the syscalls. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,11 +300,10 @@ static const size_t sizes[NSIZES] = {1000, 100000, 1000000};
 static const char *const size_names[NSIZES] = {"1k", "100k", "1M"};
 
 /* The syscalls of one cycle on real fds: fcntl(F_GETFL), getsockname and
- * getpeername at registration, recv(MSG_PEEK) at handoff. */
+ * getpeername at registration, the liveness poll at handoff. */
 static double run_syscalls(const int *fds, size_t n, size_t cycles, uint32_t *rng) {
   struct sockaddr_storage ss;
   socklen_t sl;
-  char c;
   uint64_t t0 = bu_now_ns();
   for (size_t i = 0; i < cycles; i++) {
     int fd = fds[xorshift(rng) % n];
@@ -310,8 +312,9 @@ static double run_syscalls(const int *fds, size_t n, size_t cycles, uint32_t *rn
     int a = getsockname(fd, (struct sockaddr *)&ss, &sl);
     sl = sizeof(ss);
     int b = getpeername(fd, (struct sockaddr *)&ss, &sl);
-    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (fl < 0 || a || b || r != -1)
+    struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    int r = poll(&pfd, 1, 0);
+    if (fl < 0 || a || b || r != 0)
       abort();
   }
   return (double)(bu_now_ns() - t0) / (double)cycles;
@@ -340,14 +343,15 @@ int main(void) {
   bu_header("bench_pool", "register + handoff + mark_dead cycle vs pool size, heap per socket");
   if (bu_fake_selfcheck())
     return 1;
-  printf("   ids: %u nodes, %u clusters, tenant \"%s\", initiator \"%s\", decimal connection ids,\n"
-         "   interval %u ms; trivial host io/timer/close callbacks. All pools and floors live at\n"
-         "   once; %d rounds, each timing every size (rotating order) for %u cycles after %u\n"
-         "   untimed ones, cycle and floor back to back. Reported: medians over rounds; ratios are\n"
-         "   medians of per-round ratios (a round times every size within seconds),\n"
-         "   spread = (max-min)/median of the samples.\n",
-         NODES, CLUSTERS, TENANT, WORKER, INTERVAL_MS, ROUNDS, BATCH, WARM);
-  printf("   Pools use FAKE fds (>= %d): their fcntl/getsockname/getpeername/recv(MSG_PEEK) are\n"
+  printf(
+      "   ids: %u nodes, %u clusters, tenant \"%s\", initiator \"%s\", decimal connection ids,\n"
+      "   interval %u ms; trivial host io/timer/close callbacks. All pools and floors live at\n"
+      "   once; %d rounds, each timing every size (rotating order) for %u cycles after %u\n"
+      "   untimed ones, cycle and floor back to back. Reported: medians over rounds; ratios are\n"
+      "   medians of per-round ratios (a round times every size within seconds),\n"
+      "   spread = (max-min)/median of the samples.\n",
+      NODES, CLUSTERS, TENANT, WORKER, INTERVAL_MS, ROUNDS, BATCH, WARM);
+  printf("   Pools use FAKE fds (>= %d): their fcntl/getsockname/getpeername/poll are\n"
          "   answered in user space and NOT measured here; see the real-socket lines below.\n\n",
          BU_FAKE_FD_BASE);
 
@@ -384,8 +388,8 @@ int main(void) {
     }
   }
   struct bu_summary sc[NSIZES], sf[NSIZES], scf[NSIZES], sv[NSIZES], sfv[NSIZES];
-  printf("%6s %9s %7s %8s %7s %11s %10s %10s %10s %10s\n", "pool", "cycle ns", "spread",
-         "floor ns", "spread", "cycle/floor", "cycle/1k", "floor/1k", "B/sock all", "B/sock mrg");
+  printf("%6s %9s %7s %8s %7s %11s %10s %10s %10s %10s\n", "pool", "cycle ns", "spread", "floor ns",
+         "spread", "cycle/floor", "cycle/1k", "floor/1k", "B/sock all", "B/sock mrg");
   for (size_t i = 0; i < NSIZES; i++) {
     sc[i] = bu_summarize(cyc[i], ROUNDS);
     sf[i] = bu_summarize(flo[i], ROUNDS);
@@ -417,8 +421,7 @@ int main(void) {
 
   /* --------------------- real sockets, small pool, vs the fake 1k pool */
   size_t limit = bu_raise_nofile(), real_n = REAL_N;
-  if (limit < 2 * (REAL_N + 1) + 64)
-  {
+  if (limit < 2 * (REAL_N + 1) + 64) {
     real_n = limit > 2 * 64 + 64 ? (limit - 64) / 2 - 1 : 64;
     printf("\n   NOTE: RLIMIT_NOFILE is %zu, so the real pool is limited to %zu sockets\n", limit,
            real_n);
@@ -467,7 +470,7 @@ int main(void) {
   printf("   %-56s %8.1f ns (spread %.0f%%)\n", "cycle with real syscalls", real.median,
          100 * real.spread);
   printf("   %-56s %8.1f ns (spread %.0f%%)\n",
-         "its syscalls alone: fcntl+getsockname+getpeername+peek", sys.median, 100 * sys.spread);
+         "its syscalls alone: fcntl+getsockname+getpeername+poll", sys.median, 100 * sys.spread);
   printf("   %-56s %8.1f ns (spread %.0f%%)\n", "fake-fd cycle, pool of 1k (library work only)",
          fake.median, 100 * fake.spread);
   printf("   real cycle / (fake cycle + syscalls) = %.2f (per-round median); syscalls are %.0f%%\n"

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "util.h"
+#include "base/text.h"
 
 uint64_t bu_now_ns(void) {
   struct timespec ts;
@@ -139,12 +139,11 @@ void bu_header(const char *bench, const char *what) {
 void bu_result(const char *bench, const char *metric, double value, const char *unit,
                const char *target, int within_target) {
   const char *note = within_target == BU_INFO ? "info" : within_target ? "within" : "over";
-  printf("RESULT|%s|%s|%.4g|%s|%s|%s\n", bench, metric, value, unit, target ? target : "-",
-         note);
+  printf("RESULT|%s|%s|%.4g|%s|%s|%s\n", bench, metric, value, unit, target ? target : "-", note);
 }
 
 size_t bu_u64_dec(char *buf, uint64_t v) {
-  size_t n = rt_u64_dec(v, buf); /* the library's, compiled in */
+  size_t n = rt_u64_dec(v, buf); /* the library's, linked in */
   buf[n] = '\0';
   return n;
 }

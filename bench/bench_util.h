@@ -7,6 +7,7 @@
 #ifndef REVTUN_BENCH_UTIL_H
 #define REVTUN_BENCH_UTIL_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -75,7 +76,7 @@ void bu_host_close(revtun_t *h, int fd, void *su, void *ud);
 #define BU_FAKE_FD_BASE (1 << 20)
 
 struct bu_fake_counts {
-  uint64_t fcntl, getsockname, getpeername, recv, send, close, shutdown;
+  uint64_t fcntl, getsockname, getpeername, recv, send, close, shutdown, poll;
 };
 extern struct bu_fake_counts bu_fake; /* calls that were answered for fake fds */
 
@@ -89,6 +90,7 @@ int __wrap_shutdown(int fd, int how);
 ssize_t __wrap_recv(int fd, void *buf, size_t n, int flags);
 ssize_t __wrap___recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __wrap_send(int fd, const void *buf, size_t n, int flags);
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout);
 
 /* Registers one fake socket in a scratch handle, hands it off and marks it
  * dead, and checks that every syscall on the way reached the wrappers (a

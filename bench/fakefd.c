@@ -1,12 +1,13 @@
 /* Fake sockets for pool sizes beyond RLIMIT_NOFILE (20000 here, 1M needed).
  *
- * The benchmark programs compile the library sources in and link with
+ * The benchmark programs link the library's convenience archive with
  * -Wl,--wrap=fcntl,...: every call the library (or the benchmark) makes to
  * one of these syscalls lands here. Real fds go to the real call; fds at or
  * above BU_FAKE_FD_BASE are always-healthy sockets answered in user space:
  *   fcntl        F_GETFL -> O_RDWR|O_NONBLOCK, anything else -> 0
  *   getsockname  127.0.0.1:port, getpeername 127.0.0.1:port
- *   recv         -1/EAGAIN (nothing to read; MSG_PEEK says "alive")
+ *   recv         -1/EAGAIN (nothing to read)
+ *   poll         no event (the handoff's liveness check says "alive")
  *   send         len (everything written)
  *   close, shutdown  0
  * So with fake fds the syscall cost is NOT measured; the benchmarks measure
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,6 +36,7 @@ int __real_shutdown(int fd, int how);
 ssize_t __real_recv(int fd, void *buf, size_t n, int flags);
 ssize_t __real___recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __real_send(int fd, const void *buf, size_t n, int flags);
+int __real_poll(struct pollfd *fds, nfds_t n, int timeout);
 
 static inline int is_fake(int fd) { return fd >= BU_FAKE_FD_BASE; }
 
@@ -132,6 +135,27 @@ ssize_t __wrap_send(int fd, const void *buf, size_t n, int flags) {
   return (ssize_t)n;
 }
 
+/* Fake entries have nothing to report: poll(2) skips an entry with a
+ * negative fd and gives it revents 0, so they are hidden for the real call. */
+int __wrap_poll(struct pollfd *fds, nfds_t n, int timeout) {
+  nfds_t fakes = 0;
+  for (nfds_t i = 0; i < n; i++)
+    if (is_fake(fds[i].fd)) {
+      fds[i].fd = -fds[i].fd;
+      fakes++;
+    }
+  if (!fakes)
+    return __real_poll(fds, n, timeout);
+  bu_fake.poll += fakes;
+  int r = fakes == n ? 0 : __real_poll(fds, n, timeout);
+  for (nfds_t i = 0; i < n; i++)
+    if (fds[i].fd < 0 && is_fake(-fds[i].fd)) {
+      fds[i].fd = -fds[i].fd;
+      fds[i].revents = 0;
+    }
+  return r;
+}
+
 /* ---------------------------------------------------------- self-check */
 
 int bu_fake_selfcheck(void) {
@@ -163,7 +187,7 @@ int bu_fake_selfcheck(void) {
   revtun_free(h);
   int ok = rc == REVTUN_OK && out == fd && bu_fake.fcntl > before.fcntl &&
            bu_fake.getsockname > before.getsockname && bu_fake.getpeername > before.getpeername &&
-           bu_fake.recv > before.recv && bu_fake.close > before.close;
+           bu_fake.poll > before.poll && bu_fake.close > before.close;
   if (!ok) {
     fprintf(stderr,
             "self-check failed (%s): the library's syscalls did not reach the fake-fd wrappers;\n"

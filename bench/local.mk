@@ -6,9 +6,9 @@
 # bench/fakefd.c answers for fds >= 1<<20 so a pool can hold 1M sockets
 # although RLIMIT_NOFILE is far lower. Real fds go to the real syscalls.
 BENCH_WRAP = -Wl,--wrap=fcntl,--wrap=fcntl64,--wrap=getsockname,--wrap=getpeername \
-	-Wl,--wrap=close,--wrap=shutdown,--wrap=recv,--wrap=__recv_chk,--wrap=send
+	-Wl,--wrap=close,--wrap=shutdown,--wrap=recv,--wrap=__recv_chk,--wrap=send,--wrap=poll
 BENCH_CPPFLAGS = $(LIB_CPPFLAGS) -I$(top_srcdir)/bench
-BENCH_CFLAGS = $(WARN_CFLAGS)
+BENCH_CFLAGS = $(STRICT_WARN_CFLAGS)
 BENCH_LDADD = $(LIB_CORE_LIBS)
 BENCH_COMMON = bench/bench_util.c bench/bench_util.h bench/fakefd.c
 
@@ -40,5 +40,5 @@ bench_bench_accesslog_LDADD = $(BENCH_LDADD)
 noinst_PROGRAMS += bench/bench_handshake
 bench_bench_handshake_SOURCES = bench/bench_handshake.c
 bench_bench_handshake_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
-bench_bench_handshake_CFLAGS = $(WARN_CFLAGS)
+bench_bench_handshake_CFLAGS = $(STRICT_WARN_CFLAGS)
 bench_bench_handshake_LDADD = lib/libupstream-revtun.la

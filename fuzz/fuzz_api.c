@@ -71,8 +71,8 @@ static void setup(void) {
   for (int i = 0; i < 2; i++) {
     struct pool *p = &pools[i];
     p->isolation = i;
-    check(revtun_new(&p->h, i ? isolation_config : NULL, i ? sizeof(isolation_config) : 0, NULL,
-                     0, NULL, 0) == REVTUN_OK,
+    check(revtun_new(&p->h, i ? isolation_config : NULL, i ? sizeof(isolation_config) : 0, NULL, 0,
+                     NULL, 0) == REVTUN_OK,
           "revtun_new");
     check(revtun_config_tenant_isolation(p->h) == i, "isolation config");
     for (int t = 0; t < N_TENANTS; t++)
@@ -109,7 +109,7 @@ static int sum_idle(struct pool *p) {
   for (int t = 0; t < N_TENANTS; t++)
     for (int n = 0; n < N_NODES; n++) {
       if (p->isolation && strchr(nodes[n], ':'))
-        continue; /* never registered */
+        continue;             /* never registered */
       if (!p->isolation && t) /* without isolation the id alone is the key */
         continue;
       int c = revtun_idle_count(p->h, nodes[n], tenants[t]);

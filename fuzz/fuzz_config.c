@@ -1,5 +1,5 @@
 /* libFuzzer harness: serialized UpstreamReverseConnectionSocketInterface.
- * Validate, create a handle, walk every getter, free (c-craft R5.8). */
+ * Validate, create a handle, walk every getter, free. */
 #include <stdint.h>
 #include <string.h>
 

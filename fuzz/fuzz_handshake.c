@@ -16,7 +16,7 @@
 
 #include <revtun/revtun.h>
 
-#include "handshake.h"
+#include "acceptor/handshake.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,8 +1,9 @@
 # libFuzzer harnesses. Every harness also builds a replay program that runs
 # its saved corpus under `make check` (no clang needed); --enable-fuzzers
-# (clang) builds the real fuzzers: fuzz/fuzz_<name> <corpus dir>.
+# (clang) builds the real fuzzers: fuzz/fuzz_<name> <corpus dir>. The replays
+# compile the harnesses with the project's warnings.
 FUZZ_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
-FUZZ_NAMES = config rping
+FUZZ_CFLAGS = $(STRICT_WARN_CFLAGS)
 EXTRA_DIST += fuzz/corpus fuzz/README.md
 
 check_PROGRAMS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_api
@@ -10,19 +11,42 @@ TESTS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_
 VALGRIND_TESTS += fuzz/replay_config fuzz/replay_rping fuzz/replay_handshake fuzz/replay_api
 fuzz_replay_config_SOURCES = fuzz/replay.c fuzz/fuzz_config.c
 fuzz_replay_config_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/config"'
+fuzz_replay_config_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_replay_config_LDADD = lib/libupstream-revtun.la
 fuzz_replay_rping_SOURCES = fuzz/replay.c fuzz/fuzz_rping.c
 fuzz_replay_rping_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/rping"'
+fuzz_replay_rping_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_replay_rping_LDADD = lib/libupstream-revtun.la
 # the public lookup, handoff and introspection API with hostile ids
 fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/fuzz_api.c
 fuzz_replay_api_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/api"'
+fuzz_replay_api_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_replay_api_LDADD = lib/libupstream-revtun.la
 # the handshake parser is internal: its harness links the convenience library
 fuzz_replay_handshake_SOURCES = fuzz/replay.c fuzz/fuzz_handshake.c
 fuzz_replay_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
 	-DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/handshake"'
+fuzz_replay_handshake_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_replay_handshake_LDADD = $(LIB_CORE_LIBS)
+
+# the substitution-format engine (parser and renderer); its API is internal,
+# so the harness links the convenience library
+FUZZ_FORMAT_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib -Ilib/proto $(PROTOBUF_C_CFLAGS)
+check_PROGRAMS += fuzz/replay_format
+TESTS += fuzz/replay_format
+VALGRIND_TESTS += fuzz/replay_format
+fuzz_replay_format_SOURCES = fuzz/replay.c fuzz/fuzz_format.c
+fuzz_replay_format_CPPFLAGS = $(FUZZ_FORMAT_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/format"'
+fuzz_replay_format_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_replay_format_LDADD = $(LIB_CORE_LIBS)
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_format
+fuzz_fuzz_format_SOURCES = fuzz/fuzz_format.c
+fuzz_fuzz_format_CPPFLAGS = $(FUZZ_FORMAT_CPPFLAGS)
+fuzz_fuzz_format_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_format_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_format_LDADD = $(LIB_CORE_LIBS)
+endif
 
 if ENABLE_FUZZERS
 noinst_PROGRAMS += fuzz/fuzz_config fuzz/fuzz_rping fuzz/fuzz_handshake fuzz/fuzz_api

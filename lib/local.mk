@@ -68,43 +68,57 @@ EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym
 # fuzzers) reach the internal API too.
 noinst_LTLIBRARIES += lib/libupstream-revtun-core.la
 lib_libupstream_revtun_core_la_SOURCES = \
-	lib/acceptor.c lib/acceptor_int.h \
-	lib/acceptor_config.c \
-	lib/acceptor_validate.c \
-	lib/accesslog.c \
-	lib/accesslog_config.c lib/accesslog_int.h \
-	lib/config.c \
-	lib/dynmod.c lib/dynmod.h \
-	lib/events.c \
-	lib/format.c lib/format.h lib/format_int.h \
-	lib/format_json.c lib/format_ops.c lib/format_sfs.c lib/format_time.c \
-	lib/handshake.c lib/handshake.h \
-	lib/hash.c lib/hash.h \
-	lib/ids.c lib/ids.h \
-	lib/keepalive.c \
-	lib/logfile.c lib/logfile.h \
-	lib/mem.c lib/mem.h \
-	lib/names.c \
-	lib/options.c \
-	lib/pbwire.c lib/pbwire.h \
-	lib/pool.c lib/pool_int.h \
-	lib/handoff.c \
-	lib/lookup.c \
-	lib/prometheus.c \
-	lib/reg.c \
-	lib/reporter.c \
-	lib/revtun.c lib/revtun_int.h \
-	lib/rping.c \
-	lib/stats.c \
-	lib/strings.c \
-	lib/timer.c lib/timer.h \
-	lib/util.c lib/util.h
+	lib/base/deadline_heap.c lib/base/deadline_heap.h \
+	lib/base/hash.c lib/base/hash.h \
+	lib/base/ids.c lib/base/ids.h \
+	lib/base/macros.h \
+	lib/base/mem.c lib/base/mem.h \
+	lib/base/names.c \
+	lib/base/proto.c lib/base/proto.h \
+	lib/base/rping.c lib/base/rping.h \
+	lib/base/sockaddr.c lib/base/sockaddr.h \
+	lib/base/text.c lib/base/text.h \
+	lib/core/config.c lib/core/config.h \
+	lib/core/event.c lib/core/event.h \
+	lib/core/fdtable.c lib/core/fdtable.h \
+	lib/core/handle.c lib/core/handle.h \
+	lib/core/host.c lib/core/host.h \
+	lib/core/intern.c lib/core/intern.h \
+	lib/core/options.c lib/core/options.h \
+	lib/core/reentry.c lib/core/reentry.h \
+	lib/core/stats.c lib/core/stats.h \
+	lib/format/format.c lib/format/format.h lib/format/format_int.h \
+	lib/format/format_json.c \
+	lib/format/format_ops.c \
+	lib/format/format_seq.c \
+	lib/format/format_sfs.c \
+	lib/format/format_sink.c \
+	lib/format/format_time.c \
+	lib/pool/handoff.c \
+	lib/pool/keepalive.c lib/pool/keepalive.h \
+	lib/pool/pool.c lib/pool/pool.h lib/pool/pool_int.h \
+	lib/pool/pool_record.c \
+	lib/pool/pool_view.c \
+	lib/pool/reg_builder.c \
+	lib/acceptor/acceptor.c lib/acceptor/acceptor.h lib/acceptor/acceptor_int.h \
+	lib/acceptor/acceptor_config.c \
+	lib/acceptor/acceptor_validate.c \
+	lib/acceptor/handshake.c lib/acceptor/handshake.h \
+	lib/observe/accesslog.c lib/observe/accesslog.h lib/observe/accesslog_int.h \
+	lib/observe/accesslog_spec.c \
+	lib/observe/dynamic_module.c lib/observe/dynamic_module.h \
+	lib/observe/logfile.c lib/observe/logfile.h \
+	lib/observe/prometheus.c \
+	lib/observe/reporter.c lib/observe/reporter.h \
+	lib/observe/stats_walk.c lib/observe/stats_walk.h \
+	lib/api/lifecycle.c \
+	lib/api/loop.c
 nodist_lib_libupstream_revtun_core_la_SOURCES = $(PROTO_GEN_C)
 nodist_noinst_HEADERS = $(PROTO_GEN_H)
 LIB_CPPFLAGS = -DBUILDING_REVTUN -I$(top_srcdir)/include -Iinclude \
 	-Ilib/proto -I$(top_srcdir)/lib $(PROTOBUF_C_CFLAGS)
 lib_libupstream_revtun_core_la_CPPFLAGS = $(LIB_CPPFLAGS)
-lib_libupstream_revtun_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
+lib_libupstream_revtun_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(STRICT_WARN_CFLAGS)
 # what a program linking the convenience library needs besides it
 LIB_CORE_LIBS = lib/libupstream-revtun-core.la $(PROTOBUF_C_LIBS)
 

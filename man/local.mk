@@ -16,6 +16,8 @@ dist_man_MANS += \
 	man/revtun_acceptor_set_limit.3 \
 	man/revtun_access_logger_register.3 \
 	man/revtun_close_reason_name.3 \
+	man/revtun_cluster_member.3 \
+	man/revtun_cluster_node_count.3 \
 	man/revtun_config_access_log.3 \
 	man/revtun_config_access_log_count.3 \
 	man/revtun_config_detailed_stats.3 \
@@ -60,11 +62,13 @@ dist_man_MANS += \
 	man/revtun_lookup_cluster.3 \
 	man/revtun_mark_dead.3 \
 	man/revtun_new.3 \
+	man/revtun_next_timeout.3 \
 	man/revtun_next_timeout_ms.3 \
 	man/revtun_note_goaway.3 \
 	man/revtun_note_keepalive_timeout.3 \
 	man/revtun_options_free.3 \
 	man/revtun_options_new.3 \
+	man/revtun_options_new_with_allocator.3 \
 	man/revtun_options_set_access_log_cb.3 \
 	man/revtun_options_set_allocator.3 \
 	man/revtun_options_set_close_cb.3 \
@@ -79,6 +83,7 @@ dist_man_MANS += \
 	man/revtun_options_set_worker_name.3 \
 	man/revtun_process_io.3 \
 	man/revtun_process_io_batch.3 \
+	man/revtun_process_io_events.3 \
 	man/revtun_reg_free.3 \
 	man/revtun_reg_new.3 \
 	man/revtun_reg_reset.3 \
@@ -101,6 +106,9 @@ dist_man_MANS += \
 	man/revtun_strerror.3 \
 	man/revtun_tick.3 \
 	man/revtun_version.3 \
+	man/revtun_walk_clusters.3 \
+	man/revtun_walk_nodes.3 \
+	man/revtun_walk_stats.3 \
 	man/revtun.7
 
 if HAVE_EXAMPLES

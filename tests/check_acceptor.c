@@ -1,5 +1,4 @@
-/* The handshake acceptor end to end over real sockets (reference §3, §10.6
- * items 83-114 in their NEW form): every answer's exact bytes and counter,
+/* The handshake acceptor end to end over real sockets: every answer's exact bytes and counter,
  * with the request delivered whole, in 1-byte and in 10-byte chunks. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,9 +39,9 @@ static char *request(const char *line, const char *headers) {
 }
 
 struct outcome {
-  char response[8192];
-  int registered; /* the fd is an idle pool socket */
-  int closed;     /* the client saw EOF after the response */
+  char response[1024]; /* the acceptor's answers are at most 512 bytes */
+  int registered;      /* the fd is an idle pool socket */
+  int closed;          /* the client saw EOF after the response */
 };
 
 /* Delivers req in chunks of `chunk` bytes (0 = whole) over a socketpair and
@@ -110,7 +109,7 @@ START_TEST(full_flow_accepts) {
   ck_assert_str_eq(e->node, "n");
   ck_assert_str_eq(e->cluster, "c");
   ck_assert_str_eq(e->tenant, "t");
-  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_REPORT_CONNECTED), 1); /* item 99 */
+  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_REPORT_CONNECTED), 1); /* one report per tunnel */
   revtun_free(h);
 }
 END_TEST
@@ -125,10 +124,10 @@ START_TEST(rejections_exact) {
 
   o = run(h, acc, request("GET /health HTTP/1.1", HDRS_NCT),
           strlen(request("GET /health HTTP/1.1", HDRS_NCT)), chunk);
-  expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request"); /* 88 */
+  expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request");
   const char *r = request("PUT /reverse_connections/request HTTP/1.1", HDRS_NCT);
   o = run(h, acc, r, strlen(r), chunk);
-  expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request"); /* 89 */
+  expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request");
   r = request("GET /reverse_connections/request?x=1 HTTP/1.1", HDRS_NCT);
   o = run(h, acc, r, strlen(r), chunk);
   expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request"); /* query: full target */
@@ -137,10 +136,10 @@ START_TEST(rejections_exact) {
   r = request(path,
               "x-envoy-reverse-tunnel-cluster-id: c\r\nx-envoy-reverse-tunnel-tenant-id: t\r\n");
   o = run(h, acc, r, strlen(r), chunk);
-  expect_reject(&o, 400, "Bad Request", "Missing required reverse tunnel headers"); /* 87 */
+  expect_reject(&o, 400, "Bad Request", "Missing required reverse tunnel headers");
   r = request(path, "");
   o = run(h, acc, r, strlen(r), chunk);
-  expect_reject(&o, 400, "Bad Request", "Missing required reverse tunnel headers"); /* 86 */
+  expect_reject(&o, 400, "Bad Request", "Missing required reverse tunnel headers");
   r = request(path, "x-envoy-reverse-tunnel-node-id: n\r\nx-envoy-reverse-tunnel-cluster-id: c\r\n"
                     "x-envoy-reverse-tunnel-tenant-id: \r\n");
   o = run(h, acc, r, strlen(r), chunk);
@@ -236,10 +235,10 @@ START_TEST(custom_config_and_defaults) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
   revtun_acceptor_t *acc = acceptor(h, "acc_default");
-  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 2000); /* 90 */
+  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 2000);
   revtun_acceptor_free(acc);
   acc = acceptor(h, "acc_custom");
-  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 10000); /* 91 */
+  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 10000);
   const char *r = request("PUT /custom/path HTTP/1.1", HDRS_NCT);
   struct outcome o = run(h, acc, r, strlen(r), 0);
   ck_assert_str_eq(o.response, OK_200);
@@ -251,13 +250,13 @@ START_TEST(custom_config_and_defaults) {
   expect_reject(&o, 404, "Not Found", "Not a reverse tunnel request");
   revtun_acceptor_free(acc);
   acc = acceptor(h, "acc_5500");
-  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 5500); /* 92 */
+  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 5500);
   r = request("GET /reverse_connections/request HTTP/1.1", HDRS_NCT);
   o = run(h, acc, r, strlen(r), 0);
   ck_assert_str_eq(o.response, OK_200);
   revtun_acceptor_free(acc);
   acc = acceptor(h, "acc_1ms");
-  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 1); /* Errata 1: ms end to end */
+  ck_assert_uint_eq(revtun_acceptor_ping_interval_ms(acc), 1); /* 1 ms stays 1 ms */
   revtun_acceptor_free(acc);
   acc = acceptor(h, "acc_flags"); /* accepted, no effect */
   revtun_free(h);
@@ -304,19 +303,19 @@ START_TEST(required_cluster_name) {
            "%sx-envoy-reverse-tunnel-upstream-cluster-name: my-upstream-cluster\r\n", HDRS_NCT);
   const char *r = request(line, hdrs);
   struct outcome o = run(h, acc, r, strlen(r), 0);
-  ck_assert_str_eq(o.response, OK_200); /* 100 */
+  ck_assert_str_eq(o.response, OK_200);
   snprintf(hdrs, sizeof(hdrs), "%sx-envoy-reverse-tunnel-upstream-cluster-name: wrong-cluster\r\n",
            HDRS_NCT);
   r = request(line, hdrs);
   o = run(h, acc, r, strlen(r), 0);
-  expect_reject(&o, 400, "Bad Request", "Cluster name mismatch"); /* 101 */
+  expect_reject(&o, 400, "Bad Request", "Cluster name mismatch");
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.validation_failed"), 1);
   r = request(line, HDRS_NCT);
   o = run(h, acc, r, strlen(r), 0);
-  expect_reject(&o, 400, "Bad Request", "Missing upstream cluster name header"); /* 102 */
+  expect_reject(&o, 400, "Bad Request", "Missing upstream cluster name header");
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.parse_error"), 1);
   revtun_acceptor_free(acc);
-  acc = acceptor(h, "acc_default"); /* 103: no check when unset */
+  acc = acceptor(h, "acc_default"); /* no check when unset */
   r = request(line, HDRS_NCT);
   o = run(h, acc, r, strlen(r), 0);
   ck_assert_str_eq(o.response, OK_200);
@@ -416,7 +415,7 @@ START_TEST(identity_validation) {
                                  "x-envoy-reverse-tunnel-cluster-id: test-cluster\r\n"
                                  "x-envoy-reverse-tunnel-tenant-id: t\r\n");
   struct outcome o = run(h, acc, ok, strlen(ok), 0);
-  ck_assert_str_eq(o.response, OK_200); /* 109 */
+  ck_assert_str_eq(o.response, OK_200);
   const char *bad = request(line, "x-envoy-reverse-tunnel-node-id: wrong-node\r\n"
                                   "x-envoy-reverse-tunnel-cluster-id: wrong-cluster\r\n"
                                   "x-envoy-reverse-tunnel-tenant-id: t\r\n");
@@ -424,7 +423,7 @@ START_TEST(identity_validation) {
   expect_reject(&o, 403, "Forbidden", "validation_failed");
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.validation_failed"), 1);
   revtun_acceptor_free(acc);
-  /* 110: only the configured id is checked */
+  /* only the configured id is checked */
   acc = acceptor(h, "acc_val_node_only");
   const char *mixed = request(line, "x-envoy-reverse-tunnel-node-id: test-node\r\n"
                                     "x-envoy-reverse-tunnel-cluster-id: anything\r\n"
@@ -436,7 +435,7 @@ START_TEST(identity_validation) {
   o = run(h, acc, mixed, strlen(mixed), 0);
   expect_reject(&o, 403, "Forbidden", "validation_failed");
   revtun_acceptor_free(acc);
-  /* 111: empty formats skip validation */
+  /* empty formats skip validation */
   acc = acceptor(h, "acc_val_empty");
   o = run(h, acc, bad, strlen(bad), 0);
   ck_assert_str_eq(o.response, OK_200);
@@ -456,7 +455,7 @@ START_TEST(identity_validation) {
   o = run(h, acc, r, strlen(r), 0);
   expect_reject(&o, 403, "Forbidden", "validation_failed");
   revtun_acceptor_free(acc);
-  /* 112: a socketpair has no IP address, so the address renders null: closed */
+  /* a socketpair has no IP address, so the address renders null: closed */
   acc = acceptor(h, "acc_val_complex");
   o = run(h, acc, ok, strlen(ok), 0);
   expect_reject(&o, 403, "Forbidden", "validation_failed");
@@ -539,7 +538,7 @@ START_TEST(pipelined_bytes_are_tunnel_bytes) {
   revtun_t *h = tu_new("empty", &rec, 0);
   revtun_acceptor_t *acc = acceptor(h, "acc_default");
   const char *r = request("GET /reverse_connections/request HTTP/1.1", HDRS_NCT);
-  char buf[8400];
+  static char buf[8400]; /* two requests of up to 4096 bytes */
   /* an early echo and a partial one in the same segment */
   snprintf(buf, sizeof(buf), "%sRPINGRP", r);
   int sv[2];
@@ -628,7 +627,7 @@ static int listen_tcp(struct sockaddr_in *sa) {
   return ls;
 }
 
-/* The request exactly as Envoy's rc_connection_wrapper writes it (§3.1). */
+/* The request exactly as Envoy's rc_connection_wrapper writes it. */
 static int initiator_connect(const struct sockaddr_in *sa, const char *node, const char *cluster,
                              const char *tenant, int conn_id) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -686,7 +685,7 @@ START_TEST(envoy_initiator_end_to_end) {
     await_response(h, conns[i], agents[i], resp, sizeof(resp));
     ck_assert_str_eq(resp, OK_200);
   }
-  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.accepted"), 2); /* 108 */
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.accepted"), 2);
   ck_assert_int_eq(revtun_idle_count(h, "node-127.0.0.1", "acme"), 2);
   const struct tu_event *e = tu_nth(&rec, REVTUN_EV_TUNNEL_SETUP, 1);
   ck_assert_str_eq(e->init_worker, "worker_2");
@@ -730,7 +729,7 @@ START_TEST(address_validation_over_tcp) {
   struct sockaddr_in sa;
   int ls = listen_tcp(&sa);
   char resp[512];
-  /* 112: prefix-<addr>-suffix against a plain node id -> 403 */
+  /* prefix-<addr>-suffix against a plain node id -> 403 */
   int a = initiator_connect(&sa, "node", "c", "t", 1);
   int c = accept(ls, NULL, NULL);
   ck_assert_int_eq(revtun_acceptor_accept(acc, c, NULL, 1), REVTUN_OK);

@@ -1,10 +1,10 @@
-/* Built-in access loggers through a real handle (reference §8, §10.4 items
- * 66-69): every lifecycle event through a text, a JSON and the default file
- * logger, stdout and stderr (fd 1/2 redirected in a forked child), the
- * deprecated format fields, flushing (deadline, 64 KiB, free), rotation with
- * revtun_reopen_logs, the buffer limit, write errors, a full or closed pipe,
- * and the config errors with their exact sentences. Files live in a fresh
- * temporary directory per test; configs name them relative to it. */
+/* Built-in access loggers through a real handle: every lifecycle event
+ * through a text, a JSON and the default file logger, stdout and stderr
+ * (fd 1/2 redirected in a forked child), the deprecated format fields,
+ * flushing (deadline, 64 KiB, free), rotation with revtun_reopen_logs, the
+ * buffer limit, write errors, a full or closed pipe, and the config errors
+ * with their exact sentences. Files live in a fresh temporary directory per
+ * test; configs name them relative to it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -161,7 +161,7 @@ static void tour(revtun_t *h) {
   close(peer);
   ck_assert_int_eq(revtun_process_io(h, c, REVTUN_IO_READ, now), REVTUN_OK);
   expect("tunnel_closed", "n3", "c2", "", "idle", NULL, "idle_peer_close", c, -1);
-  /* D and E: remote and local close after handoff (items 68, 69) */
+  /* D and E: remote and local close after handoff */
   int d = pair(&peer);
   ck_assert_int_eq(tu_register(h, d, "n4", "c2", "t2", 60000, now), REVTUN_OK);
   expect("tunnel_setup", "n4", "c2", "t2", "idle", NULL, NULL, d, -1);
@@ -343,8 +343,8 @@ END_TEST
 /* --------------------------------------------------- post-handoff (10.4) */
 
 START_TEST(keepalive_timeout_logged_once_and_reused_by_close) {
-  /* item 66: filter state node/cluster/tenant/fd, one http2_keepalive_timeout
-   * (UpstreamEnd) for two notes; item 67: the close reuses the reason */
+  /* filter state node/cluster/tenant/fd, one http2_keepalive_timeout
+   * (UpstreamEnd) for two notes, and the close reuses the reason */
   revtun_t *h = new_with("al_tour", NULL);
   int p, s = pair(&p), fd;
   ck_assert_int_eq(tu_register(h, s, "node-c", "cluster-c", "tenant-c", 60000, 0), REVTUN_OK);
@@ -377,7 +377,7 @@ START_TEST(keepalive_timeout_logged_once_and_reused_by_close) {
 END_TEST
 
 START_TEST(close_after_handoff_reasons) {
-  /* items 68 and 69: remote_close, local_close; and no reason -> explicit_close */
+  /* remote_close, local_close; and no reason -> explicit_close */
   static const struct {
     int reason;
     const char *name;

@@ -11,7 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "revtun_int.h" /* for the hash chains: this suite links the internal library */
+#include "core/handle.h" /* the hash chains: this suite links the convenience library */
+#include "pool/pool.h"
 #include "testutil.h"
 
 static struct tu_rec rec;
@@ -122,17 +123,19 @@ START_TEST(no_cross_tenant_handoff_in_10000_hostile_attempts) {
       ck_assert_int_eq(tu_register(h, fd, nodes[n], "c", tenants[t], 0, 0), REVTUN_OK);
     }
   /* ids an attacker would try: scoped spellings, prefixes, separators */
-  static const char *const ids[] = {"n",    "t1:n",   "t2:n", ":n",     "n:",     "t1:",
-                                    "t1",   "edge-1", "a:b",  "t1:c",   "c",      "x",
-                                    "a:x",  "b:x",    "t1::n", "\x7ft1:n", "t1:n\xff", "N"};
-  static const char *const hostile_tenants[] = {"t1", "t2", "a", "b", "",  "t1:",
-                                                ":",  "t3", "A", "t1:n", "b:x"};
+  static const char *const ids[] = {
+      "n",    "t1:n", "t2:n", ":n",  "n:",  "t1:",   "t1",       "edge-1",   "a:b",
+      "t1:c", "c",    "x",    "a:x", "b:x", "t1::n", "\x7ft1:n", "t1:n\xff", "N"};
+  static const char *const hostile_tenants[] = {
+      "t1", "t2", "a", "b", "", "t1:", ":", "t3", "A", "t1:n", "b:x"};
   unsigned seed = 12345;
   size_t handed = 0, refused = 0;
   for (int i = 0; i < 10000; i++) {
     const char *id = pick(ids, sizeof(ids) / sizeof(*ids), &seed);
     const char *tenant =
-        (seed >> 8) % 7 == 0 ? NULL : pick(hostile_tenants, sizeof(hostile_tenants) / sizeof(char *), &seed);
+        (seed >> 8) % 7 == 0
+            ? NULL
+            : pick(hostile_tenants, sizeof(hostile_tenants) / sizeof(char *), &seed);
     bool by_cluster = (seed >> 4) & 1;
     int fd = -1;
     int rc = by_cluster ? revtun_handoff_by_cluster(h, id, tenant, (revtun_time_ms_t)i, &fd, NULL)
@@ -212,7 +215,7 @@ START_TEST(ids_chosen_to_collide_do_not_share_a_chain) {
   }
   /* 1500 entries in 2048 buckets: a fair hash gives chains of a handful; an
    * unkeyed one would have put them all in one bucket */
-  size_t longest = rt_htable_max_chain(&h->nodes);
+  size_t longest = rt_htable_max_chain(&h->pool->nodes);
   ck_assert_msg(longest <= 10, "longest chain %zu", longest);
   /* and the key is per handle: another handle hashes the same id apart */
   revtun_t *h2 = tu_new("empty", &rec, 0);
@@ -245,7 +248,7 @@ START_TEST(threshold_above_65535_still_detects_a_dead_peer) {
     ck_assert_int_eq(revtun_tick(h, now), REVTUN_OK);
     ticks++;
     if (ticks % 1000 == 0) { /* the silent peer never echoes; keep its buffer drained */
-      char junk[65536];
+      static char junk[65536];
       while (recv(peer, junk, sizeof junk, MSG_DONTWAIT) > 0)
         ;
     }
@@ -380,8 +383,7 @@ START_TEST(every_time_value_is_bounded) {
 
   revtun_options_t *o;
   ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
-  ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_LOG_FLUSH_MS, 3600001),
-                   REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_LOG_FLUSH_MS, 3600001), REVTUN_E_INVAL);
   ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_CONFIG_BYTES, UINT64_MAX),
                    REVTUN_E_INVAL);
   ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_ACCESS_LOGS, 1025), REVTUN_E_INVAL);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handshake.h"
+#include "acceptor/handshake.h"
 #include "testutil.h"
 
 static const struct rt_hs_limits lim = {8192, 100};
@@ -115,7 +115,7 @@ START_TEST(body_rules) {
                    RT_HS_NEED_MORE);
   ck_assert_int_eq(parse_one("GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n"),
                    RT_HS_NEED_MORE);
-  /* a zero-length chunked body with trailers completes (item 95 NEW) */
+  /* a zero-length chunked body with trailers completes */
   const char *t = "GET / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n000;ext=1\r\nx-t: 1\r\n\r\n";
   struct rt_hs_request *req = malloc(sizeof(*req));
   ck_assert_int_eq(parse(t, req), RT_HS_DONE);

@@ -1,5 +1,4 @@
-/* RPING keepalive with real sockets and injected time (reference §4, §10
- * items 19-20, 23-38 and 54-58 in their NEW form). */
+/* RPING keepalive with real sockets and injected time. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -61,7 +60,7 @@ START_TEST(ping_schedule_and_ack) {
   ck_assert_int_eq(revtun_process_io(h, fd, REVTUN_IO_READ, now), REVTUN_OK);
   const struct tu_event *e = tu_last(&rec, REVTUN_EV_PING_ACK);
   ck_assert_ptr_nonnull(e);
-  ck_assert_int_eq(e->time, now);
+  ck_assert_uint_eq(e->time, now);
   int64_t next = revtun_next_timeout_ms(h, now); /* send timer again, from the ack */
   ck_assert_int_ge(next, 1000);
   ck_assert_int_lt(next, 1150);
@@ -353,14 +352,69 @@ START_TEST(deadline_arithmetic) {
   pair_registered(h, &p2, 3, 101); /* interval 3: reply deadline 1 */
   ck_assert_int_eq(revtun_next_timeout_ms(h, 101), 1);
   ck_assert_int_eq(revtun_next_timeout_ms(h, 500), 0); /* overdue is 0, never negative */
+  int64_t t = 77;
+  ck_assert_int_eq(revtun_next_timeout(h, 101, &t), REVTUN_OK);
+  ck_assert_int_eq(t, 1);
+  ck_assert_int_eq(revtun_next_timeout(h, 500, &t), REVTUN_OK);
+  ck_assert_int_eq(t, 0);
   revtun_free(h);
   ck_assert_int_eq(rec.timer_ms, -1);
   close(p1), close(p2);
   tu_rec_init(&rec);
   h = tu_new("empty", &rec, 0);
   ck_assert_int_eq(revtun_next_timeout_ms(h, 0), -1);
-  ck_assert_int_eq(revtun_next_timeout_ms(NULL, 0), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_next_timeout_ms(NULL, 0), REVTUN_E_INVAL); /* also -1 */
+  /* revtun_next_timeout tells "no deadline" from "no handle" */
+  ck_assert_int_eq(revtun_next_timeout(h, 0, &t), REVTUN_OK);
+  ck_assert_int_eq(t, -1);
+  t = 77;
+  ck_assert_int_eq(revtun_next_timeout(NULL, 0, &t), REVTUN_E_INVAL);
+  ck_assert_int_eq(t, 77); /* not written */
+  ck_assert_int_eq(revtun_next_timeout(h, 0, NULL), REVTUN_E_INVAL);
   revtun_free(h);
+}
+END_TEST
+
+/* revtun_process_io_events agrees with revtun_process_io: an entry whose fd
+ * the handle does not know when it is reached (a stale event after REMOVE,
+ * or an fd an earlier entry closed) is counted and makes the call
+ * REVTUN_E_NOT_FOUND; every other entry is handled. revtun_process_io_batch
+ * skips such entries silently. */
+static int nested_rc;
+static void io_events_from_a_callback(revtun_t *h, const revtun_event_t *ev, struct tu_rec *r) {
+  (void)ev, (void)r;
+  revtun_io_event_t e = {0, REVTUN_IO_READ};
+  nested_rc = revtun_process_io_events(h, &e, 1, 5, NULL);
+}
+
+START_TEST(io_events_count_unknown_fds) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  int p1, p2, p3;
+  int a = pair_registered(h, &p1, 1000, 0), b = pair_registered(h, &p2, 1000, 0);
+  tu_write(p1, "RPING"); /* a: an echo */
+  close(p2);             /* b: the peer is gone */
+  revtun_io_event_t evs[] = {
+      {a, REVTUN_IO_READ}, {b, REVTUN_IO_READ}, {b, REVTUN_IO_READ}, {9999, REVTUN_IO_READ}};
+  size_t unknown = 7;
+  ck_assert_int_eq(revtun_process_io_events(h, evs, 4, 1, &unknown), REVTUN_E_NOT_FOUND);
+  ck_assert_uint_eq(unknown, 2); /* b once it was closed, and 9999 */
+  ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_PING_ACK), 1);
+  ck_assert_int_eq(tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED)->fd, b);
+  ck_assert_int_eq(revtun_process_io(h, b, REVTUN_IO_READ, 2), REVTUN_E_NOT_FOUND);
+  ck_assert_int_eq(revtun_process_io_events(h, evs, 1, 2, &unknown), REVTUN_OK);
+  ck_assert_uint_eq(unknown, 0);
+  ck_assert_int_eq(revtun_process_io_batch(h, evs + 2, 2, 3), REVTUN_OK);
+  ck_assert_int_eq(revtun_process_io_events(h, NULL, 0, 3, NULL), REVTUN_OK);
+  ck_assert_int_eq(revtun_process_io_events(h, NULL, 1, 3, &unknown), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_process_io_events(NULL, evs, 1, 3, &unknown), REVTUN_E_INVAL);
+  rec.on_event = io_events_from_a_callback; /* refused from a callback, like the single one */
+  nested_rc = 0;
+  pair_registered(h, &p3, 1000, 4);
+  rec.on_event = NULL;
+  ck_assert_int_eq(nested_rc, REVTUN_E_RECURSIVE);
+  revtun_free(h);
+  close(p1), close(p3);
 }
 END_TEST
 
@@ -389,7 +443,7 @@ START_TEST(partial_echo_travels_with_the_handoff) {
 }
 END_TEST
 
-/* ------------------------------------------ strip helper (items 23-38) */
+/* ------------------------------------------------------- strip helper */
 
 static size_t strip(revtun_strip_t *st, const char *in, char *out, size_t *pings_out) {
   size_t olen = 0, np = 0;
@@ -406,33 +460,33 @@ START_TEST(strip_helper_behaviours) {
   char out[128];
   size_t np;
   revtun_strip_t st = 0;
-  ck_assert_uint_eq(strip(&st, "RPING", out, &np), 0); /* 23 */
+  ck_assert_uint_eq(strip(&st, "RPING", out, &np), 0);
   ck_assert_uint_eq(np, 1);
   ck_assert(revtun_rping_strip_active(st));
   st = 0;
-  ck_assert_uint_eq(strip(&st, "RPI", out, &np), 0); /* 24 */
+  ck_assert_uint_eq(strip(&st, "RPI", out, &np), 0);
   ck_assert_uint_eq(np, 0);
   ck_assert_uint_eq(strip(&st, "NG", out, &np), 0);
   ck_assert_uint_eq(np, 1);
   st = 0;
-  strip(&st, "RPING value", out, &np); /* 25 */
+  strip(&st, "RPING value", out, &np);
   ck_assert_str_eq(out, " value");
   ck_assert_uint_eq(np, 1);
   st = 0;
-  strip(&st, "RPING", out, NULL); /* 26 */
+  strip(&st, "RPING", out, NULL);
   strip(&st, "GET /", out, NULL);
   ck_assert_str_eq(out, "GET /");
   st = 0;
-  strip(&st, "HELLO", out, &np); /* 27 */
+  strip(&st, "HELLO", out, &np);
   ck_assert_str_eq(out, "HELLO");
   strip(&st, "RPING", out, &np);
   ck_assert_str_eq(out, "RPING");
   ck_assert_uint_eq(np, 0);
   st = 0;
-  strip(&st, "RPINGRPING value", out, &np); /* 37 */
+  strip(&st, "RPINGRPING value", out, &np);
   ck_assert_str_eq(out, " value");
   ck_assert_uint_eq(np, 2);
-  st = 3; /* 38: a seeded "RPI" */
+  st = 3; /* a seeded "RPI" */
   strip(&st, "NG value", out, &np);
   ck_assert_str_eq(out, " value");
   ck_assert_uint_eq(np, 1);
@@ -465,7 +519,7 @@ START_TEST(strip_flood_and_slow_stream) {
   ck_assert_int_eq(revtun_rping_strip(&st, (uint8_t *)b, 13107 * 5, out, &olen, &np), REVTUN_OK);
   st = 0;
   size_t total = 0;
-  for (int i = 0; i < 14000; i++) { /* 31: slow steady stream never trips */
+  for (int i = 0; i < 14000; i++) { /* slow steady stream never trips */
     ck_assert_int_eq(revtun_rping_strip(&st, (uint8_t *)b, 5, out, &olen, &np), REVTUN_OK);
     total += np;
   }
@@ -621,6 +675,7 @@ int main(void) {
   tcase_add_test(tc, flood_cap);
   tcase_add_test(tc, jitter_bounds);
   tcase_add_test(tc, deadline_arithmetic);
+  tcase_add_test(tc, io_events_count_unknown_fds);
   tcase_add_test(tc, partial_echo_travels_with_the_handoff);
   tcase_add_test(tc, strip_helper_behaviours);
   tcase_add_test(tc, strip_flood_and_slow_stream);

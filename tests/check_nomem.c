@@ -54,6 +54,63 @@ static revtun_options_t *options(struct failing *f) {
   return o;
 }
 
+static int ext_create(const char *type_url, const uint8_t *config, size_t config_len, void *user,
+                      void **instance, char *errbuf, size_t errbuf_len) {
+  (void)type_url, (void)config, (void)config_len, (void)user, (void)errbuf, (void)errbuf_len;
+  *instance = NULL;
+  return REVTUN_OK;
+}
+
+static void ext_event(void *instance, const revtun_event_t *ev) { (void)instance, (void)ev; }
+
+/* revtun_options_new_with_allocator: the options object, its factory names
+ * and module path come from the hooks and go back to them; each of those
+ * allocations fails cleanly; handles created from it use the same hooks. */
+START_TEST(options_object_from_the_host_allocator) {
+  struct failing f = {-1, 0, 0};
+  revtun_options_t *o = (revtun_options_t *)&f;
+  ck_assert_int_eq(revtun_options_new_with_allocator(&o, f_malloc, f_realloc, f_free, &f),
+                   REVTUN_OK);
+  ck_assert_int_eq(f.live, 1); /* the object itself */
+  ck_assert_int_eq(revtun_reporter_register(o, "r", ext_create, ext_event, NULL, NULL), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_set_module_path(o, "/nowhere"), REVTUN_OK);
+  ck_assert_int_eq(f.live, 4); /* and the factory table, its name, the path */
+  revtun_t *h;
+  long before = f.live;
+  ck_assert_int_eq(revtun_new(&h, NULL, 0, o, 0, NULL, 0), REVTUN_OK);
+  ck_assert_int_gt(f.live, before); /* the handle uses the same hooks */
+  revtun_free(h);
+  ck_assert_int_eq(f.live, before);
+  revtun_options_free(o);
+  ck_assert_int_eq(f.live, 0);
+
+  for (long k = 0;; k++) { /* every allocation of the object's life fails cleanly */
+    f = (struct failing){k, 0, 0};
+    int rc = revtun_options_new_with_allocator(&o, f_malloc, f_realloc, f_free, &f);
+    if (rc == REVTUN_OK) {
+      rc = revtun_access_logger_register(o, "l", ext_create, ext_event, NULL, NULL);
+      if (rc == REVTUN_OK)
+        rc = revtun_options_set_module_path(o, "/nowhere");
+      revtun_options_free(o);
+    } else {
+      ck_assert_ptr_null(o);
+    }
+    ck_assert_int_eq(f.live, 0);
+    if (rc == REVTUN_OK)
+      break;
+    ck_assert_int_eq(rc, REVTUN_E_NOMEM);
+  }
+
+  /* all three hooks or none */
+  ck_assert_int_eq(revtun_options_new_with_allocator(&o, f_malloc, NULL, f_free, &f),
+                   REVTUN_E_INVAL);
+  ck_assert_ptr_null(o);
+  ck_assert_int_eq(revtun_options_new_with_allocator(NULL, NULL, NULL, NULL, NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_options_new_with_allocator(&o, NULL, NULL, NULL, NULL), REVTUN_OK);
+  revtun_options_free(o); /* the C library's malloc and free */
+}
+END_TEST
+
 START_TEST(create_fails_cleanly_at_every_allocation) {
   size_t len;
   uint8_t *cfg = tu_config("detailed_isolation", &len);
@@ -142,7 +199,7 @@ START_TEST(register_and_handoff_fail_cleanly) {
 }
 END_TEST
 
-/* Phase one of an accepted handshake (reference §3.2 l, item 98 NEW): when
+/* Phase one of an accepted handshake: when
  * the registration cannot be prepared the initiator gets 503, never a 200
  * for a socket that is not registered. */
 START_TEST(handshake_503_when_registration_cannot_be_prepared) {
@@ -194,6 +251,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("nomem");
   TCase *tc = tcase_create("nomem");
+  tcase_add_test(tc, options_object_from_the_host_allocator);
   tcase_add_test(tc, create_fails_cleanly_at_every_allocation);
   tcase_add_test(tc, register_and_handoff_fail_cleanly);
   tcase_add_test(tc, handshake_503_when_registration_cannot_be_prepared);

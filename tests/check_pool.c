@@ -1,6 +1,5 @@
 /* The socket pool: register, lookup, FIFO handoff, round robin, membership,
- * limits, death and teardown (reference §5, §10.3 items 39-53 and 59-61 in
- * their NEW form, utility items 12-17), with real socketpairs. */
+ * limits, death and teardown, with real socketpairs. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +42,7 @@ START_TEST(fifo_handoff_on_one_node) {
     ck_assert_int_eq(handoff(h, "test-node", NULL), fds[i]); /* oldest first */
     ck_assert_int_eq(rec.io_events[fds[i]], REVTUN_IO_REMOVE);
     ck_assert_int_eq(revtun_idle_count(h, "test-node", NULL), 2 - i);
+    /* HANDED_OFF is only ever the state of the handoff record */
     ck_assert_int_eq(revtun_socket_state(h, fds[i]), REVTUN_SOCK_IN_USE);
   }
   int fd = 5;
@@ -209,13 +209,66 @@ START_TEST(cluster_round_robin) {
 }
 END_TEST
 
+/* revtun_cluster_node_count and revtun_cluster_member read a cluster's
+ * members without moving the round robin that revtun_lookup_cluster (Envoy's
+ * host pick) and revtun_handoff_by_cluster advance. */
+START_TEST(cluster_queries_leave_the_round_robin_alone) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  const char *nodes[3] = {"a", "b", "c"};
+  int fds[3], peers[3];
+  for (int i = 0; i < 3; i++) {
+    fds[i] = make_pair(&peers[i]);
+    ck_assert_int_eq(tu_register(h, fds[i], nodes[i], "C", NULL, 0, 0), REVTUN_OK);
+  }
+  ck_assert_int_eq(revtun_cluster_node_count(h, "C", NULL), 3);
+  const char *first, *m, *next, *again;
+  ck_assert_int_eq(revtun_lookup_cluster(h, "C", NULL, &first), REVTUN_OK);
+  int seen[3] = {0};
+  for (size_t i = 0; i < 3; i++) {
+    ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, i, &m), REVTUN_OK);
+    seen[m[0] - 'a']++;
+  }
+  ck_assert(seen[0] == 1 && seen[1] == 1 && seen[2] == 1); /* every member once */
+  m = "x";
+  ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, 3, &m), REVTUN_E_NOT_FOUND);
+  ck_assert_ptr_null(m);
+  /* the pick after the queries is the one after `first`, as if they never ran */
+  ck_assert_int_eq(revtun_lookup_cluster(h, "C", NULL, &next), REVTUN_OK);
+  ck_assert_str_ne(next, first);
+  ck_assert_int_eq(revtun_lookup_cluster(h, "C", NULL, &again), REVTUN_OK);
+  ck_assert_str_ne(again, first);
+  ck_assert_str_ne(again, next);
+  /* a node whose only socket is handed off is still a member */
+  ck_assert_int_eq(handoff(h, "b", NULL), fds[1]);
+  ck_assert_int_eq(revtun_cluster_node_count(h, "C", NULL), 3);
+  ck_assert_int_eq(revtun_mark_dead(h, fds[1], REVTUN_CLOSE_LOCAL_CLOSE, 20), REVTUN_OK);
+  close(fds[1]);
+  ck_assert_int_eq(revtun_cluster_node_count(h, "C", NULL), 2);
+  for (size_t i = 0; i < 2; i++) {
+    ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, i, &m), REVTUN_OK);
+    ck_assert_str_ne(m, "b");
+  }
+  ck_assert_int_eq(revtun_cluster_node_count(h, "nope", NULL), 0);
+  ck_assert_int_eq(revtun_cluster_member(h, "nope", NULL, 0, &m), REVTUN_E_NOT_FOUND);
+  ck_assert_int_eq(revtun_cluster_node_count(h, "", NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_cluster_node_count(NULL, "C", NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_cluster_member(h, "C", NULL, 0, NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_cluster_member(h, NULL, NULL, 0, &m), REVTUN_E_INVAL);
+  revtun_free(h);
+  for (int i = 0; i < 3; i++)
+    close(peers[i]);
+}
+END_TEST
+
 START_TEST(membership_lives_while_a_handed_off_fd_lives) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
   int peer, fd = make_pair(&peer);
   ck_assert_int_eq(tu_register(h, fd, "node-a", "cluster-a", NULL, 0, 0), REVTUN_OK);
   ck_assert_int_eq(handoff(h, "node-a", NULL), fd);
-  /* NEW (PR #41584): the cluster still resolves to node-a */
+  /* membership outlives the handoff (Envoy PR #41584): the cluster still
+   * resolves to node-a */
   const char *n;
   ck_assert_int_eq(revtun_lookup_cluster(h, "cluster-a", NULL, &n), REVTUN_OK);
   ck_assert_str_eq(n, "node-a");
@@ -248,7 +301,7 @@ START_TEST(idle_socket_dies_and_others_remain) {
   ck_assert_int_eq(e->fd, a);
   ck_assert_int_eq(e->reason, REVTUN_CLOSE_EXPLICIT_CLOSE);
   ck_assert_int_eq(e->state, REVTUN_SOCK_IDLE);
-  ck_assert_int_eq(e->time, 3);
+  ck_assert_uint_eq(e->time, 3);
   ck_assert_str_eq(tu_last(&rec, REVTUN_EV_REPORT_DISCONNECTED)->node_key, "test-node");
   ck_assert_uint_eq(tu_stat(h, "reverse_tunnel_acceptor.tunnel_closed.explicit_close"), 1);
   /* double close and unknown fds: no effect */
@@ -397,7 +450,7 @@ START_TEST(setup_record_fields_over_tcp) {
   ck_assert_str_eq(e->init_conn, "42");
   ck_assert_int_eq(e->initiation_time, 1700000000123);
   ck_assert_int_eq(e->fd, fd);
-  ck_assert_int_eq(e->time, 77);
+  ck_assert_uint_eq(e->time, 77);
   ck_assert_int_eq(e->state, REVTUN_SOCK_IDLE);
   ck_assert_ptr_eq(e->sock_user, &tag);
   char want[256];
@@ -618,6 +671,15 @@ START_TEST(introspection) {
   ck_assert_uint_eq(clusters[1], 2);
   ck_assert_uint_eq(clusters[2], 2);
   ck_assert_uint_eq(clusters[3], 3);
+  /* the walks of 0.2 see the same */
+  size_t walked_nodes[4] = {0}, walked_clusters[4] = {0};
+  ck_assert_int_eq(revtun_walk_nodes(h, count_nodes, walked_nodes), REVTUN_OK);
+  ck_assert_int_eq(revtun_walk_clusters(h, count_clusters, walked_clusters), REVTUN_OK);
+  ck_assert_mem_eq(walked_nodes, nodes, sizeof(nodes));
+  ck_assert_mem_eq(walked_clusters, clusters, sizeof(clusters));
+  ck_assert_int_eq(revtun_cluster_node_count(h, "c", "t"), 2);
+  ck_assert_int_eq(revtun_walk_nodes(NULL, count_nodes, walked_nodes), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_walk_clusters(h, NULL, NULL), REVTUN_E_INVAL);
   revtun_free(h);
   for (int i = 0; i < 3; i++)
     close(p[i]);
@@ -697,7 +759,7 @@ static int free_in_walk(const char *node, const char *tenant, const char *cluste
   (void)node, (void)tenant, (void)cluster, (void)idle, (void)live, (void)user;
   int fd, rc = revtun_handoff(walk_handle, "a", NULL, 1, &fd, NULL);
   if (walk_calls++ == 0)
-    walk_rc = rc; /* refused: walking (later calls: the handle is going away) */
+    walk_rc = rc;           /* refused: walking (later calls: the handle is going away) */
   revtun_free(walk_handle); /* deferred to the end of the walk */
   return 0;
 }
@@ -714,6 +776,54 @@ START_TEST(free_from_a_walk_and_from_the_timer) {
   ck_assert_int_eq(walk_rc, REVTUN_E_RECURSIVE);
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_TUNNEL_CLOSED), 2); /* then the free ran */
   close(p1), close(p2);
+}
+END_TEST
+
+/* The walks of 0.2 take a handle they may free: a callback's revtun_free
+ * runs when the walk returns, for nodes, clusters and stats alike. */
+static int free_in_cluster_walk(const char *cluster, const char *tenant, size_t nodes, size_t idle,
+                                size_t live, void *user) {
+  (void)cluster, (void)tenant, (void)nodes, (void)idle, (void)live, (void)user;
+  /* a walk's callback is a library callback: the loop and registration are refused */
+  ck_assert_int_eq(revtun_tick(walk_handle, 1), REVTUN_E_RECURSIVE);
+  int sv[2];
+  tu_socketpair(sv);
+  ck_assert_int_eq(tu_register(walk_handle, sv[0], "x", "y", NULL, 0, 1), REVTUN_E_RECURSIVE);
+  close(sv[0]), close(sv[1]);
+  walk_calls++;
+  revtun_free(walk_handle);
+  return 0;
+}
+
+static int free_in_stat_walk(const char *name, int type, uint64_t value, void *user) {
+  (void)name, (void)type, (void)value, (void)user;
+  uint64_t v;
+  /* reading the stats inside a walk runs no callback and changes nothing */
+  ck_assert_int_eq(revtun_stats_get(walk_handle, "reverse_tunnel_acceptor.tunnel_setup", &v),
+                   REVTUN_OK);
+  ck_assert_uint_eq(v, 2);
+  ck_assert_int_eq(revtun_reopen_logs(walk_handle), REVTUN_E_RECURSIVE);
+  walk_calls++;
+  revtun_free(walk_handle);
+  return 1; /* stop after the first */
+}
+
+START_TEST(walks_may_free_the_handle) {
+  for (int walk = 0; walk < 3; walk++) {
+    tu_rec_init(&rec);
+    walk_handle = tu_new("empty", &rec, 0);
+    int p1, p2;
+    ck_assert_int_eq(tu_register(walk_handle, make_pair(&p1), "a", "c1", NULL, 0, 0), REVTUN_OK);
+    ck_assert_int_eq(tu_register(walk_handle, make_pair(&p2), "b", "c2", NULL, 0, 0), REVTUN_OK);
+    walk_calls = 0;
+    int rc = walk == 0   ? revtun_walk_nodes(walk_handle, free_in_walk, NULL)
+             : walk == 1 ? revtun_walk_clusters(walk_handle, free_in_cluster_walk, NULL)
+                         : revtun_walk_stats(walk_handle, free_in_stat_walk, NULL);
+    ck_assert_int_eq(rc, REVTUN_OK);
+    ck_assert_int_eq(walk_calls, walk == 2 ? 1 : 2); /* the walk finished over live structures */
+    ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_TUNNEL_CLOSED), 2); /* then the free ran */
+    close(p1), close(p2);
+  }
 }
 END_TEST
 
@@ -759,6 +869,7 @@ int main(void) {
   tcase_add_test(tc, colon_rejected_only_with_isolation);
   tcase_add_test(tc, tenant_scoped_keys);
   tcase_add_test(tc, cluster_round_robin);
+  tcase_add_test(tc, cluster_queries_leave_the_round_robin_alone);
   tcase_add_test(tc, membership_lives_while_a_handed_off_fd_lives);
   tcase_add_test(tc, idle_socket_dies_and_others_remain);
   tcase_add_test(tc, last_socket_cleans_node_and_cluster);
@@ -778,6 +889,7 @@ int main(void) {
   tcase_add_test(tc, handoff_skips_dead_sockets);
   tcase_add_test(tc, refused_registration_leaves_the_fd_as_given);
   tcase_add_test(tc, free_from_a_walk_and_from_the_timer);
+  tcase_add_test(tc, walks_may_free_the_handle);
   tcase_add_test(tc, free_from_timer_and_init_callbacks);
   suite_add_tcase(s, tc);
   return tu_run(s);

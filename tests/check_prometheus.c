@@ -109,7 +109,7 @@ static char *render(const revtun_t *h) {
 /* Envoy's sanitizer, written independently: envoy_ + [^a-zA-Z0-9_] -> '_'
  * per UTF-8 character (ids here are valid UTF-8). */
 static void sanitize(const char *in, char *out, size_t cap) {
-  size_t o = snprintf(out, cap, "envoy_");
+  size_t o = (size_t)snprintf(out, cap, "envoy_");
   for (const unsigned char *p = (const unsigned char *)in; *p && o + 1 < cap; p++) {
     if (isalnum(*p) || *p == '_')
       out[o++] = (char)*p;
@@ -154,7 +154,7 @@ START_TEST(exposition_parses_and_matches_foreach) {
   ck_assert_int_eq(revtun_handoff(h, "node.2", NULL, 1, &fd, NULL), REVTUN_OK);
   ck_assert_int_eq(revtun_mark_dead(h, fd, REVTUN_CLOSE_REMOTE_CLOSE, 1), REVTUN_OK);
   char *text = render(h);
-  struct parsed p;
+  static struct parsed p; /* too large for the stack */
   parse(text, &p);
   struct check_ctx c = {&p, 0};
   ck_assert_int_eq(revtun_stats_foreach(h, compare_cb, &c), REVTUN_OK);
@@ -200,8 +200,8 @@ START_TEST(colliding_names_share_one_series) {
   ck_assert_int_eq(tu_register(h, pair(&pa), "a-b", "c", NULL, 0, 0), REVTUN_OK);
   ck_assert_int_eq(tu_register(h, pair(&pb), "a.b", "c", NULL, 0, 0), REVTUN_OK);
   char *text = render(h);
-  struct parsed p;
-  parse(text, &p); /* would fail on a second TYPE line */
+  static struct parsed p; /* too large for the stack */
+  parse(text, &p);        /* would fail on a second TYPE line */
   const struct metric *m = find(&p, "envoy_rt_nodes_a_b");
   ck_assert_ptr_nonnull(m);
   ck_assert_uint_eq(m->value, 2);

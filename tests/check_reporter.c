@@ -1,4 +1,4 @@
-/* Reporters (reference §2.2): a host factory chosen by name, and the built-in
+/* Reporters: a host factory chosen by name, and the built-in
  * dynamic-module reporter loading examples/reporter-module.c by name
  * (ENVOY_DYNAMIC_MODULES_SEARCH_PATH) and by file, calling it in order,
  * passing its config as Envoy does, and unloading it; plus every way the

@@ -3,7 +3,7 @@
 TEST_CPPFLAGS = -I$(top_srcdir)/include -Iinclude -I$(top_srcdir)/tests \
 	-DTEST_CONFIG_DIR='"$(abs_builddir)/tests/configs"' \
 	-DTEST_BUILD_DIR='"$(abs_builddir)"' -DTEST_SRC_DIR='"$(abs_srcdir)"'
-TEST_CFLAGS = $(WARN_CFLAGS) $(CHECK_CFLAGS)
+TEST_CFLAGS = $(STRICT_WARN_CFLAGS) $(CHECK_CFLAGS)
 TEST_LDADD = tests/libtestutil.la lib/libupstream-revtun.la $(CHECK_LIBS)
 # suites that test internal modules link the convenience library instead
 TEST_INTERNAL_LDADD = tests/libtestutil.la $(LIB_CORE_LIBS) $(CHECK_LIBS)
@@ -24,6 +24,19 @@ CLEANFILES += $(TEST_CONFIG_BIN)
 # files) would otherwise be what `make dist` copies
 EXTRA_DIST += $(patsubst $(srcdir)/%,%,$(TEST_CONFIG_TXT))
 
+# The example reporter module, and a copy of it without a mandatory symbol:
+# libtool modules that tests/check_reporter loads with dlopen.
+check_LTLIBRARIES += examples/librevtun_example_reporter.la tests/librevtun_broken_reporter.la
+TEST_MODULE_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+examples_librevtun_example_reporter_la_SOURCES = examples/reporter-module.c
+examples_librevtun_example_reporter_la_CPPFLAGS = -I$(top_srcdir)/include
+examples_librevtun_example_reporter_la_CFLAGS = $(WARN_CFLAGS) -fvisibility=hidden
+examples_librevtun_example_reporter_la_LDFLAGS = $(TEST_MODULE_LDFLAGS)
+tests_librevtun_broken_reporter_la_SOURCES = examples/reporter-module.c
+tests_librevtun_broken_reporter_la_CPPFLAGS = -I$(top_srcdir)/include -DREVTUN_EXAMPLE_OMIT_DESTROY
+tests_librevtun_broken_reporter_la_CFLAGS = $(WARN_CFLAGS) -fvisibility=hidden
+tests_librevtun_broken_reporter_la_LDFLAGS = $(TEST_MODULE_LDFLAGS)
+
 if HAVE_CHECK
 CHECK_SUITES = \
 	tests/check_acceptor \
@@ -33,46 +46,74 @@ CHECK_SUITES = \
 	tests/check_keepalive \
 	tests/check_nomem \
 	tests/check_adversarial \
-	tests/check_hash
+	tests/check_hash \
+	tests/check_accesslog \
+	tests/check_format \
+	tests/check_prometheus \
+	tests/check_reporter
 check_PROGRAMS += $(CHECK_SUITES)
 TESTS += $(CHECK_SUITES)
 VALGRIND_TESTS += $(CHECK_SUITES)
+
+# Suites of the public API link the shared library; suites of internal
+# modules (the handshake parser, the hash table, the format engine, the hash
+# chains under attack) link the convenience library and see lib/'s headers.
+TEST_INTERNAL_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib -Ilib/proto $(PROTOBUF_C_CFLAGS)
+# where check_reporter finds the two reporter modules above
+TEST_MODULE_CPPFLAGS = -DTEST_MODULE_DIR='"$(abs_builddir)/examples/.libs"' \
+	-DTEST_BROKEN_MODULE_DIR='"$(abs_builddir)/tests/.libs"'
 
 tests_check_acceptor_SOURCES = tests/check_acceptor.c
 tests_check_acceptor_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_acceptor_CFLAGS = $(TEST_CFLAGS)
 tests_check_acceptor_LDADD = $(TEST_LDADD)
-# The parser is internal: its test links the convenience library.
 tests_check_handshake_SOURCES = tests/check_handshake.c
-tests_check_handshake_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
+tests_check_handshake_CPPFLAGS = $(TEST_INTERNAL_CPPFLAGS)
 tests_check_handshake_CFLAGS = $(TEST_CFLAGS)
 tests_check_handshake_LDADD = $(TEST_INTERNAL_LDADD)
 tests_check_config_SOURCES = tests/check_config.c
-tests_check_pool_SOURCES = tests/check_pool.c
-tests_check_keepalive_SOURCES = tests/check_keepalive.c
-tests_check_nomem_SOURCES = tests/check_nomem.c
 tests_check_config_CPPFLAGS = $(TEST_CPPFLAGS)
-tests_check_pool_CPPFLAGS = $(TEST_CPPFLAGS)
-tests_check_keepalive_CPPFLAGS = $(TEST_CPPFLAGS)
-tests_check_nomem_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_config_CFLAGS = $(TEST_CFLAGS)
-tests_check_pool_CFLAGS = $(TEST_CFLAGS)
-tests_check_keepalive_CFLAGS = $(TEST_CFLAGS)
-tests_check_nomem_CFLAGS = $(TEST_CFLAGS)
 tests_check_config_LDADD = $(TEST_LDADD)
+tests_check_pool_SOURCES = tests/check_pool.c
+tests_check_pool_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_pool_CFLAGS = $(TEST_CFLAGS)
 tests_check_pool_LDADD = $(TEST_LDADD)
+tests_check_keepalive_SOURCES = tests/check_keepalive.c
+tests_check_keepalive_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_keepalive_CFLAGS = $(TEST_CFLAGS)
 tests_check_keepalive_LDADD = $(TEST_LDADD)
+tests_check_nomem_SOURCES = tests/check_nomem.c
+tests_check_nomem_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_nomem_CFLAGS = $(TEST_CFLAGS)
 tests_check_nomem_LDADD = $(TEST_LDADD)
-# hostile input against every defence; reads the hash chains, so it links the
-# convenience library
+# hostile input against every defence
 tests_check_adversarial_SOURCES = tests/check_adversarial.c
-tests_check_adversarial_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
+tests_check_adversarial_CPPFLAGS = $(TEST_INTERNAL_CPPFLAGS)
 tests_check_adversarial_CFLAGS = $(TEST_CFLAGS)
 tests_check_adversarial_LDADD = $(TEST_INTERNAL_LDADD)
 tests_check_hash_SOURCES = tests/check_hash.c
-tests_check_hash_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib
+tests_check_hash_CPPFLAGS = $(TEST_INTERNAL_CPPFLAGS)
 tests_check_hash_CFLAGS = $(TEST_CFLAGS)
 tests_check_hash_LDADD = $(TEST_INTERNAL_LDADD)
+# access loggers, reporters and the Prometheus export through a real handle
+# (configs tests/configs/al_*, rep_*), and the format engine on its own
+tests_check_accesslog_SOURCES = tests/check_accesslog.c
+tests_check_accesslog_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_accesslog_CFLAGS = $(TEST_CFLAGS)
+tests_check_accesslog_LDADD = $(TEST_LDADD)
+tests_check_format_SOURCES = tests/check_format.c
+tests_check_format_CPPFLAGS = $(TEST_INTERNAL_CPPFLAGS)
+tests_check_format_CFLAGS = $(TEST_CFLAGS)
+tests_check_format_LDADD = $(TEST_INTERNAL_LDADD)
+tests_check_prometheus_SOURCES = tests/check_prometheus.c
+tests_check_prometheus_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_prometheus_CFLAGS = $(TEST_CFLAGS)
+tests_check_prometheus_LDADD = $(TEST_LDADD)
+tests_check_reporter_SOURCES = tests/check_reporter.c
+tests_check_reporter_CPPFLAGS = $(TEST_CPPFLAGS) $(TEST_MODULE_CPPFLAGS)
+tests_check_reporter_CFLAGS = $(TEST_CFLAGS)
+tests_check_reporter_LDADD = $(TEST_LDADD)
 if HAVE_LIBEVENT
 check_PROGRAMS += tests/check_loop
 TESTS += tests/check_loop
@@ -84,9 +125,11 @@ tests_check_loop_LDADD = $(TEST_LDADD) $(LIBEVENT_LIBS)
 endif
 endif
 
-# Script tests: ABI bookkeeping, and the README example against the installed library.
-dist_check_SCRIPTS = tests/symbols.sh tests/installed.sh
-TESTS += tests/symbols.sh tests/installed.sh
+# Script tests: ABI bookkeeping, the library's layers (the objects of the
+# convenience library and lib/'s includes), and the README example against
+# the installed library.
+dist_check_SCRIPTS = tests/symbols.sh tests/layers.sh tests/installed.sh
+TESTS += tests/symbols.sh tests/layers.sh tests/installed.sh
 
 AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 	top_builddir='$(abs_top_builddir)'; top_srcdir='$(abs_top_srcdir)'; \

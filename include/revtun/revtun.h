@@ -54,7 +54,7 @@ typedef uint64_t revtun_time_ms_t;
 /* State of the post-handoff RPING strip helper; 0 is a fresh state. */
 typedef uint32_t revtun_strip_t;
 
-/* Frozen forever: used only by revtun_process_io_batch(). */
+/* Frozen forever: used by revtun_process_io_events() and revtun_process_io_batch(). */
 typedef struct revtun_io_event {
   int fd;
   int events; /* REVTUN_IO_READ | REVTUN_IO_WRITE */
@@ -119,9 +119,12 @@ enum revtun_close_reason {
   REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11      /* http2_ping_timeout */
 };
 
+/* A socket's state. revtun_socket_state() returns IDLE or IN_USE; HANDED_OFF
+ * is only ever the state carried by the socket_handoff record (the moment of
+ * the handoff); from then on the socket reads IN_USE. */
 enum revtun_socket_state {
   REVTUN_SOCK_IDLE = 1,       /* in the pool, pinged by the library */
-  REVTUN_SOCK_HANDED_OFF = 2, /* reported in the socket_handoff record */
+  REVTUN_SOCK_HANDED_OFF = 2, /* only in the socket_handoff record */
   REVTUN_SOCK_IN_USE = 3      /* owned by the host after handoff */
 };
 
@@ -207,6 +210,13 @@ REVTUN_API const char *revtun_socket_state_name(int state);
 /* ---------------------------------------------------------------- options */
 
 REVTUN_API REVTUN_WARN_UNUSED int revtun_options_new(revtun_options_t **out);
+/* Since 0.2: the options object itself, what it allocates and the handles
+ * created from it (until revtun_options_set_allocator) use these hooks. */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_options_new_with_allocator(revtun_options_t **out,
+                                                                    revtun_malloc_fn malloc_fn,
+                                                                    revtun_realloc_fn realloc_fn,
+                                                                    revtun_free_fn free_fn,
+                                                                    void *alloc_user);
 REVTUN_API void revtun_options_free(revtun_options_t *opts);
 REVTUN_API int revtun_options_set_user_data(revtun_options_t *opts, void *user_data);
 REVTUN_API int revtun_options_set_io_cb(revtun_options_t *opts, revtun_io_cb cb);
@@ -257,10 +267,18 @@ REVTUN_API int revtun_config_access_log(const revtun_t *h, size_t index, const c
 /* ------------------------------------------------------------ event loop */
 
 REVTUN_API int revtun_process_io(revtun_t *h, int fd, int events, revtun_time_ms_t now);
+/* Skips unknown fds silently; revtun_process_io_events() counts them. */
 REVTUN_API int revtun_process_io_batch(revtun_t *h, const revtun_io_event_t *events, size_t n,
                                        revtun_time_ms_t now);
 REVTUN_API int revtun_tick(revtun_t *h, revtun_time_ms_t now);
+/* -1 for no deadline, and also for a NULL handle: revtun_next_timeout() tells them apart. */
 REVTUN_API int64_t revtun_next_timeout_ms(const revtun_t *h, revtun_time_ms_t now);
+/* Since 0.2: REVTUN_E_NOT_FOUND when any entry named an unknown fd (every
+ * other entry is handled), with their count in *unknown_out. */
+REVTUN_API int revtun_process_io_events(revtun_t *h, const revtun_io_event_t *events, size_t n,
+                                        revtun_time_ms_t now, size_t *unknown_out);
+/* Since 0.2: the status, and the milliseconds in *timeout_ms (-1: no deadline). */
+REVTUN_API int revtun_next_timeout(const revtun_t *h, revtun_time_ms_t now, int64_t *timeout_ms);
 
 /* ------------------------------------------------------------ registration */
 
@@ -289,14 +307,26 @@ REVTUN_API int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_
 REVTUN_API int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now);
 REVTUN_API int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now);
 
+/* Envoy's host pick: the next member node, round robin (moves the cursor). */
 REVTUN_API int revtun_lookup_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
                                      const char **node_id_out);
+/* Since 0.2: a cluster's member nodes, read only. */
+REVTUN_API int revtun_cluster_node_count(const revtun_t *h, const char *cluster_id,
+                                         const char *tenant_id);
+REVTUN_API int revtun_cluster_member(const revtun_t *h, const char *cluster_id,
+                                     const char *tenant_id, size_t index, const char **node_id_out);
 REVTUN_API int revtun_idle_count(const revtun_t *h, const char *node_id, const char *tenant_id);
 REVTUN_API int revtun_idle_count_cluster(const revtun_t *h, const char *cluster_id,
                                          const char *tenant_id);
 REVTUN_API int revtun_socket_identity(const revtun_t *h, int fd, const char **node_id,
                                       const char **cluster_id, const char **tenant_id);
+/* REVTUN_SOCK_IDLE or REVTUN_SOCK_IN_USE, never REVTUN_SOCK_HANDED_OFF. */
 REVTUN_API int revtun_socket_state(const revtun_t *h, int fd);
+/* Since 0.2: walks whose callback may free the handle (the free is deferred
+ * to the end of the walk). The const walks of 0.1 do the same; they are
+ * deprecated. */
+REVTUN_API int revtun_walk_nodes(revtun_t *h, revtun_node_cb cb, void *user_data);
+REVTUN_API int revtun_walk_clusters(revtun_t *h, revtun_cluster_cb cb, void *user_data);
 REVTUN_API int revtun_foreach_node(const revtun_t *h, revtun_node_cb cb, void *user_data);
 REVTUN_API int revtun_foreach_cluster(const revtun_t *h, revtun_cluster_cb cb, void *user_data);
 
@@ -309,6 +339,11 @@ REVTUN_API int revtun_rping_strip_active(revtun_strip_t state);
 
 /* -------------------------------------------------------------------- stats */
 
+/* Since 0.2: the stats walk whose callback may free the handle; the const
+ * revtun_stats_foreach() of 0.1 does the same and is deprecated.
+ * revtun_stats_get() and revtun_stats_prometheus() run no callback of the
+ * host and only read the handle. */
+REVTUN_API int revtun_walk_stats(revtun_t *h, revtun_stat_cb cb, void *user_data);
 REVTUN_API int revtun_stats_foreach(const revtun_t *h, revtun_stat_cb cb, void *user_data);
 REVTUN_API int revtun_stats_get(const revtun_t *h, const char *name, uint64_t *value);
 REVTUN_API int revtun_stats_prometheus(const revtun_t *h, char *buf, size_t cap, size_t *len_out);

@@ -1,0 +1,481 @@
+/* The handshake acceptor: drives handshake.c over accepted fds through the
+ * handle's io callbacks, answers exactly as Envoy's reverse_tunnel network
+ * filter does, and hands accepted sockets to the pool.
+ *
+ * A connection moves through: READ (collect the request) -> either
+ * WRITE_OK (answer 200/101, then commit the prepared registration) or
+ * WRITE_REJECT -> LINGER (answer, half-close, drain briefly so the reply is
+ * not destroyed by a reset, then close). The registration is prepared before
+ * the 200 is written and committed only once the whole answer is on the wire,
+ * so no RPING can overtake it and a socket that cannot be registered gets a
+ * 503 instead of a 200. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "acceptor/acceptor_int.h"
+#include "base/text.h"
+#include "core/host.h"
+#include "core/reentry.h"
+
+#define LINGER_MS 1000u
+#define LINGER_DRAIN_MAX 65536u
+#define INITIAL_BUF 1024u
+#define TRAILER_SLACK 8192u
+
+/* --------------------------------------------------------------- helpers */
+
+static void unlink_conn(revtun_acceptor_t *acc, struct rt_hs_conn *c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    acc->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  acc->n_pending--;
+}
+
+/* Request buffer bytes beyond the first INITIAL_BUF, which every handshake
+ * may use: these count against the acceptor's budget. */
+static size_t extra_bytes(size_t cap) { return cap > INITIAL_BUF ? cap - INITIAL_BUF : 0; }
+
+static void free_conn(revtun_t *h, struct rt_hs_conn *c) {
+  c->acc->buffered -= extra_bytes(c->cap);
+  rt_free(&h->mem, c->buf);
+  rt_free(&h->mem, c->ids);
+  rt_free(&h->mem, c->meta_keys);
+  rt_free(&h->mem, c);
+}
+
+/* Ends a connection that did not become a tunnel: the library owns the fd. */
+static void drop_conn(revtun_t *h, struct rt_hs_conn *c) {
+  revtun_acceptor_t *acc = c->acc;
+  if (c->prepared)
+    rt_pool_abort(h, c->prepared);
+  rt_unschedule(h, &c->ent);
+  rt_io(h, &c->ent, REVTUN_IO_REMOVE);
+  rt_fd_clear(h, c->ent.fd);
+  rt_close_fd(h, c->ent.fd, c->ent.sock_user);
+  unlink_conn(acc, c);
+  free_conn(h, c);
+}
+
+/* ------------------------------------------------------------ responding */
+
+static void start_linger(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  shutdown(c->ent.fd, SHUT_WR);
+  c->phase = LINGER;
+  rt_schedule(h, &c->ent, now + LINGER_MS);
+  if (rt_io(h, &c->ent, REVTUN_IO_READ))
+    drop_conn(h, c);
+}
+
+static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now);
+
+/* Writes what is left of the answer; false when the connection was dropped
+ * or must wait for writability. */
+static void write_response(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  while (c->resp_off < c->resp_len) {
+    ssize_t n = send(c->ent.fd, c->resp + c->resp_off, c->resp_len - c->resp_off,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      c->resp_off += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (rt_io(h, &c->ent, REVTUN_IO_WRITE))
+        drop_conn(h, c);
+      return;
+    }
+    drop_conn(h, c); /* the initiator went away */
+    return;
+  }
+  if (c->phase == WRITE_OK)
+    commit(h, c, now);
+  else
+    start_linger(h, c, now);
+}
+
+/* Answers with status and body (Envoy's local reply) and closes after it. */
+static void reject_as(revtun_t *h, struct rt_hs_conn *c, int status, const char *body,
+                      enum rt_counter counter, unsigned flags, revtun_time_ms_t now) {
+  if (counter != RT_C_COUNT)
+    rt_count(h, counter);
+  rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d rejected: %d %s", c->ent.fd, status,
+         body);
+  if (c->prepared) {
+    rt_pool_abort(h, c->prepared);
+    c->prepared = NULL;
+  }
+  c->resp_len = rt_hs_response_reject(c->resp, status, body, flags);
+  c->resp_off = 0;
+  c->phase = WRITE_REJECT;
+  if (!c->resp_len) { /* cannot happen with the library's own bodies */
+    drop_conn(h, c);
+    return;
+  }
+  write_response(h, c, now);
+}
+
+static void reject(revtun_t *h, struct rt_hs_conn *c, int status, const char *body,
+                   enum rt_counter counter, revtun_time_ms_t now) {
+  reject_as(h, c, status, body, counter, status == 426 ? RT_HS_REPLY_UPGRADE_HEADER : 0, now);
+}
+
+/* What Envoy's HTTP/1 codec answers before the filter sees a request: the
+ * reason phrase as the body, and no reverse_tunnel.handshake counter. */
+static void reject_http(revtun_t *h, struct rt_hs_conn *c, int status, unsigned flags,
+                        revtun_time_ms_t now) {
+  reject_as(h, c, status, rt_hs_reason_phrase(status), RT_C_COUNT, flags, now);
+}
+
+/* ------------------------------------------------------------ the request */
+
+static void process_request(revtun_t *h, struct rt_hs_conn *c, const struct rt_hs_request *req,
+                            revtun_time_ms_t now) {
+  struct rt_acc_verdict v;
+  if (!rt_acc_validate(h, c, req, &v)) {
+    reject(h, c, v.status, v.body, v.counter, now);
+    return;
+  }
+  int rc = rt_pool_prepare(h, c->ent.fd, &c->args, &c->prepared);
+  if (rc) {
+    rt_log(h, REVTUN_LOG_WARN, "cannot prepare registration of fd %d: %s", c->ent.fd,
+           revtun_strerror(rc));
+    reject(h, c, 503, "Reverse tunnel registration unavailable", RT_C_HS_REGISTRATION_FAILED, now);
+    return;
+  }
+  if (c->acc->cfg.emit_metadata)
+    rt_acc_attach_metadata(h, c);
+  c->consumed = req->consumed;
+  c->resp_len = rt_hs_response_ok(c->resp, c->acc->cfg.use_upgrade);
+  c->resp_off = 0;
+  c->phase = WRITE_OK;
+  write_response(h, c, now);
+}
+
+static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  revtun_acceptor_t *acc = c->acc;
+  struct rt_sock *s = c->prepared;
+  c->prepared = NULL;
+  /* Bytes read past the request (an early echo, pipelined data) belong to
+   * the tunnel: the keepalive reader sees them first. */
+  c->args.early_bytes = c->buf + c->consumed;
+  c->args.n_early = c->len - c->consumed;
+  rt_unschedule(h, &c->ent);
+  rt_fd_clear(h, c->ent.fd);
+  int rc = rt_pool_commit(h, s, &c->args, now);
+  if (rc) {
+    rt_count(h, RT_C_HS_REGISTRATION_FAILED);
+    rt_io(h, &c->ent, REVTUN_IO_REMOVE);
+    rt_close_fd(h, c->ent.fd, c->ent.sock_user);
+  } else {
+    rt_count(h, RT_C_HS_ACCEPTED);
+  }
+  unlink_conn(acc, c);
+  free_conn(h, c);
+}
+
+/* Doubles the request buffer up to the header limit, within the budget all
+ * pending handshakes share, so that many slow, large requests cannot hold
+ * unbounded memory. */
+static bool grow(revtun_t *h, struct rt_hs_conn *c) {
+  revtun_acceptor_t *acc = c->acc;
+  size_t limit = acc->max_header_bytes + TRAILER_SLACK;
+  if (c->cap >= limit)
+    return false;
+  size_t cap = c->cap ? c->cap * 2 : INITIAL_BUF;
+  if (cap > limit)
+    cap = limit;
+  size_t more = extra_bytes(cap) - extra_bytes(c->cap);
+  if (more > acc->max_buffered - acc->buffered)
+    return false;
+  uint8_t *b = rt_realloc(&h->mem, c->buf, cap);
+  if (!b)
+    return false;
+  acc->buffered += more;
+  c->buf = b;
+  c->cap = cap;
+  return true;
+}
+
+static void read_request(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  for (;;) {
+    if (c->len == c->cap && !grow(h, c))
+      break; /* full: the parser decides below */
+    ssize_t n = recv(c->ent.fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
+    if (n > 0) {
+      c->len += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    drop_conn(h, c); /* EOF or error before a complete request: nobody to answer */
+    return;
+  }
+  struct rt_hs_limits lim = {c->acc->max_header_bytes, c->acc->max_headers};
+  struct rt_hs_request *req = rt_malloc(&h->mem, sizeof(*req));
+  if (!req) {
+    drop_conn(h, c);
+    return;
+  }
+  enum rt_hs_result r = rt_hs_parse(c->buf, c->len, &lim, &c->scan, req);
+  if (r == RT_HS_NEED_MORE && c->len == c->cap)
+    r = RT_HS_TOO_LARGE;
+  if ((r == RT_HS_DONE || r == RT_HS_BODY) && req->minor_version == 0) {
+    /* The codec refuses HTTP/1.0 once its headers are in (426), and the
+     * reply cannot be chunked for such a client. */
+    reject_http(h, c, 426, RT_HS_REPLY_HTTP10, now);
+  } else {
+    switch (r) {
+    case RT_HS_NEED_MORE: break;
+    case RT_HS_DONE: process_request(h, c, req, now); break;
+    case RT_HS_BODY:
+      reject(h, c, 400, "Reverse tunnel handshake must not carry a body", RT_C_HS_BODY_REJECTED,
+             now);
+      break;
+    case RT_HS_TOO_LARGE: reject_http(h, c, 431, 0, now); break;
+    case RT_HS_MALFORMED: reject_http(h, c, 400, 0, now); break;
+    }
+  }
+  rt_free(&h->mem, req);
+}
+
+static void linger_read(revtun_t *h, struct rt_hs_conn *c) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(c->ent.fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) {
+      c->drained += (size_t)n;
+      if (c->drained > LINGER_DRAIN_MAX)
+        break;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    break;
+  }
+  drop_conn(h, c);
+}
+
+/* ------------------------------------------------ called by the core loop */
+
+void rt_acceptor_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now) {
+  struct rt_hs_conn *c = (struct rt_hs_conn *)ent;
+  switch (c->phase) {
+  case READ_REQUEST:
+    if (events & REVTUN_IO_READ)
+      read_request(h, c, now);
+    break;
+  case WRITE_OK:
+  case WRITE_REJECT:
+    if (events & REVTUN_IO_WRITE)
+      write_response(h, c, now);
+    break;
+  case LINGER:
+    if (events & REVTUN_IO_READ)
+      linger_read(h, c);
+    break;
+  }
+}
+
+void rt_acceptor_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now) {
+  (void)now;
+  struct rt_hs_conn *c = (struct rt_hs_conn *)ent;
+  if (c->phase != LINGER) {
+    rt_count(h, RT_C_HS_TIMEOUT); /* closed silently, no reply */
+    rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d timed out", c->ent.fd);
+  }
+  drop_conn(h, c);
+}
+
+/* ------------------------------------------------------------ public API */
+
+int revtun_acceptor_new(revtun_acceptor_t **out, revtun_t *h, const void *config, size_t len,
+                        char *errbuf, size_t errbuf_len) {
+  if (!out || !h)
+    return rt_fail(REVTUN_E_INVAL, errbuf, errbuf_len, "out and h must not be NULL");
+  *out = NULL;
+  if (h->freeing || h->free_pending || h->failed)
+    return rt_fail(REVTUN_E_STATE, errbuf, errbuf_len, "the handle is being freed or unusable");
+  revtun_acceptor_t *acc = rt_calloc(&h->mem, 1, sizeof(*acc));
+  if (!acc)
+    return rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory");
+  int rc = rt_acc_config_parse(&h->mem, config, len, h->opts.limits.config_bytes, &acc->cfg, errbuf,
+                               errbuf_len);
+  if (rc) {
+    rt_free(&h->mem, acc);
+    return rc;
+  }
+  acc->h = h;
+  acc->timeout_ms = 10000;
+  acc->max_header_bytes = RT_ACC_DEFAULT_HEADER_BYTES;
+  acc->max_headers = 100;
+  acc->max_pending = 65536;
+  acc->max_buffered = RT_ACC_DEFAULT_BUFFERED;
+  strcpy(acc->prefix, "x-envoy");
+  acc->next = h->acceptors;
+  h->acceptors = acc;
+  h->stats.handshake_seen = true;
+  if (errbuf && errbuf_len)
+    errbuf[0] = '\0';
+  *out = acc;
+  return REVTUN_OK;
+}
+
+static void free_acceptor(revtun_t *h, revtun_acceptor_t *acc) {
+  while (acc->conns)
+    drop_conn(h, acc->conns);
+  rt_acc_config_clear(&h->mem, &acc->cfg);
+  rt_free(&h->mem, acc);
+}
+
+void revtun_acceptor_free(revtun_acceptor_t *acc) {
+  if (!acc)
+    return;
+  revtun_t *h = acc->h;
+  if (h->depth || h->cb_depth) {
+    /* A callback frame may be processing one of its connections. */
+    acc->free_pending = true;
+    h->acceptor_free_pending = true;
+    return;
+  }
+  revtun_acceptor_t **pp = &h->acceptors;
+  while (*pp && *pp != acc)
+    pp = &(*pp)->next;
+  if (*pp)
+    *pp = acc->next;
+  free_acceptor(h, acc);
+}
+
+void rt_acceptors_free_pending(revtun_t *h) {
+  h->acceptor_free_pending = false;
+  revtun_acceptor_t **pp = &h->acceptors;
+  while (*pp) {
+    revtun_acceptor_t *acc = *pp;
+    if (acc->free_pending) {
+      *pp = acc->next;
+      free_acceptor(h, acc);
+    } else {
+      pp = &acc->next;
+    }
+  }
+}
+
+void rt_acceptors_free_all(revtun_t *h) {
+  while (h->acceptors) {
+    revtun_acceptor_t *acc = h->acceptors;
+    h->acceptors = acc->next;
+    free_acceptor(h, acc);
+  }
+}
+
+int revtun_acceptor_set_limit(revtun_acceptor_t *acc, int limit, uint64_t value) {
+  if (!acc || value == 0)
+    return REVTUN_E_INVAL;
+  switch (limit) {
+  case REVTUN_ACCEPTOR_HANDSHAKE_TIMEOUT_MS:
+    if (value > RT_ACC_MAX_TIMEOUT_MS)
+      return REVTUN_E_INVAL;
+    acc->timeout_ms = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_HEADER_BYTES:
+    if (value < 64 || value > (1u << 20))
+      return REVTUN_E_INVAL;
+    acc->max_header_bytes = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_HEADERS:
+    if (value > RT_HS_MAX_HEADERS_CAP)
+      return REVTUN_E_INVAL;
+    acc->max_headers = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_PENDING:
+    if (value > RT_ACC_MAX_PENDING_CAP)
+      return REVTUN_E_INVAL;
+    acc->max_pending = value;
+    return REVTUN_OK;
+  case REVTUN_ACCEPTOR_MAX_BUFFERED_BYTES:
+    if (value > RT_ACC_MAX_BUFFERED_CAP || value < acc->buffered)
+      return REVTUN_E_INVAL;
+    acc->max_buffered = value;
+    return REVTUN_OK;
+  default: return REVTUN_E_INVAL;
+  }
+}
+
+int revtun_acceptor_set_header_prefix(revtun_acceptor_t *acc, const char *prefix) {
+  if (!acc || !prefix || !*prefix || strlen(prefix) >= sizeof(acc->prefix))
+    return REVTUN_E_INVAL;
+  for (const char *p = prefix; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+          (*p >= 'A' && *p <= 'Z')))
+      return REVTUN_E_INVAL;
+  strcpy(acc->prefix, prefix);
+  return REVTUN_OK;
+}
+
+size_t revtun_acceptor_pending(const revtun_acceptor_t *acc) { return acc ? acc->n_pending : 0; }
+
+uint32_t revtun_acceptor_ping_interval_ms(const revtun_acceptor_t *acc) {
+  return acc ? acc->cfg.ping_interval_ms : 0;
+}
+
+int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revtun_time_ms_t now) {
+  if (!acc || fd < 0)
+    return REVTUN_E_INVAL;
+  if (acc->free_pending)
+    return REVTUN_E_STATE;
+  revtun_t *h = acc->h;
+  int rc = rt_enter(h, now);
+  if (rc)
+    return rc;
+  struct rt_hs_conn *c = NULL;
+  int fl = -1;
+  if (rt_fd_get(h, fd))
+    rc = REVTUN_E_EXISTS;
+  else if (acc->n_pending >= acc->max_pending)
+    rc = REVTUN_E_LIMIT;
+  else if ((fl = fcntl(fd, F_GETFL)) < 0)
+    rc = REVTUN_E_IO;
+  else if (!(c = rt_calloc(&h->mem, 1, sizeof(*c))) || rt_pool_reserve_deadline(h) != REVTUN_OK ||
+           rt_fd_set(h, fd, NULL))
+    rc = REVTUN_E_NOMEM;
+  else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    rc = REVTUN_E_IO;
+  if (!rc) {
+    c->ent.fd = fd;
+    c->ent.kind = RT_FD_HANDSHAKE;
+    c->ent.sock_user = sock_user;
+    c->ent.tm.idx = RT_TIMER_IDLE;
+    c->acc = acc;
+    c->phase = READ_REQUEST;
+    rc = rt_io(h, &c->ent, REVTUN_IO_READ);
+  }
+  if (rc) {
+    if (c && fl >= 0 && !(fl & O_NONBLOCK))
+      fcntl(fd, F_SETFL, fl); /* refused: the caller gets the fd back as it was */
+    rt_free(&h->mem, c);
+    rt_leave(h);
+    return rc;
+  }
+  rt_fd_set(h, fd, &c->ent);
+  c->next = acc->conns;
+  if (acc->conns)
+    acc->conns->prev = c;
+  acc->conns = c;
+  acc->n_pending++;
+  rt_schedule(h, &c->ent, now + acc->timeout_ms);
+  read_request(h, c, now); /* the request is often already there */
+  rt_leave(h);
+  return REVTUN_OK;
+}
