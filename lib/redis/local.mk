@@ -1,0 +1,44 @@
+# The fleet directory on Redis: lib/redis, include/revtun/redis.h, its own
+# library libupstream-revtun-redis (pkg-config upstream-revtun-redis), built
+# when hiredis and libevent are found. It uses only the core's public API.
+# Like the core, its sources are compiled once into a convenience library
+# that the shared library, the tests, the benchmark and the fuzzer link.
+REDIS_LIB_SOURCES = \
+	lib/redis/rr_int.h \
+	lib/redis/conn.c \
+	lib/redis/decode.c \
+	lib/redis/directory.c \
+	lib/redis/guard.c \
+	lib/redis/ids.c \
+	lib/redis/lookup.c \
+	lib/redis/options.c \
+	lib/redis/publish.c \
+	lib/redis/scripts.c \
+	lib/redis/stats.c \
+	lib/redis/table.c lib/redis/table.h
+EXTRA_DIST += lib/redis/libupstream-revtun-redis.sym
+DISTCLEANFILES += pkgconfig/upstream-revtun-redis.pc
+
+if HAVE_REDIS
+revtuninclude_HEADERS += include/revtun/redis.h
+redispkgconfigdir = $(pkgconfigdir)
+redispkgconfig_DATA = pkgconfig/upstream-revtun-redis.pc
+
+noinst_LTLIBRARIES += lib/libupstream-revtun-redis-core.la
+lib_libupstream_revtun_redis_core_la_SOURCES = $(REDIS_LIB_SOURCES)
+REDIS_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS)
+lib_libupstream_revtun_redis_core_la_CPPFLAGS = -DBUILDING_REVTUN_REDIS $(REDIS_CPPFLAGS)
+lib_libupstream_revtun_redis_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
+# what a program linking the convenience library needs besides it and the core
+REDIS_CORE_LIBS = lib/libupstream-revtun-redis-core.la $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
+
+lib_LTLIBRARIES += lib/libupstream-revtun-redis.la
+lib_libupstream_revtun_redis_la_SOURCES =
+lib_libupstream_revtun_redis_la_LIBADD = lib/libupstream-revtun-redis-core.la \
+	lib/libupstream-revtun.la $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
+lib_libupstream_revtun_redis_la_LDFLAGS = -no-undefined -version-info 0:0:0 \
+	-Wl,--version-script=$(srcdir)/lib/redis/libupstream-revtun-redis.sym
+EXTRA_lib_libupstream_revtun_redis_la_DEPENDENCIES = $(srcdir)/lib/redis/libupstream-revtun-redis.sym
+else
+EXTRA_DIST += include/revtun/redis.h $(REDIS_LIB_SOURCES)
+endif
