@@ -97,7 +97,10 @@ AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 # check_redis_unit: decoders, reader guard, options, event bookkeeping (no
 # Redis; internal, so it links the convenience library). check_redis: the
 # fleet against a private redis-server per test (skipped when redis-server is
-# missing, failed when CI is set).
+# missing, failed when CI is set). symbols_redis.sh: tests/symbols.sh for
+# this library.
+dist_check_SCRIPTS += tests/symbols_redis.sh
+TESTS += tests/symbols_redis.sh
 EXTRA_DIST += tests/redis_util.c tests/redis_util.h
 if HAVE_REDIS
 if HAVE_CHECK
