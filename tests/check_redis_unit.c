@@ -142,8 +142,8 @@ START_TEST(lookup_answers_are_validated) {
       "*7\r\n$2\r\nok\r\n$3\r\np 1\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\n1\r\n:0\r\n:0\r\n",
       "*7\r\n$2\r\nok\r\n$1\r\np\r\n$0\r\n\r\n$1\r\n1\r\n$1\r\n1\r\n:0\r\n:0\r\n",
       "*7\r\n$2\r\nok\r\n$1\r\np\r\n$1\r\na\r\n$2\r\n01\r\n$1\r\n1\r\n:0\r\n:0\r\n",
-      "*7\r\n$2\r\nok\r\n$1\r\np\r\n$1\r\na\r\n$1\r\n1\r\n$20\r\n12345678901234567890\r\n"
-      ":0\r\n:0\r\n",
+      ("*7\r\n$2\r\nok\r\n$1\r\np\r\n$1\r\na\r\n$1\r\n1\r\n$20\r\n12345678901234567890\r\n"
+       ":0\r\n:0\r\n"), /* a 20-digit claim */
       "*7\r\n$2\r\nok\r\n$1\r\np\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\n1\r\n:-1\r\n:0\r\n",
       "*7\r\n$2\r\nok\r\n:1\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\n1\r\n:0\r\n:0\r\n",
       "*3\r\n$4\r\nnone\r\n$1\r\n0\r\n:0\r\n",
@@ -445,6 +445,7 @@ START_TEST(events_are_folded_per_socket_and_key) {
   ck_assert_int_eq(revtun_redis_start(NULL, NULL, NULL), REVTUN_E_INVAL);
 
   revtun_redis_free(dir);
+  dir = NULL; /* the handles' shutdown records go nowhere */
   revtun_free(h);
   revtun_free(h2);
   revtun_free(h3);
