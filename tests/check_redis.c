@@ -21,7 +21,7 @@
 
 #define PREFIX "t:"
 
-static struct ru_server srv;
+static struct rs_server srv;
 static struct event_base *base;
 static int slow = 1; /* CK_TIMEOUT_MULTIPLIER: valgrind runs everything 20 times slower */
 

@@ -101,7 +101,7 @@ AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 # this library.
 dist_check_SCRIPTS += tests/symbols_redis.sh
 TESTS += tests/symbols_redis.sh
-EXTRA_DIST += tests/redis_util.c tests/redis_util.h
+EXTRA_DIST += tests/redis_util.c tests/redis_util.h tests/redis_server.c tests/redis_server.h
 if HAVE_REDIS
 if HAVE_CHECK
 REDIS_SUITES = tests/check_redis_unit tests/check_redis
@@ -114,7 +114,8 @@ tests_check_redis_unit_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib/redis \
 tests_check_redis_unit_CFLAGS = $(TEST_CFLAGS)
 tests_check_redis_unit_LDADD = tests/libtestutil.la $(REDIS_CORE_LIBS) lib/libupstream-revtun.la \
 	$(CHECK_LIBS)
-tests_check_redis_SOURCES = tests/check_redis.c tests/redis_util.c tests/redis_util.h
+tests_check_redis_SOURCES = tests/check_redis.c tests/redis_util.c tests/redis_util.h \
+	tests/redis_server.c tests/redis_server.h
 tests_check_redis_CPPFLAGS = $(TEST_CPPFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS)
 tests_check_redis_CFLAGS = $(TEST_CFLAGS)
 tests_check_redis_LDADD = tests/libtestutil.la lib/libupstream-revtun-redis.la \

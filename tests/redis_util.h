@@ -1,5 +1,5 @@
-/* Helpers for the Redis directory tests: a private redis-server per test on a
- * free loopback port (never 6379), a synchronous hiredis client to inspect
+/* Helpers for the Redis directory tests: a private redis-server per test
+ * (redis_server.h) with assertions, a synchronous hiredis client to inspect
  * and vandalize it, and a libevent loop driven until a condition holds. */
 #ifndef REVTUN_REDIS_UTIL_H
 #define REVTUN_REDIS_UTIL_H
@@ -11,22 +11,19 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
-struct ru_server {
-  pid_t pid;
-  int port;
-};
+#include "redis_server.h"
 
 /* Exits the test program with 77 (skip) when redis-server is not on PATH, or
  * with 1 (fail) when the CI environment variable is set. */
 void ru_require_redis_server(const char *prog);
 /* Starts redis-server on port (0: a free one) and waits until it answers
  * PING; the server dies with the test process. Fails the test otherwise. */
-void ru_server_start(struct ru_server *s, int port);
-void ru_server_kill(struct ru_server *s); /* SIGKILL, waited for */
-void ru_server_signal(const struct ru_server *s, int sig);
+void ru_server_start(struct rs_server *s, int port);
+void ru_server_kill(struct rs_server *s); /* SIGKILL, waited for */
+void ru_server_signal(const struct rs_server *s, int sig);
 
 /* A synchronous client (fails the test if it cannot connect). */
-redisContext *ru_client(const struct ru_server *s);
+redisContext *ru_client(const struct rs_server *s);
 /* Runs a command and returns its integer reply (or -1 for nil or another type). */
 long long ru_int(redisContext *c, const char *fmt, ...);
 /* Sum of calls of cmd (e.g. "evalsha") in INFO commandstats. */
