@@ -48,18 +48,24 @@ static const char claim[] =
 
 /* KEYS: i:I in:I ic:I seq; ARGV: token ttl channel prefix instance, then
  * (op, kind, key) triples, op '+' or '-', kind 'n' or 'c'.
- * Each '+' takes a fresh claim number: the latest claim of a node wins. */
+ * Each '+' takes a fresh claim number (one INCRBY per call reserves them):
+ * the latest claim of a node wins. */
 static const char publish[] = OWNS_TOKEN
     "if redis.call('TYPE', KEYS[1]).ok == 'none' then return {'gone'} end\n"
     "if not owns() then return {'fenced'} end\n"
-    "local items, size, bad = {}, 0, 0\n"
+    "local items, size, bad, adds = {}, 0, 0, 0\n"
+    "for i = 6, #ARGV - 2, 3 do\n"
+    "  if ARGV[i] == '+' then adds = adds + 1 end\n"
+    "end\n"
+    "local claim = adds > 0 and redis.call('INCRBY', KEYS[4], adds) - adds or 0\n"
     "for i = 6, #ARGV - 2, 3 do\n"
     "  local op, kind, key = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
     "  local own = KEYS[kind == 'n' and 2 or 3]\n"
     "  local idx = ARGV[4] .. kind .. ':' .. key\n"
     "  local a, b\n"
     "  if op == '+' then\n"
-    "    a = redis.pcall('HSET', own, key, string.format('%d', redis.call('INCR', KEYS[4])))\n"
+    "    claim = claim + 1\n"
+    "    a = redis.pcall('HSET', own, key, string.format('%d', claim))\n"
     "    b = redis.pcall('SADD', idx, ARGV[5])\n"
     "  else\n"
     "    a = redis.pcall('HDEL', own, key)\n"
