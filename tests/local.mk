@@ -98,8 +98,10 @@ AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 # Redis; internal, so it links the convenience library). check_redis: the
 # fleet against a private redis-server per test (skipped when redis-server is
 # missing, failed when CI is set). symbols_redis.sh: tests/symbols.sh for
-# this library.
-dist_check_SCRIPTS += tests/symbols_redis.sh
+# this library; installed_redis.sh (run by installed.sh, from its
+# installation): the README's directory example against the installed
+# libraries.
+dist_check_SCRIPTS += tests/symbols_redis.sh tests/installed_redis.sh
 TESTS += tests/symbols_redis.sh
 EXTRA_DIST += tests/redis_util.c tests/redis_util.h tests/redis_server.c tests/redis_server.h
 if HAVE_REDIS
