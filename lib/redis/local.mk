@@ -42,3 +42,27 @@ EXTRA_lib_libupstream_revtun_redis_la_DEPENDENCIES = $(srcdir)/lib/redis/libupst
 else
 EXTRA_DIST += include/revtun/redis.h $(REDIS_LIB_SOURCES)
 endif
+
+# The libFuzzer harness of what Redis returns (fuzz/fuzz_redis.c): make
+# check replays fuzz/corpus/redis through it, as fuzz/local.mk does for the
+# core's harnesses; --enable-fuzzers builds the fuzzer itself.
+if HAVE_REDIS
+REDIS_FUZZ_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib/redis $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS)
+check_PROGRAMS += fuzz/replay_redis
+TESTS += fuzz/replay_redis
+VALGRIND_TESTS += fuzz/replay_redis
+fuzz_replay_redis_SOURCES = fuzz/replay.c fuzz/fuzz_redis.c
+fuzz_replay_redis_CPPFLAGS = $(REDIS_FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/redis"'
+fuzz_replay_redis_LDADD = $(REDIS_CORE_LIBS) lib/libupstream-revtun.la
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_redis
+fuzz_fuzz_redis_SOURCES = fuzz/fuzz_redis.c
+fuzz_fuzz_redis_CPPFLAGS = $(REDIS_FUZZ_CPPFLAGS)
+fuzz_fuzz_redis_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_redis_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_redis_LDADD = $(REDIS_CORE_LIBS) lib/libupstream-revtun.la
+endif
+else
+EXTRA_DIST += fuzz/fuzz_redis.c
+endif
+
