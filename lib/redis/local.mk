@@ -66,3 +66,19 @@ else
 EXTRA_DIST += fuzz/fuzz_redis.c
 endif
 
+# The benchmark (bench/bench_redis.c, bench/README.md): round trips of 100,000
+# registrations and the cost of one against a bare pipelined SET. Like the
+# other benchmarks it links the convenience libraries with the fake-fd
+# wrappers; scripts/bench runs it.
+if HAVE_REDIS
+noinst_PROGRAMS += bench/bench_redis
+bench_bench_redis_SOURCES = bench/bench_redis.c $(BENCH_COMMON) \
+	tests/redis_server.c tests/redis_server.h
+bench_bench_redis_CPPFLAGS = $(BENCH_CPPFLAGS) -I$(top_srcdir)/tests $(HIREDIS_CFLAGS) \
+	$(LIBEVENT_CFLAGS)
+bench_bench_redis_CFLAGS = $(BENCH_CFLAGS)
+bench_bench_redis_LDFLAGS = $(BENCH_WRAP)
+bench_bench_redis_LDADD = $(REDIS_CORE_LIBS) $(BENCH_LDADD)
+else
+EXTRA_DIST += bench/bench_redis.c
+endif
