@@ -175,36 +175,44 @@ START_TEST(lookup_answers_are_validated) {
 }
 END_TEST
 
+static enum rr_verdict claim_of(const char *resp, uint64_t *v) {
+  redisReply *r = parse(resp);
+  enum rr_verdict verdict = rr_decode_claim(r, v);
+  freeReplyObject(r);
+  return verdict;
+}
+
+static enum rr_verdict publish_of(const char *resp, uint64_t *v) {
+  redisReply *r = parse(resp);
+  enum rr_verdict verdict = rr_decode_publish(r, v);
+  freeReplyObject(r);
+  return verdict;
+}
+
+static enum rr_verdict simple_of(const char *resp) {
+  redisReply *r = parse(resp);
+  enum rr_verdict verdict = rr_decode_simple(r);
+  freeReplyObject(r);
+  return verdict;
+}
+
 START_TEST(script_verdicts_are_validated) {
   uint64_t v = 0;
-  redisReply *r = parse("*2\r\n$2\r\nok\r\n$3\r\n417\r\n");
-  ck_assert_int_eq(rr_decode_claim(r, &v), RV_OK);
+  ck_assert_int_eq(claim_of("*2\r\n$2\r\nok\r\n$3\r\n417\r\n", &v), RV_OK);
   ck_assert_uint_eq(v, 417);
-  freeReplyObject(r);
-  r = parse("*2\r\n$2\r\nok\r\n$3\r\n4x7\r\n");
-  ck_assert_int_eq(rr_decode_claim(r, &v), RV_INVALID);
-  freeReplyObject(r);
-  r = parse("*1\r\n$4\r\nbusy\r\n");
-  ck_assert_int_eq(rr_decode_claim(r, &v), RV_BUSY);
-  freeReplyObject(r);
-  r = parse("*1\r\n$3\r\nbad\r\n");
-  ck_assert_int_eq(rr_decode_claim(r, &v), RV_BAD);
-  freeReplyObject(r);
-  r = parse("*2\r\n$2\r\nok\r\n:3\r\n");
-  ck_assert_int_eq(rr_decode_publish(r, &v), RV_OK);
+  ck_assert_int_eq(claim_of("*2\r\n$2\r\nok\r\n$3\r\n4x7\r\n", &v), RV_INVALID);
+  ck_assert_int_eq(claim_of("*1\r\n$4\r\nbusy\r\n", &v), RV_BUSY);
+  ck_assert_int_eq(claim_of("*1\r\n$3\r\nbad\r\n", &v), RV_BAD);
+  ck_assert_int_eq(publish_of("*2\r\n$2\r\nok\r\n:3\r\n", &v), RV_OK);
   ck_assert_uint_eq(v, 3);
-  freeReplyObject(r);
-  r = parse("*1\r\n$6\r\nfenced\r\n");
-  ck_assert_int_eq(rr_decode_publish(r, &v), RV_FENCED);
-  ck_assert_int_eq(rr_decode_simple(r), RV_FENCED);
-  freeReplyObject(r);
-  r = parse("*1\r\n$4\r\ngone\r\n");
-  ck_assert_int_eq(rr_decode_simple(r), RV_GONE);
-  ck_assert_int_eq(rr_decode_publish(r, &v), RV_GONE);
-  freeReplyObject(r);
-  r = parse("*2\r\n$2\r\nok\r\n:1\r\n");
-  ck_assert_int_eq(rr_decode_simple(r), RV_INVALID);
-  freeReplyObject(r);
+  ck_assert_int_eq(publish_of("*2\r\n$2\r\nok\r\n:-3\r\n", &v), RV_INVALID);
+  ck_assert_int_eq(publish_of("*1\r\n$6\r\nfenced\r\n", &v), RV_FENCED);
+  ck_assert_int_eq(publish_of("*1\r\n$4\r\ngone\r\n", &v), RV_GONE);
+  ck_assert_int_eq(simple_of("*1\r\n$6\r\nfenced\r\n"), RV_FENCED);
+  ck_assert_int_eq(simple_of("*1\r\n$4\r\ngone\r\n"), RV_GONE);
+  ck_assert_int_eq(simple_of("*1\r\n$2\r\nok\r\n"), RV_OK);
+  ck_assert_int_eq(simple_of("*2\r\n$2\r\nok\r\n:1\r\n"), RV_INVALID);
+  redisReply *r;
   char sha[41];
   r = parse("$40\r\n0123456789abcdef0123456789abcdef01234567\r\n");
   ck_assert(rr_decode_sha(r, sha));

@@ -37,7 +37,7 @@ void ru_server_kill(struct rs_server *s) { rs_kill(s); }
 void ru_server_signal(const struct rs_server *s, int sig) { kill(s->pid, sig); }
 
 redisContext *ru_client(const struct rs_server *s) {
-  struct timeval tv = {5, 0};
+  struct timeval tv = {30, 0}; /* Redis building 100 MB values on a loaded machine */
   redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
   ck_assert_msg(c && !c->err, "cannot connect to redis-server on port %d", s->port);
   redisSetTimeout(c, tv);
