@@ -951,6 +951,65 @@ START_TEST(redis_down_at_start) {
 }
 END_TEST
 
+struct logged {
+  int errors;
+  char last[512];
+};
+static void on_log(revtun_redis_t *r, int level, const char *msg, void *user) {
+  (void)r;
+  struct logged *l = user;
+  ck_assert(level >= REVTUN_LOG_ERROR && level <= REVTUN_LOG_DEBUG);
+  ck_assert_uint_lt(strlen(msg), sizeof(l->last));
+  if (level == REVTUN_LOG_ERROR) {
+    l->errors++;
+    snprintf(l->last, sizeof(l->last), "%s", msg);
+  }
+}
+
+/* A directory with options of its own (AUTH, logging), started. */
+static revtun_redis_t *dir_start(const char *id, const char *user, const char *pass,
+                                 struct logged *log, struct inst *status) {
+  struct cfg c = {0};
+  revtun_redis_options_t *o = options(id, "10.0.0.7:8080", &c);
+  ck_assert_int_eq(revtun_redis_options_set_auth(o, user, pass), REVTUN_OK);
+  ck_assert_int_eq(revtun_redis_options_set_log_cb(o, on_log, REVTUN_LOG_WARN, log), REVTUN_OK);
+  revtun_redis_t *r;
+  ck_assert_int_eq(revtun_redis_new(&r, base, o, NULL, 0), REVTUN_OK);
+  revtun_redis_options_free(o);
+  status->r = r;
+  status->started = 1;
+  ck_assert_int_eq(revtun_redis_start(r, on_started, status), REVTUN_OK);
+  ck_assert(ru_run_until(base, start_answered, status, 5000 * slow));
+  return r;
+}
+
+START_TEST(credentials_are_presented_and_refusals_logged) {
+  redisContext *rc = ru_client(&srv);
+  ru_int(rc, "CONFIG SET requirepass s3cret");
+  ru_int(rc, "AUTH s3cret");
+  ru_int(rc, "ACL SETUSER fleet on >fleet-pw ~* &* +@all");
+  struct logged log = {0, ""};
+  struct inst with, acl, without;
+  dir_start("proxy-1", NULL, "s3cret", &log, &with);
+  ck_assert_int_eq(with.started, REVTUN_OK);
+  ck_assert_uint_eq(st(&with, "redis.subscribed"), 1);
+  dir_start("proxy-2", "fleet", "fleet-pw", &log, &acl);
+  ck_assert_int_eq(acl.started, REVTUN_OK);
+  ck_assert_int_eq(log.errors, 0);
+  /* no password: Redis refuses the setup; it is counted, logged, retried */
+  dir_start("proxy-3", NULL, NULL, &log, &without);
+  ck_assert_int_eq(without.started, REVTUN_REDIS_E_UNAVAILABLE);
+  ck_assert_uint_ge(st(&without, "redis.errors"), 1);
+  ck_assert_uint_eq(st(&without, "redis.connected"), 0);
+  ck_assert_int_ge(log.errors, 1);
+  ck_assert_msg(strstr(log.last, "NOAUTH") != NULL, "logged: %s", log.last);
+  revtun_redis_free(with.r);
+  revtun_redis_free(acl.r);
+  revtun_redis_free(without.r);
+  redisFree(rc);
+}
+END_TEST
+
 int main(void) {
   ru_require_redis_server("check_redis");
   Suite *s = suite_create("redis");
@@ -970,6 +1029,7 @@ int main(void) {
   tcase_add_test(tc, free_cancels_lookups_and_may_come_from_a_callback);
   tcase_add_test(tc, tenants_are_kept_apart);
   tcase_add_test(tc, redis_down_at_start);
+  tcase_add_test(tc, credentials_are_presented_and_refusals_logged);
   suite_add_tcase(s, tc);
   TCase *scale = tcase_create("scale");
   tcase_set_tags(scale, "slow");
