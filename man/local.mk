@@ -116,3 +116,41 @@ dist_man_MANS += man/revtun-demo-backend.1 man/revtun-downstream-agent.1
 else
 EXTRA_DIST += man/revtun-demo-backend.1 man/revtun-downstream-agent.1
 endif
+
+# ---- the Redis fleet directory (lib/redis/local.mk) -------------------------
+# One page per function of include/revtun/redis.h (tests/symbols_redis.sh
+# checks them against it) and revtun_redis(7), installed with the library.
+REDIS_MANS = \
+	man/revtun_redis.7 \
+	man/revtun_redis_free.3 \
+	man/revtun_redis_lookup_cluster.3 \
+	man/revtun_redis_lookup_node.3 \
+	man/revtun_redis_new.3 \
+	man/revtun_redis_on_event.3 \
+	man/revtun_redis_options_free.3 \
+	man/revtun_redis_options_new.3 \
+	man/revtun_redis_options_set_auth.3 \
+	man/revtun_redis_options_set_backoff.3 \
+	man/revtun_redis_options_set_cache_ttl.3 \
+	man/revtun_redis_options_set_heartbeat.3 \
+	man/revtun_redis_options_set_instance.3 \
+	man/revtun_redis_options_set_log_cb.3 \
+	man/revtun_redis_options_set_prefix.3 \
+	man/revtun_redis_options_set_server.3 \
+	man/revtun_redis_options_set_tenant_isolation.3 \
+	man/revtun_redis_options_set_timeout.3 \
+	man/revtun_redis_options_set_token.3 \
+	man/revtun_redis_owner_address.3 \
+	man/revtun_redis_owner_claim.3 \
+	man/revtun_redis_owner_generation.3 \
+	man/revtun_redis_owner_instance.3 \
+	man/revtun_redis_start.3 \
+	man/revtun_redis_stats_foreach.3 \
+	man/revtun_redis_stats_get.3 \
+	man/revtun_redis_status_name.3 \
+	man/revtun_redis_stop.3
+if HAVE_REDIS
+dist_man_MANS += $(REDIS_MANS)
+else
+EXTRA_DIST += $(REDIS_MANS)
+endif

@@ -34,3 +34,7 @@ diff -u "$tmp/want" "$tmp/out"
 test -f "$(pkg-config --variable=includedir upstream-revtun)/revtun/adapters/libevent.h"
 test -n "$(find "$tmp/root" -name revtun_new.3)"
 echo "README example built against the installed library and printed the expected records"
+# the optional directory library, from the same installation
+rc=0
+sh "$src/tests/installed_redis.sh" "$tmp/root" || rc=$?
+[ $rc -eq 0 ] || [ $rc -eq 77 ] || exit $rc

@@ -135,3 +135,35 @@ AM_TESTS_ENVIRONMENT = CK_VERBOSITY=normal; export CK_VERBOSITY; \
 	top_builddir='$(abs_top_builddir)'; top_srcdir='$(abs_top_srcdir)'; \
 	MAKE='$(MAKE)'; CC='$(CC)'; CFLAGS='$(CFLAGS)'; LDFLAGS='$(LDFLAGS)'; \
 	export top_builddir top_srcdir MAKE CC CFLAGS LDFLAGS;
+
+# ---- the Redis fleet directory (lib/redis/local.mk) -------------------------
+# check_redis_unit: decoders, reader guard, options, event bookkeeping (no
+# Redis; internal, so it links the convenience library). check_redis: the
+# fleet against a private redis-server per test (skipped when redis-server is
+# missing, failed when CI is set). symbols_redis.sh: tests/symbols.sh for
+# this library; installed_redis.sh (run by installed.sh, from its
+# installation): the README's directory example against the installed
+# libraries.
+dist_check_SCRIPTS += tests/symbols_redis.sh tests/installed_redis.sh
+TESTS += tests/symbols_redis.sh
+EXTRA_DIST += tests/redis_util.c tests/redis_util.h tests/redis_server.c tests/redis_server.h
+if HAVE_REDIS
+if HAVE_CHECK
+REDIS_SUITES = tests/check_redis_unit tests/check_redis
+check_PROGRAMS += $(REDIS_SUITES)
+TESTS += $(REDIS_SUITES)
+VALGRIND_TESTS += $(REDIS_SUITES)
+tests_check_redis_unit_SOURCES = tests/check_redis_unit.c
+tests_check_redis_unit_CPPFLAGS = $(TEST_CPPFLAGS) -I$(top_srcdir)/lib/redis \
+	$(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_check_redis_unit_CFLAGS = $(TEST_CFLAGS)
+tests_check_redis_unit_LDADD = tests/libtestutil.la $(REDIS_CORE_LIBS) lib/libupstream-revtun.la \
+	$(CHECK_LIBS)
+tests_check_redis_SOURCES = tests/check_redis.c tests/redis_util.c tests/redis_util.h \
+	tests/redis_server.c tests/redis_server.h
+tests_check_redis_CPPFLAGS = $(TEST_CPPFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS)
+tests_check_redis_CFLAGS = $(TEST_CFLAGS)
+tests_check_redis_LDADD = tests/libtestutil.la lib/libupstream-revtun-redis.la \
+	lib/libupstream-revtun.la $(HIREDIS_LIBS) $(LIBEVENT_LIBS) $(CHECK_LIBS)
+endif
+endif
