@@ -232,7 +232,9 @@ static void on_answer(revtun_redis_t *r, int status, const revtun_redis_owner_t 
 
 static bool answered(void *arg) { return ((struct ans *)arg)->done > 0; }
 
-static struct ans ask(const struct inst *in, char kind, const char *id, const char *tenant) {
+/* Not inlined: each answer is half a KiB, and a test asks many times. */
+__attribute__((noinline)) static struct ans ask(const struct inst *in, char kind, const char *id,
+                                                const char *tenant) {
   struct ans a;
   memset(&a, 0, sizeof(a));
   int rc = kind == 'n' ? revtun_redis_lookup_node(in->r, id, tenant, on_answer, &a)
@@ -245,8 +247,8 @@ static struct ans ask(const struct inst *in, char kind, const char *id, const ch
 }
 
 /* The answer names owner. */
-static void owned_by(const struct inst *in, char kind, const char *id, const char *tenant,
-                     const char *owner) {
+__attribute__((noinline)) static void owned_by(const struct inst *in, char kind, const char *id,
+                                               const char *tenant, const char *owner) {
   struct ans a = ask(in, kind, id, tenant);
   ck_assert_msg(a.status == REVTUN_OK && strcmp(a.inst, owner) == 0,
                 "%s asked for %s: %s '%s', want %s", in->id, id, revtun_redis_status_name(a.status),
@@ -709,7 +711,7 @@ START_TEST(cached_answers_are_invalidated_by_pubsub) {
   expect(&b, 'n', "later", NULL, &a, 2000);
 
   /* many lookups of one key in one turn share one query */
-  struct ans many[50];
+  static struct ans many[50]; /* 24 KiB: off the stack */
   memset(many, 0, sizeof(many));
   uint64_t co = st(&x, "redis.lookups_coalesced");
   for (int i = 0; i < 50; i++)

@@ -41,7 +41,10 @@ fi
 
 # Source modules by object basename: lib/<folder>/<name>.c -> <folder>/<name>.
 # Basenames must be unique, since archive members carry no directory.
-(cd "$src/lib" && find . -name '*.c' ! -path './proto/*' | sed 's#^\./##; s#\.c$##') |
+# Only the core library's layers: companion libraries (lib/redis, ...) sit
+# outside them and use only the public API.
+(cd "$src/lib" && for l in $LAYERS; do [ -d "$l" ] && find "$l" -name '*.c'; done |
+  grep -v '^proto/' | sed 's#\.c$##') |
   sort >"$tmp/modules"
 dups=$(sed 's#.*/##' "$tmp/modules" | sort | uniq -d)
 if [ -n "$dups" ]; then
@@ -86,7 +89,7 @@ awk -v layers="$LAYERS" -v modfile="$tmp/modules" -v edges="$tmp/edges" '
 sort -u "$tmp/edges" -o "$tmp/edges"
 
 # #include "folder/name.h" in lib/'s own sources and headers.
-(cd "$src/lib" && find . \( -name '*.c' -o -name '*.h' \) ! -path './proto/*' | sed 's#^\./##' |
+(cd "$src/lib" && for l in $LAYERS; do [ -d "$l" ] && [ "$l" != proto ] && find "$l" \( -name '*.c' -o -name '*.h' \); done |
   while read -r f; do
     sed -n 's#^[[:space:]]*\#[[:space:]]*include[[:space:]]*"\([a-z_]*/[a-z_]*\.h\)".*#\1#p' "$f" |
       while read -r inc; do

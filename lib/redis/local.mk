@@ -28,7 +28,7 @@ noinst_LTLIBRARIES += lib/libupstream-revtun-redis-core.la
 lib_libupstream_revtun_redis_core_la_SOURCES = $(REDIS_LIB_SOURCES)
 REDIS_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS)
 lib_libupstream_revtun_redis_core_la_CPPFLAGS = -DBUILDING_REVTUN_REDIS $(REDIS_CPPFLAGS)
-lib_libupstream_revtun_redis_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(WARN_CFLAGS)
+lib_libupstream_revtun_redis_core_la_CFLAGS = $(REVTUN_VISIBILITY_CFLAGS) $(STRICT_WARN_CFLAGS)
 # what a program linking the convenience library needs besides it and the core
 REDIS_CORE_LIBS = lib/libupstream-revtun-redis-core.la $(HIREDIS_LIBS) $(LIBEVENT_LIBS)
 
