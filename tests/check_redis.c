@@ -994,6 +994,9 @@ START_TEST(credentials_are_presented_and_refusals_logged) {
   struct inst with, acl, without;
   dir_start("proxy-1", NULL, "s3cret", &log, &with);
   ck_assert_int_eq(with.started, REVTUN_OK);
+  /* the subscriber is a connection of its own: it may log in a little later */
+  for (int i = 0; i < 250 && st(&with, "redis.subscribed") != 1; i++)
+    ru_run_for(base, 20);
   ck_assert_uint_eq(st(&with, "redis.subscribed"), 1);
   dir_start("proxy-2", "fleet", "fleet-pw", &log, &acl);
   ck_assert_int_eq(acl.started, REVTUN_OK);
