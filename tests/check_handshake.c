@@ -103,6 +103,28 @@ START_TEST(malformed_inputs) {
 }
 END_TEST
 
+/* A byte that cannot be in a method is refused as soon as it arrives, not
+ * after a head that will never come (a ClientHello's first byte is 0x16). */
+START_TEST(a_bad_method_is_refused_at_once) {
+  static const char *const early[] = {"\x16", "\x16\x03\x01", "G\x01", " GET", "GE@"};
+  for (size_t i = 0; i < sizeof(early) / sizeof(early[0]); i++) {
+    struct rt_hs_request *req = malloc(sizeof(*req));
+    size_t scan = 0;
+    ck_assert_msg(rt_hs_parse((const uint8_t *)early[i], strlen(early[i]), &lim, &scan, req) ==
+                      RT_HS_MALFORMED,
+                  "input %zu", i);
+    free(req);
+  }
+  /* while a method still being spelled waits for more */
+  struct rt_hs_request *req = malloc(sizeof(*req));
+  size_t scan = 0;
+  ck_assert_int_eq(rt_hs_parse((const uint8_t *)"GE", 2, &lim, &scan, req), RT_HS_NEED_MORE);
+  scan = 0;
+  ck_assert_int_eq(rt_hs_parse((const uint8_t *)"GET /rev", 8, &lim, &scan, req), RT_HS_NEED_MORE);
+  free(req);
+}
+END_TEST
+
 START_TEST(body_rules) {
   ck_assert_int_eq(parse_one("GET / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"), RT_HS_BODY);
   ck_assert_int_eq(parse_one("GET / HTTP/1.1\r\ncontent-length: 00\r\n\r\n"), RT_HS_BODY);
@@ -197,6 +219,7 @@ int main(void) {
   tcase_add_test(tc, every_split_point_needs_more_then_completes);
   tcase_add_test(tc, bytes_after_the_request_are_not_consumed);
   tcase_add_test(tc, malformed_inputs);
+  tcase_add_test(tc, a_bad_method_is_refused_at_once);
   tcase_add_test(tc, body_rules);
   tcase_add_test(tc, limits);
   tcase_add_test(tc, response_bytes);

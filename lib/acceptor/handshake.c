@@ -135,8 +135,24 @@ static enum rt_hs_result parse_empty_chunked(const uint8_t *buf, size_t len, siz
   }
 }
 
+/* The method is a token: a byte that cannot be part of one, before the
+ * first space, refuses the request at once (an HTTP/1 codec stops there too)
+ * instead of waiting for a head that will never come — a TLS ClientHello
+ * sent to a plaintext acceptor starts with 0x16. */
+static bool bad_method_prefix(const uint8_t *buf, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (buf[i] == ' ')
+      return i == 0;
+    if (!is_tchar(buf[i]))
+      return true;
+  }
+  return false;
+}
+
 enum rt_hs_result rt_hs_parse(const uint8_t *buf, size_t len, const struct rt_hs_limits *lim,
                               size_t *scan, struct rt_hs_request *req) {
+  if (bad_method_prefix(buf, len < 32 ? len : 32))
+    return RT_HS_MALFORMED;
   size_t head_end = 0;
   enum rt_hs_result r = find_head_end(buf, len, scan, &head_end);
   if (r == RT_HS_NEED_MORE)
