@@ -7,7 +7,7 @@ revtuninclude_HEADERS = include/revtun/revtun.h
 nodist_revtuninclude_HEADERS = include/revtun/version.h
 revtunadaptersdir = $(includedir)/revtun/adapters
 revtunadapters_HEADERS = include/revtun/adapters/libevent.h
-revtuninclude_HEADERS += include/revtun/reporter_module.h
+revtuninclude_HEADERS += include/revtun/reporter_module.h include/revtun/transport.h
 
 PROTO_FILES = \
 	lib/proto/envoy/config/accesslog/v3/accesslog.proto \
@@ -104,6 +104,7 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/acceptor/acceptor_config.c \
 	lib/acceptor/acceptor_validate.c \
 	lib/acceptor/handshake.c lib/acceptor/handshake.h \
+	lib/acceptor/transport.c lib/acceptor/transport.h \
 	lib/observe/accesslog.c lib/observe/accesslog.h lib/observe/accesslog_int.h \
 	lib/observe/accesslog_spec.c \
 	lib/observe/dynamic_module.c lib/observe/dynamic_module.h \

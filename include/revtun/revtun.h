@@ -97,6 +97,9 @@ enum revtun_event_kind {
   REVTUN_EV_SOCKET_HANDOFF = 6,
   REVTUN_EV_TUNNEL_CLOSED = 7,
   REVTUN_EV_H2_KEEPALIVE_TIMEOUT = 8,
+  REVTUN_EV_HANDSHAKE_FAILED = 9, /* since 0.2: a handshake connection ended without an
+                                     answer (transport failure, timeout); meta
+                                     "failure_reason" says why */
   REVTUN_EV_REPORT_CONNECTED = 64,
   REVTUN_EV_REPORT_DISCONNECTED = 65,
   REVTUN_EV_REPORT_GOAWAY = 66,

@@ -2,13 +2,16 @@
  * handle's io callbacks, answers exactly as Envoy's reverse_tunnel network
  * filter does, and hands accepted sockets to the pool.
  *
- * A connection moves through: READ (collect the request) -> either
+ * A connection moves through: [TRANSPORT_HANDSHAKE (a TLS handshake through
+ * the acceptor's transport)] -> READ (collect the request) -> either
  * WRITE_OK (answer 200/101, then commit the prepared registration) or
  * WRITE_REJECT -> LINGER (answer, half-close, drain briefly so the reply is
  * not destroyed by a reset, then close). The registration is prepared before
  * the 200 is written and committed only once the whole answer is on the wire,
  * so no RPING can overtake it and a socket that cannot be registered gets a
- * 503 instead of a 200. */
+ * 503 instead of a 200. With a transport, every byte of the exchange goes
+ * through the session, which is parked (abandoned without a closing alert)
+ * once the answer is out: the tunnel goes on as the raw TCP stream. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <unistd.h>
 
 #include "acceptor/acceptor_int.h"
+#include "base/sockaddr.h"
 #include "base/text.h"
 #include "core/host.h"
 #include "core/reentry.h"
@@ -44,6 +48,8 @@ static void unlink_conn(revtun_acceptor_t *acc, struct rt_hs_conn *c) {
 static size_t extra_bytes(size_t cap) { return cap > INITIAL_BUF ? cap - INITIAL_BUF : 0; }
 
 static void free_conn(revtun_t *h, struct rt_hs_conn *c) {
+  if (c->tp_conn)
+    c->tp.close(c->tp_conn);
   c->acc->buffered -= extra_bytes(c->cap);
   rt_free(&h->mem, c->buf);
   rt_free(&h->mem, c->ids);
@@ -64,13 +70,140 @@ static void drop_conn(revtun_t *h, struct rt_hs_conn *c) {
   free_conn(h, c);
 }
 
+/* Asks the host for exactly `events` on the connection's fd, calling it only
+ * when that changes; false when the host refused (the caller drops). */
+static bool want(revtun_t *h, struct rt_hs_conn *c, int events) {
+  if (c->interest == events)
+    return true;
+  c->interest = (uint8_t)events;
+  return rt_io(h, &c->ent, events) == REVTUN_OK;
+}
+
+enum io_result { IO_DONE, IO_AGAIN, IO_CLOSED, IO_FAILED };
+
+/* A session status as an io_result, with the interest it needs. */
+static enum io_result session_result(revtun_t *h, struct rt_hs_conn *c, int r) {
+  switch (r) {
+  case REVTUN_TP_DONE: return IO_DONE;
+  case REVTUN_TP_WANT_READ: return want(h, c, REVTUN_IO_READ) ? IO_AGAIN : IO_CLOSED;
+  case REVTUN_TP_WANT_WRITE:
+    return want(h, c, REVTUN_IO_READ | REVTUN_IO_WRITE) ? IO_AGAIN : IO_CLOSED;
+  case REVTUN_TP_CLOSED: return IO_CLOSED;
+  default: return IO_FAILED;
+  }
+}
+
+/* Reads through the session or from the raw socket. */
+static enum io_result conn_read(revtun_t *h, struct rt_hs_conn *c, uint8_t *buf, size_t cap,
+                                size_t *n) {
+  if (c->tp_conn) {
+    *n = 0;
+    enum io_result r = session_result(h, c, c->tp.read(c->tp_conn, buf, cap, n));
+    return r == IO_DONE && *n == 0 ? IO_CLOSED : r;
+  }
+  for (;;) {
+    ssize_t got = recv(c->ent.fd, buf, cap, MSG_DONTWAIT);
+    if (got > 0) {
+      *n = (size_t)got;
+      return IO_DONE;
+    }
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return want(h, c, REVTUN_IO_READ) ? IO_AGAIN : IO_CLOSED;
+    return IO_CLOSED; /* EOF or an error */
+  }
+}
+
+/* Writes through the session or to the raw socket. */
+static enum io_result conn_write(revtun_t *h, struct rt_hs_conn *c, const char *buf, size_t len,
+                                 size_t *n) {
+  if (c->tp_conn) {
+    *n = 0;
+    int r = c->tp.write(c->tp_conn, (const uint8_t *)buf, len, n);
+    if (r == REVTUN_TP_WANT_WRITE) /* writable is what it waits for here */
+      return want(h, c, REVTUN_IO_WRITE) ? IO_AGAIN : IO_CLOSED;
+    return session_result(h, c, r);
+  }
+  for (;;) {
+    ssize_t sent = send(c->ent.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent > 0) {
+      *n = (size_t)sent;
+      return IO_DONE;
+    }
+    if (sent < 0 && errno == EINTR)
+      continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return want(h, c, REVTUN_IO_WRITE) ? IO_AGAIN : IO_CLOSED;
+    return IO_CLOSED; /* the initiator went away */
+  }
+}
+
+/* A handshake connection that ends without an answer gets a record saying
+ * why, since nothing else tells the operator (Envoy has no such record). */
+static void record_failure(revtun_t *h, struct rt_hs_conn *c, const char *why,
+                           revtun_time_ms_t now) {
+  if (!rt_wants_records(h))
+    return;
+  struct rt_addr local, remote;
+  rt_addr_of_socket(c->ent.fd, &local, &remote);
+  struct rt_meta_kv reason = {"failure_reason", why};
+  struct revtun_event ev;
+  rt_event_init(&ev, h, REVTUN_EV_HANDSHAKE_FAILED, now);
+  ev.fd = c->ent.fd;
+  ev.sock_user = c->ent.sock_user;
+  ev.local = &local;
+  ev.remote = &remote;
+  ev.extra = &reason;
+  ev.n_extra = 1;
+  ev.peer = c->tp_conn && c->tp.peer ? &c->peer : NULL;
+  rt_emit(h, &ev);
+}
+
+/* The session failed: its counter, its record, and the connection ends
+ * without an HTTP answer (there is no session to carry one). */
+static void session_failed(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  char why[256] = "transport session failed";
+  const revtun_transport_t *tp = &c->tp;
+  int kind = tp->failure ? tp->failure(c->tp_conn, why, sizeof(why)) : REVTUN_TP_FAIL_CONNECTION;
+  why[sizeof(why) - 1] = '\0';
+  rt_count(h, kind == REVTUN_TP_FAIL_NO_PEER_CERT ? RT_C_TP_FAIL_NO_CERT
+              : kind == REVTUN_TP_FAIL_VERIFY     ? RT_C_TP_FAIL_VERIFY
+                                                  : RT_C_TP_CONNECTION_ERROR);
+  rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d failed: %s", c->ent.fd, why);
+  record_failure(h, c, why, now);
+  drop_conn(h, c);
+}
+
+static void read_request(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now);
+
+/* Advances the transport's handshake; on success the request is read. */
+static void transport_handshake(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  switch (session_result(h, c, c->tp.handshake(c->tp_conn))) {
+  case IO_DONE:
+    rt_count(h, RT_C_TP_HANDSHAKE);
+    c->phase = READ_REQUEST;
+    if (!want(h, c, REVTUN_IO_READ)) {
+      drop_conn(h, c);
+      return;
+    }
+    read_request(h, c, now); /* the request may be in the session already */
+    return;
+  case IO_AGAIN: return;
+  case IO_CLOSED: drop_conn(h, c); return; /* gone before the handshake ended */
+  case IO_FAILED: session_failed(h, c, now); return;
+  }
+}
+
 /* ------------------------------------------------------------ responding */
 
 static void start_linger(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
+  if (c->tp_conn)
+    c->tp.park(c->tp_conn); /* the answer is out; what follows is raw */
   shutdown(c->ent.fd, SHUT_WR);
   c->phase = LINGER;
   rt_schedule(h, &c->ent, now + LINGER_MS);
-  if (rt_io(h, &c->ent, REVTUN_IO_READ))
+  if (!want(h, c, REVTUN_IO_READ))
     drop_conn(h, c);
 }
 
@@ -80,21 +213,13 @@ static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now);
  * or must wait for writability. */
 static void write_response(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
   while (c->resp_off < c->resp_len) {
-    ssize_t n = send(c->ent.fd, c->resp + c->resp_off, c->resp_len - c->resp_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      c->resp_off += (size_t)n;
-      continue;
+    size_t n = 0;
+    switch (conn_write(h, c, c->resp + c->resp_off, c->resp_len - c->resp_off, &n)) {
+    case IO_DONE: c->resp_off += n; continue;
+    case IO_AGAIN: return;
+    case IO_CLOSED: drop_conn(h, c); return; /* the initiator went away */
+    case IO_FAILED: session_failed(h, c, now); return;
     }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (rt_io(h, &c->ent, REVTUN_IO_WRITE))
-        drop_conn(h, c);
-      return;
-    }
-    drop_conn(h, c); /* the initiator went away */
-    return;
   }
   if (c->phase == WRITE_OK)
     commit(h, c, now);
@@ -165,9 +290,15 @@ static void commit(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
   struct rt_sock *s = c->prepared;
   c->prepared = NULL;
   /* Bytes read past the request (an early echo, pipelined data) belong to
-   * the tunnel: the keepalive reader sees them first. */
+   * the tunnel: the keepalive reader sees them first. Inside a session they
+   * are not tunnel bytes (echoes travel raw): they are dropped, as Envoy
+   * stops reading the handshake connection once it answered. */
   c->args.early_bytes = c->buf + c->consumed;
-  c->args.n_early = c->len - c->consumed;
+  c->args.n_early = c->tp_conn ? 0 : c->len - c->consumed;
+  if (c->tp_conn) {
+    c->tp.park(c->tp_conn);
+    c->args.peer = c->tp.peer ? &c->peer : NULL; /* valid until free_conn below */
+  }
   rt_unschedule(h, &c->ent);
   rt_fd_clear(h, c->ent.fd);
   int rc = rt_pool_commit(h, s, &c->args, now);
@@ -206,20 +337,18 @@ static bool grow(revtun_t *h, struct rt_hs_conn *c) {
 }
 
 static void read_request(revtun_t *h, struct rt_hs_conn *c, revtun_time_ms_t now) {
-  for (;;) {
+  for (bool more = true; more;) {
     if (c->len == c->cap && !grow(h, c))
       break; /* full: the parser decides below */
-    ssize_t n = recv(c->ent.fd, c->buf + c->len, c->cap - c->len, MSG_DONTWAIT);
-    if (n > 0) {
-      c->len += (size_t)n;
-      continue;
+    size_t n = 0;
+    switch (conn_read(h, c, c->buf + c->len, c->cap - c->len, &n)) {
+    case IO_DONE: c->len += n; break;
+    case IO_AGAIN: more = false; break;
+    case IO_CLOSED:
+      drop_conn(h, c); /* EOF or error before a complete request: nobody to answer */
+      return;
+    case IO_FAILED: session_failed(h, c, now); return;
     }
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      break;
-    drop_conn(h, c); /* EOF or error before a complete request: nobody to answer */
-    return;
   }
   struct rt_hs_limits lim = {c->acc->max_header_bytes, c->acc->max_headers};
   struct rt_hs_request *req = rt_malloc(&h->mem, sizeof(*req));
@@ -272,14 +401,22 @@ static void linger_read(revtun_t *h, struct rt_hs_conn *c) {
 
 void rt_acceptor_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now) {
   struct rt_hs_conn *c = (struct rt_hs_conn *)ent;
+  /* A session may wait for the other direction than the phase suggests
+   * (TLS reads while writing and the reverse): any readiness it asked for
+   * retries the step. */
+  bool go = (events & c->interest) != 0;
   switch (c->phase) {
+  case TRANSPORT_HANDSHAKE:
+    if (go)
+      transport_handshake(h, c, now);
+    break;
   case READ_REQUEST:
-    if (events & REVTUN_IO_READ)
+    if (go)
       read_request(h, c, now);
     break;
   case WRITE_OK:
   case WRITE_REJECT:
-    if (events & REVTUN_IO_WRITE)
+    if (go)
       write_response(h, c, now);
     break;
   case LINGER:
@@ -290,11 +427,14 @@ void rt_acceptor_on_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_tim
 }
 
 void rt_acceptor_on_deadline(revtun_t *h, struct rt_fdent *ent, revtun_time_ms_t now) {
-  (void)now;
   struct rt_hs_conn *c = (struct rt_hs_conn *)ent;
   if (c->phase != LINGER) {
     rt_count(h, RT_C_HS_TIMEOUT); /* closed silently, no reply */
     rt_log(h, REVTUN_LOG_INFO, "reverse tunnel handshake on fd %d timed out", c->ent.fd);
+    record_failure(h, c,
+                   c->phase == TRANSPORT_HANDSHAKE ? "timeout during the transport handshake"
+                                                   : "timeout",
+                   now);
   }
   drop_conn(h, c);
 }
@@ -458,12 +598,25 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
     c->ent.sock_user = sock_user;
     c->ent.tm.idx = RT_TIMER_IDLE;
     c->acc = acc;
-    c->phase = READ_REQUEST;
+    c->phase = acc->has_tp ? TRANSPORT_HANDSHAKE : READ_REQUEST;
+    if (acc->has_tp) {
+      c->tp = acc->tp;
+      if (c->tp.open(c->tp.user, fd, &c->tp_conn) != REVTUN_OK || !c->tp_conn) {
+        c->tp_conn = NULL; /* nothing to close */
+        rc = REVTUN_E_NOMEM;
+      }
+    }
+    c->peer = (struct rt_peer){c->tp.peer, c->tp_conn};
+  }
+  if (!rc) {
+    c->interest = REVTUN_IO_READ;
     rc = rt_io(h, &c->ent, REVTUN_IO_READ);
   }
   if (rc) {
     if (c && fl >= 0 && !(fl & O_NONBLOCK))
       fcntl(fd, F_SETFL, fl); /* refused: the caller gets the fd back as it was */
+    if (c && c->tp_conn)
+      c->tp.close(c->tp_conn);
     rt_free(&h->mem, c);
     rt_leave(h);
     return rc;
@@ -475,7 +628,23 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
   acc->conns = c;
   acc->n_pending++;
   rt_schedule(h, &c->ent, now + acc->timeout_ms);
-  read_request(h, c, now); /* the request is often already there */
+  if (c->tp_conn)
+    transport_handshake(h, c, now); /* the ClientHello is often already there */
+  else
+    read_request(h, c, now); /* as is the request */
   rt_leave(h);
+  return REVTUN_OK;
+}
+
+int revtun_acceptor_set_transport(revtun_acceptor_t *acc, const revtun_transport_t *t) {
+  if (!acc || (t && !rt_transport_complete(t)))
+    return REVTUN_E_INVAL;
+  if (acc->free_pending)
+    return REVTUN_E_STATE;
+  acc->has_tp = t != NULL;
+  if (t) {
+    acc->tp = *t;
+    acc->h->stats.transport_seen = true;
+  }
   return REVTUN_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "acceptor/acceptor.h"
 #include "acceptor/handshake.h"
+#include "acceptor/transport.h"
 #include "core/event.h"
 #include "core/fdtable.h"
 #include "core/handle.h"
@@ -36,13 +37,19 @@ struct rt_acc_config {
   char *md_namespace;
 };
 
-enum rt_acc_phase { READ_REQUEST = 1, WRITE_OK, WRITE_REJECT, LINGER };
+/* TRANSPORT_HANDSHAKE only when the acceptor has a transport (TLS). */
+enum rt_acc_phase { TRANSPORT_HANDSHAKE = 1, READ_REQUEST, WRITE_OK, WRITE_REJECT, LINGER };
 
 struct rt_hs_conn {
   struct rt_fdent ent; /* must be first */
   revtun_acceptor_t *acc;
   struct rt_hs_conn *prev, *next;
   uint8_t phase;
+  uint8_t interest;           /* what the host watches for this fd (REVTUN_IO_*) */
+  void *tp_conn;              /* the transport's session, NULL for plaintext */
+  struct revtun_transport tp; /* the callbacks it was opened with, kept per
+                                 connection: the acceptor's may be replaced */
+  struct rt_peer peer;
   uint8_t *buf;
   size_t len, cap, scan, consumed;
   char resp[RT_HS_RESPONSE_CAP];
@@ -63,6 +70,8 @@ struct revtun_acceptor {
   uint64_t timeout_ms, max_header_bytes, max_headers, max_pending, max_buffered;
   uint64_t buffered; /* request buffer bytes held beyond the first 1 KiB of each */
   char prefix[64];
+  struct revtun_transport tp; /* a copy; unused unless has_tp */
+  bool has_tp;
   struct rt_hs_conn *conns;
   size_t n_pending;
 };

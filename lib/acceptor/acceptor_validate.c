@@ -57,6 +57,16 @@ static const char *lookup_header(const void *user, const char *name, size_t *len
   return v->p;
 }
 
+/* A field of the peer's identity from the connection's transport session,
+ * for %DOWNSTREAM_PEER_*% in the validation formats. */
+static const char *session_peer(const void *user, int field, size_t *len) {
+  const struct rt_hs_conn *c = user;
+  const char *v = NULL;
+  if (c->tp.peer(c->tp_conn, field, &v, len) != REVTUN_OK)
+    return NULL;
+  return v;
+}
+
 /* Renders each configured format and compares it with the claimed id. An
  * empty or "-" rendering fails closed, so a format whose header is missing
  * cannot match an id an initiator chose to be "-" (Envoy PR #46580). */
@@ -72,6 +82,10 @@ static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
   ctx.local_len = local.len;
   ctx.remote = remote.len ? &remote.u.sa : NULL;
   ctx.remote_len = remote.len;
+  if (c->tp_conn && c->tp.peer) {
+    ctx.peer = session_peer;
+    ctx.peer_user = c;
+  }
   for (int i = 0; i < RT_ACC_N_IDS; i++) {
     if (!acc->cfg.id_format[i])
       continue;

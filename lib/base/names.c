@@ -59,6 +59,7 @@ const char *revtun_event_kind_name(int kind) {
   case REVTUN_EV_SOCKET_HANDOFF: return "socket_handoff";
   case REVTUN_EV_TUNNEL_CLOSED: return "tunnel_closed";
   case REVTUN_EV_H2_KEEPALIVE_TIMEOUT: return "http2_keepalive_timeout";
+  case REVTUN_EV_HANDSHAKE_FAILED: return "handshake_failed";
   case REVTUN_EV_REPORT_CONNECTED: return "connected";
   case REVTUN_EV_REPORT_DISCONNECTED: return "disconnected";
   case REVTUN_EV_REPORT_GOAWAY: return "goaway";

@@ -7,6 +7,7 @@
 #include "base/text.h"
 #include "core/event.h"
 #include "core/handle.h"
+#include "revtun/transport.h"
 
 void rt_event_init(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now) {
   memset(ev, 0, offsetof(struct revtun_event, fd_buf));
@@ -70,6 +71,16 @@ int revtun_event_sys_errno(const revtun_event_t *ev) { return ev ? ev->sys_errno
 uint32_t revtun_event_miss_count(const revtun_event_t *ev) { return ev ? ev->miss_count : 0; }
 int64_t revtun_event_initiation_time_ms(const revtun_event_t *ev) {
   return ev ? ev->initiation_time_ms : 0;
+}
+
+const char *revtun_event_peer(const revtun_event_t *ev, int field, size_t *len) {
+  const char *v = NULL;
+  size_t n = 0;
+  if (ev && ev->peer && ev->peer->field && ev->peer->field(ev->peer->conn, field, &v, &n) != 0)
+    v = NULL;
+  if (len)
+    *len = v ? n : 0;
+  return v;
 }
 
 static const struct sockaddr *addr_out(const struct rt_addr *a, socklen_t *len) {

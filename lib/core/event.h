@@ -21,6 +21,13 @@ struct rt_meta_kv {
   const char *value;
 };
 
+/* The peer identity behind a record: a transport session's answer to
+ * "what does the peer's certificate say" (revtun_event_peer()). */
+struct rt_peer {
+  int (*field)(void *conn, int field, const char **value, size_t *len);
+  void *conn;
+};
+
 struct revtun_event {
   int kind;
   revtun_time_ms_t time;
@@ -39,6 +46,7 @@ struct revtun_event {
   const struct rt_addr *local, *remote;
   const struct rt_meta_kv *extra;
   size_t n_extra;
+  const struct rt_peer *peer; /* tunnel_setup and handshake_failed through a transport */
   /* numbers formatted for the metadata view */
   char fd_buf[24];
   char miss_buf[24];

@@ -42,6 +42,10 @@ enum rt_counter {
   RT_C_HS_REGISTRATION_FAILED,
   RT_C_LOG_DROPPED,
   RT_C_LOG_WRITE_ERRORS,
+  RT_C_TP_HANDSHAKE, /* <p>.transport.*: sessions of an acceptor's transport */
+  RT_C_TP_CONNECTION_ERROR,
+  RT_C_TP_FAIL_NO_CERT,
+  RT_C_TP_FAIL_VERIFY,
   RT_C_COUNT
 };
 
@@ -55,6 +59,7 @@ struct rt_stats {
   uint64_t counters[RT_C_COUNT];
   struct rt_htable gauges; /* only with enable_detailed_stats */
   bool handshake_seen;     /* list handshake counters once an acceptor exists */
+  bool transport_seen;     /* and transport counters once one has a transport */
 };
 
 void rt_stats_init(revtun_t *h);

@@ -14,6 +14,9 @@
  *   %DOWNSTREAM_{REMOTE,LOCAL}_ADDRESS[_WITHOUT_PORT]%, %DOWNSTREAM_{REMOTE,LOCAL}_PORT%
  *   %CONNECTION_TERMINATION_DETAILS%         the close reason
  *   %REQ(name[?alternative])%                request header (acceptor context)
+ *   %DOWNSTREAM_PEER_{URI_SAN,DNS_SAN,SUBJECT,ISSUER,FINGERPRINT_256,SERIAL}%,
+ *   %DOWNSTREAM_TLS_VERSION%                 the peer identity a transport gives
+ *   %DOWNSTREAM_PEER_CERT_V_{START,END}[(strftime)]%   its certificate's validity
  *   %%                                       a literal '%'
  * A value that is absent renders "-" in text ("" with omit_empty_values) and
  * null in typed JSON (the key is left out with omit_empty_values).
@@ -43,12 +46,14 @@ enum rt_fmt_ops {
   RT_FMT_OP_FILTER_STATE = 1u << 2,
   RT_FMT_OP_DOWNSTREAM_ADDRESS = 1u << 3, /* the _ADDRESS, _WITHOUT_PORT and _PORT forms */
   RT_FMT_OP_TERMINATION_DETAILS = 1u << 4,
-  RT_FMT_OP_REQ = 1u << 5
+  RT_FMT_OP_REQ = 1u << 5,
+  RT_FMT_OP_PEER = 1u << 6 /* %DOWNSTREAM_PEER_*% and %DOWNSTREAM_TLS_VERSION% */
 };
 #define RT_FMT_OPS_LIFECYCLE                                                                       \
   (RT_FMT_OP_START_TIME | RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE |                    \
-   RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS)
-#define RT_FMT_OPS_HANDSHAKE (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME)
+   RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS | RT_FMT_OP_PEER)
+#define RT_FMT_OPS_HANDSHAKE                                                                       \
+  (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME | RT_FMT_OP_PEER)
 
 /* Compile flags. */
 enum rt_fmt_flags {
@@ -66,6 +71,10 @@ enum rt_fmt_result {
  * Returns the value, not necessarily NUL-terminated, or NULL when absent. */
 typedef const char *(*rt_fmt_header_fn)(const void *user, const char *name, size_t *len);
 
+/* One field of the peer's identity (enum revtun_peer_field): the value, not
+ * necessarily NUL-terminated, or NULL when there is none. */
+typedef const char *(*rt_fmt_peer_fn)(const void *user, int field, size_t *len);
+
 /* What a record is rendered against. Every piece is optional. */
 struct rt_fmt_ctx {
   const struct revtun_event *ev; /* lifecycle record: metadata, filter state, addresses */
@@ -73,6 +82,8 @@ struct rt_fmt_ctx {
   const void *req_user;
   const struct sockaddr *remote, *local; /* used when ev is NULL */
   socklen_t remote_len, local_len;
+  rt_fmt_peer_fn peer; /* %DOWNSTREAM_PEER_*%, used when ev is NULL */
+  const void *peer_user;
   const struct timespec *wall; /* START_TIME; NULL = read CLOCK_REALTIME at render */
 };
 

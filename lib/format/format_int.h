@@ -29,7 +29,9 @@ enum rt_fmt_opcode {
   RT_OP_ADDRESS,
   RT_OP_PORT,
   RT_OP_TERMINATION,
-  RT_OP_REQ
+  RT_OP_REQ,
+  RT_OP_PEER,     /* a field of the peer's identity (key: enum revtun_peer_field) */
+  RT_OP_PEER_TIME /* a validity time of the peer's certificate, rendered as a time */
 };
 
 /* Part flags. */
@@ -44,10 +46,10 @@ enum rt_fmt_opcode {
 struct rt_fmt_part {
   uint8_t op;
   uint8_t flags;
-  uint8_t key;      /* FILTER_STATE: which key (rt_fs_key) */
+  uint8_t key;      /* FILTER_STATE: which key (rt_fs_key); PEER*: which field */
   uint32_t max_len; /* ":Z", or RT_FMT_NO_MAX */
-  const char *a;    /* literal bytes; START_TIME strftime (NULL = default); metadata key
-                       (NULL = whole namespace); REQ header name */
+  const char *a;    /* literal bytes; START_TIME and PEER_TIME strftime (NULL = default);
+                       metadata key (NULL = whole namespace); REQ header name */
   size_t len;       /* literal length */
   const char *b;    /* REQ alternative header, or NULL */
 };
@@ -132,6 +134,7 @@ struct rt_fmt_opdef {
   uint8_t flags;
   unsigned family; /* RT_FMT_OP_* */
   uint8_t arg;     /* RT_ARG_* */
+  uint8_t key;     /* PEER*: the field (enum revtun_peer_field) */
 };
 enum { RT_ARG_NONE, RT_ARG_OPTIONAL, RT_ARG_REQUIRED };
 const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len);

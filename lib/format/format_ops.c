@@ -7,27 +7,41 @@
 
 #include "format/format_int.h"
 #include "revtun/revtun.h"
+#include "revtun/transport.h"
 
 #define LIFECYCLE_NS "envoy.reverse_tunnel.lifecycle"
 #define FILTER_STATE_PREFIX "envoy.reverse_tunnel."
 #define RT_TIME_FORMAT_MAX 128u
 
 static const struct rt_fmt_opdef ops[] = {
-    {"START_TIME", RT_OP_START_TIME, 0, RT_FMT_OP_START_TIME, RT_ARG_OPTIONAL},
-    {"DYNAMIC_METADATA", RT_OP_DYN_META, 0, RT_FMT_OP_DYNAMIC_METADATA, RT_ARG_REQUIRED},
-    {"FILTER_STATE", RT_OP_FILTER_STATE, 0, RT_FMT_OP_FILTER_STATE, RT_ARG_REQUIRED},
-    {"DOWNSTREAM_REMOTE_ADDRESS", RT_OP_ADDRESS, 0, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
+    {"START_TIME", RT_OP_START_TIME, 0, RT_FMT_OP_START_TIME, RT_ARG_OPTIONAL, 0},
+    {"DYNAMIC_METADATA", RT_OP_DYN_META, 0, RT_FMT_OP_DYNAMIC_METADATA, RT_ARG_REQUIRED, 0},
+    {"FILTER_STATE", RT_OP_FILTER_STATE, 0, RT_FMT_OP_FILTER_STATE, RT_ARG_REQUIRED, 0},
+    {"DOWNSTREAM_REMOTE_ADDRESS", RT_OP_ADDRESS, 0, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE, 0},
     {"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", RT_OP_ADDRESS, RT_PF_NO_PORT,
-     RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
+     RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE, 0},
     {"DOWNSTREAM_LOCAL_ADDRESS", RT_OP_ADDRESS, RT_PF_LOCAL, RT_FMT_OP_DOWNSTREAM_ADDRESS,
-     RT_ARG_NONE},
+     RT_ARG_NONE, 0},
     {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", RT_OP_ADDRESS, RT_PF_LOCAL | RT_PF_NO_PORT,
-     RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
-    {"DOWNSTREAM_REMOTE_PORT", RT_OP_PORT, 0, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
-    {"DOWNSTREAM_LOCAL_PORT", RT_OP_PORT, RT_PF_LOCAL, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE},
+     RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE, 0},
+    {"DOWNSTREAM_REMOTE_PORT", RT_OP_PORT, 0, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE, 0},
+    {"DOWNSTREAM_LOCAL_PORT", RT_OP_PORT, RT_PF_LOCAL, RT_FMT_OP_DOWNSTREAM_ADDRESS, RT_ARG_NONE,
+     0},
     {"CONNECTION_TERMINATION_DETAILS", RT_OP_TERMINATION, 0, RT_FMT_OP_TERMINATION_DETAILS,
-     RT_ARG_NONE},
-    {"REQ", RT_OP_REQ, 0, RT_FMT_OP_REQ, RT_ARG_REQUIRED},
+     RT_ARG_NONE, 0},
+    {"REQ", RT_OP_REQ, 0, RT_FMT_OP_REQ, RT_ARG_REQUIRED, 0},
+    {"DOWNSTREAM_PEER_URI_SAN", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE, REVTUN_PEER_URI_SAN},
+    {"DOWNSTREAM_PEER_DNS_SAN", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE, REVTUN_PEER_DNS_SAN},
+    {"DOWNSTREAM_PEER_SUBJECT", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE, REVTUN_PEER_SUBJECT},
+    {"DOWNSTREAM_PEER_ISSUER", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE, REVTUN_PEER_ISSUER},
+    {"DOWNSTREAM_PEER_FINGERPRINT_256", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE,
+     REVTUN_PEER_FINGERPRINT_256},
+    {"DOWNSTREAM_PEER_SERIAL", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE, REVTUN_PEER_SERIAL},
+    {"DOWNSTREAM_TLS_VERSION", RT_OP_PEER, 0, RT_FMT_OP_PEER, RT_ARG_NONE, REVTUN_PEER_TLS_VERSION},
+    {"DOWNSTREAM_PEER_CERT_V_START", RT_OP_PEER_TIME, 0, RT_FMT_OP_PEER, RT_ARG_OPTIONAL,
+     REVTUN_PEER_CERT_V_START},
+    {"DOWNSTREAM_PEER_CERT_V_END", RT_OP_PEER_TIME, 0, RT_FMT_OP_PEER, RT_ARG_OPTIONAL,
+     REVTUN_PEER_CERT_V_END},
 };
 
 const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len) {
@@ -145,6 +159,7 @@ static int parse_req(struct rt_fmt_part *p, char *arg, char *err, size_t errlen)
 int rt_fmt_parse_arg(struct rt_fmt_part *p, char *arg, char *err, size_t errlen) {
   switch (p->op) {
   case RT_OP_START_TIME:
+  case RT_OP_PEER_TIME:
     if (!arg || !*arg) {
       p->a = NULL; /* Envoy's default: %Y-%m-%dT%H:%M:%E3SZ */
       return REVTUN_OK;
@@ -375,6 +390,48 @@ static void eval_address(const struct rt_fmt_part *p, const struct rt_fmt_ctx *c
   v->len = (size_t)n;
 }
 
+/* A field of the peer's identity: from the record, or from the context's
+ * transport session while a handshake is validated. */
+static const char *peer_field(const struct rt_fmt_ctx *c, int field, size_t *len) {
+  if (c->ev)
+    return revtun_event_peer(c->ev, field, len);
+  return c->peer ? c->peer(c->peer_user, field, len) : NULL;
+}
+
+static void eval_peer(const struct rt_fmt_part *p, const struct rt_fmt_ctx *c,
+                      struct rt_fmt_val *v) {
+  size_t len = 0;
+  const char *val = peer_field(c, p->key, &len);
+  if (val && len) { /* an empty identity is absent, as Envoy renders it */
+    v->kind = RT_V_STR;
+    v->s = val;
+    v->len = len;
+  }
+}
+
+/* The transport gives validity times as decimal seconds since the epoch;
+ * rendered as START_TIME renders a time, with the same optional format. */
+static void eval_peer_time(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_val *v) {
+  size_t len = 0;
+  const char *val = peer_field(r->ctx, p->key, &len);
+  if (!val || !len || len > 18)
+    return;
+  int64_t secs = 0;
+  size_t i = val[0] == '-' ? 1 : 0;
+  if (i == len)
+    return;
+  for (; i < len; i++) {
+    if (val[i] < '0' || val[i] > '9')
+      return;
+    secs = secs * 10 + (val[i] - '0');
+  }
+  struct timespec ts = {.tv_sec = (time_t)(val[0] == '-' ? -secs : secs), .tv_nsec = 0};
+  size_t n = rt_fmt_time(p->a, &ts, r->tbuf, sizeof(r->tbuf));
+  v->kind = RT_V_STR;
+  v->s = r->tbuf;
+  v->len = n;
+}
+
 static void eval_time(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_val *v) {
   if (!r->wall_read) {
     if (r->ctx->wall)
@@ -399,6 +456,8 @@ void rt_fmt_eval(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_v
   case RT_OP_FILTER_STATE: eval_filter_state(p, c->ev, v); break;
   case RT_OP_ADDRESS:
   case RT_OP_PORT: eval_address(p, c, v); break;
+  case RT_OP_PEER: eval_peer(p, c, v); break;
+  case RT_OP_PEER_TIME: eval_peer_time(p, r, v); break;
   case RT_OP_TERMINATION:
     if (c->ev && revtun_event_close_reason(c->ev))
       set_str(v, revtun_close_reason_name(revtun_event_close_reason(c->ev)));

@@ -109,7 +109,8 @@ static int parse_command(const char *src, size_t len, size_t i, char *pool, unsi
   if (def->arg == RT_ARG_REQUIRED && (!arg || !*arg))
     return rt_fmt_fail(err, errlen, "command operator %s at offset %zu needs an argument",
                        token_text(src, i, j + 1, tok, sizeof(tok)), i);
-  *p = (struct rt_fmt_part){.op = def->op, .flags = def->flags, .max_len = max_len};
+  *p =
+      (struct rt_fmt_part){.op = def->op, .flags = def->flags, .key = def->key, .max_len = max_len};
   char msg[192];
   if (rt_fmt_parse_arg(p, arg, msg, sizeof(msg)))
     return rt_fmt_fail(err, errlen, "command operator %s at offset %zu: %s",

@@ -36,6 +36,10 @@ static const char *counter_name(enum rt_counter c) {
       [RT_C_HS_REGISTRATION_FAILED] = "registration_failed",
       [RT_C_LOG_DROPPED] = "access_log.dropped_records",
       [RT_C_LOG_WRITE_ERRORS] = "access_log.write_errors",
+      [RT_C_TP_HANDSHAKE] = "transport.handshake",
+      [RT_C_TP_CONNECTION_ERROR] = "transport.connection_error",
+      [RT_C_TP_FAIL_NO_CERT] = "transport.fail_verify_no_cert",
+      [RT_C_TP_FAIL_VERIFY] = "transport.fail_verify_error",
   };
   return names[c];
 }
@@ -69,6 +73,10 @@ void rt_stats_walk(const revtun_t *h, revtun_stat_cb cb, void *user) {
       if (!h->stats.handshake_seen)
         continue;
       snprintf(name, sizeof(name), "reverse_tunnel.handshake.%s", counter_name((enum rt_counter)c));
+    } else if (c >= RT_C_TP_HANDSHAKE && c <= RT_C_TP_FAIL_VERIFY) {
+      if (!h->stats.transport_seen)
+        continue;
+      snprintf(name, sizeof(name), "%s.%s", p, counter_name((enum rt_counter)c));
     } else {
       snprintf(name, sizeof(name), "%s.%s", p, counter_name((enum rt_counter)c));
     }

@@ -378,6 +378,7 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
     rt_pool_record(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
     ev.extra = a->extra;
     ev.n_extra = a->n_extra;
+    ev.peer = a->peer;
     rt_emit(h, &ev);
   }
   if (!s->dead && rt_wants_reports(h)) {

@@ -39,6 +39,7 @@ struct rt_reg_args {
   size_t n_early;
   const struct rt_meta_kv *extra; /* rides on the tunnel_setup record */
   size_t n_extra;
+  const struct rt_peer *peer; /* so does the identity from a transport */
 };
 
 struct rt_sock;
