@@ -14,6 +14,7 @@ dist_man_MANS += \
 	man/revtun_acceptor_ping_interval_ms.3 \
 	man/revtun_acceptor_set_header_prefix.3 \
 	man/revtun_acceptor_set_limit.3 \
+	man/revtun_acceptor_set_transport.3 \
 	man/revtun_access_logger_register.3 \
 	man/revtun_close_reason_name.3 \
 	man/revtun_cluster_member.3 \
@@ -43,6 +44,7 @@ dist_man_MANS += \
 	man/revtun_event_miss_count.3 \
 	man/revtun_event_node_id.3 \
 	man/revtun_event_node_key.3 \
+	man/revtun_event_peer.3 \
 	man/revtun_event_remote_addr.3 \
 	man/revtun_event_sock_user.3 \
 	man/revtun_event_socket_state.3 \
@@ -105,6 +107,11 @@ dist_man_MANS += \
 	man/revtun_status_name.3 \
 	man/revtun_strerror.3 \
 	man/revtun_tick.3 \
+	man/revtun_transport_free.3 \
+	man/revtun_transport_new.3 \
+	man/revtun_transport_set_diagnostics.3 \
+	man/revtun_transport_set_io.3 \
+	man/revtun_transport_set_session.3 \
 	man/revtun_version.3 \
 	man/revtun_walk_clusters.3 \
 	man/revtun_walk_nodes.3 \
@@ -153,4 +160,21 @@ if HAVE_REDIS
 dist_man_MANS += $(REDIS_MANS)
 else
 EXTRA_DIST += $(REDIS_MANS)
+endif
+
+# ---- TLS with OpenSSL (lib/openssl/local.mk) --------------------------------
+# One page per function of include/revtun/openssl.h (tests/symbols_openssl.sh
+# checks them against it), installed with the library.
+OPENSSL_MANS = \
+	man/revtun_openssl_client_ctx.3 \
+	man/revtun_openssl_free.3 \
+	man/revtun_openssl_handoff_new.3 \
+	man/revtun_openssl_new.3 \
+	man/revtun_openssl_server_ctx.3 \
+	man/revtun_openssl_set_ctx.3 \
+	man/revtun_openssl_transport.3
+if HAVE_OPENSSL
+dist_man_MANS += $(OPENSSL_MANS)
+else
+EXTRA_DIST += $(OPENSSL_MANS)
 endif

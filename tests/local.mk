@@ -167,3 +167,23 @@ tests_check_redis_LDADD = tests/libtestutil.la lib/libupstream-revtun-redis.la \
 	lib/libupstream-revtun.la $(HIREDIS_LIBS) $(LIBEVENT_LIBS) $(CHECK_LIBS)
 endif
 endif
+
+# ---- TLS with OpenSSL (lib/openssl/local.mk) --------------------------------
+# check_tls: real TLS sessions over socket pairs through the acceptor's
+# transport seam, with a PKI made at test time (tests/tls_certs.c: expired,
+# not-yet-valid and revoked certificates included). symbols_openssl.sh:
+# tests/symbols.sh for this library.
+dist_check_SCRIPTS += tests/symbols_openssl.sh
+TESTS += tests/symbols_openssl.sh
+EXTRA_DIST += tests/tls_certs.c tests/tls_certs.h
+if HAVE_OPENSSL
+if HAVE_CHECK
+check_PROGRAMS += tests/check_tls
+TESTS += tests/check_tls
+VALGRIND_TESTS += tests/check_tls
+tests_check_tls_SOURCES = tests/check_tls.c tests/tls_certs.c tests/tls_certs.h
+tests_check_tls_CPPFLAGS = $(TEST_CPPFLAGS) $(OPENSSL_CFLAGS)
+tests_check_tls_CFLAGS = $(TEST_CFLAGS)
+tests_check_tls_LDADD = lib/libupstream-revtun-openssl.la $(TEST_LDADD) $(OPENSSL_LIBS)
+endif
+endif
