@@ -362,6 +362,7 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
   rt_fd_set(h, s->ent.fd, &s->ent); /* cannot fail: prepare made the slot */
   s->state = RT_SOCK_IDLE;
   s->seq = h->pool->next_seq++;
+  s->parked_ms = (int64_t)now;
   rt_addr_of_socket(s->ent.fd, &s->local, &s->remote);
   fifo_push(m, s);
   m->live++, m->idle++;

@@ -67,11 +67,12 @@ struct rt_sock {
   struct rt_istr *init_worker, *init_conn; /* init_conn only when not numeric */
   uint64_t init_conn_num;
   int64_t initiation_time_ms;
-  uint64_t seq; /* registration order, for FIFO across members */
+  uint64_t seq;      /* registration order, for FIFO across members */
+  int64_t parked_ms; /* when it joined a pool (kept across a move between handles) */
   struct rt_keepalive ka;
   uint8_t state; /* enum rt_sock_state */
   /* one bit each, so that the keepalive's tail padding leaves the socket at
-   * 184 bytes: a pool holds a million of them */
+   * 192 bytes: a pool holds a million of them */
   uint8_t h2_timeout_noted : 1;
   uint8_t dead : 1; /* unlinked; memory freed when the outermost call returns */
   uint8_t has_conn_num : 1;
