@@ -240,6 +240,7 @@ int main(int argc, char **argv) {
   cfg->max_clients = default_max_clients();
   p.reserve_fd = p.admin_reserve_fd = -1;
   log_prog = PROG;
+  recycle_libevent(); /* before libevent allocates anything */
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {
     case 'T': cfg->tunnel_listen = optarg; break;
@@ -302,7 +303,9 @@ int main(int argc, char **argv) {
       (cfg->client_auth && access_load(&p, cfg->client_auth) < 0))
     goto out;
   p.hb.limit = (size_t)cfg->max_header_list * HEADER_PROCESS_BUDGET_FACTOR;
-  if (!(p.h1_fields = calloc(cfg->max_headers, sizeof(*p.h1_fields)))) {
+  if (!(p.h1_fields = calloc(cfg->max_headers, sizeof(*p.h1_fields))) ||
+      !(p.nv_scratch =
+            calloc((size_t)cfg->max_headers + NV_SCRATCH_EXTRA, sizeof(*p.nv_scratch)))) {
     fprintf(stderr, PROG ": out of memory\n");
     goto out;
   }
@@ -382,6 +385,8 @@ out:
   free((char *)cfg->cluster_header);
   free((char *)cfg->tenant_header);
   free(p.h1_fields);
+  free(p.nv_scratch);
+  recycle_release();
   access_free(&p);
   if (rc == 0)
     logmsg("exited cleanly");
