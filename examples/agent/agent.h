@@ -45,7 +45,7 @@
 #define MAX_READ (64 * 1024)      /* per read(2); bufferevents would read 4 KiB */
 #define READ_BUDGET (1024 * 1024) /* bytes read from one socket per wake-up */
 #define BACKEND_TIMEOUT_S 60
-#define MAX_IDLE_BACKENDS 256
+#define MAX_IDLE_BACKENDS 1024 /* more than a burst of streams returns at once */
 
 /*
  * Buffering limits.  A tunnel stops asking nghttp2 for frames while more than
