@@ -23,6 +23,14 @@
  * then powers of two up to RECYCLE_MAX_BLOCK (libevent's buffer chains are
  * powers of two already). A block carries its class in a 16-byte header,
  * which keeps the payload aligned as malloc's is.
+ *
+ * Blocks of up to SLAB_MAX bytes are carved from SLAB_BYTES slabs of one
+ * class and stay on their class's list once freed (slabs go back to malloc
+ * only at recycle_release()). Long-lived small objects (an idle tunnel's
+ * event and pool entry) then sit packed together instead of between the
+ * short-lived larger blocks of handshakes and requests, whose freed space
+ * malloc can coalesce and give back; what the small classes hold is their
+ * peak use.
  */
 #define SMALL_STEP 16
 #define SMALL_MAX 1024
@@ -30,6 +38,8 @@
 #define N_LARGE 6 /* 2, 4, 8, 16, 32, 64 KiB */
 #define N_CLASSES (N_SMALL + N_LARGE)
 #define NO_CLASS 0xffffu
+#define SLAB_MAX 256
+#define SLAB_BYTES (64 * 1024)
 
 union header {
   struct {
@@ -39,7 +49,8 @@ union header {
   max_align_t align;
 };
 
-#define MAGIC 0x72637963u /* "rcyc" */
+#define MAGIC 0x72637963u      /* "rcyc" */
+#define MAGIC_SLAB 0x72637973u /* "rcys": inside a slab, never given to free() */
 
 struct freeblock {
   struct freeblock *next;
@@ -49,6 +60,10 @@ static struct freeblock *lists[N_CLASSES];
 static size_t kept[N_CLASSES]; /* blocks on each list */
 static size_t kept_total;      /* bytes on all lists */
 static uint64_t n_from_malloc, n_reused;
+static void **slabs; /* every slab, for recycle_release() */
+static size_t n_slabs, slabs_cap;
+static char *bump[N_CLASSES]; /* the current slab of each small class */
+static size_t bump_left[N_CLASSES];
 
 static size_t class_size(unsigned c) {
   return c < N_SMALL ? (size_t)(c + 1) * SMALL_STEP : (size_t)SMALL_MAX << (c - N_SMALL + 1);
@@ -66,6 +81,35 @@ static unsigned class_of(size_t n) {
   return c;
 }
 
+/* A block of class c from its slab, carved on demand (untouched pages of
+ * a slab stay unresident); a new slab when the current one is used up. */
+static void *slab_block(unsigned c) {
+  size_t stride = sizeof(union header) + class_size(c);
+  union header *b;
+
+  if (bump_left[c] < stride) {
+    if (n_slabs == slabs_cap) {
+      size_t cap = slabs_cap ? slabs_cap * 2 : 64;
+      void **v = realloc(slabs, cap * sizeof(*v));
+      if (!v)
+        return NULL;
+      slabs = v;
+      slabs_cap = cap;
+    }
+    if (!(bump[c] = malloc(SLAB_BYTES)))
+      return NULL;
+    slabs[n_slabs++] = bump[c];
+    bump_left[c] = SLAB_BYTES;
+    n_from_malloc++;
+  }
+  b = (union header *)(void *)bump[c];
+  bump[c] += stride;
+  bump_left[c] -= stride;
+  b->h.cls = c;
+  b->h.magic = MAGIC_SLAB;
+  return b + 1;
+}
+
 void *recycle_malloc(size_t n) {
   union header *b;
   unsigned c;
@@ -77,10 +121,13 @@ void *recycle_malloc(size_t n) {
     struct freeblock *f = lists[c];
     lists[c] = f->next;
     kept[c]--;
-    kept_total -= class_size(c);
+    if (class_size(c) > SLAB_MAX)
+      kept_total -= class_size(c);
     n_reused++;
     return f;
   }
+  if (c != NO_CLASS && class_size(c) <= SLAB_MAX)
+    return slab_block(c);
   if (n > SIZE_MAX - sizeof(*b) || !(b = malloc(sizeof(*b) + (c == NO_CLASS ? n : class_size(c)))))
     return NULL;
   n_from_malloc++;
@@ -99,6 +146,13 @@ void recycle_free(void *p) {
     return;
   }
   b = (union header *)p - 1;
+  if (b->h.magic == MAGIC_SLAB) {
+    c = b->h.cls;
+    ((struct freeblock *)p)->next = lists[c];
+    lists[c] = p;
+    kept[c]++;
+    return;
+  }
   if (b->h.magic != MAGIC)
     abort(); /* not ours, or the header was overwritten: stop now */
   c = b->h.cls;
@@ -139,15 +193,12 @@ void *recycle_realloc(void *p, size_t n) {
   if (!p)
     return recycle_malloc(n);
   b = (union header *)p - 1;
-  if (b->h.magic != MAGIC)
+  if (b->h.magic != MAGIC && b->h.magic != MAGIC_SLAB)
     abort();
-  if (b->h.cls == NO_CLASS) {
-    if (class_of(n) == NO_CLASS) { /* stays a plain malloc block */
-      if (n > SIZE_MAX - sizeof(*b) || !(b = realloc(b, sizeof(*b) + n)))
-        return NULL;
-      return b + 1;
-    }
-    have = RECYCLE_MAX_BLOCK; /* at least that much, and n is smaller */
+  if (b->h.cls == NO_CLASS) { /* stays a plain malloc block */
+    if (n > SIZE_MAX - sizeof(*b) || !(b = realloc(b, sizeof(*b) + n)))
+      return NULL;
+    return b + 1;
   } else {
     have = class_size(b->h.cls);
     if (n <= have && class_of(n) == b->h.cls)
@@ -160,16 +211,40 @@ void *recycle_realloc(void *p, size_t n) {
   return q;
 }
 
+void *recycle_malloc_unkept(size_t n) {
+  union header *b;
+  unsigned c;
+
+  if (RECYCLE_PASSTHROUGH)
+    return malloc(n);
+  c = class_of(n);
+  if (c != NO_CLASS && class_size(c) <= SLAB_MAX)
+    return recycle_malloc(n);
+  if (n > SIZE_MAX - sizeof(*b) || !(b = malloc(sizeof(*b) + n)))
+    return NULL;
+  b->h.cls = NO_CLASS;
+  b->h.magic = MAGIC;
+  return b + 1;
+}
+
 void recycle_release(void) {
   for (unsigned c = 0; c < N_CLASSES; c++) {
     while (lists[c]) {
       struct freeblock *f = lists[c];
       lists[c] = f->next;
-      free((union header *)(void *)f - 1);
+      if (class_size(c) > SLAB_MAX)
+        free((union header *)(void *)f - 1);
     }
     kept[c] = 0;
   }
   kept_total = 0;
+  for (size_t i = 0; i < n_slabs; i++)
+    free(slabs[i]);
+  free(slabs);
+  slabs = NULL;
+  n_slabs = slabs_cap = 0;
+  memset(bump, 0, sizeof(bump));
+  memset(bump_left, 0, sizeof(bump_left));
 }
 
 void recycle_counts(uint64_t *from_malloc, uint64_t *reused) {

@@ -35,6 +35,11 @@ void *recycle_calloc(size_t nmemb, size_t size);
 void *recycle_realloc(void *p, size_t n);
 void recycle_free(void *p);
 
+/* For blocks that live briefly and rarely (a handshake's buffers): small
+ * ones come from the slabs as usual, larger ones go straight back to
+ * malloc when freed instead of waiting on a list. Free with recycle_free. */
+void *recycle_malloc_unkept(size_t n);
+
 /* Makes libevent allocate through these functions; call before anything
  * else of libevent. */
 void recycle_libevent(void);

@@ -52,6 +52,8 @@
 #define CLIENT_MAX_STREAMS 1000   /* advertised to h2c clients */
 #define ASSUMED_PEER_STREAMS 100  /* a session's room before the agent's SETTINGS */
 #define MAX_ID_BYTES 1024         /* node, cluster and tenant ids, as the library allows */
+#define TIMER_SLACK_MS 10         /* the library's timer: see revtun_libevent_set_timer_slack */
+#define TRIM_QUIET_S 5            /* after the last tunnel handshake, heap pages go back */
 #define NV_SCRATCH_EXTRA 4        /* :status and a local reply's fields beyond max_headers */
 
 /*
@@ -140,6 +142,7 @@ struct proxy {
   unsigned n_conns, n_xchg, n_sessions;
   int stopping;
   struct event *grace_ev, *reap_ev;
+  struct event *trim_ev;        /* gives memory freed after handshakes back */
   struct conn *dead_conns;      /* closed, freed by the reaper */
   struct upsess *dead_sessions; /* same */
   struct counters st;
