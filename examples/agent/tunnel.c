@@ -156,12 +156,22 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 }
 
 static int is_hop_by_hop(const uint8_t *name, size_t len) {
-  static const char *const hop[] = {"connection",        "keep-alive", "proxy-connection",
-                                    "transfer-encoding", "upgrade",    "te",
-                                    "http2-settings",    "host"};
+  static const struct {
+    const char *name;
+    size_t len;
+  } hop[] = {{"te", 2},
+             {"host", 4},
+             {"upgrade", 7},
+             {"keep-alive", 10},
+             {"connection", 10},
+             {"http2-settings", 14},
+             {"proxy-connection", 16},
+             {"transfer-encoding", 17}};
 
+  if (len < 2 || len > 17)
+    return 0;
   for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-    if (strlen(hop[i]) == len && !memcmp(hop[i], name, len))
+    if (hop[i].len == len && !memcmp(hop[i].name, name, len))
       return 1;
   return 0;
 }
