@@ -265,21 +265,24 @@ static long field_decimal(const struct h1_field *f) {
   return v;
 }
 
-/* What the handshake read left in the input buffer, as parked bytes. */
+/* What the handshake read left in the input buffer (at most MAX_HEAD plus
+ * one read), as parked bytes: all of them, since a handoff feeds the rest
+ * to HTTP/2 at once. */
 static void slot_parked_evbuffer(struct slot *sl) {
-  size_t n;
+  struct evbuffer *in = sl->in;
+  size_t n = evbuffer_get_length(in);
+  const uint8_t *p;
 
-  while ((n = evbuffer_get_contiguous_space(sl->in)) > 0) {
-    const uint8_t *p = evbuffer_pullup(sl->in, (ev_ssize_t)n);
-    uint8_t copy[MAX_HEAD < 4096 ? MAX_HEAD : 4096];
-
-    if (n > sizeof(copy))
-      n = sizeof(copy);
-    memcpy(copy, p, n); /* the slot may be handed off, and its buffer drained */
-    evbuffer_drain(sl->in, n);
-    if (slot_parked_bytes(sl, copy, n) < 0)
-      return;
+  if (n == 0)
+    return;
+  if (!(p = evbuffer_pullup(in, -1))) {
+    slot_retry(sl, -1, "out of memory");
+    return;
   }
+  slot_parked_bytes(sl, p, n);
+  /* Consumed either way (echoed, or the tunnel's), and nothing was added
+   * meanwhile: the next connection of the slot reads only later. */
+  evbuffer_drain(in, n);
 }
 
 static void slot_handshake_input(struct slot *sl) {
