@@ -377,3 +377,25 @@ say "relay x2/direct        = $(ratio "$R_RPS" "$d_rps")"
 if [ $WITH_SSH = yes ]; then
   say "tunnel p99 $(val tunnel 3) ms vs ssh -R p50 $(val ssh 2) ms at full load; at $((RATE * CONNS)) req/s: tunnel p99 $(val tunnel@rate 3) ms, ssh -R p50 $(val ssh@rate 2) ms"
 fi
+
+# RESULT rows for scripts/bench's summary
+result() { # result METRIC VALUE TARGET(>=N, <=N or -)
+  _v=$2 _t=$3 _note=info
+  case $_t in
+    ">="*) _note=$(awk -v r="$_v" -v t="${_t#>=}" 'BEGIN { print (r != "n/a" && r + 0 >= t) ? "within" : "over" }') ;;
+    "<="*) _note=$(awk -v r="$_v" -v t="${_t#<=}" 'BEGIN { print (r != "n/a" && r + 0 <= t) ? "within" : "over" }') ;;
+  esac
+  echo "RESULT|e2e|$1 ($TUN_PROTO)|$_v|x|$_t|$_note"
+}
+if [ $H1 = no ]; then
+  result "tunnel/relay x2 req/s" "$tr" ">=0.85"
+  result "agent CPU/relay hop" "$ag" "<=1.5"
+  result "proxy CPU/relay hop" "$px" "<=1.2"
+  [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" -
+else
+  result "tunnel/relay x2 req/s" "$tr" -
+  result "agent CPU/relay hop" "$ag" -
+  result "proxy CPU/relay hop" "$px" -
+  [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" ">=3"
+fi
+exit 0
