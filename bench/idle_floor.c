@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -32,30 +31,11 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common.h"
+
 #define SLICE_MS 10
 
 static struct event_base *base;
-
-static int resolve(const char *spec, struct sockaddr_storage *ss, socklen_t *len) {
-  const char *colon = strrchr(spec, ':');
-  char host[256];
-  struct addrinfo hints, *res = NULL;
-  size_t hl;
-
-  if (!colon || (hl = (size_t)(colon - spec)) == 0 || hl >= sizeof(host))
-    return -1;
-  memcpy(host, spec, hl);
-  host[hl] = '\0';
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || !res)
-    return -1;
-  memcpy(ss, res->ai_addr, res->ai_addrlen);
-  *len = res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
-}
 
 /* ------------------------------------------------------------------ echo */
 
@@ -128,7 +108,7 @@ static int ping_main(const char *to, unsigned n, unsigned interval_ms) {
   struct event *tick;
   int one = 1;
 
-  if (resolve(to, &ss, &len) < 0 || !(fds = calloc(n, sizeof(*fds))))
+  if (addr_resolve(to, 0, &ss, &len) < 0 || !(fds = calloc(n, sizeof(*fds))))
     return 2;
   count = n;
   for (unsigned i = 0; i < n; i++) {
@@ -183,7 +163,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "echo") && listen_at) {
     struct sockaddr_storage ss;
     socklen_t len;
-    if (resolve(listen_at, &ss, &len) < 0)
+    if (addr_resolve(listen_at, 1, &ss, &len) < 0)
       goto usage;
     struct evconnlistener *l =
         evconnlistener_new_bind(base, echo_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,

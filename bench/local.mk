@@ -48,7 +48,10 @@ bench_bench_handshake_LDADD = lib/libupstream-revtun.la
 if HAVE_EXAMPLES
 noinst_PROGRAMS += bench/idle_floor
 bench_idle_floor_SOURCES = bench/idle_floor.c
+bench_idle_floor_CPPFLAGS = -I$(top_srcdir)/examples
 bench_idle_floor_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
-bench_idle_floor_LDADD = $(LIBEVENT_LIBS)
+bench_idle_floor_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
+else
+EXTRA_DIST += bench/idle_floor.c
 endif
 EXTRA_DIST += bench/idle.sh

@@ -90,6 +90,7 @@ TESTS += tests/adversarial/proxy.sh
 dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
 EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c \
+	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	tests/adversarial/proxy.sh tests/adversarial/h2evil.c tests/adversarial/probe.c \
 	tests/adversarial/jsoncheck.c
 endif
