@@ -5,11 +5,19 @@
 #
 #   bench/e2e.sh [--build DIR] [--duration S] [--rounds N] [--connections C]
 #                [--streams M] [--size BYTES] [--rate REQ_PER_S] [--backend nginx|demo]
+#                [--h1] [--pin] [--cpus N] [--client-threads T] [--backend-workers W]
+#                [--dry-run]
 #
 # Every path gets the same h2load load: C connections (default 32), M
 # concurrent streams each (10), S seconds (8) after 1 s of warm-up,
 # responses of BYTES bytes (1024); first as fast as it goes (throughput, and
-# the latency that comes with it), then at a fixed REQ_PER_S (3200, latency):
+# the latency that comes with it), then at a fixed REQ_PER_S (3200, latency).
+# --h1: every client speaks HTTP/1.1 (h2load --h1), one request at a time
+# per connection (M = 1), and every path reaches the backend's HTTP/1.1
+# listener. --pin (more than 4 CPUs): client, proxy, agent, backend, each
+# relay, sshd and ssh on cores of their own (taskset); the client gets T
+# threads and nginx W workers, by default as many as their cores. --dry-run
+# prints that plan (for --cpus N, default this machine's) and exits.
 #   direct  h2load -> backend
 #   tunnel  h2load -h2c-> revtun-upstream-proxy -tunnel-> revtun-downstream-agent -> backend (HTTP/1.1)
 #   ssh -R  h2load -> sshd -ssh channel-> ssh -> backend
@@ -32,22 +40,74 @@ STREAMS=10
 SIZE=1024
 RATE_TOTAL=3200
 BACKEND=auto
+H1=no
+PIN=no
+DRY=no
+CPUS=$(nproc)
+CLIENT_THREADS=
+BACKEND_WORKERS=
+STREAMS_SET=no
 while [ $# -gt 0 ]; do
   case $1 in
     --build) BUILD=$2; shift ;;
     --duration) DUR=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
     --connections) CONNS=$2; shift ;;
-    --streams) STREAMS=$2; shift ;;
+    --streams) STREAMS=$2; STREAMS_SET=yes; shift ;;
+    --h1) H1=yes ;;
+    --pin) PIN=yes ;;
+    --cpus) CPUS=$2; shift ;;
+    --client-threads) CLIENT_THREADS=$2; shift ;;
+    --backend-workers) BACKEND_WORKERS=$2; shift ;;
+    --dry-run) DRY=yes ;;
     --size) SIZE=$2; shift ;;
     --backend) BACKEND=$2; shift ;;
     --rate) RATE_TOTAL=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "bench/e2e.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+[ $H1 = yes ] && [ $STREAMS_SET = no ] && STREAMS=1
+
+# ------------------------------------------------------------- core plan
+# span FIRST N: the taskset list of N cores from FIRST.
+span() { if [ "$2" -le 1 ]; then echo "$1"; else echo "$1-$(($1 + $2 - 1))"; fi; }
+PINNED=no
+if [ $PIN = yes ] && [ "$CPUS" -gt 4 ]; then
+  PINNED=yes
+  # Paths are measured one at a time, so the two processes between client
+  # and backend of each path (proxy and agent, relay and relay, sshd and
+  # ssh) get cores 0 and 1; the client gets half of the rest (rounded up),
+  # the backend the other half.
+  _client=$(((CPUS - 1) / 2))
+  _backend=$((CPUS - 2 - _client))
+  CORES_PROXY=0 CORES_RELAY1=0 CORES_SSHD=0
+  CORES_AGENT=1 CORES_RELAY2=1 CORES_SSH=1
+  CORES_CLIENT=$(span 2 $_client)
+  CORES_BACKEND=$(span $((2 + _client)) $_backend)
+  : "${CLIENT_THREADS:=$_client}"
+  : "${BACKEND_WORKERS:=$_backend}"
+elif [ $PIN = yes ]; then
+  echo "# --pin: only $CPUS CPUs, so nothing is pinned (it needs more than 4)"
+fi
+: "${CLIENT_THREADS:=1}"
+: "${BACKEND_WORKERS:=1}"
+[ "$CLIENT_THREADS" -le "$CONNS" ] || CLIENT_THREADS=$CONNS
+# on NAME: the taskset prefix that pins NAME's process, or nothing.
+on() {
+  [ $PINNED = yes ] || return 0
+  eval "echo taskset -c \$CORES_$1"
+}
+if [ $DRY = yes ]; then
+  echo "# bench/e2e.sh --dry-run: $CPUS CPUs, pinned: $PINNED, client: h2load -t $CLIENT_THREADS, backend: $BACKEND_WORKERS worker(s)"
+  for _who in CLIENT PROXY AGENT BACKEND RELAY1 RELAY2 SSHD SSH; do
+    printf '  %-8s %s\n' "$_who" "$(on $_who | sed 's/^taskset -c //;s/^$/(not pinned)/')"
+  done
+  echo "  mode: $([ $H1 = yes ] && echo "HTTP/1.1 clients, -c $CONNS -m $STREAMS" || echo "h2c clients, -c $CONNS -m $STREAMS")"
+  exit 0
+fi
 EX=$BUILD/examples
 for prog in "$EX/revtun-upstream-proxy" "$EX/revtun-downstream-agent" "$EX/revtun-demo-backend" \
             "$BUILD/bench/relay"; do
@@ -87,9 +147,9 @@ if [ $BACKEND = nginx ]; then
   mkdir -p "$T/www/size" "$T/nginx"
   pattern "$SIZE" >"$T/www/size/$SIZE"
   cat >"$T/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $BACKEND_WORKERS;
 daemon off;
-master_process off;
+master_process $([ "$BACKEND_WORKERS" -gt 1 ] && echo on || echo off);
 error_log $T/nginx/error.log warn;
 pid $T/nginx/nginx.pid;
 events { worker_connections 8192; }
@@ -107,29 +167,34 @@ http {
   server { listen 127.0.0.1:$BACK_H2 http2; root $T/www; http2_max_concurrent_streams 1024; }
 }
 EOF
-  spawn backend "$T/backend.log" "$NGINX" -c "$T/nginx.conf" -p "$T/nginx"
+  spawn backend "$T/backend.log" $(on BACKEND) "$NGINX" -c "$T/nginx.conf" -p "$T/nginx"
   BACK_PROTO=h2c
   BACK_DIRECT=$BACK_H2
-  BACKEND_NAME="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 1 worker"
+  BACKEND_NAME="nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $BACKEND_WORKERS worker(s)"
 else
-  spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK_H1
+  spawn backend "$T/backend.log" $(on BACKEND) "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK_H1
   BACK_PROTO=h1
   BACK_DIRECT=$BACK_H1
   BACKEND_NAME="revtun-demo-backend"
 fi
 wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$BACK_H1/size/$SIZE" || die "backend did not start"
+# --h1: every path ends at the backend's HTTP/1.1 listener, as the agent does.
+if [ $H1 = yes ]; then
+  BACK_PROTO=h1
+  BACK_DIRECT=$BACK_H1
+fi
 
 # ----------------------------------------------------- tunnel: proxy + agent
-spawn proxy "$T/proxy.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN \
+spawn proxy "$T/proxy.log" $(on PROXY) "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN \
   --listen 127.0.0.1:$CLI --admin-listen 127.0.0.1:$ADM
 wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADM/tunnels" || die "proxy did not start"
-spawn agent "$T/agent.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
+spawn agent "$T/agent.log" $(on AGENT) "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
   --node bench --cluster bench --tenant bench --count 4 --backend 127.0.0.1:$BACK_H1
 wait_until 10 node_has_idle 127.0.0.1:$ADM bench || die "agent did not park tunnels"
 
 # ------------------------------------------------------------- relays
-spawn relay2 "$T/relay.log" "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY2 --to 127.0.0.1:$BACK_DIRECT
-spawn relay1 "$T/relay.log" "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY1 --to 127.0.0.1:$RELAY2
+spawn relay2 "$T/relay.log" $(on RELAY2) "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY2 --to 127.0.0.1:$BACK_DIRECT
+spawn relay1 "$T/relay.log" $(on RELAY1) "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY1 --to 127.0.0.1:$RELAY2
 
 # ------------------------------------------------------------- ssh -R
 if [ $WITH_SSH = yes ]; then
@@ -150,9 +215,9 @@ AllowTcpForwarding yes
 LogLevel ERROR
 EOF
   mkdir -p /run/sshd # privilege separation directory (Debian's sshd wants it)
-  spawn sshd "$T/sshd.log" "$SSHD" -D -e -f "$T/sshd_config"
+  spawn sshd "$T/sshd.log" $(on SSHD) "$SSHD" -D -e -f "$T/sshd_config"
   wait_until 10 sh -c "ss -Htln | grep -q ':$SSHP '" || die "sshd did not start"
-  spawn ssh "$T/ssh.log" ssh -N -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+  spawn ssh "$T/ssh.log" $(on SSH) ssh -N -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
     -o BatchMode=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=0 -i "$T/user_key" \
     -p $SSHP -R 127.0.0.1:$SSH_R:127.0.0.1:$BACK_DIRECT root@127.0.0.1
   if [ $BACK_PROTO = h2c ]; then
@@ -191,7 +256,7 @@ run() {
   _flags=""
   [ "$_proto" = h1 ] && _flags="--h1"
   _t0="" && for _m in $_mid; do _t0="$_t0 $(ticks $_m)"; done
-  h2load $_flags -D "$DUR" --warm-up-time=1 -c "$CONNS" "$@" \
+  $(on CLIENT) h2load $_flags -t "$CLIENT_THREADS" -D "$DUR" --warm-up-time=1 -c "$CONNS" "$@" \
     --log-file="$T/$_key.log" "http://127.0.0.1:$_port/size/$SIZE" >"$T/$_key.out" 2>&1
   _t1="" && for _m in $_mid; do _t1="$_t1 $(ticks $_m)"; done
   _rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$T/$_key.out")
@@ -221,13 +286,16 @@ paths() {
   _ph=$1
   shift
   run "direct$_ph" $BACK_PROTO $BACK_DIRECT "" "$@"
-  [ $BACKEND = nginx ] && run "direct1$_ph" h1 $BACK_H1 "" "$@"
-  run "tunnel$_ph" h2c $CLI "$PID_proxy $PID_agent" -H "x-remote-node-id: bench" "$@"
+  [ $BACKEND = nginx ] && [ $H1 = no ] && run "direct1$_ph" h1 $BACK_H1 "" "$@"
+  run "tunnel$_ph" $TUN_PROTO $CLI "$PID_proxy $PID_agent" -H "x-remote-node-id: bench" "$@"
   [ $WITH_SSH = yes ] && run "ssh$_ph" $BACK_PROTO $SSH_R "$PID_sshd $PID_ssh" "$@"
   run "relay$_ph" $BACK_PROTO $RELAY1 "$PID_relay1 $PID_relay2" "$@"
 }
 
-say "# bench/e2e.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+TUN_PROTO=h2c
+[ $H1 = yes ] && TUN_PROTO=h1
+say "# bench/e2e.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $([ $PINNED = yes ] && echo "pinned (client $CORES_CLIENT, backend $CORES_BACKEND, middle 0 and 1)" || echo "not pinned")"
+say "# clients: $([ $H1 = yes ] && echo "HTTP/1.1 (h2load --h1)" || echo h2c), h2load -t $CLIENT_THREADS"
 say "# backend: $BACKEND_NAME; load: h2load -c $CONNS -m $STREAMS -D $DUR s (+1 s warm-up), $SIZE-byte responses, $ROUNDS round(s)"
 [ $WITH_SSH = yes ] || say "# ssh -R skipped (needs root, sshd and ssh)"
 : >"$T/results"
@@ -246,40 +314,88 @@ median() {
   grep "^$1 " "$T/results" | sort -k2,2n | awk '{ l[NR] = $0 } END { if (NR) print l[int((NR + 1) / 2)] }' |
     cut -d' ' -f2-
 }
+val() { median "$1" | cut -d' ' -f"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 >= t) ? "met" : "NOT met" }'; }
+atmost() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 <= t) ? "met" : "NOT met" }'; }
+below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? "yes (met)" : "no (NOT met)" }'; }
+# CPU µs/request of the Nth process between client and backend (1 or 2)
+proc_cpu() { val "$1" 7 | cut -d/ -f"$2"; }
+R_RPS=$(val relay 1)
+S_RPS=$([ $WITH_SSH = yes ] && val ssh 1)
+# one relay hop: the mean of the two relays' CPU per request
+HOP=$(awk -v a="$(proc_cpu relay 1)" -v b="$(proc_cpu relay 2)" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+
 row() { # row LABEL KEY
   _m=$(median "$2")
   [ -n "$_m" ] || return 0
   set -- "$1" $_m
-  printf '%-40s %9.0f %8s %8s %8s %8s %8s %6s\n' "$1" "$2" "$3" "$4" \
-    "$(median "$KEYS@rate" | cut -d' ' -f2)" "$(median "$KEYS@rate" | cut -d' ' -f3)" "$5" "$(($6 + $7))"
+  _split=${8:--}
+  printf '%-40s %8.0f %7s %7s %7s %7s %7s %-11s %6s %6s %5s\n' "$1" "$2" "$3" "$4" \
+    "$(val "$KEYS@rate" 2)" "$(val "$KEYS@rate" 3)" "$5" "$(echo "$_split" | sed 's/^-$//')" \
+    "$(ratio "$2" "$R_RPS")" "$([ $WITH_SSH = yes ] && ratio "$2" "$S_RPS" || echo -)" "$(($6 + $7))"
 }
 table_row() { KEYS=$2; row "$1" "$2"; }
 say ""
-printf '%-40s %9s %8s %8s %8s %8s %8s %6s\n' "" "max" "p50" "p99" "p50" "p99" "middle" ""
-printf '%-40s %9s %8s %8s %8s %8s %8s %6s\n' "path" "req/s" "ms" "ms" "@rate" "@rate" "us/req" "errors"
+printf '%-40s %8s %7s %7s %7s %7s %7s %-11s %6s %6s %5s\n' "" "max" "p50" "p99" "p50" "p99" "middle" "per proc" "/relay" "/ssh" ""
+printf '%-40s %8s %7s %7s %7s %7s %7s %-11s %6s %6s %5s\n' "path" "req/s" "ms" "ms" "@rate" "@rate" "us/req" "us/req" "x2" "-R" "errs"
 table_row "direct ($BACK_PROTO)" direct
-[ $BACKEND = nginx ] && table_row "direct (HTTP/1.1)" direct1
-table_row "tunnel (h2c -> proxy -> agent -> h1)" tunnel
+[ $BACKEND = nginx ] && [ $H1 = no ] && table_row "direct (HTTP/1.1)" direct1
+table_row "tunnel ($TUN_PROTO -> proxy -> agent -> h1)" tunnel
 [ $WITH_SSH = yes ] && table_row "ssh -R ($SSH_CIPHER)" ssh
 table_row "relay x2 (bench/relay.c)" relay
 say "(@rate: at a fixed $((RATE * CONNS)) req/s; middle: CPU time per request of the processes"
-say " between client and backend: proxy+agent $(median tunnel | cut -d' ' -f7 | sed 's/^/= /'), sshd+ssh, relay+relay)"
+say " between client and backend; per proc: proxy/agent, sshd/ssh, relay/relay; /relay x2 and"
+say " /ssh -R: max req/s against those paths)"
 
-val() { median "$1" | cut -d' ' -f"$2"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 >= t) ? "met" : "NOT met" }'; }
-below() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 < b + 0) ? "yes (met)" : "no (NOT met)" }'; }
 t_rps=$(val tunnel 1)
 d_rps=$(val direct 1)
-td=$(ratio "$t_rps" "$d_rps")
+tr=$(ratio "$t_rps" "$R_RPS")
+ag=$(ratio "$(proc_cpu tunnel 2)" "$HOP")
+px=$(ratio "$(proc_cpu tunnel 1)" "$HOP")
 say ""
-say "tunnel/direct = $td   (target >= 0.35: $(verdict "$td" 0.35))"
-if [ $WITH_SSH = yes ]; then
-  ts=$(ratio "$t_rps" "$(val ssh 1)")
-  say "tunnel/ssh    = $ts   (target >= 3: $(verdict "$ts" 3))"
+say "one relay hop = $HOP us/req; proxy $(proc_cpu tunnel 1), agent $(proc_cpu tunnel 2) us/req"
+if [ $H1 = no ]; then
+  say "tunnel/relay x2        = $tr   (target >= 0.85: $(verdict "$tr" 0.85))"
+  say "agent CPU/relay hop    = $ag   (target <= 1.5: $(atmost "$ag" 1.5))"
+  say "proxy CPU/relay hop    = $px   (target <= 1.2: $(atmost "$px" 1.2))"
+else
+  say "tunnel/relay x2        = $tr"
+  say "agent CPU/relay hop    = $ag"
+  say "proxy CPU/relay hop    = $px"
 fi
-say "relay/direct  = $(ratio "$(val relay 1)" "$d_rps")"
 if [ $WITH_SSH = yes ]; then
-  say "tunnel p99 $(val tunnel 3) ms < ssh p50 $(val ssh 2) ms at full load: $(below "$(val tunnel 3)" "$(val ssh 2)")"
-  say "tunnel p99 $(val tunnel@rate 3) ms < ssh p50 $(val ssh@rate 2) ms at $((RATE * CONNS)) req/s: $(below "$(val tunnel@rate 3)" "$(val ssh@rate 2)")"
+  ts=$(ratio "$t_rps" "$S_RPS")
+  if [ $H1 = yes ]; then
+    say "tunnel/ssh -R          = $ts   (target >= 3: $(verdict "$ts" 3))"
+  else
+    say "tunnel/ssh -R          = $ts"
+  fi
 fi
+say "tunnel/direct          = $(ratio "$t_rps" "$d_rps")"
+say "relay x2/direct        = $(ratio "$R_RPS" "$d_rps")"
+if [ $WITH_SSH = yes ]; then
+  say "tunnel p99 $(val tunnel 3) ms vs ssh -R p50 $(val ssh 2) ms at full load; at $((RATE * CONNS)) req/s: tunnel p99 $(val tunnel@rate 3) ms, ssh -R p50 $(val ssh@rate 2) ms"
+fi
+
+# RESULT rows for scripts/bench's summary
+result() { # result METRIC VALUE TARGET(>=N, <=N or -)
+  _v=$2 _t=$3 _note=info
+  case $_t in
+    ">="*) _note=$(awk -v r="$_v" -v t="${_t#>=}" 'BEGIN { print (r != "n/a" && r + 0 >= t) ? "within" : "over" }') ;;
+    "<="*) _note=$(awk -v r="$_v" -v t="${_t#<=}" 'BEGIN { print (r != "n/a" && r + 0 <= t) ? "within" : "over" }') ;;
+  esac
+  echo "RESULT|e2e|$1 ($TUN_PROTO)|$_v|x|$_t|$_note"
+}
+if [ $H1 = no ]; then
+  result "tunnel/relay x2 req/s" "$tr" ">=0.85"
+  result "agent CPU/relay hop" "$ag" "<=1.5"
+  result "proxy CPU/relay hop" "$px" "<=1.2"
+  [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" -
+else
+  result "tunnel/relay x2 req/s" "$tr" -
+  result "agent CPU/relay hop" "$ag" -
+  result "proxy CPU/relay hop" "$px" -
+  [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" ">=3"
+fi
+exit 0

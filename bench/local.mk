@@ -42,3 +42,16 @@ bench_bench_handshake_SOURCES = bench/bench_handshake.c
 bench_bench_handshake_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 bench_bench_handshake_CFLAGS = $(STRICT_WARN_CFLAGS)
 bench_bench_handshake_LDADD = lib/libupstream-revtun.la
+
+# bench/idle.sh's floor: N connections kept alive with 5-byte pings by a
+# bare libevent loop, and the echo side it talks to.
+if HAVE_EXAMPLES
+noinst_PROGRAMS += bench/idle_floor
+bench_idle_floor_SOURCES = bench/idle_floor.c
+bench_idle_floor_CPPFLAGS = -I$(top_srcdir)/examples
+bench_idle_floor_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
+bench_idle_floor_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
+else
+EXTRA_DIST += bench/idle_floor.c
+endif
+EXTRA_DIST += bench/idle.sh

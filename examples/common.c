@@ -362,14 +362,13 @@ int h1_is_tchar(unsigned char c) {
 static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
 int h1_str_ieq(struct h1_str s, const char *lit) {
-  size_t n = strlen(lit); /* our own literal */
+  size_t i;
 
-  if (s.n != n)
-    return 0;
-  for (size_t i = 0; i < n; i++)
-    if (lower((unsigned char)s.p[i]) != (unsigned char)lit[i])
+  /* no strlen(lit) first: most names differ from the literal early */
+  for (i = 0; i < s.n; i++)
+    if (!lit[i] || lower((unsigned char)s.p[i]) != (unsigned char)lit[i])
       return 0;
-  return 1;
+  return lit[i] == '\0';
 }
 
 const struct h1_field *h1_find(const struct h1_head *h, const char *name) {

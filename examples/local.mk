@@ -35,7 +35,8 @@ bin_PROGRAMS += examples/revtun-downstream-agent examples/revtun-demo-backend \
 dist_man_MANS += man/revtun-upstream-proxy.1
 
 examples_revtun_downstream_agent_SOURCES = examples/agent/agent.h examples/agent/main.c \
-	examples/agent/slot.c examples/agent/tunnel.c examples/agent/backend.c
+	examples/agent/slot.c examples/agent/tunnel.c examples/agent/backend.c \
+	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
 examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
 
@@ -46,7 +47,8 @@ examples_revtun_demo_backend_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
 examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
-	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c
+	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
+	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
 examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
 examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \
@@ -88,6 +90,7 @@ TESTS += tests/adversarial/proxy.sh
 dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
 EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c \
+	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	tests/adversarial/proxy.sh tests/adversarial/h2evil.c tests/adversarial/probe.c \
 	tests/adversarial/jsoncheck.c
 endif

@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,8 +79,6 @@ static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
   const char *miss = revtun_event_meta_find(ev, "miss_count");
 
   (void)h, (void)user;
-  if (!verbose)
-    return;
   logmsg("record %s node=%s cluster=%s tenant=%s fd=%d%s%s%s%s",
          revtun_event_kind_name(revtun_event_kind(ev)), revtun_event_node_id(ev, NULL),
          revtun_event_cluster_id(ev, NULL), revtun_event_tenant_id(ev, NULL), revtun_event_fd(ev),
@@ -90,6 +89,33 @@ static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
 static void on_lib_log(revtun_t *h, int level, const char *msg, void *user) {
   (void)h, (void)user;
   logmsg("libupstream-revtun: %s%s", level <= REVTUN_LOG_WARN ? "warning: " : "", msg);
+}
+
+/* The library allocates through the size-class lists too: its idle
+ * tunnels' entries are small, long-lived blocks that belong in slabs, away
+ * from the buffers of handshakes in progress. */
+static void *lib_malloc(size_t n, void *user) {
+  (void)user;
+  return recycle_malloc_unkept(n);
+}
+static void *lib_realloc(void *ptr, size_t n, void *user) {
+  (void)user;
+  return ptr ? recycle_realloc(ptr, n) : recycle_malloc_unkept(n);
+}
+static void lib_free(void *ptr, void *user) {
+  (void)user;
+  recycle_free(ptr);
+}
+
+/*
+ * Handshakes come in bursts (an agent fleet reconnecting): their buffers
+ * are freed once the tunnels park, but the space stays resident in
+ * malloc's heap. TRIM_QUIET_S after the last tunnel connection was
+ * accepted (listeners.c re-arms this), those pages go back.
+ */
+static void trim_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what, (void)arg;
+  malloc_trim(0);
 }
 
 /* ------------------------------------------------------- life and death */
@@ -240,6 +266,7 @@ int main(int argc, char **argv) {
   cfg->max_clients = default_max_clients();
   p.reserve_fd = p.admin_reserve_fd = -1;
   log_prog = PROG;
+  recycle_libevent(); /* before libevent allocates anything */
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {
     case 'T': cfg->tunnel_listen = optarg; break;
@@ -302,7 +329,9 @@ int main(int argc, char **argv) {
       (cfg->client_auth && access_load(&p, cfg->client_auth) < 0))
     goto out;
   p.hb.limit = (size_t)cfg->max_header_list * HEADER_PROCESS_BUDGET_FACTOR;
-  if (!(p.h1_fields = calloc(cfg->max_headers, sizeof(*p.h1_fields)))) {
+  if (!(p.h1_fields = calloc(cfg->max_headers, sizeof(*p.h1_fields))) ||
+      !(p.nv_scratch =
+            calloc((size_t)cfg->max_headers + NV_SCRATCH_EXTRA, sizeof(*p.nv_scratch)))) {
     fprintf(stderr, PROG ": out of memory\n");
     goto out;
   }
@@ -310,12 +339,17 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
   if (h2c_setup() < 0 || up_setup() < 0 || !(p.base = event_base_new()) ||
       !(p.reap_ev = event_new(p.base, -1, 0, reap_cb, &p)) ||
-      !(p.grace_ev = evtimer_new(p.base, grace_cb, &p)) || revtun_options_new(&opts) != REVTUN_OK ||
+      !(p.grace_ev = evtimer_new(p.base, grace_cb, &p)) ||
+      !(p.trim_ev = evtimer_new(p.base, trim_cb, &p)) || revtun_options_new(&opts) != REVTUN_OK ||
+      revtun_options_set_allocator(opts, lib_malloc, lib_realloc, lib_free, NULL) != REVTUN_OK ||
       !(p.le = revtun_libevent_new(p.base, opts, &p))) {
     fprintf(stderr, PROG ": initialisation failed\n");
     goto out;
   }
-  revtun_options_set_access_log_cb(opts, on_record);
+  /* Records are only logged with --verbose; without a callback the library
+   * builds none (two per RPING round trip on every parked tunnel). */
+  if (verbose)
+    revtun_options_set_access_log_cb(opts, on_record);
   revtun_options_set_log_cb(opts, on_lib_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN);
   if (revtun_new(&p.h, conf, conf_len, opts, revtun_libevent_now(), err, sizeof(err)) !=
       REVTUN_OK) {
@@ -323,6 +357,9 @@ int main(int argc, char **argv) {
     goto out;
   }
   revtun_libevent_bind(p.le, p.h);
+  /* Pings and reply deadlines of parked tunnels are seconds apart: 10 ms
+   * late costs nothing and lets a tick serve all that fall in 10 ms. */
+  revtun_libevent_set_timer_slack(p.le, TIMER_SLACK_MS);
   if (revtun_acceptor_new(&p.acc, p.h, aconf, aconf_len, err, sizeof(err)) != REVTUN_OK) {
     fprintf(stderr, PROG ": %s: %s\n",
             cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
@@ -337,6 +374,7 @@ int main(int argc, char **argv) {
   sig_term = evsignal_new(p.base, SIGTERM, signal_cb, &p);
   if (!sig_int || !sig_term || event_add(sig_int, NULL) || event_add(sig_term, NULL))
     goto out;
+
   logmsg("ready: RPING every %u ms on idle tunnels, HTTP/2 PING every %u ms (timeout %u ms) on "
          "used ones; routing by %s, then %s",
          revtun_acceptor_ping_interval_ms(p.acc), cfg->ka_interval_ms, cfg->ka_timeout_ms,
@@ -372,6 +410,8 @@ out:
     event_free(p.grace_ev);
   if (p.reap_ev)
     event_free(p.reap_ev);
+  if (p.trim_ev)
+    event_free(p.trim_ev);
   if (p.base)
     event_base_free(p.base);
   h2c_teardown();
@@ -382,6 +422,8 @@ out:
   free((char *)cfg->cluster_header);
   free((char *)cfg->tenant_header);
   free(p.h1_fields);
+  free(p.nv_scratch);
+  recycle_release();
   access_free(&p);
   if (rc == 0)
     logmsg("exited cleanly");

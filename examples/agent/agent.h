@@ -25,12 +25,13 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <nghttp2/nghttp2.h>
 
 #include "../common.h"
+#include "../recycle.h"
+#include "../sock.h"
 
 #define PROG "revtun-downstream-agent"
 
@@ -40,10 +41,11 @@
 #define BACKOFF_BASE_MS 1000
 #define RETRY_AFTER_MAX_S 3600
 #define DRAIN_GRACE_S 5
-#define LINGER_S 2           /* half-closed tunnel waits this long for the proxy's close */
-#define MAX_READ (64 * 1024) /* per read(2); libevent's default is 4 KiB */
+#define LINGER_S 2                /* half-closed tunnel waits this long for the proxy's close */
+#define MAX_READ (64 * 1024)      /* per read(2); bufferevents would read 4 KiB */
+#define READ_BUDGET (1024 * 1024) /* bytes read from one socket per wake-up */
 #define BACKEND_TIMEOUT_S 60
-#define MAX_IDLE_BACKENDS 256
+#define MAX_IDLE_BACKENDS 1024 /* more than a burst of streams returns at once */
 
 /*
  * Buffering limits.  A tunnel stops asking nghttp2 for frames while more than
@@ -91,8 +93,9 @@ struct slot {
   struct agent *ag;
   unsigned idx;
   enum slot_state state;
-  struct bufferevent *bev;
-  struct event *timer;
+  struct sock sk;      /* sk.fd < 0: no socket */
+  struct evbuffer *in; /* the handshake answer being read */
+  struct event *timer; /* SLOT_WAIT: next dial; connecting or handshaking: deadline */
   unsigned failures;
   uint64_t episode_ms; /* initiation-time; 0 = no episode running */
   uint64_t conn_id;
@@ -109,12 +112,14 @@ struct slot {
 struct tunnel {
   struct agent *ag;
   struct tunnel *prev, *next;
-  struct bufferevent *bev;
+  struct sock sk;
   nghttp2_session *h2;
   struct stream *streams;
-  struct event *kill_ev;
+  struct bconn *wq;       /* backend connections with bytes to write this turn */
+  struct event *kill_ev;  /* deferred free; while lingering, its deadline */
+  struct event *flush_ev; /* end of this loop turn: write everything queued */
   uint64_t conn_id;
-  int dying;
+  int dying, lingering, flush_pending;
   size_t hdr_held; /* header bytes of its streams' requests */
 };
 
@@ -123,13 +128,18 @@ enum bstate { B_HEAD, B_LENGTH, B_CHUNKED, B_UNTIL_CLOSE, B_DONE };
 /* One HTTP/1.1 connection to the backend; serves one stream at a time. */
 struct bconn {
   struct agent *ag;
-  struct bconn *prev, *next; /* idle list */
-  struct bufferevent *bev;
+  struct bconn *prev, *next;   /* idle list */
+  struct bconn *wprev, *wnext; /* its tunnel's write queue */
+  struct tunnel *wq_of;        /* the tunnel whose queue it is on, or NULL */
+  struct sock sk;
+  struct evbuffer *head; /* a response head split across reads */
+  struct event *timeout; /* no progress for BACKEND_TIMEOUT_S */
   struct stream *s;
   enum bstate st;
   uint64_t remaining;
   struct h1_chunked chunk;
-  int keepalive, reused, got_bytes;
+  uint64_t active_ms; /* last time the backend took or gave bytes */
+  int connecting, keepalive, reused, got_bytes;
 };
 
 /* A copy of a field value; p is also NUL-terminated. */
@@ -157,6 +167,7 @@ struct stream {
 struct agent {
   struct config cfg;
   struct event_base *base;
+  const struct timeval *backend_tmo; /* BACKEND_TIMEOUT_S as a common timeout */
   struct slot *slots;
   struct tunnel *tunnels;
   struct bconn *idle;
@@ -182,16 +193,20 @@ static inline struct timeval ms_tv(uint64_t ms) {
 }
 
 /* slot.c */
-struct bufferevent *agent_dial(struct event_base *base, const struct addr *a);
+int agent_dial(const struct addr *a);
 void slot_connect(struct slot *sl);
+void slot_close(struct slot *sl);
 void slot_retry(struct slot *sl, int64_t delay_ms, const char *why);
 void slot_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* tunnel.c */
 int h2_setup(void);
 void h2_teardown(void);
-void tunnel_start(struct slot *sl, const char *prefix, size_t plen);
-void tunnel_flush(struct tunnel *t);
+void tunnel_start(struct slot *sl, const char *prefix, size_t plen, const uint8_t *rest,
+                  size_t restlen);
+void tunnel_want_flush(struct tunnel *t);
+void tunnel_queue_write(struct tunnel *t, struct bconn *c);
+void tunnel_unqueue_write(struct bconn *c);
 void tunnel_free(struct tunnel *t);
 void stream_free(struct stream *s);
 void stream_reply_text(struct stream *s, int status, const char *text);
@@ -200,6 +215,7 @@ ssize_t data_read_cb(nghttp2_session *session, int32_t id, uint8_t *buf, size_t 
 
 /* backend.c */
 void bconn_free(struct bconn *c);
+void bconn_flush(struct bconn *c);
 void stream_dispatch(struct stream *s);
 void stream_backend_failed(struct stream *s, const char *why);
 void stream_data_ready(struct stream *s);

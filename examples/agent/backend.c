@@ -6,6 +6,13 @@
  * (bounded: MAX_HEAD bytes, MAX_HEADERS fields) and turned into HTTP/2
  * HEADERS, the body relayed as it comes (Content-Length, chunked or until
  * close) with backpressure from HTTP/2 flow control.
+ *
+ * A connection keeps its read interest for its whole life, idle or busy (an
+ * idle one that becomes readable is closed), so serving a request changes
+ * no epoll interest; requests are written by the tunnel's end-of-turn flush
+ * together with their first body bytes; responses are read 64 KiB at a
+ * time into one scratch buffer and parsed there, so a response whose head
+ * arrives in one read is never copied before it reaches the stream.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -14,8 +21,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
+
+static uint64_t now_ms(struct agent *ag) {
+  struct timeval tv;
+
+  event_base_gettimeofday_cached(ag->base, &tv);
+  return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
 
 void bconn_free(struct bconn *c) {
   struct agent *ag = c->ag;
@@ -31,20 +46,13 @@ void bconn_free(struct bconn *c) {
       c->next->prev = c->prev;
     ag->nidle--;
   }
-  bufferevent_free(c->bev);
-  free(c);
-}
-
-/* An idle keep-alive connection must stay silent; anything else kills it. */
-static void bconn_idle_read(struct bufferevent *bev, void *arg) {
-  (void)bev;
-  bconn_free(arg);
-}
-
-static void bconn_idle_event(struct bufferevent *bev, short what, void *arg) {
-  (void)bev;
-  (void)what;
-  bconn_free(arg);
+  tunnel_unqueue_write(c);
+  sock_close(&c->sk);
+  close(c->sk.fd);
+  if (c->head)
+    evbuffer_free(c->head);
+  event_free(c->timeout);
+  recycle_free(c);
 }
 
 /* The response is complete: detach from the stream, keep the socket if we may. */
@@ -54,18 +62,17 @@ static void bconn_release(struct bconn *c) {
 
   s->bc = NULL;
   c->s = NULL;
+  tunnel_unqueue_write(c);
+  event_del(c->timeout);
   if (s->unconsumed) {
     nghttp2_session_consume(s->t->h2, s->id, s->unconsumed);
     s->unconsumed = 0;
   }
   if (!c->keepalive || !s->req_ended || ag->stopping || ag->nidle >= MAX_IDLE_BACKENDS ||
-      evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+      evbuffer_get_length(c->sk.out) > 0 || c->sk.read_paused) {
     bconn_free(c);
     return;
   }
-  bufferevent_setcb(c->bev, bconn_idle_read, NULL, bconn_idle_event, c);
-  bufferevent_set_timeouts(c->bev, NULL, NULL);
-  bufferevent_enable(c->bev, EV_READ);
   c->prev = NULL;
   c->next = ag->idle;
   if (ag->idle)
@@ -80,7 +87,6 @@ void stream_data_ready(struct stream *s) {
     nghttp2_session_resume_data(s->t->h2, s->id);
   }
 }
-
 /* Is name one of the tokens of a Connection field value? */
 static int listed_in(struct h1_str list, struct h1_str name) {
   struct h1_str t;
@@ -116,9 +122,11 @@ static int response_field_dropped(const struct h1_head *hd, const struct h1_fiel
   return conn && listed_in(conn->value, f->name);
 }
 
-/* Turns the backend's response head (raw, head_len bytes, ours to change)
- * into HTTP/2 HEADERS. 0 done, 1 interim response skipped, -1 broken. */
-static int bconn_on_head(struct bconn *c, char *raw, size_t head_len) {
+/* Parses the response head at the start of raw (avail bytes, ours to
+ * change: names are lowercased in place; at most MAX_HEAD of them are
+ * looked at) and submits it as HTTP/2 HEADERS. The head's length (an
+ * interim response leaves c->st at B_HEAD), 0 while incomplete, -1 broken. */
+static ssize_t bconn_head(struct bconn *c, char *raw, size_t avail) {
   struct stream *s = c->s;
   struct h1_field fields[MAX_HEADERS];
   struct h1_head hd;
@@ -129,10 +137,14 @@ static int bconn_on_head(struct bconn *c, char *raw, size_t head_len) {
   size_t n = 0;
   int no_body, rv;
 
-  if (h1_parse_response(raw, head_len, MAX_HEAD, fields, MAX_HEADERS, &hd) != H1_OK)
+  rv = h1_parse_response(raw, avail < MAX_HEAD ? avail : MAX_HEAD, MAX_HEAD, fields, MAX_HEADERS,
+                         &hd);
+  if (rv == H1_INCOMPLETE)
+    return 0;
+  if (rv != H1_OK)
     return -1;
   if (hd.status >= 100 && hd.status < 200 && hd.status != 101)
-    return 1; /* interim response: wait for the real one */
+    return (ssize_t)hd.head_len; /* interim response: wait for the real one */
   if (hd.status < 200)
     return -1; /* 101: we never asked to switch protocols */
   conn = h1_find(&hd, "connection");
@@ -173,151 +185,114 @@ static int bconn_on_head(struct bconn *c, char *raw, size_t head_len) {
   s->resp_started = 1;
   s->resp_done = c->st == B_DONE;
   rv = nghttp2_submit_response(s->t->h2, s->id, nva, n, s->resp_done ? NULL : &prd);
-  return rv == 0 ? 0 : -1;
+  return rv == 0 ? (ssize_t)hd.head_len : -1;
 }
 
-/* Moves up to MAX body bytes from the backend into the stream's buffer. */
-static uint64_t bconn_take(struct bconn *c, uint64_t max) {
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  size_t avail = evbuffer_get_length(in);
-  size_t n = max < avail ? (size_t)max : avail;
+/* Body bytes of the response (n of them at p) into the stream's buffer:
+ * how many belong to it. B_DONE once the body is complete. -1: broken. */
+static ssize_t bconn_body(struct bconn *c, const char *p, size_t n) {
+  struct evbuffer *resp = c->s->resp;
+  size_t pos = 0;
 
-  if (n)
-    evbuffer_remove_buffer(in, c->s->resp, n);
-  return n;
-}
-
-/* A response head: at most MAX_HEAD bytes and MAX_HEADERS fields. 1 when
- * one was handled, 0 to wait for bytes, -1 broken. */
-static int bconn_head(struct bconn *c) {
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  size_t avail = evbuffer_get_length(in), look = avail < MAX_HEAD ? avail : MAX_HEAD;
-  const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-  struct h1_field fields[MAX_HEADERS];
-  struct h1_head hd;
-  char *raw;
-  int rc;
-
-  if (!data)
-    return -1;
-  rc = h1_parse_response(data, look, MAX_HEAD, fields, MAX_HEADERS, &hd);
-  if (rc == H1_INCOMPLETE)
-    return 0;
-  if (rc != H1_OK || !(raw = malloc(hd.head_len)))
-    return -1;
-  evbuffer_remove(in, raw, hd.head_len);
-  rc = bconn_on_head(c, raw, hd.head_len);
-  free(raw);
-  return rc < 0 ? -1 : 1;
-}
-
-/* Chunked body bytes into the stream's buffer. Like B_LENGTH it takes all
- * that was read: reading itself stops while the stream holds STREAM_HIGH. */
-static int bconn_chunked(struct bconn *c) {
-  struct evbuffer *in = bufferevent_get_input(c->bev);
-  size_t n = evbuffer_get_contiguous_space(in), off, len;
-  const char *d;
-  ssize_t used;
-
-  if (n == 0)
-    return 0;
-  d = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-  if ((used = h1_chunked_decode(&c->chunk, d, n, n, &off, &len)) < 0)
-    return -1;
-  if (len) {
-    evbuffer_drain(in, off);
-    evbuffer_remove_buffer(in, c->s->resp, len);
-    evbuffer_drain(in, (size_t)used - off - len);
-  } else {
-    evbuffer_drain(in, (size_t)used);
-  }
-  if (h1_chunked_done(&c->chunk))
-    c->st = B_DONE;
-  return used > 0 ? 1 : 0;
-}
-
-/* Advances the response state machine; -1 = broken response. */
-static int bconn_parse(struct bconn *c) {
-  for (;;) {
-    int rv;
-
-    switch (c->st) {
-    case B_HEAD:
-      if ((rv = bconn_head(c)) <= 0)
-        return rv;
-      break;
-    case B_LENGTH:
-      c->remaining -= bconn_take(c, c->remaining);
-      if (c->remaining)
-        return 0;
+  switch (c->st) {
+  case B_LENGTH:
+    if (n > c->remaining)
+      n = (size_t)c->remaining;
+    evbuffer_add(resp, p, n);
+    c->remaining -= n;
+    if (!c->remaining)
       c->st = B_DONE;
-      break;
-    case B_CHUNKED:
-      if ((rv = bconn_chunked(c)) <= 0)
-        return rv;
-      break;
-    case B_UNTIL_CLOSE: bconn_take(c, UINT64_MAX); return 0;
-    case B_DONE: return 0;
+    return (ssize_t)n;
+  case B_UNTIL_CLOSE: evbuffer_add(resp, p, n); return (ssize_t)n;
+  case B_CHUNKED:
+    while (pos < n && !h1_chunked_done(&c->chunk)) {
+      size_t off, len;
+      ssize_t used = h1_chunked_decode(&c->chunk, p + pos, n - pos, n - pos, &off, &len);
+      if (used < 0)
+        return -1;
+      if (used == 0)
+        break; /* a chunk-size line not complete yet: the rest is kept */
+      if (len)
+        evbuffer_add(resp, p + pos + off, len);
+      pos += (size_t)used;
     }
+    if (h1_chunked_done(&c->chunk))
+      c->st = B_DONE;
+    return (ssize_t)pos;
+  default: return 0;
   }
 }
 
-static void bconn_read_cb(struct bufferevent *bev, void *arg) {
-  struct bconn *c = arg;
-  struct stream *s = c->s;
-  struct tunnel *t = s->t;
+/*
+ * The bytes of one read (writable: names are lowercased in place), through
+ * the response state machine. What cannot be used yet (a head or a chunk
+ * line cut by the read) waits in c->head, at most MAX_HEAD bytes. 0, or -1
+ * for a broken response.
+ */
+static int bconn_input(struct bconn *c, char *p, size_t n) {
+  int from_held = 0;
 
-  (void)bev;
-  c->got_bytes = 1;
-  if (bconn_parse(c) < 0) {
-    stream_backend_failed(s, "malformed backend response");
-  } else {
-    if (s->req_head && s->resp_started) {
-      free(s->req_head);
-      s->req_head = NULL;
+  if (c->head && evbuffer_get_length(c->head) > 0) {
+    /* Earlier bytes wait: continue behind them, in one piece. */
+    size_t held = evbuffer_get_length(c->head);
+    if (held + n > MAX_HEAD + (size_t)MAX_READ || evbuffer_add(c->head, p, n) < 0)
+      return -1;
+    n += held;
+    if (!(p = (char *)evbuffer_pullup(c->head, (ev_ssize_t)n)))
+      return -1;
+    from_held = 1;
+  }
+  size_t pos = 0;
+  while (pos < n && c->s) {
+    if (c->st == B_HEAD) {
+      ssize_t used = bconn_head(c, p + pos, n - pos);
+      if (used < 0)
+        return -1;
+      if (used == 0)
+        break;
+      pos += (size_t)used;
+      continue; /* an interim response leaves c->st at B_HEAD */
     }
-    /* Backpressure: HTTP/2 flow control decides how fast we drain. */
-    if (evbuffer_get_length(s->resp) >= STREAM_HIGH)
-      bufferevent_disable(c->bev, EV_READ);
     if (c->st == B_DONE) {
-      s->resp_done = 1;
-      bconn_release(c);
+      c->keepalive = 0; /* bytes after the response: the connection is not reusable */
+      pos = n;
+      break;
     }
-    stream_data_ready(s);
+    ssize_t used = bconn_body(c, p + pos, n - pos);
+    if (used < 0)
+      return -1;
+    if (used == 0 && c->st != B_DONE)
+      break;
+    pos += (size_t)used;
   }
-  tunnel_flush(t);
-}
-
-static void bconn_write_cb(struct bufferevent *bev, void *arg) {
-  struct bconn *c = arg;
-  struct stream *s = c->s;
-
-  (void)bev;
-  /* The backend took the queued body: let the client send more. */
-  if (s->unconsumed) {
-    nghttp2_session_consume(s->t->h2, s->id, s->unconsumed);
-    s->unconsumed = 0;
-    tunnel_flush(s->t);
+  if (c->s && pos < n && c->st != B_DONE) { /* keep the unused tail for the next read */
+    if (from_held) {
+      evbuffer_drain(c->head, pos);
+    } else if ((!c->head && !(c->head = evbuffer_new())) ||
+               evbuffer_add(c->head, p + pos, n - pos) < 0) {
+      return -1;
+    }
+    if (c->st == B_HEAD && evbuffer_get_length(c->head) >= MAX_HEAD)
+      return -1; /* a head over MAX_HEAD bytes */
+  } else if (from_held) {
+    evbuffer_drain(c->head, evbuffer_get_length(c->head));
   }
+  return 0;
 }
 
 static int bconn_start(struct stream *s, struct bconn *c);
 static struct bconn *bconn_get(struct agent *ag);
 
-static void bconn_event_cb(struct bufferevent *bev, short what, void *arg) {
-  struct bconn *c = arg;
+/* The connection failed (closed, reset, timed out) while serving s. */
+static void bconn_failed(struct bconn *c, int eof, int timed_out) {
   struct stream *s = c->s;
   struct tunnel *t = s->t;
 
-  (void)bev;
-  if (what & BEV_EVENT_CONNECTED)
-    return;
-  if ((what & BEV_EVENT_EOF) && c->st == B_UNTIL_CLOSE) {
+  if (eof && c->st == B_UNTIL_CLOSE) {
     s->resp_done = 1;
     bconn_free(c);
     stream_data_ready(s);
-  } else if (c->reused && !c->got_bytes && !s->body_sent && s->req_head &&
-             !(what & BEV_EVENT_TIMEOUT)) {
+  } else if (c->reused && !c->got_bytes && !s->body_sent && s->req_head && !timed_out) {
     /* The backend closed a pooled connection as we reused it: retry once. */
     struct bconn *fresh;
 
@@ -327,15 +302,127 @@ static void bconn_event_cb(struct bufferevent *bev, short what, void *arg) {
     if (!fresh || bconn_start(s, fresh) < 0)
       stream_backend_failed(s, "backend unreachable");
   } else {
-    stream_backend_failed(s, (what & BEV_EVENT_TIMEOUT) ? "backend timed out"
-                             : c->got_bytes             ? "backend closed mid-response"
-                                                        : "backend unreachable");
+    stream_backend_failed(s, timed_out      ? "backend timed out"
+                             : c->got_bytes ? "backend closed mid-response"
+                                            : "backend unreachable");
   }
-  tunnel_flush(t);
+  tunnel_want_flush(t);
+}
+
+static void bconn_read_cb(evutil_socket_t fd, short what, void *arg) {
+  static char buf[MAX_READ];
+  struct bconn *c = arg;
+  struct stream *s = c->s;
+  struct tunnel *t;
+  size_t budget = READ_BUDGET;
+
+  (void)fd, (void)what;
+  if (!s) { /* an idle keep-alive connection must stay silent */
+    bconn_free(c);
+    return;
+  }
+  t = s->t;
+  while (c->s && !c->sk.read_paused && budget > 0) {
+    ssize_t n = sock_read(&c->sk, buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      bconn_failed(c, n == 0, 0);
+      return;
+    }
+    c->got_bytes = 1;
+    c->active_ms = now_ms(c->ag);
+    if (bconn_input(c, buf, (size_t)n) < 0) {
+      stream_backend_failed(s, "malformed backend response");
+      tunnel_want_flush(t);
+      return;
+    }
+    if (c->st == B_DONE) {
+      s->resp_done = 1;
+      bconn_release(c);
+      break;
+    }
+    /* Backpressure: HTTP/2 flow control decides how fast we drain. */
+    if (evbuffer_get_length(s->resp) >= STREAM_HIGH)
+      sock_pause_read(&c->sk, 1);
+    if ((size_t)n < sizeof(buf))
+      break; /* drained */
+    budget -= (size_t)n < budget ? (size_t)n : budget;
+  }
+  if (s->req_head && s->resp_started) {
+    recycle_free(s->req_head);
+    s->req_head = NULL;
+  }
+  stream_data_ready(s);
+  tunnel_want_flush(t);
+}
+
+/* Writes the queued request bytes (the tunnel's end-of-turn flush, or write
+ * readiness); errors fail the stream. */
+void bconn_flush(struct bconn *c) {
+  struct stream *s = c->s;
+  int rc;
+
+  if (!s || c->connecting)
+    return; /* the connect's completion flushes */
+  if ((rc = sock_write(&c->sk)) < 0) {
+    bconn_failed(c, 0, 0);
+    return;
+  }
+  c->active_ms = now_ms(c->ag);
+  /* The backend took the queued body: let the client send more. */
+  if (rc == 0 && s->unconsumed) {
+    nghttp2_session_consume(s->t->h2, s->id, s->unconsumed);
+    s->unconsumed = 0;
+    tunnel_want_flush(s->t);
+  }
+}
+
+static void bconn_write_cb(evutil_socket_t fd, short what, void *arg) {
+  struct bconn *c = arg;
+  int err = 0;
+  socklen_t len = sizeof(err);
+
+  (void)fd, (void)what;
+  if (c->connecting) {
+    if (getsockopt(c->sk.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+      err = errno;
+    if (err) {
+      if (c->s)
+        bconn_failed(c, 0, 0);
+      else
+        bconn_free(c);
+      return;
+    }
+    c->connecting = 0;
+  }
+  if (!c->s) { /* cannot happen: idle connections have nothing to write */
+    sock_write(&c->sk);
+    return;
+  }
+  bconn_flush(c);
+}
+
+/* No progress for BACKEND_TIMEOUT_S: the deadline moves with every byte,
+ * lazily (reads and writes only note the time). */
+static void bconn_timeout_cb(evutil_socket_t fd, short what, void *arg) {
+  struct bconn *c = arg;
+  uint64_t now = now_ms(c->ag), due = c->active_ms + (uint64_t)BACKEND_TIMEOUT_S * 1000;
+
+  (void)fd, (void)what;
+  if (!c->s)
+    return;
+  if (now < due) {
+    struct timeval tv = ms_tv(due - now);
+    evtimer_add(c->timeout, &tv);
+    return;
+  }
+  bconn_failed(c, 0, 1);
 }
 
 static struct bconn *bconn_get(struct agent *ag) {
   struct bconn *c = ag->idle;
+  int fd;
 
   if (c) {
     ag->idle = c->next;
@@ -346,27 +433,39 @@ static struct bconn *bconn_get(struct agent *ag) {
     c->reused = 1;
     return c;
   }
-  if (!(c = calloc(1, sizeof(*c))))
+  if (!(c = recycle_calloc(1, sizeof(*c))))
     return NULL;
   c->ag = ag;
-  if (!(c->bev = agent_dial(ag->base, &ag->cfg.backend))) {
-    free(c);
+  if ((fd = agent_dial(&ag->cfg.backend)) < 0) {
+    recycle_free(c);
     return NULL;
   }
+  if (!(c->timeout = evtimer_new(ag->base, bconn_timeout_cb, c)) ||
+      sock_init(&c->sk, ag->base, fd, bconn_read_cb, bconn_write_cb, c) < 0) {
+    if (c->timeout)
+      event_free(c->timeout);
+    close(fd);
+    recycle_free(c);
+    return NULL;
+  }
+  c->connecting = 1;
+  sock_want_write(&c->sk); /* the connect's completion */
   return c;
 }
 
 static int bconn_start(struct stream *s, struct bconn *c) {
-  struct timeval tmo = {BACKEND_TIMEOUT_S, 0};
-
   c->s = s;
   s->bc = c;
   c->st = B_HEAD;
   c->got_bytes = 0;
-  bufferevent_setcb(c->bev, bconn_read_cb, bconn_write_cb, bconn_event_cb, c);
-  bufferevent_set_timeouts(c->bev, &tmo, &tmo);
-  bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-  return bufferevent_write(c->bev, s->req_head, s->req_head_len);
+  c->active_ms = now_ms(c->ag);
+  if (c->head)
+    evbuffer_drain(c->head, evbuffer_get_length(c->head));
+  event_add(c->timeout, c->ag->backend_tmo);
+  if (evbuffer_add(c->sk.out, s->req_head, s->req_head_len) < 0)
+    return -1;
+  tunnel_queue_write(s->t, c);
+  return 0;
 }
 
 void stream_backend_failed(struct stream *s, const char *why) {
@@ -406,13 +505,20 @@ static int is_token(const struct bytes *b) {
   return 1;
 }
 
+/* Appends n bytes at *at. */
+static void put(char **at, const void *p, size_t n) {
+  memcpy(*at, p, n);
+  *at += n;
+}
+
 /* The request head is complete: translate to HTTP/1.1 and send it. */
 void stream_dispatch(struct stream *s) {
-  struct evbuffer *h;
+  static const char TE_CHUNKED[] = "transfer-encoding: chunked\r\n";
   const struct bytes *host;
   struct bytes fallback;
   struct bconn *c;
-  size_t n;
+  size_t nh, nc, n;
+  char *at;
 
   if (!s->method.p || !s->path.p || (s->method.n == 7 && !memcmp(s->method.p, "CONNECT", 7))) {
     stream_reply_text(s, 501, "501 not implemented\n");
@@ -427,35 +533,36 @@ void stream_dispatch(struct stream *s) {
     return;
   }
   s->is_head = s->method.n == 4 && !memcmp(s->method.p, "HEAD", 4);
-  if (!(h = evbuffer_new()))
-    goto oom;
-  evbuffer_add(h, s->method.p, s->method.n);
-  evbuffer_add(h, " ", 1);
-  evbuffer_add(h, s->path.p, s->path.n);
-  evbuffer_add(h, " HTTP/1.1\r\nhost: ", 17);
-  evbuffer_add(h, host->p, host->n);
-  evbuffer_add(h, "\r\n", 2);
-  evbuffer_add_buffer(h, s->hdrs);
-  if (evbuffer_get_length(s->cookies)) {
+  s->chunked_up = !s->req_ended && !s->has_length;
+  /* One piece, sized first: "M P HTTP/1.1\r\nhost: H\r\n" fields [cookie]
+   * [transfer-encoding] "\r\n". The header bytes are bounded by
+   * max_header_list, so the sum cannot overflow. */
+  nh = evbuffer_get_length(s->hdrs);
+  nc = evbuffer_get_length(s->cookies);
+  n = s->method.n + 1 + s->path.n + 17 + host->n + 2 + nh + (nc ? 8 + nc + 2 : 0) +
+      (s->chunked_up ? sizeof(TE_CHUNKED) - 1 : 0) + 2;
+  if (!(s->req_head = recycle_malloc(n))) {
+    stream_reply_text(s, 503, "503 out of memory\n");
+    return;
+  }
+  at = s->req_head;
+  put(&at, s->method.p, s->method.n);
+  put(&at, " ", 1);
+  put(&at, s->path.p, s->path.n);
+  put(&at, " HTTP/1.1\r\nhost: ", 17);
+  put(&at, host->p, host->n);
+  put(&at, "\r\n", 2);
+  at += evbuffer_remove(s->hdrs, at, nh);
+  if (nc) {
     /* HTTP/2 may split cookies into several fields; HTTP/1.1 wants one. */
-    evbuffer_add(h, "cookie: ", 8);
-    evbuffer_add_buffer(h, s->cookies);
-    evbuffer_add(h, "\r\n", 2);
+    put(&at, "cookie: ", 8);
+    at += evbuffer_remove(s->cookies, at, nc);
+    put(&at, "\r\n", 2);
   }
-  if (!s->req_ended && !s->has_length) {
-    s->chunked_up = 1;
-    evbuffer_add_printf(h, "transfer-encoding: chunked\r\n");
-  }
-  evbuffer_add(h, "\r\n", 2);
-  n = evbuffer_get_length(h);
-  s->req_head = malloc(n);
-  if (!s->req_head) {
-    evbuffer_free(h);
-    goto oom;
-  }
-  evbuffer_remove(h, s->req_head, n);
-  s->req_head_len = n;
-  evbuffer_free(h);
+  if (s->chunked_up)
+    put(&at, TE_CHUNKED, sizeof(TE_CHUNKED) - 1);
+  put(&at, "\r\n", 2);
+  s->req_head_len = (size_t)(at - s->req_head);
   if (verbose) {
     char m[32], path[128];
     logmsg("tunnel %" PRIu64 " stream %d: %s %s", s->t->conn_id, s->id,
@@ -468,7 +575,4 @@ void stream_dispatch(struct stream *s) {
       bconn_free(c);
     stream_backend_failed(s, "backend unreachable");
   }
-  return;
-oom:
-  stream_reply_text(s, 503, "503 out of memory\n");
 }

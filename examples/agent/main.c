@@ -45,10 +45,7 @@ static void agent_stop(struct agent *ag) {
     struct slot *sl = &ag->slots[i];
 
     evtimer_del(sl->timer);
-    if (sl->bev) {
-      bufferevent_free(sl->bev);
-      sl->bev = NULL;
-    }
+    slot_close(sl);
   }
   while (ag->idle)
     bconn_free(ag->idle);
@@ -59,7 +56,7 @@ static void agent_stop(struct agent *ag) {
     /* GOAWAY with the last seen id: in-flight streams may finish. */
     nghttp2_submit_goaway(t->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(t->h2),
                           NGHTTP2_NO_ERROR, NULL, 0);
-    tunnel_flush(t);
+    tunnel_want_flush(t);
   }
   if (!ag->tunnels) {
     event_base_loopbreak(ag->base);
@@ -154,6 +151,7 @@ int main(int argc, char **argv) {
 
   memset(&ag, 0, sizeof(ag));
   log_prog = PROG;
+  recycle_libevent(); /* before libevent allocates anything */
   cfg->max_header_list = DEFAULT_MAX_HEADER_LIST;
   cfg->max_headers = DEFAULT_MAX_HEADERS;
   cfg->count = 1;
@@ -219,6 +217,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, PROG ": initialisation failed\n");
     return 1;
   }
+  {
+    const struct timeval tmo = {BACKEND_TIMEOUT_S, 0};
+    /* Every exchange arms this one timeout: a queue, not a heap. */
+    ag.backend_tmo = event_base_init_common_timeout(ag.base, &tmo);
+  }
   sig_int = evsignal_new(ag.base, SIGINT, signal_cb, &ag);
   sig_term = evsignal_new(ag.base, SIGTERM, signal_cb, &ag);
   event_add(sig_int, NULL);
@@ -230,6 +233,7 @@ int main(int argc, char **argv) {
   for (i = 0; i < cfg->count; i++) {
     ag.slots[i].ag = &ag;
     ag.slots[i].idx = i;
+    ag.slots[i].sk.fd = -1;
     ag.slots[i].timer = evtimer_new(ag.base, slot_timer_cb, &ag.slots[i]);
     slot_connect(&ag.slots[i]);
   }
@@ -240,8 +244,11 @@ int main(int argc, char **argv) {
     agent_stop(&ag); /* frees parked tunnels and idle backends */
   while (ag.tunnels)
     tunnel_free(ag.tunnels);
-  for (i = 0; i < cfg->count; i++)
+  for (i = 0; i < cfg->count; i++) {
     event_free(ag.slots[i].timer);
+    if (ag.slots[i].in)
+      evbuffer_free(ag.slots[i].in);
+  }
   free(ag.slots);
   if (ag.grace_ev)
     event_free(ag.grace_ev);
@@ -249,6 +256,7 @@ int main(int argc, char **argv) {
   event_free(sig_term);
   event_base_free(ag.base);
   h2_teardown();
+  recycle_release();
   logmsg("exiting");
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/tcp.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,49 +20,44 @@
 
 static const char RPING[5] = {'R', 'P', 'I', 'N', 'G'};
 
-/*
- * The socket is made here, not by libevent, so that a synchronous connect()
- * failure is reported by the return value only: callbacks are installed
- * after bufferevent_socket_connect() succeeds.
- */
-struct bufferevent *agent_dial(struct event_base *base, const struct addr *a) {
-  struct bufferevent *bev;
-  evutil_socket_t fd;
-  int one = 1;
+static void slot_read_cb(evutil_socket_t fd, short what, void *arg);
+static void slot_write_cb(evutil_socket_t fd, short what, void *arg);
 
-  fd = socket(a->ss.ss_family, SOCK_STREAM, 0);
+/* A non-blocking TCP socket with its connect to a started: the fd, or -1
+ * (errno). Completion shows as write readiness. */
+int agent_dial(const struct addr *a) {
+  int one = 1, fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
   if (fd < 0)
-    return NULL;
+    return -1;
   /* RPING echoes and HTTP/2 frames are latency bound, never batch them. */
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (evutil_make_socket_nonblocking(fd) < 0 || evutil_make_socket_closeonexec(fd) < 0) {
-    evutil_closesocket(fd);
-    return NULL;
+  if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
   }
-  bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-  if (!bev) {
-    evutil_closesocket(fd);
-    return NULL;
-  }
-  /* One syscall per 64 KiB instead of per 4 KiB: bulk bodies and many
-   * small responses cost a quarter of the reads. */
-  bufferevent_set_max_single_read(bev, MAX_READ);
-  bufferevent_set_max_single_write(bev, MAX_READ);
-  if (bufferevent_socket_connect(bev, (const struct sockaddr *)&a->ss, (int)a->len) < 0) {
-    bufferevent_free(bev);
-    return NULL;
-  }
-  return bev;
+  return fd;
+}
+
+/* Closes the slot's socket, if any. */
+void slot_close(struct slot *sl) {
+  if (sl->sk.fd < 0)
+    return;
+  sock_close(&sl->sk);
+  close(sl->sk.fd);
+  sl->sk.fd = -1;
+  if (sl->in)
+    evbuffer_drain(sl->in, evbuffer_get_length(sl->in));
 }
 
 void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
   struct agent *ag = sl->ag;
   struct timeval tv;
 
-  if (sl->bev) {
-    bufferevent_free(sl->bev);
-    sl->bev = NULL;
-  }
+  slot_close(sl);
+  evtimer_del(sl->timer);
   sl->state = SLOT_WAIT;
   if (ag->stopping)
     return;
@@ -85,7 +81,7 @@ void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
 
 static void slot_send_handshake(struct slot *sl) {
   const struct config *c = &sl->ag->cfg;
-  struct evbuffer *out = bufferevent_get_output(sl->bev);
+  struct evbuffer *out = sl->sk.out;
 
   /* Byte for byte what Envoy's HTTP/1 client codec produces for it. */
   evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nhost: %s\r\n", c->path, c->upstream.text);
@@ -113,7 +109,7 @@ static void slot_send_handshake(struct slot *sl) {
  * the body is complete (or malformed: nothing more is worth waiting for),
  * 0 when more bytes may come. */
 static int rejection_chunked(struct slot *sl, char *out, size_t cap, size_t *outlen) {
-  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  struct evbuffer *in = sl->in;
   size_t n = evbuffer_get_length(in), pos = 0;
   const char *d;
   struct h1_chunked c;
@@ -140,7 +136,7 @@ static int rejection_chunked(struct slot *sl, char *out, size_t cap, size_t *out
 }
 
 static void slot_finish_rejection(struct slot *sl, int complete) {
-  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  struct evbuffer *in = sl->in;
   size_t n = evbuffer_get_length(in), blen = 0;
   char body[201], shown[201], why[400];
   int64_t delay = -1;
@@ -168,7 +164,7 @@ static void slot_finish_rejection(struct slot *sl, int complete) {
 /* Returns 1 once the whole rejection body is in the input buffer, or
  * MAX_HEAD bytes of it: an endless body is not waited for. */
 static int slot_rejection_complete(struct slot *sl) {
-  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  struct evbuffer *in = sl->in;
   size_t n = evbuffer_get_length(in), dummy;
   char scratch[1];
 
@@ -183,40 +179,76 @@ static int slot_rejection_complete(struct slot *sl) {
   return 0;
 }
 
-/* Echo RPINGs until the first other byte, then hand the socket to HTTP/2. */
-static void slot_parked_input(struct slot *sl) {
-  struct evbuffer *in = bufferevent_get_input(sl->bev);
-  size_t echoes = 0, n;
+/* Echoes RPINGs: straight to the kernel when nothing waits before them
+ * (a parked socket's send buffer is empty), else behind what waits. */
+static int slot_echo(struct slot *sl, size_t echoes) {
+  char out[5 * 16];
 
-  while ((n = evbuffer_get_length(in)) > 0) {
-    const char *p;
-    size_t i;
+  while (echoes) {
+    size_t k = echoes < 16 ? echoes : 16, len = k * 5;
+    ssize_t n = 0;
 
-    if (n > 4096)
-      n = 4096;
-    p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-    for (i = 0; i < n; i++) {
-      if (p[i] != RPING[sl->ping_match]) {
-        size_t held = sl->ping_match;
-
-        evbuffer_drain(in, i);
-        while (echoes--)
-          bufferevent_write(sl->bev, RPING, 5);
-        /* A held partial RPING was application data after all. */
-        tunnel_start(sl, RPING, held);
-        return;
-      }
-      if (++sl->ping_match == sizeof(RPING)) {
-        sl->ping_match = 0;
-        echoes++;
-      }
+    for (size_t i = 0; i < k; i++)
+      memcpy(out + i * 5, RPING, 5);
+    if (evbuffer_get_length(sl->sk.out) == 0) {
+      n = send(sl->sk.fd, out, len, MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return -1;
+      if (n < 0)
+        n = 0;
     }
-    evbuffer_drain(in, n);
+    if ((size_t)n < len && evbuffer_add(sl->sk.out, out + n, len - (size_t)n) < 0)
+      return -1;
+    echoes -= k;
   }
-  if (echoes)
+  return evbuffer_get_length(sl->sk.out) && sock_write(&sl->sk) < 0 ? -1 : 0;
+}
+
+/* Parked bytes: RPINGs are echoed until the first other byte, which hands
+ * the socket (and the bytes from there on) to HTTP/2. 0, or -1 once the
+ * slot is gone (retry or handoff). */
+static int slot_parked_bytes(struct slot *sl, const uint8_t *p, size_t n) {
+  size_t echoes = 0;
+
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] != (uint8_t)RPING[sl->ping_match]) {
+      size_t held = sl->ping_match;
+
+      if (echoes && slot_echo(sl, echoes) < 0) {
+        slot_retry(sl, -1, "parked tunnel: write failed");
+        return -1;
+      }
+      /* A held partial RPING was application data after all. */
+      tunnel_start(sl, RPING, held, p + i, n - i);
+      return -1;
+    }
+    if (++sl->ping_match == sizeof(RPING)) {
+      sl->ping_match = 0;
+      echoes++;
+    }
+  }
+  if (echoes) {
     VLOG("slot %u: echoed %zu RPING", sl->idx, echoes);
-  while (echoes--)
-    bufferevent_write(sl->bev, RPING, 5);
+    if (slot_echo(sl, echoes) < 0) {
+      slot_retry(sl, -1, "parked tunnel: write failed");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void slot_parked_read(struct slot *sl) {
+  static uint8_t buf[MAX_READ];
+
+  for (;;) {
+    ssize_t n = sock_read(&sl->sk, buf, sizeof(buf));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      slot_retry(sl, -1, n == 0 ? "parked tunnel closed by upstream" : strerror(errno));
+      return;
+    }
+    if (n < 0 || slot_parked_bytes(sl, buf, (size_t)n) < 0 || (size_t)n < sizeof(buf))
+      return;
+  }
 }
 
 /* A decimal field value (digits only, below 2^31), or -1. */
@@ -233,9 +265,29 @@ static long field_decimal(const struct h1_field *f) {
   return v;
 }
 
+/* What the handshake read left in the input buffer (at most MAX_HEAD plus
+ * one read), as parked bytes: all of them, since a handoff feeds the rest
+ * to HTTP/2 at once. */
+static void slot_parked_evbuffer(struct slot *sl) {
+  struct evbuffer *in = sl->in;
+  size_t n = evbuffer_get_length(in);
+  const uint8_t *p;
+
+  if (n == 0)
+    return;
+  if (!(p = evbuffer_pullup(in, -1))) {
+    slot_retry(sl, -1, "out of memory");
+    return;
+  }
+  slot_parked_bytes(sl, p, n);
+  /* Consumed either way (echoed, or the tunnel's), and nothing was added
+   * meanwhile: the next connection of the slot reads only later. */
+  evbuffer_drain(in, n);
+}
+
 static void slot_handshake_input(struct slot *sl) {
   struct agent *ag = sl->ag;
-  struct evbuffer *in = bufferevent_get_input(sl->bev);
+  struct evbuffer *in = sl->in;
   size_t avail = evbuffer_get_length(in), look = avail < MAX_HEAD ? avail : MAX_HEAD;
   const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
   struct h1_field fields[MAX_HEADERS];
@@ -264,9 +316,9 @@ static void slot_handshake_input(struct slot *sl) {
     sl->episode_ms = 0;
     sl->ping_match = 0;
     /* The upstream pings on its own schedule; idle is not an error. */
-    bufferevent_set_timeouts(sl->bev, NULL, NULL);
+    evtimer_del(sl->timer);
     /* Bytes coalesced with the response head already belong to the tunnel. */
-    slot_parked_input(sl);
+    slot_parked_evbuffer(sl);
     return;
   }
 
@@ -294,53 +346,76 @@ static void slot_handshake_input(struct slot *sl) {
     slot_finish_rejection(sl, 1);
 }
 
-static void slot_read_cb(struct bufferevent *bev, void *arg) {
-  struct slot *sl = arg;
+static void slot_failed(struct slot *sl, const char *what) {
+  char why[160];
 
-  (void)bev;
+  snprintf(why, sizeof(why), "%s %s",
+           sl->state == SLOT_PARKED       ? "parked tunnel"
+           : sl->state == SLOT_CONNECTING ? "connect failed:"
+                                          : "handshake",
+           what);
+  slot_retry(sl, -1, why);
+}
+
+static void slot_read_cb(evutil_socket_t fd, short what, void *arg) {
+  struct slot *sl = arg;
+  ssize_t n;
+
+  (void)fd, (void)what;
+  if (sl->state == SLOT_PARKED) {
+    slot_parked_read(sl);
+    return;
+  }
+  if (sl->state == SLOT_CONNECTING)
+    return; /* write readiness says how the connect went */
+  n = sock_read_evbuffer(&sl->sk, sl->in, 4096, MAX_HEAD);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return;
+  if (n <= 0) {
+    if (sl->state == SLOT_REJECTED)
+      slot_finish_rejection(sl, n == 0 && sl->body == BODY_CLOSE);
+    else
+      slot_failed(sl, n == 0 ? "closed by upstream" : strerror(errno));
+    return;
+  }
   switch (sl->state) {
   case SLOT_HANDSHAKE: slot_handshake_input(sl); break;
   case SLOT_REJECTED:
     if (slot_rejection_complete(sl))
       slot_finish_rejection(sl, 1);
     break;
-  case SLOT_PARKED: slot_parked_input(sl); break;
   default: break;
   }
 }
 
-static void slot_event_cb(struct bufferevent *bev, short what, void *arg) {
+static void slot_write_cb(evutil_socket_t fd, short what, void *arg) {
   struct slot *sl = arg;
-  char why[160];
+  int err = 0;
+  socklen_t len = sizeof(err);
 
-  (void)bev;
-  if (what & BEV_EVENT_CONNECTED) {
+  (void)fd, (void)what;
+  if (sl->state == SLOT_CONNECTING) {
+    if (getsockopt(sl->sk.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+      err = errno;
+    if (err) {
+      slot_failed(sl, strerror(err));
+      return;
+    }
     VLOG("slot %u: connected to %s, sending handshake "
          "(connection-id %" PRIu64 ")",
          sl->idx, sl->ag->cfg.upstream.text, sl->conn_id);
     sl->state = SLOT_HANDSHAKE;
     slot_send_handshake(sl);
-    bufferevent_enable(sl->bev, EV_READ);
-    return;
   }
-  if (sl->state == SLOT_REJECTED) {
-    slot_finish_rejection(sl, (what & BEV_EVENT_EOF) && sl->body == BODY_CLOSE);
-    return;
-  }
-  snprintf(why, sizeof(why), "%s %s",
-           sl->state == SLOT_PARKED       ? "parked tunnel"
-           : sl->state == SLOT_CONNECTING ? "connect failed:"
-                                          : "handshake",
-           (what & BEV_EVENT_TIMEOUT) ? "timed out"
-           : (what & BEV_EVENT_EOF)   ? "closed by upstream"
-                                      : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-  slot_retry(sl, -1, why);
+  if (sock_write(&sl->sk) < 0)
+    slot_failed(sl, strerror(errno));
 }
 
 void slot_connect(struct slot *sl) {
   struct agent *ag = sl->ag;
   struct timeval tmo = {HANDSHAKE_TIMEOUT_S, 0};
   char why[128];
+  int fd;
 
   if (ag->stopping)
     return;
@@ -350,18 +425,31 @@ void slot_connect(struct slot *sl) {
   sl->conn_id = ++ag->next_conn_id;
   sl->ping_match = 0;
   sl->state = SLOT_CONNECTING;
-  sl->bev = agent_dial(ag->base, &ag->cfg.upstream);
-  if (!sl->bev) {
+  if ((!sl->in && !(sl->in = evbuffer_new())) || (fd = agent_dial(&ag->cfg.upstream)) < 0) {
     snprintf(why, sizeof(why), "connect to %s failed: %s", ag->cfg.upstream.text, strerror(errno));
     slot_retry(sl, -1, why);
     return;
   }
-  bufferevent_setcb(sl->bev, slot_read_cb, NULL, slot_event_cb, sl);
-  bufferevent_set_timeouts(sl->bev, &tmo, &tmo);
+  if (sock_init(&sl->sk, ag->base, fd, slot_read_cb, slot_write_cb, sl) < 0) {
+    close(fd);
+    sl->sk.fd = -1;
+    slot_retry(sl, -1, "out of memory");
+    return;
+  }
+  sock_want_write(&sl->sk); /* the connect's completion */
+  /* Connecting and the handshake together get HANDSHAKE_TIMEOUT_S. */
+  evtimer_add(sl->timer, &tmo);
 }
 
 void slot_timer_cb(evutil_socket_t fd, short what, void *arg) {
+  struct slot *sl = arg;
+
   (void)fd;
   (void)what;
-  slot_connect(arg);
+  if (sl->state == SLOT_WAIT)
+    slot_connect(sl);
+  else if (sl->state == SLOT_REJECTED)
+    slot_finish_rejection(sl, 0);
+  else if (sl->state != SLOT_PARKED)
+    slot_failed(sl, "timed out");
 }

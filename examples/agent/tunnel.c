@@ -7,11 +7,13 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -29,18 +31,18 @@ void stream_free(struct stream *s) {
   if (s->next)
     s->next->prev = s->prev;
   t->hdr_held -= s->hdr_cost < t->hdr_held ? s->hdr_cost : t->hdr_held;
-  free(s->method.p);
-  free(s->path.p);
-  free(s->authority.p);
-  free(s->host.p);
-  free(s->req_head);
+  recycle_free(s->method.p);
+  recycle_free(s->path.p);
+  recycle_free(s->authority.p);
+  recycle_free(s->host.p);
+  recycle_free(s->req_head);
   if (s->hdrs)
     evbuffer_free(s->hdrs);
   if (s->cookies)
     evbuffer_free(s->cookies);
   if (s->resp)
     evbuffer_free(s->resp);
-  free(s);
+  recycle_free(s);
 }
 
 void stream_reply_text(struct stream *s, int status, const char *text) {
@@ -64,8 +66,10 @@ void stream_reply_text(struct stream *s, int status, const char *text) {
 
 static void stream_request_ended(struct stream *s) {
   s->req_ended = 1;
-  if (s->bc && s->chunked_up)
-    bufferevent_write(s->bc->bev, "0\r\n\r\n", 5);
+  if (s->bc && s->chunked_up) {
+    evbuffer_add(s->bc->sk.out, "0\r\n\r\n", 5);
+    tunnel_queue_write(s->t, s->bc);
+  }
 }
 
 /* ------------------------------------------------------ nghttp2 callbacks */
@@ -73,7 +77,7 @@ static void stream_request_ended(struct stream *s) {
 static ssize_t send_cb(nghttp2_session *session, const uint8_t *data, size_t len, int flags,
                        void *user_data) {
   struct tunnel *t = user_data;
-  struct evbuffer *out = bufferevent_get_output(t->bev);
+  struct evbuffer *out = t->sk.out;
 
   (void)session;
   (void)flags;
@@ -113,7 +117,7 @@ static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame, const ui
                         size_t length, nghttp2_data_source *source, void *user_data) {
   struct tunnel *t = user_data;
   struct stream *s = source->ptr;
-  struct evbuffer *out = bufferevent_get_output(t->bev);
+  struct evbuffer *out = t->sk.out;
 
   (void)session;
   (void)frame; /* no padding is ever selected */
@@ -122,7 +126,7 @@ static int send_data_cb(nghttp2_session *session, nghttp2_frame *frame, const ui
   evbuffer_add(out, framehd, 9);
   evbuffer_remove_buffer(s->resp, out, length);
   if (s->bc && evbuffer_get_length(s->resp) < STREAM_LOW)
-    bufferevent_enable(s->bc->bev, EV_READ);
+    sock_pause_read(&s->bc->sk, 0);
   return 0;
 }
 
@@ -132,7 +136,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
-  if (!(s = calloc(1, sizeof(*s))))
+  if (!(s = recycle_calloc(1, sizeof(*s))))
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   s->t = t;
   s->id = frame->hd.stream_id;
@@ -152,12 +156,22 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
 }
 
 static int is_hop_by_hop(const uint8_t *name, size_t len) {
-  static const char *const hop[] = {"connection",        "keep-alive", "proxy-connection",
-                                    "transfer-encoding", "upgrade",    "te",
-                                    "http2-settings",    "host"};
+  static const struct {
+    const char *name;
+    size_t len;
+  } hop[] = {{"te", 2},
+             {"host", 4},
+             {"upgrade", 7},
+             {"keep-alive", 10},
+             {"connection", 10},
+             {"http2-settings", 14},
+             {"proxy-connection", 16},
+             {"transfer-encoding", 17}};
 
+  if (len < 2 || len > 17)
+    return 0;
   for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-    if (strlen(hop[i]) == len && !memcmp(hop[i], name, len))
+    if (hop[i].len == len && !memcmp(hop[i].name, name, len))
       return 1;
   return 0;
 }
@@ -197,9 +211,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
   else if (namelen == 4 && !memcmp(name, "host", 4))
     slot = &s->host;
   if (slot) {
-    free(slot->p);
+    recycle_free(slot->p);
     slot->n = 0;
-    if (!(slot->p = malloc(valuelen + 1)))
+    if (!(slot->p = recycle_malloc(valuelen + 1)))
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     memcpy(slot->p, value, valuelen);
     slot->p[valuelen] = '\0';
@@ -255,7 +269,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
     nghttp2_session_consume(session, id, len); /* dropped */
     return 0;
   }
-  out = bufferevent_get_output(s->bc->bev);
+  out = s->bc->sk.out;
   if (s->chunked_up) {
     snprintf(sz, sizeof(sz), "%zx\r\n", len);
     evbuffer_add(out, sz, strlen(sz));
@@ -264,7 +278,8 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, co
   if (s->chunked_up)
     evbuffer_add(out, "\r\n", 2);
   s->body_sent = 1;
-  /* Acknowledge now unless the backend is behind; see bconn_write_cb. */
+  tunnel_queue_write(s->t, s->bc);
+  /* Acknowledge now unless the backend is behind; see bconn_flush. */
   if (evbuffer_get_length(out) < BACKEND_OUT_HIGH)
     nghttp2_session_consume(session, id, len);
   else
@@ -296,15 +311,19 @@ void tunnel_free(struct tunnel *t) {
   t->h2 = NULL;
   while (t->streams)
     stream_free(t->streams);
-  bufferevent_free(t->bev);
+  while (t->wq)
+    tunnel_unqueue_write(t->wq);
+  sock_close(&t->sk);
+  close(t->sk.fd);
   event_free(t->kill_ev);
+  event_free(t->flush_ev);
   if (t->prev)
     t->prev->next = t->next;
   else
     ag->tunnels = t->next;
   if (t->next)
     t->next->prev = t->prev;
-  free(t);
+  recycle_free(t);
   if (ag->stopping && !ag->tunnels)
     event_base_loopbreak(ag->base);
 }
@@ -324,23 +343,12 @@ static void tunnel_kill(struct tunnel *t, const char *why) {
     return;
   t->dying = 1;
   logmsg("tunnel %" PRIu64 ": closed (%s)", t->conn_id, why);
-  bufferevent_disable(t->bev, EV_READ | EV_WRITE);
+  sock_pause_read(&t->sk, 1);
+  if (t->sk.writing) {
+    event_del(t->sk.wev);
+    t->sk.writing = 0;
+  }
   event_active(t->kill_ev, 0, 0);
-}
-
-static void tunnel_drain_cb(struct bufferevent *bev, void *arg) {
-  (void)arg;
-  struct evbuffer *in = bufferevent_get_input(bev);
-
-  evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void tunnel_drain_event_cb(struct bufferevent *bev, short what, void *arg) {
-  struct tunnel *t = arg;
-
-  (void)bev;
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-    event_active(t->kill_ev, 0, 0);
 }
 
 /*
@@ -353,27 +361,87 @@ static void tunnel_linger(struct tunnel *t) {
   struct timeval tv = {LINGER_S, 0};
 
   t->dying = 1;
+  t->lingering = 1;
   logmsg("tunnel %" PRIu64 ": session finished", t->conn_id);
-  shutdown(bufferevent_getfd(t->bev), SHUT_WR);
-  bufferevent_setcb(t->bev, tunnel_drain_cb, NULL, tunnel_drain_event_cb, t);
-  bufferevent_set_timeouts(t->bev, NULL, NULL);
-  bufferevent_enable(t->bev, EV_READ);
+  shutdown(t->sk.fd, SHUT_WR);
+  sock_pause_read(&t->sk, 0);
   event_add(t->kill_ev, &tv);
 }
 
-void tunnel_flush(struct tunnel *t) {
-  int rv;
+static void tunnel_flush(struct tunnel *t) {
+  int rv, wr;
 
-  if (t->dying)
-    return;
-  if ((rv = nghttp2_session_send(t->h2)) != 0) {
-    tunnel_kill(t, nghttp2_strerror(rv));
-    return;
+  t->flush_pending = 0;
+  /* Requests to the backends first: what they take frees request window. */
+  while (t->wq) {
+    struct bconn *c = t->wq;
+    tunnel_unqueue_write(c);
+    bconn_flush(c);
+  }
+  for (;;) {
+    size_t before, produced;
+    if (t->dying)
+      return;
+    before = evbuffer_get_length(t->sk.out);
+    if ((rv = nghttp2_session_send(t->h2)) != 0) {
+      tunnel_kill(t, nghttp2_strerror(rv));
+      return;
+    }
+    produced = evbuffer_get_length(t->sk.out) - before;
+    if ((wr = sock_write(&t->sk)) < 0) {
+      tunnel_kill(t, strerror(errno));
+      return;
+    }
+    /* the kernel is full (write readiness resumes us), or nghttp2 is done */
+    if (wr > 0 || produced == 0 || !nghttp2_session_want_write(t->h2))
+      break;
   }
   /* Both sides said GOAWAY and no stream is left: we are done. */
   if (!nghttp2_session_want_read(t->h2) && !nghttp2_session_want_write(t->h2) &&
-      evbuffer_get_length(bufferevent_get_output(t->bev)) == 0)
+      evbuffer_get_length(t->sk.out) == 0)
     tunnel_linger(t);
+}
+
+static void tunnel_flush_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  tunnel_flush(arg);
+}
+
+/* Everything this loop turn produces for the tunnel and its backends goes
+ * out in one write per socket, after the turn's other callbacks. */
+void tunnel_want_flush(struct tunnel *t) {
+  if (t->dying || t->flush_pending)
+    return;
+  t->flush_pending = 1;
+  event_active(t->flush_ev, 0, 0);
+}
+
+void tunnel_queue_write(struct tunnel *t, struct bconn *c) {
+  if (c->wq_of)
+    return;
+  c->wprev = NULL;
+  c->wnext = t->wq;
+  if (t->wq)
+    t->wq->wprev = c;
+  t->wq = c;
+  c->wq_of = t;
+  tunnel_want_flush(t);
+}
+
+void tunnel_unqueue_write(struct bconn *c) {
+  struct tunnel *t = c->wq_of;
+
+  if (!t)
+    return;
+  if (c->wprev)
+    c->wprev->wnext = c->wnext;
+  else
+    t->wq = c->wnext;
+  if (c->wnext)
+    c->wnext->wprev = c->wprev;
+  c->wprev = c->wnext = NULL;
+  c->wq_of = NULL;
 }
 
 static void tunnel_feed(struct tunnel *t, const uint8_t *p, size_t n) {
@@ -386,27 +454,42 @@ static void tunnel_feed(struct tunnel *t, const uint8_t *p, size_t n) {
     tunnel_kill(t, nghttp2_strerror((int)rv));
 }
 
-static void tunnel_read_cb(struct bufferevent *bev, void *arg) {
+static void tunnel_read_cb(evutil_socket_t fd, short what, void *arg) {
+  static uint8_t buf[MAX_READ];
   struct tunnel *t = arg;
-  struct evbuffer *in = bufferevent_get_input(bev);
-  size_t n;
+  size_t budget = READ_BUDGET;
 
-  while (!t->dying && (n = evbuffer_get_contiguous_space(in)) > 0) {
-    tunnel_feed(t, evbuffer_pullup(in, (ev_ssize_t)n), n);
-    evbuffer_drain(in, n);
+  (void)fd, (void)what;
+  while (budget > 0 && (!t->dying || t->lingering)) {
+    ssize_t n = sock_read(&t->sk, buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      if (t->lingering)
+        event_active(t->kill_ev, 0, 0);
+      else
+        tunnel_kill(t, n == 0 ? "closed by upstream" : strerror(errno));
+      return;
+    }
+    if (!t->lingering) /* a lingering tunnel only waits for the close */
+      tunnel_feed(t, buf, (size_t)n);
+    if ((size_t)n < sizeof(buf))
+      break; /* drained */
+    budget -= (size_t)n < budget ? (size_t)n : budget;
   }
-  tunnel_flush(t);
+  tunnel_want_flush(t);
 }
 
-static void tunnel_write_cb(struct bufferevent *bev, void *arg) {
-  (void)bev;
-  tunnel_flush(arg);
-}
+static void tunnel_write_cb(evutil_socket_t fd, short what, void *arg) {
+  struct tunnel *t = arg;
 
-static void tunnel_event_cb(struct bufferevent *bev, short what, void *arg) {
-  (void)bev;
-  tunnel_kill(arg, (what & BEV_EVENT_EOF) ? "closed by upstream"
-                                          : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+  (void)fd, (void)what;
+  if (t->dying)
+    return;
+  if (sock_write(&t->sk) < 0)
+    tunnel_kill(t, strerror(errno));
+  else if (evbuffer_get_length(t->sk.out) <= TUN_OUT_LOW)
+    tunnel_flush(t);
 }
 
 static nghttp2_session_callbacks *h2_callbacks;
@@ -426,6 +509,10 @@ int h2_setup(void) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
   /* Window updates follow what the backend absorbed, not what we buffered. */
   nghttp2_option_set_no_auto_window_update(h2_options, 1);
+  /* Closed streams are kept only for the priority tree, which nobody uses:
+   * up to SETTINGS_MAX_CONCURRENT_STREAMS of them per session, memory and
+   * tree upkeep for nothing. */
+  nghttp2_option_set_no_closed_streams(h2_options, 1);
   h2_callbacks = cb;
   return 0;
 }
@@ -435,42 +522,54 @@ void h2_teardown(void) {
   nghttp2_option_del(h2_options);
 }
 
-/* The upstream sent its first non-RPING byte: this socket is HTTP/2 now. */
-void tunnel_start(struct slot *sl, const char *prefix, size_t plen) {
+/* The upstream sent its first non-RPING byte: this socket is HTTP/2 now.
+ * prefix: bytes of a partial RPING held back; rest: what followed them in
+ * the slot's last read. */
+void tunnel_start(struct slot *sl, const char *prefix, size_t plen, const uint8_t *rest,
+                  size_t restlen) {
   struct agent *ag = sl->ag;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1024},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, ag->cfg.max_header_list},
   };
-  struct tunnel *t = calloc(1, sizeof(*t));
+  struct tunnel *t = recycle_calloc(1, sizeof(*t));
 
-  if (!t || nghttp2_session_server_new2(&t->h2, h2_callbacks, t, h2_options) != 0 ||
-      !(t->kill_ev = event_new(ag->base, -1, 0, tunnel_kill_cb, t))) {
+  if (!t ||
+      nghttp2_session_server_new3(&t->h2, h2_callbacks, t, h2_options, recycle_nghttp2_mem()) !=
+          0 ||
+      !(t->kill_ev = event_new(ag->base, -1, 0, tunnel_kill_cb, t)) ||
+      !(t->flush_ev = event_new(ag->base, -1, 0, tunnel_flush_cb, t)) ||
+      sock_init(&t->sk, ag->base, sl->sk.fd, tunnel_read_cb, tunnel_write_cb, t) < 0) {
     if (t && t->h2)
       nghttp2_session_del(t->h2);
-    free(t);
+    if (t && t->kill_ev)
+      event_free(t->kill_ev);
+    if (t && t->flush_ev)
+      event_free(t->flush_ev);
+    recycle_free(t);
     slot_retry(sl, -1, "out of memory for HTTP/2 session");
     return;
   }
+  /* The socket is the tunnel's now, with any echo still queued. */
+  evbuffer_add_buffer(t->sk.out, sl->sk.out);
+  sock_close(&sl->sk);
+  sl->sk.fd = -1;
+  sl->state = SLOT_WAIT;
   t->ag = ag;
   t->conn_id = sl->conn_id;
-  t->bev = sl->bev;
-  sl->bev = NULL;
-  sl->state = SLOT_WAIT;
   t->next = ag->tunnels;
   if (ag->tunnels)
     ag->tunnels->prev = t;
   ag->tunnels = t;
   logmsg("slot %u: tunnel %" PRIu64 " taken by upstream, serving HTTP/2", sl->idx, t->conn_id);
 
-  bufferevent_setcb(t->bev, tunnel_read_cb, tunnel_write_cb, tunnel_event_cb, t);
-  bufferevent_setwatermark(t->bev, EV_WRITE, TUN_OUT_LOW, 0);
   nghttp2_submit_settings(t->h2, NGHTTP2_FLAG_NONE, settings,
                           sizeof(settings) / sizeof(settings[0]));
   nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0, 16 << 20);
   tunnel_feed(t, (const uint8_t *)prefix, plen);
-  tunnel_read_cb(t->bev, t);
+  tunnel_feed(t, rest, restlen);
+  tunnel_want_flush(t);
 
   /* Keep --count tunnels parked: replace this one right away. */
   slot_connect(sl);

@@ -94,7 +94,7 @@ void conn_free(struct conn *c) {
   evbuffer_free(c->in);
   event_free(c->work_ev);
   event_free(c->linger_ev);
-  free(c);
+  recycle_free(c);
 }
 
 void conn_reap(struct proxy *p) {
@@ -165,7 +165,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     h2c_read(c);
     return;
   }
-  n = sock_read_evbuffer(&c->s, c->in, READ_BUDGET);
+  n = sock_read_evbuffer(&c->s, c->in, READ_CHUNK, READ_BUDGET);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
     conn_kill(c, n == 0 ? "closed by the client" : strerror(errno));
     return;
@@ -197,7 +197,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 void client_accept(struct proxy *p, int fd) {
-  struct conn *c = calloc(1, sizeof(*c));
+  struct conn *c = recycle_calloc(1, sizeof(*c));
   int one = 1;
 
   if (!c || !(c->in = evbuffer_new()) || !(c->work_ev = event_new(p->base, -1, 0, work_cb, c)) ||
@@ -210,7 +210,7 @@ void client_accept(struct proxy *p, int fd) {
         event_free(c->work_ev);
       if (c->linger_ev)
         event_free(c->linger_ev);
-      free(c);
+      recycle_free(c);
     }
     evutil_closesocket(fd);
     return;

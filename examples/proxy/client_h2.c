@@ -31,7 +31,7 @@ int h2c_start(struct conn *c) {
   };
   size_t n;
 
-  if (nghttp2_session_server_new2(&c->h2, callbacks, c, options) != 0 ||
+  if (nghttp2_session_server_new3(&c->h2, callbacks, c, options, recycle_nghttp2_mem()) != 0 ||
       nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, settings,
                               sizeof(settings) / sizeof(settings[0])) != 0 ||
       nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW) != 0)
@@ -128,14 +128,14 @@ static ssize_t body_read_cb(nghttp2_session *session, int32_t id, uint8_t *buf, 
 
 void h2c_response_head(struct xchg *x) {
   struct conn *c = x->c;
-  nghttp2_nv *nva = malloc((x->resp.n + 1) * sizeof(*nva));
+  nghttp2_nv *nva = c->p->nv_scratch; /* room for any response head */
   nghttp2_data_provider prd;
   char status[8];
   size_t n = 0;
   int no_body = x->is_head || x->resp_status == 204 || x->resp_status == 304;
 
-  if (!nva) {
-    h2c_response_abort(x);
+  if (x->resp.n + 1 > (size_t)c->p->cfg.max_headers + NV_SCRATCH_EXTRA) {
+    h2c_response_abort(x); /* cannot happen: on_header and local replies stay below */
     return;
   }
   x->resp_started = 1;
@@ -154,7 +154,6 @@ void h2c_response_head(struct xchg *x) {
   prd.read_callback = body_read_cb;
   nghttp2_submit_response(c->h2, x->cid, nva, n,
                           x->resp_done && !evbuffer_get_length(x->resp_body) ? NULL : &prd);
-  free(nva);
   conn_want_work(c);
 }
 
@@ -314,6 +313,10 @@ int h2c_setup(void) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
   nghttp2_option_set_no_auto_window_update(options, 1);
+  /* Closed streams are kept only for the priority tree, which nobody uses:
+   * up to SETTINGS_MAX_CONCURRENT_STREAMS of them per session, memory and
+   * tree upkeep for nothing. */
+  nghttp2_option_set_no_closed_streams(options, 1);
   callbacks = cb;
   return 0;
 }

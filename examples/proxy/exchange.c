@@ -14,7 +14,7 @@
 #include "proxy.h"
 
 struct xchg *xchg_new(struct conn *c, int32_t cid) {
-  struct xchg *x = calloc(1, sizeof(*x));
+  struct xchg *x = recycle_calloc(1, sizeof(*x));
 
   if (!x)
     return NULL;
@@ -25,7 +25,7 @@ struct xchg *xchg_new(struct conn *c, int32_t cid) {
       evbuffer_free(x->req_body);
     if (x->resp_body)
       evbuffer_free(x->resp_body);
-    free(x);
+    recycle_free(x);
     return NULL;
   }
   x->p = c->p;
@@ -43,13 +43,13 @@ static void xchg_maybe_free(struct xchg *x) {
   if (x->c || x->u || x->hold)
     return;
   hbudget_release(&x->p->hb, &x->charged_proc);
-  free(x->auth);
+  recycle_free(x->auth);
   hdrs_free(&x->req);
   hdrs_free(&x->resp);
   evbuffer_free(x->req_body);
   evbuffer_free(x->resp_body);
   x->p->n_xchg--;
-  free(x);
+  recycle_free(x);
 }
 
 /* Keeps x alive across calls that may end both of its sides. */
@@ -63,7 +63,7 @@ static void release(struct xchg *x) {
 /* Keeps the authorization value of a request aside (--client-auth): it is
  * checked here and never forwarded. A second one makes the request bad. */
 int xchg_take_auth(struct xchg *x, const char *value, size_t len) {
-  if (x->auth || len > 4096 || !(x->auth = malloc(len + 1)))
+  if (x->auth || len > 4096 || !(x->auth = recycle_malloc(len + 1)))
     return -1;
   memcpy(x->auth, value, len);
   x->auth[len] = '\0';

@@ -123,6 +123,10 @@ static void on_tunnel(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
   (void)l;
   p->tunnel_l.backoff_ms = 0;
+  {
+    struct timeval quiet = {TRIM_QUIET_S, 0};
+    evtimer_add(p->trim_ev, &quiet); /* upstream-proxy.c: trim_cb */
+  }
   if (rc != REVTUN_OK) {
     addr_format(sa, (socklen_t)salen, peer, sizeof(peer));
     logmsg_limited(&p->accept_log, "tunnel connection from %s dropped: %s", peer,

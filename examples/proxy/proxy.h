@@ -27,6 +27,8 @@
 #include <revtun/adapters/libevent.h>
 
 #include "../common.h"
+#include "../recycle.h"
+#include "../sock.h"
 
 #define PROG "revtun-upstream-proxy"
 
@@ -50,6 +52,9 @@
 #define CLIENT_MAX_STREAMS 1000   /* advertised to h2c clients */
 #define ASSUMED_PEER_STREAMS 100  /* a session's room before the agent's SETTINGS */
 #define MAX_ID_BYTES 1024         /* node, cluster and tenant ids, as the library allows */
+#define TIMER_SLACK_MS 10         /* the library's timer: see revtun_libevent_set_timer_slack */
+#define TRIM_QUIET_S 5            /* after the last tunnel handshake, heap pages go back */
+#define NV_SCRATCH_EXTRA 4        /* :status and a local reply's fields beyond max_headers */
 
 /*
  * Header limits. Every header section we receive (HTTP/1.1 request head,
@@ -131,26 +136,19 @@ struct proxy {
   struct hbudget hb; /* header bytes held by the whole process */
   struct auth_table *auth;
   struct h1_field *h1_fields; /* max_headers entries: the parser's scratch */
+  nghttp2_nv *nv_scratch;     /* max_headers + NV_SCRATCH_EXTRA: a response head for h2c */
   struct conn *conns;
   struct node *nodes;
   unsigned n_conns, n_xchg, n_sessions;
   int stopping;
   struct event *grace_ev, *reap_ev;
+  struct event *trim_ev;        /* gives memory freed after handshakes back */
   struct conn *dead_conns;      /* closed, freed by the reaper */
   struct upsess *dead_sessions; /* same */
   struct counters st;
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
-
-/* A non-blocking socket: read readiness is always watched (unless paused),
- * write readiness only while out holds bytes the kernel did not take. */
-struct sock {
-  int fd;
-  struct event *rev, *wev;
-  struct evbuffer *out;
-  int writing, read_paused;
-};
 
 /* One client connection. */
 struct conn {
@@ -231,15 +229,8 @@ struct node {
 };
 
 /* util.c */
-int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
-              event_callback_fn on_write, void *arg);
-void sock_close(struct sock *s);
-void sock_pause_read(struct sock *s, int pause);
-int sock_write(struct sock *s);
 ssize_t sock_h2_send(struct sock *s, const uint8_t *data, size_t len);
 int sock_h2_send_data(struct sock *s, const uint8_t *framehd, struct evbuffer *body, size_t length);
-ssize_t sock_read(struct sock *s, void *buf, size_t len);
-ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max);
 int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, size_t vlen);
 const char *hdrs_get(const struct hdrs *h, const char *name);
 const nghttp2_nv *hdrs_find(const struct hdrs *h, const char *name);

@@ -147,7 +147,7 @@ static void up_free(struct upsess *u) {
   event_free(u->flush_ev);
   event_free(u->ka_ev);
   event_free(u->idle_ev);
-  free(u);
+  recycle_free(u);
 }
 
 void up_reap(struct proxy *p) {
@@ -322,14 +322,14 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, p->cfg.max_header_list},
   };
   const char *node_id = "", *cluster = "", *tenant = "";
-  struct upsess *u = calloc(1, sizeof(*u));
+  struct upsess *u = recycle_calloc(1, sizeof(*u));
   struct node *n;
   int one = 1;
 
   revtun_socket_identity(p->h, fd, &node_id, &cluster, &tenant);
   n = u ? node_get(p, tenant_key(p, tenant), node_id, cluster) : NULL;
   if (!n || sock_init(&u->s, p->base, fd, read_cb, write_cb, u) < 0 ||
-      nghttp2_session_client_new2(&u->h2, callbacks, u, options) != 0 ||
+      nghttp2_session_client_new3(&u->h2, callbacks, u, options, recycle_nghttp2_mem()) != 0 ||
       !(u->flush_ev = event_new(p->base, -1, 0, flush_cb, u)) ||
       !(u->ka_ev = evtimer_new(p->base, keepalive_cb, u)) ||
       !(u->idle_ev = evtimer_new(p->base, idle_cb, u)) ||
@@ -347,7 +347,7 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
         event_free(u->ka_ev);
       if (u->idle_ev)
         event_free(u->idle_ev);
-      free(u);
+      recycle_free(u);
     }
     if (n)
       node_release(p, n);
@@ -757,6 +757,10 @@ int up_setup(void) {
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
   /* Window updates follow what the client took, not what we buffered. */
   nghttp2_option_set_no_auto_window_update(options, 1);
+  /* Closed streams are kept only for the priority tree, which nobody uses:
+   * up to SETTINGS_MAX_CONCURRENT_STREAMS of them per session, memory and
+   * tree upkeep for nothing. */
+  nghttp2_option_set_no_closed_streams(options, 1);
   callbacks = cb;
   return 0;
 }

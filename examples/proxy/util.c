@@ -1,4 +1,5 @@
-/* revtun-upstream-proxy: socket I/O, header lists and their budgets, JSON strings. */
+/* revtun-upstream-proxy: nghttp2 output to sockets, header lists and their budgets, JSON strings.
+ */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -10,101 +11,6 @@
 #include "proxy.h"
 
 /* ---------------------------------------------------------------- sockets */
-
-/* bufferevents would read 4 KiB per syscall (libevent 2.1's evbuffer_read
- * cap) and toggle write interest around every write; a sock reads 64 KiB at
- * a time and writes at once, asking for EV_WRITE only when the kernel is full. */
-int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
-              event_callback_fn on_write, void *arg) {
-  s->fd = fd;
-  s->writing = s->read_paused = 0;
-  s->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, arg);
-  s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, arg);
-  s->out = evbuffer_new();
-  if (!s->rev || !s->wev || !s->out || event_add(s->rev, NULL) != 0) {
-    sock_close(s);
-    return -1;
-  }
-  return 0;
-}
-
-/* Frees the events and the buffer; the fd stays open (its owner closes it). */
-void sock_close(struct sock *s) {
-  if (s->rev)
-    event_free(s->rev);
-  if (s->wev)
-    event_free(s->wev);
-  if (s->out)
-    evbuffer_free(s->out);
-  s->rev = s->wev = NULL;
-  s->out = NULL;
-}
-
-void sock_pause_read(struct sock *s, int pause) {
-  if (pause == s->read_paused)
-    return;
-  s->read_paused = pause;
-  if (pause)
-    event_del(s->rev);
-  else
-    event_add(s->rev, NULL);
-}
-
-/* Writes what the kernel takes: 0 all out, 1 some left (EV_WRITE armed),
- * -1 error (errno). */
-int sock_write(struct sock *s) {
-  while (evbuffer_get_length(s->out) > 0) {
-    int n = evbuffer_write(s->out, s->fd);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-      return -1;
-    if (n <= 0) {
-      if (!s->writing && event_add(s->wev, NULL) == 0)
-        s->writing = 1;
-      return 1;
-    }
-  }
-  if (s->writing) {
-    event_del(s->wev);
-    s->writing = 0;
-  }
-  return 0;
-}
-
-/* One read(2): bytes, 0 at EOF, -1 with errno (EAGAIN: nothing there). */
-ssize_t sock_read(struct sock *s, void *buf, size_t len) {
-  ssize_t n;
-
-  do
-    n = read(s->fd, buf, len);
-  while (n < 0 && errno == EINTR);
-  return n;
-}
-
-/* Appends up to max bytes to in, READ_CHUNK per read(2), without copying.
- * Returns the bytes read, 0 at EOF, -1 with errno (EAGAIN: nothing there). */
-ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t max) {
-  size_t total = 0;
-
-  while (total < max) {
-    struct evbuffer_iovec v;
-    ssize_t n;
-    if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) < 1) {
-      errno = ENOMEM;
-      return total ? (ssize_t)total : -1;
-    }
-    n = sock_read(s, v.iov_base, v.iov_len);
-    if (n <= 0)
-      return total ? (ssize_t)total : n;
-    v.iov_len = (size_t)n;
-    evbuffer_commit_space(in, &v, 1);
-    total += (size_t)n;
-    if ((size_t)n < READ_CHUNK)
-      break; /* drained */
-  }
-  return (ssize_t)total;
-}
 
 /* nghttp2's send and send_data callbacks for a session on s: frames are
  * queued in s->out (written by the loop), data frames move the body's bytes
@@ -135,7 +41,7 @@ int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, s
 
   if (h->n == h->cap) {
     size_t cap = h->cap ? h->cap * 2 : 16;
-    nghttp2_nv *v = realloc(h->v, cap * sizeof(*v));
+    nghttp2_nv *v = recycle_realloc(h->v, cap * sizeof(*v));
     if (!v)
       return -1;
     h->v = v;
@@ -150,7 +56,7 @@ int hdrs_add(struct hdrs *h, const char *name, size_t nlen, const char *value, s
       h->v[i].name = (uint8_t *)(uintptr_t)(h->v[i].name - (uint8_t *)h->buf);
       h->v[i].value = (uint8_t *)(uintptr_t)(h->v[i].value - (uint8_t *)h->buf);
     }
-    b = realloc(h->buf, bcap);
+    b = recycle_realloc(h->buf, bcap);
     if (b) {
       h->buf = b;
       h->bcap = bcap;
@@ -224,8 +130,8 @@ void hbudget_release(struct hbudget *b, size_t *charged) {
 }
 
 void hdrs_free(struct hdrs *h) {
-  free(h->v);
-  free(h->buf);
+  recycle_free(h->v);
+  recycle_free(h->buf);
   memset(h, 0, sizeof(*h));
 }
 
