@@ -94,12 +94,16 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/format/format_sfs.c \
 	lib/format/format_sink.c \
 	lib/format/format_time.c \
+	lib/pool/directory.c lib/pool/directory.h \
 	lib/pool/handoff.c \
 	lib/pool/keepalive.c lib/pool/keepalive.h \
+	lib/pool/move.c lib/pool/move.h \
 	lib/pool/pool.c lib/pool/pool.h lib/pool/pool_int.h \
 	lib/pool/pool_record.c \
 	lib/pool/pool_view.c \
 	lib/pool/reg_builder.c \
+	lib/pool/remote.c lib/pool/remote.h \
+	lib/pool/sockstate.c lib/pool/sockstate.h \
 	lib/acceptor/acceptor.c lib/acceptor/acceptor.h lib/acceptor/acceptor_int.h \
 	lib/acceptor/acceptor_config.c \
 	lib/acceptor/acceptor_validate.c \

@@ -45,6 +45,8 @@ typedef struct revtun_options revtun_options_t;   /* creation-time wiring, copie
 typedef struct revtun_reg revtun_reg_t;           /* reusable registration description */
 typedef struct revtun_event revtun_event_t;       /* borrowed record, valid inside a callback */
 typedef struct revtun_acceptor revtun_acceptor_t; /* handshake acceptor bound to a revtun_t */
+/* Since 0.2: what the handles of one process share (revtun_directory_new(3)). */
+typedef struct revtun_directory revtun_directory_t;
 
 /* Monotonic milliseconds supplied by the host; the state machine never reads
  * a clock (only a %START_TIME% operator, in an access log or a validation format,
@@ -76,7 +78,8 @@ enum revtun_status {
   REVTUN_E_UNSUPPORTED = -10, /* feature or operation not supported */
   REVTUN_E_LIMIT = -11,       /* a configured limit was reached */
   REVTUN_E_PROTOCOL = -12,    /* peer violated the protocol (e.g. RPING flood) */
-  REVTUN_E_NOSPACE = -13      /* caller's buffer too small */
+  REVTUN_E_NOSPACE = -13,     /* caller's buffer too small */
+  REVTUN_E_PENDING = -14      /* since 0.2: the answer comes later, through a callback */
 };
 
 /* Bits for revtun_io_cb and revtun_process_io(). */
@@ -100,6 +103,10 @@ enum revtun_event_kind {
   REVTUN_EV_HANDSHAKE_FAILED = 9, /* since 0.2: a handshake connection ended without an
                                      answer (transport failure, timeout); meta
                                      "failure_reason" says why */
+  REVTUN_EV_SOCKET_EXPORTED = 10, /* since 0.2: an idle socket left this handle alive
+                                     (revtun_export_socket, or to another worker) */
+  REVTUN_EV_SOCKET_IMPORTED = 11, /* since 0.2: an idle socket joined it from another
+                                     handle or process, its keepalive resumed */
   REVTUN_EV_REPORT_CONNECTED = 64,
   REVTUN_EV_REPORT_DISCONNECTED = 65,
   REVTUN_EV_REPORT_GOAWAY = 66,
@@ -119,7 +126,10 @@ enum revtun_close_reason {
   REVTUN_CLOSE_LOCAL_CLOSE = 8,             /* local_close */
   REVTUN_CLOSE_EXPLICIT_CLOSE = 9,          /* explicit_close */
   REVTUN_CLOSE_SHUTDOWN = 10,               /* shutdown: the handle was freed */
-  REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11      /* http2_ping_timeout */
+  REVTUN_CLOSE_HTTP2_PING_TIMEOUT = 11,     /* http2_ping_timeout */
+  REVTUN_CLOSE_MOVE_FAILED = 12             /* since 0.2, move_failed: an idle socket that
+                                               left another handle or process could not
+                                               join this one */
 };
 
 /* A socket's state. revtun_socket_state() returns IDLE or IN_USE; HANDED_OFF
@@ -194,6 +204,13 @@ typedef int (*revtun_ext_create_cb)(const char *type_url, const uint8_t *config,
 typedef void (*revtun_ext_event_cb)(void *instance, const revtun_event_t *ev);
 typedef void (*revtun_ext_destroy_cb)(void *instance);
 
+/* Since 0.2: the answer to a handoff that revtun_handoff_request() left
+ * pending (REVTUN_E_PENDING): status REVTUN_OK with the socket (fd and strip
+ * state as revtun_handoff() gives them), or REVTUN_E_NOT_FOUND (fd -1). Runs
+ * on the requesting handle's thread, from inside revtun_process_io*(). */
+typedef void (*revtun_arrival_cb)(revtun_t *h, uint64_t ticket, int status, int fd,
+                                  revtun_strip_t strip, void *request_user, void *user_data);
+
 /* Introspection callbacks; return non-zero to stop the iteration. */
 typedef int (*revtun_node_cb)(const char *node_id, const char *tenant_id, const char *cluster_id,
                               size_t idle, size_t live, void *user_data);
@@ -243,6 +260,20 @@ REVTUN_API int revtun_access_logger_register(revtun_options_t *opts, const char 
 /* Since 0.2: the directory the dynamic-module reporter searches for
  * lib<name>.so (NULL: ENVOY_DYNAMIC_MODULES_SEARCH_PATH, else none). */
 REVTUN_API int revtun_options_set_module_path(revtun_options_t *opts, const char *dir);
+/* Since 0.2: handles created with the same directory serve each other's
+ * nodes (revtun_handoff_request), share access-log files and the reporter. */
+REVTUN_API int revtun_options_set_directory(revtun_options_t *opts, revtun_directory_t *dir);
+REVTUN_API int revtun_options_set_arrival_cb(revtun_options_t *opts, revtun_arrival_cb cb);
+
+/* ---------------------------------------------------------------- directory */
+
+/* Since 0.2: the one object the handles of a process share; thread-safe.
+ * revtun_directory_free() drops the creator's reference: the memory goes
+ * when the last handle that uses it is freed too. */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_directory_new(revtun_directory_t **out);
+REVTUN_API void revtun_directory_free(revtun_directory_t *dir);
+/* Most handles one directory serves at once. */
+#define REVTUN_DIRECTORY_MAX_HANDLES 64
 
 /* ---------------------------------------------------------- config, handle */
 
@@ -306,6 +337,32 @@ REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff_by_cluster(revtun_t *h, const c
                                                             const char *tenant_id,
                                                             revtun_time_ms_t now, int *fd_out,
                                                             revtun_strip_t *strip_out);
+/* Since 0.2: lookup kinds for revtun_handoff_request(). */
+enum revtun_lookup { REVTUN_LOOKUP_NODE = 1, REVTUN_LOOKUP_CLUSTER = 2 };
+/* Since 0.2: a handoff that may be served by another handle of the directory:
+ * REVTUN_OK with the socket now (as revtun_handoff), REVTUN_E_PENDING with a
+ * ticket (the arrival callback brings the answer), or REVTUN_E_NOT_FOUND. */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff_request(revtun_t *h, int lookup, const char *id,
+                                                         const char *tenant_id,
+                                                         void *request_user, revtun_time_ms_t now,
+                                                         int *fd_out, revtun_strip_t *strip_out,
+                                                         uint64_t *ticket_out);
+/* Since 0.2: no callback for this ticket; a socket still on its way parks here. */
+REVTUN_API int revtun_handoff_cancel(revtun_t *h, uint64_t ticket);
+
+/* Since 0.2: moving an idle socket to another handle or process. The state
+ * is a versioned byte string of at most REVTUN_SOCKET_STATE_MAX bytes. */
+#define REVTUN_SOCKET_STATE_MAX 5168
+REVTUN_API REVTUN_WARN_UNUSED int revtun_export_socket(revtun_t *h, int fd, revtun_time_ms_t now,
+                                                       void *state, size_t cap, size_t *len_out,
+                                                       void **sock_user_out);
+/* Exports the oldest idle socket of the handle; REVTUN_E_NOT_FOUND when none. */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_export_next(revtun_t *h, revtun_time_ms_t now,
+                                                     int *fd_out, void *state, size_t cap,
+                                                     size_t *len_out, void **sock_user_out);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_import_socket(revtun_t *h, int fd, const void *state,
+                                                       size_t len, void *sock_user,
+                                                       revtun_time_ms_t now);
 REVTUN_API int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now);
 REVTUN_API int revtun_note_keepalive_timeout(revtun_t *h, int fd, revtun_time_ms_t now);
 REVTUN_API int revtun_note_goaway(revtun_t *h, int fd, revtun_time_ms_t now);

@@ -16,6 +16,7 @@
 #include "observe/accesslog.h"
 #include "observe/reporter.h"
 #include "pool/pool.h"
+#include "pool/remote.h"
 
 /* The handle and the pool's state, allocated together. */
 struct handle_block {
@@ -51,7 +52,10 @@ static void destroy(revtun_t *h) {
   h->free_pending = false;
   h->freeing = true;
   /* Tunnels first: their closing callbacks may still free an acceptor
-   * (deferred), which the line after then finishes. */
+   * (deferred), which the line after then finishes. Sockets on their way
+   * here from other handles join the pool first, so that they close with
+   * it. */
+  rt_remote_detach(h, h->last_now);
   rt_pool_free(h);
   rt_acceptors_free_all(h);
   rt_free_deferred_all(h);
@@ -121,6 +125,13 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
     h->upcalls.record = rt_loggers_log;
   if (h->reporter_factory)
     h->upcalls.report = rt_reporter_event;
+  if (opts->directory && (rc = rt_remote_attach(h, opts->directory))) {
+    rt_fail(rc, errbuf, errbuf_len,
+            rc == REVTUN_E_CONFIG ? "tenant_isolation differs from the directory's other handles"
+            : rc == REVTUN_E_LIMIT ? "the directory serves the most handles it can"
+                                   : "cannot join the directory");
+    goto fail;
+  }
   struct revtun_event ev;
   rt_event_init(&ev, h, REVTUN_EV_REPORT_SERVER_INITIALIZED, now);
   rt_report(h, &ev);     /* host reporter callback, then the configured reporter */

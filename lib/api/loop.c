@@ -6,10 +6,13 @@
 #include "core/handle.h"
 #include "core/reentry.h"
 #include "pool/pool.h"
+#include "pool/remote.h"
 
 static void dispatch_io(revtun_t *h, struct rt_fdent *ent, int events, revtun_time_ms_t now) {
   if (ent->kind == RT_FD_HANDSHAKE)
     rt_acceptor_on_io(h, ent, events, now);
+  else if (ent->kind == RT_FD_WAKE)
+    rt_remote_on_io(h, ent, now);
   else
     rt_pool_on_io(h, ent, events, now);
 }

@@ -30,6 +30,7 @@ static const struct status_text statuses[] = {
     {REVTUN_E_LIMIT, "REVTUN_E_LIMIT", "limit reached"},
     {REVTUN_E_PROTOCOL, "REVTUN_E_PROTOCOL", "protocol violation by the peer"},
     {REVTUN_E_NOSPACE, "REVTUN_E_NOSPACE", "buffer too small"},
+    {REVTUN_E_PENDING, "REVTUN_E_PENDING", "answer pending"},
 };
 
 static const struct status_text *find_status(int status) {
@@ -60,6 +61,8 @@ const char *revtun_event_kind_name(int kind) {
   case REVTUN_EV_TUNNEL_CLOSED: return "tunnel_closed";
   case REVTUN_EV_H2_KEEPALIVE_TIMEOUT: return "http2_keepalive_timeout";
   case REVTUN_EV_HANDSHAKE_FAILED: return "handshake_failed";
+  case REVTUN_EV_SOCKET_EXPORTED: return "socket_exported";
+  case REVTUN_EV_SOCKET_IMPORTED: return "socket_imported";
   case REVTUN_EV_REPORT_CONNECTED: return "connected";
   case REVTUN_EV_REPORT_DISCONNECTED: return "disconnected";
   case REVTUN_EV_REPORT_GOAWAY: return "goaway";
@@ -82,6 +85,7 @@ const char *revtun_close_reason_name(int reason) {
   case REVTUN_CLOSE_EXPLICIT_CLOSE: return "explicit_close";
   case REVTUN_CLOSE_SHUTDOWN: return "shutdown";
   case REVTUN_CLOSE_HTTP2_PING_TIMEOUT: return "http2_ping_timeout";
+  case REVTUN_CLOSE_MOVE_FAILED: return "move_failed";
   default: return "unknown";
   }
 }

@@ -14,7 +14,11 @@
 #include "base/deadline_heap.h"
 #include "revtun/revtun.h"
 
-enum rt_fd_kind { RT_FD_POOL = 1, RT_FD_HANDSHAKE = 2 };
+enum rt_fd_kind {
+  RT_FD_POOL = 1,
+  RT_FD_HANDSHAKE = 2,
+  RT_FD_WAKE = 3 /* the process directory wakes the handle (pool/remote.c) */
+};
 
 /* The common head of everything the fd table points at. */
 struct rt_fdent {

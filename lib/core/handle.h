@@ -32,6 +32,7 @@ struct rt_fdent;
 struct rt_deferred;
 struct rt_pool;
 struct rt_logger;
+struct rt_remote;
 
 /* Calls from core into the layers above it. */
 struct rt_upcalls {
@@ -71,6 +72,7 @@ struct revtun {
   const struct rt_factory *reporter_factory; /* observe/reporter.c: the reporter */
   void *reporter_instance;
   struct revtun_acceptor *acceptors; /* acceptor/acceptor.c: every live acceptor */
+  struct rt_remote *remote;          /* pool/remote.c: the process directory, or NULL */
 
   /* Re-entrancy: core/reentry.h. */
   struct rt_deferred *deferred; /* blocks freed when the outermost call returns */

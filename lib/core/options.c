@@ -139,6 +139,20 @@ int revtun_options_set_module_path(revtun_options_t *o, const char *dir) {
   return REVTUN_OK;
 }
 
+int revtun_options_set_directory(revtun_options_t *o, revtun_directory_t *dir) {
+  if (!o)
+    return REVTUN_E_INVAL;
+  o->directory = dir;
+  return REVTUN_OK;
+}
+
+int revtun_options_set_arrival_cb(revtun_options_t *o, revtun_arrival_cb cb) {
+  if (!o)
+    return REVTUN_E_INVAL;
+  o->arrival_cb = cb;
+  return REVTUN_OK;
+}
+
 int revtun_options_set_limit(revtun_options_t *o, int limit, uint64_t value) {
   if (!o || value == 0 || value > limit_max(limit))
     return REVTUN_E_INVAL;

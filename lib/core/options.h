@@ -39,6 +39,8 @@ struct revtun_options {
   struct rt_factory *factories;
   size_t n_factories;
   char *module_path; /* where the dynamic-module reporter looks; NULL: not set */
+  revtun_directory_t *directory; /* shared with the other handles of the process, or NULL */
+  revtun_arrival_cb arrival_cb;
 };
 
 const struct rt_factory *rt_options_find_factory(const revtun_options_t *opts, const char *name,

@@ -46,6 +46,9 @@ enum rt_counter {
   RT_C_TP_CONNECTION_ERROR,
   RT_C_TP_FAIL_NO_CERT,
   RT_C_TP_FAIL_VERIFY,
+  RT_C_SOCKETS_EXPORTED, /* idle sockets that left alive (to another handle or process) */
+  RT_C_SOCKETS_IMPORTED, /* and that joined */
+  RT_C_REMOTE_HANDOFFS,  /* handoffs served by another handle of the directory */
   RT_C_COUNT
 };
 

@@ -40,6 +40,9 @@ static const char *counter_name(enum rt_counter c) {
       [RT_C_TP_CONNECTION_ERROR] = "transport.connection_error",
       [RT_C_TP_FAIL_NO_CERT] = "transport.fail_verify_no_cert",
       [RT_C_TP_FAIL_VERIFY] = "transport.fail_verify_error",
+      [RT_C_SOCKETS_EXPORTED] = "socket_exported",
+      [RT_C_SOCKETS_IMPORTED] = "socket_imported",
+      [RT_C_REMOTE_HANDOFFS] = "remote_handoff",
   };
   return names[c];
 }

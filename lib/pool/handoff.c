@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "base/macros.h"
 #include "core/host.h"
 #include "pool/pool_int.h"
 
@@ -18,7 +19,7 @@
 /* Asks the kernel, without consuming a byte, whether the peer is gone: a
  * reset (POLLERR/POLLHUP) or a FIN (POLLRDHUP), even when the FIN is queued
  * behind bytes not yet read, which a one-byte peek would take for life. */
-static bool still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
+bool rt_pool_still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
   struct pollfd p = {.fd = s->ent.fd, .events = POLLIN | POLLRDHUP};
   int r;
   do
@@ -34,8 +35,8 @@ static bool still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now) {
   return false;
 }
 
-static void hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int *fd_out,
-                      revtun_strip_t *strip_out) {
+void rt_pool_hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int *fd_out,
+                       revtun_strip_t *strip_out) {
   rt_pool_leave_idle(h, s);
   s->state = RT_SOCK_HANDED_OFF;
   rt_count(h, RT_C_HANDOFFS);
@@ -55,14 +56,15 @@ static struct rt_sock *oldest_idle(const struct rt_node *n) {
 }
 
 /* The next candidate for a handoff by node: the node's oldest idle socket. */
-static struct rt_sock *pick_by_node(revtun_t *h, const struct rt_idpair *node) {
-  struct rt_node *n = rt_pool_find_node(h, node);
-  return n ? oldest_idle(n) : NULL;
+static struct rt_sock *pick_by_node(revtun_t *h, const char *key, size_t len) {
+  struct rt_hnode *hn = rt_htable_find(&h->pool->nodes, key, len);
+  return hn ? oldest_idle(RT_CONTAINER_OF(hn, struct rt_node, hn)) : NULL;
 }
 
 /* By cluster: the next member node, round robin, that has an idle socket. */
-static struct rt_sock *pick_by_cluster(revtun_t *h, const struct rt_idpair *cluster) {
-  struct rt_cluster *c = rt_pool_find_cluster(h, cluster);
+static struct rt_sock *pick_by_cluster(revtun_t *h, const char *key, size_t len) {
+  struct rt_hnode *hn = rt_htable_find(&h->pool->clusters, key, len);
+  struct rt_cluster *c = hn ? RT_CONTAINER_OF(hn, struct rt_cluster, hn) : NULL;
   for (size_t tries = 0; c && tries < c->n_members; tries++) {
     struct rt_member *m = c->members[c->rr % c->n_members];
     c->rr = (c->rr + 1) % c->n_members;
@@ -72,42 +74,48 @@ static struct rt_sock *pick_by_cluster(revtun_t *h, const struct rt_idpair *clus
   return NULL;
 }
 
+struct rt_sock *rt_pool_pick_live(revtun_t *h, bool by_cluster, const char *key, size_t len,
+                                  revtun_time_ms_t now) {
+  struct rt_sock *s;
+  /* Each pass either finds a live socket or drops a dead one, so it ends. */
+  while ((s = by_cluster ? pick_by_cluster(h, key, len) : pick_by_node(h, key, len)))
+    if (rt_pool_still_alive(h, s, now))
+      return s;
+  return NULL;
+}
+
 static int handoff(revtun_t *h, const char *id, const char *tenant, revtun_time_ms_t now,
-                   int *fd_out, revtun_strip_t *strip_out,
-                   struct rt_sock *(*pick)(revtun_t *, const struct rt_idpair *)) {
+                   int *fd_out, revtun_strip_t *strip_out, bool by_cluster) {
   if (!fd_out)
     return REVTUN_E_INVAL;
   *fd_out = -1;
-  struct rt_idpair key;
-  if (!h || rt_ids_check(h->cfg.tenant_isolation, id, tenant, &key))
+  struct rt_idpair ids;
+  if (!h || rt_ids_check(h->cfg.tenant_isolation, id, tenant, &ids))
     return REVTUN_E_INVAL;
   int rc = rt_enter_nestable(h, now);
   if (rc)
     return rc;
-  rc = REVTUN_E_NOT_FOUND;
-  struct rt_sock *s;
-  /* Each pass either hands a socket over or drops a dead one, so it ends. */
-  while ((s = pick(h, &key))) {
-    if (still_alive(h, s, now)) {
-      hand_over(h, s, now, fd_out, strip_out);
-      rc = REVTUN_OK;
-      break;
-    }
-  }
-  if (rc)
+  char key[RT_MAX_KEY_LEN + 1];
+  size_t len = rt_ids_key(&ids, key);
+  struct rt_sock *s = rt_pool_pick_live(h, by_cluster, key, len, now);
+  if (s) {
+    rt_pool_hand_over(h, s, now, fd_out, strip_out);
+  } else {
+    rc = REVTUN_E_NOT_FOUND;
     rt_count(h, RT_C_POOL_MISS);
+  }
   rt_leave_nestable(h);
   return rc;
 }
 
 int revtun_handoff(revtun_t *h, const char *node_id, const char *tenant_id, revtun_time_ms_t now,
                    int *fd_out, revtun_strip_t *strip_out) {
-  return handoff(h, node_id, tenant_id, now, fd_out, strip_out, pick_by_node);
+  return handoff(h, node_id, tenant_id, now, fd_out, strip_out, false);
 }
 
 int revtun_handoff_by_cluster(revtun_t *h, const char *cluster_id, const char *tenant_id,
                               revtun_time_ms_t now, int *fd_out, revtun_strip_t *strip_out) {
-  return handoff(h, cluster_id, tenant_id, now, fd_out, strip_out, pick_by_cluster);
+  return handoff(h, cluster_id, tenant_id, now, fd_out, strip_out, true);
 }
 
 int revtun_mark_dead(revtun_t *h, int fd, int reason, revtun_time_ms_t now) {

@@ -36,6 +36,12 @@ void rt_ka_start(revtun_t *h, struct rt_fdent *ent, struct rt_keepalive *ka, rev
   arm_send(h, ent, ka, now);
 }
 
+void rt_ka_resume(revtun_t *h, struct rt_fdent *ent, struct rt_keepalive *ka, bool awaiting_reply,
+                  revtun_time_ms_t deadline) {
+  ka->awaiting_reply = awaiting_reply;
+  rt_schedule(h, ent, deadline);
+}
+
 static struct rt_ka_verdict ack(revtun_t *h, struct rt_fdent *ent, struct rt_keepalive *ka,
                                 revtun_time_ms_t now) {
   ka->misses = 0;

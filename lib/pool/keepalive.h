@@ -13,6 +13,7 @@
 #define REVTUN_POOL_KEEPALIVE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/fdtable.h"
@@ -42,6 +43,10 @@ struct rt_ka_verdict {
 
 /* ent is the socket's fd-table entry: its fd and its deadline. */
 void rt_ka_start(revtun_t *h, struct rt_fdent *ent, struct rt_keepalive *ka, revtun_time_ms_t now);
+/* A keepalive that ran on another handle goes on where it was: a send time
+ * or a reply deadline at deadline. */
+void rt_ka_resume(revtun_t *h, struct rt_fdent *ent, struct rt_keepalive *ka, bool awaiting_reply,
+                  revtun_time_ms_t deadline);
 /* The deadline came due: a send time sends a ping, a reply deadline reads
  * what the socket holds and decides between an ack and a miss. */
 struct rt_ka_verdict rt_ka_on_deadline(revtun_t *h, struct rt_fdent *ent, struct rt_keepalive *ka,

@@ -196,6 +196,8 @@ void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s) {
   m->node->idle--;
   m->cluster->idle--;
   h->pool->n_idle--;
+  if (m->idle == 0)
+    rt_pool_idle_changed(h, m);
   rt_unschedule(h, &s->ent);
   if (rt_io(h, &s->ent, REVTUN_IO_REMOVE))
     rt_log(h, REVTUN_LOG_WARN, "io callback failed removing fd %d", s->ent.fd);
@@ -357,12 +359,13 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
     rt_pool_abort(h, s);
     return rc;
   }
+  const struct rt_ka_resume *r = a->resume;
   m->pending--;
   h->pool->n_prepared--;
   rt_fd_set(h, s->ent.fd, &s->ent); /* cannot fail: prepare made the slot */
   s->state = RT_SOCK_IDLE;
   s->seq = h->pool->next_seq++;
-  s->parked_ms = (int64_t)now;
+  s->parked_ms = r ? (int64_t)now - (int64_t)r->age_ms : (int64_t)now;
   rt_addr_of_socket(s->ent.fd, &s->local, &s->remote);
   fifo_push(m, s);
   m->live++, m->idle++;
@@ -370,19 +373,29 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
   h->pool->n_live_clusters += m->cluster->live++ == 0;
   m->node->idle++, m->cluster->idle++;
   h->pool->n_sockets++, h->pool->n_idle++;
-  rt_count(h, RT_C_TUNNELS_SETUP);
+  rt_count(h, r ? RT_C_SOCKETS_IMPORTED : RT_C_TUNNELS_SETUP);
   stats_socket(h, s, +1);
-  rt_ka_start(h, &s->ent, &s->ka, now);
+  if (m->idle == 1)
+    rt_pool_idle_changed(h, m);
+  if (r) {
+    s->ka.misses = r->misses;
+    s->ka.partial = r->partial;
+    rt_ka_resume(h, &s->ent, &s->ka, r->awaiting_reply, now + r->deadline_in_ms);
+  } else {
+    rt_ka_start(h, &s->ent, &s->ka, now);
+  }
 
   struct revtun_event ev;
   if (rt_wants_records(h)) {
-    rt_pool_record(&ev, h, REVTUN_EV_TUNNEL_SETUP, now, s);
+    rt_pool_record(&ev, h, r ? REVTUN_EV_SOCKET_IMPORTED : REVTUN_EV_TUNNEL_SETUP, now, s);
     ev.extra = a->extra;
     ev.n_extra = a->n_extra;
     ev.peer = a->peer;
     rt_emit(h, &ev);
   }
-  if (!s->dead && rt_wants_reports(h)) {
+  /* A move inside one process is invisible to the reporter, which sees the
+   * process's view; a socket that comes from another process is news. */
+  if (!s->dead && (!r || r->report) && rt_wants_reports(h)) {
     rt_pool_record(&ev, h, REVTUN_EV_REPORT_CONNECTED, now, s);
     rt_report(h, &ev);
   }
@@ -400,6 +413,29 @@ int rt_pool_register(revtun_t *h, int fd, const struct rt_reg_args *a, revtun_ti
 }
 
 /* ----------------------------------------------------------------- death */
+
+/* Out of the pool, the fd table and the counts: what a death and a move
+ * share. The record (tunnel_closed or socket_exported) and the reporter
+ * event are sent while the member still counts s as live, so nothing the
+ * callbacks do can free the node or cluster the records point at. */
+static void depart(revtun_t *h, struct rt_sock *s, struct revtun_event *record, bool report,
+                   revtun_time_ms_t now) {
+  struct revtun_event ev;
+  if (report && rt_wants_reports(h)) {
+    rt_pool_record(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
+    rt_report(h, &ev);
+  }
+  if (record)
+    rt_emit(h, record);
+
+  struct rt_member *m = s->member;
+  m->live--;
+  h->pool->n_live_nodes -= --m->node->live == 0;
+  h->pool->n_live_clusters -= --m->cluster->live == 0;
+  release_member(h, m);
+  release_strings(h, s);
+  rt_free_deferred(h, s, &s->freed); /* a caller frame may still hold s */
+}
 
 void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now) {
   if (s->dead)
@@ -419,27 +455,29 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
     rt_count(h, (enum rt_counter)(RT_C_CLOSED_BASE + reason));
   stats_socket(h, s, -1);
 
-  /* The member still counts s as live while the callbacks run, so nothing
-   * they do can free the node or cluster the records point at. */
-  struct revtun_event ev;
-  if (rt_wants_reports(h)) {
-    rt_pool_record(&ev, h, REVTUN_EV_REPORT_DISCONNECTED, now, s);
-    rt_report(h, &ev);
-  }
+  struct revtun_event ev, *record = NULL;
   if (rt_wants_records(h)) {
     rt_pool_record(&ev, h, REVTUN_EV_TUNNEL_CLOSED, now, s);
     ev.close_reason = reason;
     ev.sys_errno = sys_errno;
-    rt_emit(h, &ev);
+    record = &ev;
   }
+  depart(h, s, record, true, now);
+}
 
-  struct rt_member *m = s->member;
-  m->live--;
-  h->pool->n_live_nodes -= --m->node->live == 0;
-  h->pool->n_live_clusters -= --m->cluster->live == 0;
-  release_member(h, m);
-  release_strings(h, s);
-  rt_free_deferred(h, s, &s->freed); /* a caller frame may still hold s */
+void rt_pool_release(revtun_t *h, struct rt_sock *s, bool report, revtun_time_ms_t now) {
+  s->dead = 1;
+  rt_pool_leave_idle(h, s);
+  rt_fd_clear(h, s->ent.fd);
+  h->pool->n_sockets--;
+  rt_count(h, RT_C_SOCKETS_EXPORTED);
+  stats_socket(h, s, -1);
+  struct revtun_event ev, *record = NULL;
+  if (rt_wants_records(h)) {
+    rt_pool_record(&ev, h, REVTUN_EV_SOCKET_EXPORTED, now, s);
+    record = &ev;
+  }
+  depart(h, s, record, report, now);
 }
 
 /* ------------------------------------------------------------ the pool */
@@ -469,4 +507,20 @@ int rt_pool_reserve_deadline(revtun_t *h) {
 struct rt_sock *rt_pool_sock(const revtun_t *h, int fd) {
   struct rt_fdent *e = h ? rt_fd_get(h, fd) : NULL;
   return e && e->kind == RT_FD_POOL ? (struct rt_sock *)e : NULL;
+}
+
+struct rt_sock *rt_pool_next_idle(revtun_t *h) {
+  struct rt_pool *p = h->pool;
+  if (!p->n_idle)
+    return NULL;
+  size_t cap = h->fds_cap;
+  for (size_t i = 0; i < cap; i++) {
+    size_t fd = ((size_t)p->export_cursor + i) % cap;
+    struct rt_sock *s = rt_pool_sock(h, (int)fd);
+    if (s && s->state == RT_SOCK_IDLE) {
+      p->export_cursor = (int)((fd + 1) % cap);
+      return s;
+    }
+  }
+  return NULL;
 }

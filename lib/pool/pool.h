@@ -25,6 +25,17 @@ struct rt_pool {
   size_t n_prepared;                    /* registrations between prepare and commit */
   size_t n_live_nodes, n_live_clusters; /* with at least one live socket */
   uint64_t next_seq;                    /* registration order */
+  int export_cursor;                    /* where revtun_export_next looks next */
+};
+
+/* The keepalive phase a socket brings along when it moves between handles. */
+struct rt_ka_resume {
+  uint64_t age_ms;         /* since it was first parked */
+  uint32_t deadline_in_ms; /* to its next keepalive deadline */
+  uint32_t misses;
+  uint8_t partial;
+  bool awaiting_reply;
+  bool report; /* tell the reporter (a move from another process) */
 };
 
 /* What one registration says: the public builder's fields, or a handshake's. */
@@ -40,6 +51,7 @@ struct rt_reg_args {
   const struct rt_meta_kv *extra; /* rides on the tunnel_setup record */
   size_t n_extra;
   const struct rt_peer *peer; /* so does the identity from a transport */
+  const struct rt_ka_resume *resume; /* an import: no tunnel_setup, the keepalive resumed */
 };
 
 struct rt_sock;

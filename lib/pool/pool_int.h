@@ -91,12 +91,33 @@ struct rt_cluster *rt_pool_find_cluster(const revtun_t *h, const struct rt_idpai
 /* The pool socket behind fd, or NULL (unknown fd, or a handshake). */
 struct rt_sock *rt_pool_sock(const revtun_t *h, int fd);
 
+/* An idle socket, in fd order from where the last call stopped; NULL when
+ * none is left. */
+struct rt_sock *rt_pool_next_idle(revtun_t *h);
+
+/* Whether the peer of idle s is still there, asked without consuming a
+ * byte; a dead one is killed (idle_peer_close or idle_read_error). */
+bool rt_pool_still_alive(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now);
+/* The next live idle socket for a pool key (a node's, or a cluster's round
+ * robin), dropping dead ones on the way; NULL when none is left. */
+struct rt_sock *rt_pool_pick_live(revtun_t *h, bool by_cluster, const char *key, size_t len,
+                                  revtun_time_ms_t now);
+/* Idle s becomes the host's: counted, recorded, its strip state out. */
+void rt_pool_hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int *fd_out,
+                       revtun_strip_t *strip_out);
+
 /* Leaves the idle pool: FIFO, counters, deadline and io interest. */
 void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s);
 /* The single place a socket dies: out of the pool and the fd table, closed
  * if it was idle (after handoff the fd is the host's), counted, recorded;
  * its memory is freed when no frame can still read it. */
 void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, revtun_time_ms_t now);
+/* An idle socket leaves the pool alive, its fd open and no longer watched:
+ * a socket_exported record, and a reporter disconnect when report. */
+void rt_pool_release(revtun_t *h, struct rt_sock *s, bool report, revtun_time_ms_t now);
+/* A member's idle count went from 0 to 1 or from 1 to 0: the process
+ * directory learns it (pool/remote.c). */
+void rt_pool_idle_changed(revtun_t *h, const struct rt_member *m);
 
 /* A pool socket's record: the handle's part, then the socket's. */
 void rt_pool_record(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now,
