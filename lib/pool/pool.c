@@ -196,8 +196,8 @@ void rt_pool_leave_idle(revtun_t *h, struct rt_sock *s) {
   m->node->idle--;
   m->cluster->idle--;
   h->pool->n_idle--;
-  if (m->idle == 0)
-    rt_pool_idle_changed(h, m);
+  if (m->idle == 0 && h->pool->idle_changed)
+    h->pool->idle_changed(h, m);
   rt_unschedule(h, &s->ent);
   if (rt_io(h, &s->ent, REVTUN_IO_REMOVE))
     rt_log(h, REVTUN_LOG_WARN, "io callback failed removing fd %d", s->ent.fd);
@@ -375,8 +375,8 @@ int rt_pool_commit(revtun_t *h, struct rt_sock *s, const struct rt_reg_args *a,
   h->pool->n_sockets++, h->pool->n_idle++;
   rt_count(h, r ? RT_C_SOCKETS_IMPORTED : RT_C_TUNNELS_SETUP);
   stats_socket(h, s, +1);
-  if (m->idle == 1)
-    rt_pool_idle_changed(h, m);
+  if (m->idle == 1 && h->pool->idle_changed)
+    h->pool->idle_changed(h, m);
   if (r) {
     s->ka.misses = r->misses;
     s->ka.partial = r->partial;

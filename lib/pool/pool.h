@@ -18,6 +18,8 @@
 #define RT_DEFAULT_PING_INTERVAL_MS 2000u
 #define RT_MAX_PING_INTERVAL_MS 300000u /* as the acceptor config allows */
 
+struct rt_member;
+
 /* The pool's part of the handle (h->pool). */
 struct rt_pool {
   struct rt_htable nodes, clusters; /* keyed by the tenant-scoped ids (base/ids.h) */
@@ -26,6 +28,10 @@ struct rt_pool {
   size_t n_live_nodes, n_live_clusters; /* with at least one live socket */
   uint64_t next_seq;                    /* registration order */
   int export_cursor;                    /* where revtun_export_next looks next */
+  /* A member's idle count went from 0 to 1 or from 1 to 0; set while the
+   * handle is part of a process directory (pool/remote.c), which publishes
+   * it. A pointer, because remote.c sits above the pool. */
+  void (*idle_changed)(revtun_t *h, const struct rt_member *m);
 };
 
 /* The keepalive phase a socket brings along when it moves between handles. */

@@ -115,9 +115,6 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
 /* An idle socket leaves the pool alive, its fd open and no longer watched:
  * a socket_exported record, and a reporter disconnect when report. */
 void rt_pool_release(revtun_t *h, struct rt_sock *s, bool report, revtun_time_ms_t now);
-/* A member's idle count went from 0 to 1 or from 1 to 0: the process
- * directory learns it (pool/remote.c). */
-void rt_pool_idle_changed(revtun_t *h, const struct rt_member *m);
 
 /* A pool socket's record: the handle's part, then the socket's. */
 void rt_pool_record(struct revtun_event *ev, const revtun_t *h, int kind, revtun_time_ms_t now,

@@ -58,10 +58,9 @@ static size_t dir_key(char *out, bool by_cluster, const char *key, size_t len) {
 
 /* ------------------------------------------------------------- publishing */
 
-void rt_pool_idle_changed(revtun_t *h, const struct rt_member *m) {
+/* The pool's idle_changed hook while attached. */
+static void idle_changed(revtun_t *h, const struct rt_member *m) {
   struct rt_remote *r = h->remote;
-  if (!r)
-    return;
   /* Called when the member's idle count crossed zero; the node's and the
    * cluster's crossed too when they now equal what the member's did. */
   bool up = m->idle > 0;
@@ -318,8 +317,10 @@ int rt_remote_attach(revtun_t *h, revtun_directory_t *dir) {
   r->wake.tm.idx = RT_TIMER_IDLE;
   if ((rc = rt_fd_set(h, fd, &r->wake)) == REVTUN_OK) {
     h->remote = r;
-    if ((rc = rt_io(h, &r->wake, REVTUN_IO_READ)) == REVTUN_OK)
+    if ((rc = rt_io(h, &r->wake, REVTUN_IO_READ)) == REVTUN_OK) {
+      h->pool->idle_changed = idle_changed;
       return REVTUN_OK;
+    }
     h->remote = NULL;
     rt_fd_clear(h, fd);
   }
@@ -333,6 +334,7 @@ void rt_remote_detach(revtun_t *h, revtun_time_ms_t now) {
   struct rt_remote *r = h->remote;
   if (!r)
     return;
+  h->pool->idle_changed = NULL;
   if (rt_io(h, &r->wake, REVTUN_IO_REMOVE))
     rt_log(h, REVTUN_LOG_WARN, "io callback failed removing the directory's fd %d", r->wake.fd);
   rt_fd_clear(h, r->wake.fd);
