@@ -343,9 +343,9 @@ enum revtun_lookup { REVTUN_LOOKUP_NODE = 1, REVTUN_LOOKUP_CLUSTER = 2 };
  * REVTUN_OK with the socket now (as revtun_handoff), REVTUN_E_PENDING with a
  * ticket (the arrival callback brings the answer), or REVTUN_E_NOT_FOUND. */
 REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff_request(revtun_t *h, int lookup, const char *id,
-                                                         const char *tenant_id,
-                                                         void *request_user, revtun_time_ms_t now,
-                                                         int *fd_out, revtun_strip_t *strip_out,
+                                                         const char *tenant_id, void *request_user,
+                                                         revtun_time_ms_t now, int *fd_out,
+                                                         revtun_strip_t *strip_out,
                                                          uint64_t *ticket_out);
 /* Since 0.2: no callback for this ticket; a socket still on its way parks here. */
 REVTUN_API int revtun_handoff_cancel(revtun_t *h, uint64_t ticket);
@@ -357,9 +357,9 @@ REVTUN_API REVTUN_WARN_UNUSED int revtun_export_socket(revtun_t *h, int fd, revt
                                                        void *state, size_t cap, size_t *len_out,
                                                        void **sock_user_out);
 /* Exports the oldest idle socket of the handle; REVTUN_E_NOT_FOUND when none. */
-REVTUN_API REVTUN_WARN_UNUSED int revtun_export_next(revtun_t *h, revtun_time_ms_t now,
-                                                     int *fd_out, void *state, size_t cap,
-                                                     size_t *len_out, void **sock_user_out);
+REVTUN_API REVTUN_WARN_UNUSED int revtun_export_next(revtun_t *h, revtun_time_ms_t now, int *fd_out,
+                                                     void *state, size_t cap, size_t *len_out,
+                                                     void **sock_user_out);
 REVTUN_API REVTUN_WARN_UNUSED int revtun_import_socket(revtun_t *h, int fd, const void *state,
                                                        size_t len, void *sock_user,
                                                        revtun_time_ms_t now);

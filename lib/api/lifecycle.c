@@ -127,7 +127,7 @@ int revtun_new(revtun_t **out, const void *config, size_t len, const revtun_opti
     h->upcalls.report = rt_reporter_event;
   if (opts->directory && (rc = rt_remote_attach(h, opts->directory))) {
     rt_fail(rc, errbuf, errbuf_len,
-            rc == REVTUN_E_CONFIG ? "tenant_isolation differs from the directory's other handles"
+            rc == REVTUN_E_CONFIG  ? "tenant_isolation differs from the directory's other handles"
             : rc == REVTUN_E_LIMIT ? "the directory serves the most handles it can"
                                    : "cannot join the directory");
     goto fail;

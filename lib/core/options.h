@@ -38,7 +38,7 @@ struct revtun_options {
   struct rt_limits limits;
   struct rt_factory *factories;
   size_t n_factories;
-  char *module_path; /* where the dynamic-module reporter looks; NULL: not set */
+  char *module_path;             /* where the dynamic-module reporter looks; NULL: not set */
   revtun_directory_t *directory; /* shared with the other handles of the process, or NULL */
   revtun_arrival_cb arrival_cb;
 };

@@ -207,7 +207,8 @@ struct rt_dmsg *rt_dir_msg_new(revtun_directory_t *d, int type, int from, uint64
   struct rt_dmsg *m = rt_malloc(&d->mem, sizeof(*m) + len);
   if (!m)
     return NULL;
-  *m = (struct rt_dmsg){.type = (uint8_t)type, .from = from, .ticket = ticket, .fd = -1, .len = len};
+  *m =
+      (struct rt_dmsg){.type = (uint8_t)type, .from = from, .ticket = ticket, .fd = -1, .len = len};
   if (len)
     memcpy(m->data, data, len);
   return m;

@@ -26,12 +26,12 @@ enum rt_dmsg_type {
 
 struct rt_dmsg {
   struct rt_dmsg *next;
-  uint8_t type;      /* enum rt_dmsg_type */
-  int from;          /* the sender's slot */
-  uint64_t ticket;   /* the requester's ticket, echoed back */
-  int fd;            /* SOCKET */
-  size_t len;        /* key (REQUEST) or state (SOCKET) bytes in data */
-  uint8_t data[];    /* REQUEST: the directory key; SOCKET: the encoded state */
+  uint8_t type;    /* enum rt_dmsg_type */
+  int from;        /* the sender's slot */
+  uint64_t ticket; /* the requester's ticket, echoed back */
+  int fd;          /* SOCKET */
+  size_t len;      /* key (REQUEST) or state (SOCKET) bytes in data */
+  uint8_t data[];  /* REQUEST: the directory key; SOCKET: the encoded state */
 };
 
 /* Joins dir as a new slot; *wake_fd is the eventfd to watch for reading.

@@ -16,9 +16,7 @@
 #include "pool/move.h"
 #include "pool/pool_int.h"
 
-static struct rt_span span_of(const char *s) {
-  return (struct rt_span){s, s ? strlen(s) : 0};
-}
+static struct rt_span span_of(const char *s) { return (struct rt_span){s, s ? strlen(s) : 0}; }
 
 /* The encoded state of an idle socket into buf; its length, or 0 when cap
  * is too small (*need says how much is). */
@@ -74,7 +72,8 @@ static char *put_span(char **at, struct rt_span sp) {
 }
 
 static int strings_of(revtun_t *h, const struct rt_sockstate *st, struct import_strings *out) {
-  size_t total = st->node.n + st->cluster.n + st->tenant.n + st->init_worker.n + st->init_conn.n + 5;
+  size_t total =
+      st->node.n + st->cluster.n + st->tenant.n + st->init_worker.n + st->init_conn.n + 5;
   char *at = out->block = rt_malloc(&h->mem, total);
   if (!at)
     return REVTUN_E_NOMEM;
@@ -108,8 +107,8 @@ static void record_lost(revtun_t *h, int fd, const struct import_strings *ids,
   rt_emit(h, &ev);
 }
 
-int rt_pool_import(revtun_t *h, int fd, const struct rt_sockstate *st, void *sock_user,
-                   bool report, revtun_time_ms_t now) {
+int rt_pool_import(revtun_t *h, int fd, const struct rt_sockstate *st, void *sock_user, bool report,
+                   revtun_time_ms_t now) {
   struct import_strings ids = {0};
   int rc = strings_of(h, st, &ids);
   if (rc) {

@@ -23,7 +23,7 @@ int rt_pool_export(revtun_t *h, struct rt_sock *s, bool report, revtun_time_ms_t
  * REVTUN_E_IO or REVTUN_E_HOST the tunnel's end is recorded (tunnel_closed,
  * move_failed) and the fd is the caller's to close; on REVTUN_E_INVAL (ids
  * this handle refuses) or REVTUN_E_EXISTS nothing is recorded. */
-int rt_pool_import(revtun_t *h, int fd, const struct rt_sockstate *st, void *sock_user,
-                   bool report, revtun_time_ms_t now);
+int rt_pool_import(revtun_t *h, int fd, const struct rt_sockstate *st, void *sock_user, bool report,
+                   revtun_time_ms_t now);
 
 #endif

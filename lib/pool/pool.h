@@ -56,7 +56,7 @@ struct rt_reg_args {
   size_t n_early;
   const struct rt_meta_kv *extra; /* rides on the tunnel_setup record */
   size_t n_extra;
-  const struct rt_peer *peer; /* so does the identity from a transport */
+  const struct rt_peer *peer;        /* so does the identity from a transport */
   const struct rt_ka_resume *resume; /* an import: no tunnel_setup, the keepalive resumed */
 };
 

@@ -66,11 +66,10 @@ static void idle_changed(revtun_t *h, const struct rt_member *m) {
   bool up = m->idle > 0;
   char key[DIR_KEY_MAX];
   if (up ? m->node->idle == 1 : m->node->idle == 0)
-    rt_dir_publish(r->dir, r->slot, key,
-                   dir_key(key, false, m->node->key, m->node->hn.keylen), up);
+    rt_dir_publish(r->dir, r->slot, key, dir_key(key, false, m->node->key, m->node->hn.keylen), up);
   if (up ? m->cluster->idle == 1 : m->cluster->idle == 0)
-    rt_dir_publish(r->dir, r->slot, key,
-                   dir_key(key, true, m->cluster->key, m->cluster->hn.keylen), up);
+    rt_dir_publish(r->dir, r->slot, key, dir_key(key, true, m->cluster->key, m->cluster->hn.keylen),
+                   up);
 }
 
 /* ---------------------------------------------------------------- tickets */
@@ -151,7 +150,8 @@ int revtun_handoff_request(revtun_t *h, int lookup, const char *id, const char *
     *fd_out = -1;
   if (ticket_out)
     *ticket_out = 0;
-  if (!h || !fd_out || !ticket_out || (lookup != REVTUN_LOOKUP_NODE && lookup != REVTUN_LOOKUP_CLUSTER))
+  if (!h || !fd_out || !ticket_out ||
+      (lookup != REVTUN_LOOKUP_NODE && lookup != REVTUN_LOOKUP_CLUSTER))
     return REVTUN_E_INVAL;
   bool by_cluster = lookup == REVTUN_LOOKUP_CLUSTER;
   struct rt_idpair ids;
@@ -238,8 +238,9 @@ static void serve_request(revtun_t *h, struct rt_remote *r, const struct rt_dmsg
   int fd = s ? s->ent.fd : -1;
   if (s && rt_pool_export(h, s, false, now, state, sizeof(state), &len) != REVTUN_OK)
     fd = -1; /* cannot happen: every state fits RT_SOCKSTATE_MAX */
-  struct rt_dmsg *m = fd >= 0 ? rt_dir_msg_new(r->dir, RT_DMSG_SOCKET, r->slot, req->ticket, state, len)
-                              : rt_dir_msg_new(r->dir, RT_DMSG_NONE, r->slot, req->ticket, NULL, 0);
+  struct rt_dmsg *m = fd >= 0
+                          ? rt_dir_msg_new(r->dir, RT_DMSG_SOCKET, r->slot, req->ticket, state, len)
+                          : rt_dir_msg_new(r->dir, RT_DMSG_NONE, r->slot, req->ticket, NULL, 0);
   if (m) {
     m->fd = fd;
     if (rt_dir_send(r->dir, req->from, m) == REVTUN_OK)

@@ -6,7 +6,8 @@
 #include "pool/sockstate.h"
 
 #define MAGIC "RVTS"
-#define MAX_DEADLINE_MS (2u * RT_MAX_PING_INTERVAL_MS) /* a send time plus jitter, or a reply wait */
+#define MAX_DEADLINE_MS                                                                            \
+  (2u * RT_MAX_PING_INTERVAL_MS) /* a send time plus jitter, or a reply wait */
 #define MAX_AGE_MS (UINT64_C(1) << 42)
 #define MAX_MISSES (UINT32_C(1) << 31)
 
@@ -35,15 +36,15 @@ static bool span_ok(struct rt_span s, bool required) {
 
 static bool fields_ok(const struct rt_sockstate *st) {
   return span_ok(st->node, true) && span_ok(st->cluster, true) && span_ok(st->tenant, false) &&
-         span_ok(st->init_worker, false) && span_ok(st->init_conn, false) &&
-         st->interval_ms >= 1 && st->interval_ms <= RT_MAX_PING_INTERVAL_MS &&
-         st->deadline_in_ms <= MAX_DEADLINE_MS && st->misses < MAX_MISSES && st->age_ms <= MAX_AGE_MS &&
-         st->initiation_time_ms >= 0 && st->partial <= 4;
+         span_ok(st->init_worker, false) && span_ok(st->init_conn, false) && st->interval_ms >= 1 &&
+         st->interval_ms <= RT_MAX_PING_INTERVAL_MS && st->deadline_in_ms <= MAX_DEADLINE_MS &&
+         st->misses < MAX_MISSES && st->age_ms <= MAX_AGE_MS && st->initiation_time_ms >= 0 &&
+         st->partial <= 4;
 }
 
 size_t rt_sockstate_size(const struct rt_sockstate *st) {
-  return RT_SOCKSTATE_FIXED + 10u + st->node.n + st->cluster.n + st->tenant.n +
-         st->init_worker.n + st->init_conn.n;
+  return RT_SOCKSTATE_FIXED + 10u + st->node.n + st->cluster.n + st->tenant.n + st->init_worker.n +
+         st->init_conn.n;
 }
 
 size_t rt_sockstate_encode(const struct rt_sockstate *st, uint8_t *buf, size_t cap) {
@@ -81,8 +82,7 @@ static int refuse(const char **why, const char *text) {
   return REVTUN_E_INVAL;
 }
 
-int rt_sockstate_decode(const uint8_t *buf, size_t len, struct rt_sockstate *st,
-                        const char **why) {
+int rt_sockstate_decode(const uint8_t *buf, size_t len, struct rt_sockstate *st, const char **why) {
   memset(st, 0, sizeof(*st));
   if (!buf || len < 8 || memcmp(buf, MAGIC, 4) != 0)
     return refuse(why, "not a socket state");

@@ -26,7 +26,8 @@
 
 #define RT_SOCKSTATE_VERSION 1u
 #define RT_SOCKSTATE_FIXED 38u /* bytes before the strings */
-#define RT_SOCKSTATE_MAX (RT_SOCKSTATE_FIXED + 5u * (2u + RT_MAX_ID_LEN)) /* REVTUN_SOCKET_STATE_MAX */
+#define RT_SOCKSTATE_MAX                                                                           \
+  (RT_SOCKSTATE_FIXED + 5u * (2u + RT_MAX_ID_LEN)) /* REVTUN_SOCKET_STATE_MAX */
 
 /* A string inside a decoded state: points into the caller's buffer, not
  * NUL-terminated. */
@@ -37,13 +38,13 @@ struct rt_span {
 
 struct rt_sockstate {
   struct rt_span node, cluster, tenant, init_worker, init_conn;
-  uint32_t interval_ms; /* 1..300000 */
-  uint32_t misses;        /* below 2^31: a miss more can never wrap it */
+  uint32_t interval_ms;    /* 1..300000 */
+  uint32_t misses;         /* below 2^31: a miss more can never wrap it */
   uint32_t deadline_in_ms; /* time left to the next keepalive deadline */
   uint64_t age_ms;         /* since registration */
   int64_t initiation_time_ms;
-  uint8_t partial;        /* bytes of a partial echo held, 0..4 */
-  bool awaiting_reply;    /* the deadline is a reply deadline */
+  uint8_t partial;     /* bytes of a partial echo held, 0..4 */
+  bool awaiting_reply; /* the deadline is a reply deadline */
 };
 
 /* The encoded length of st (valid or not). */
@@ -55,7 +56,6 @@ size_t rt_sockstate_encode(const struct rt_sockstate *st, uint8_t *buf, size_t c
 
 /* Decodes and validates buf[0..len); REVTUN_OK, REVTUN_E_UNSUPPORTED for an
  * unknown version, or REVTUN_E_INVAL with a reason in *why (static text). */
-int rt_sockstate_decode(const uint8_t *buf, size_t len, struct rt_sockstate *st,
-                        const char **why);
+int rt_sockstate_decode(const uint8_t *buf, size_t len, struct rt_sockstate *st, const char **why);
 
 #endif
