@@ -55,3 +55,11 @@ else
 EXTRA_DIST += bench/idle_floor.c
 endif
 EXTRA_DIST += bench/idle.sh
+
+# A cross-worker handoff through the process directory against a bare
+# eventfd round trip between two threads and a handoff on one handle.
+noinst_PROGRAMS += bench/bench_directory
+bench_bench_directory_SOURCES = bench/bench_directory.c
+bench_bench_directory_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
+bench_bench_directory_CFLAGS = $(STRICT_WARN_CFLAGS) $(PTHREAD_CFLAGS)
+bench_bench_directory_LDADD = lib/libupstream-revtun.la $(PTHREAD_LIBS)
