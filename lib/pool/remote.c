@@ -256,8 +256,10 @@ static void serve_request(revtun_t *h, struct rt_remote *r, const struct rt_dmsg
 static void take_answer(revtun_t *h, struct rt_remote *r, const struct rt_dmsg *m,
                         revtun_time_ms_t now) {
   struct ticket *t = ticket_get(r, m->ticket);
-  if (m->type == RT_DMSG_SOCKET) {
-    if (!adopt(h, m->fd, m->data, m->len, now) || !t || t->cancelled) {
+  /* A socket that could not join is no answer: the request goes on as after
+   * a "none", to the next holder or to not found. */
+  if (m->type == RT_DMSG_SOCKET && adopt(h, m->fd, m->data, m->len, now)) {
+    if (!t || t->cancelled) {
       if (t) /* cancelled: the socket stays parked here */
         ticket_done(r, t, m->ticket);
       return;
