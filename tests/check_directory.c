@@ -646,6 +646,7 @@ int main(void) {
   Suite *s = suite_create("directory");
   TCase *tc = tcase_create("directory");
   tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_set_timeout(tc, 60); /* 65 handles, a fork per test, a loaded machine */
   tcase_add_test(tc, local_socket_is_served_at_once);
   tcase_add_test(tc, remote_socket_arrives);
   tcase_add_test(tc, cancel_parks_the_socket_here);
