@@ -362,6 +362,48 @@ START_TEST(requester_freed_with_a_socket_on_its_way) {
 }
 END_TEST
 
+/* a asks b for n and is freed; c joins in a's place and asks d for x. b's
+ * answer to a must not reach c as the answer to c's request. */
+START_TEST(answer_to_a_freed_requester_does_not_reach_its_successor) {
+  int fds0 = tu_open_fds();
+  revtun_directory_t *dir;
+  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
+  revtun_t *a = new_h(dir, "empty", &recs[0]);
+  revtun_t *hs[3] = {new_h(dir, "empty", &recs[1]), NULL, new_h(dir, "empty", &recs[2])};
+  int pn, px, fn = pair_on(hs[0], "n", "c", &pn), fx = pair_on(hs[2], "x", "c", &px), got;
+  uint64_t ta, tc;
+  revtun_strip_t st;
+  ck_assert_int_eq(
+      revtun_handoff_request(a, REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ta),
+      REVTUN_E_PENDING);
+  revtun_free(a);
+  hs[1] = new_h(dir, "empty", &recs[3]); /* a's place in the directory */
+  struct tu_rec *rs[3] = {&recs[1], &recs[3], &recs[2]};
+  ck_assert_int_eq(
+      revtun_handoff_request(hs[1], REVTUN_LOOKUP_NODE, "x", NULL, NULL, 10, &got, &st, &tc),
+      REVTUN_E_PENDING);
+  pump(hs, rs, 3, 20);
+  ck_assert_uint_eq(n_arrivals, 1);
+  ck_assert_ptr_eq(arrivals[0].h, hs[1]);
+  ck_assert_uint_eq(arrivals[0].ticket, tc);
+  ck_assert_int_eq(arrivals[0].status, REVTUN_OK);
+  ck_assert_int_eq(arrivals[0].fd, fx); /* x, what c asked for */
+  const char *n, *c, *t;
+  ck_assert_int_eq(revtun_socket_identity(hs[1], fx, &n, &c, &t), REVTUN_OK);
+  ck_assert_str_eq(n, "x");
+  /* n went back to b, or stayed there */
+  ck_assert_int_eq(revtun_idle_count(hs[0], "n", NULL), 1);
+  ck_assert_int_eq(revtun_socket_state(hs[0], fn), REVTUN_SOCK_IDLE);
+  ck_assert_int_eq(revtun_idle_count(hs[1], "n", NULL), 0);
+  for (int i = 0; i < 3; i++)
+    revtun_free(hs[i]);
+  revtun_directory_free(dir);
+  close(fx), close(pn), close(px);
+  ck_assert(!tu_fd_open(fn));
+  ck_assert_int_eq(tu_open_fds(), fds0);
+}
+END_TEST
+
 START_TEST(isolation_must_match) {
   revtun_directory_t *dir;
   ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
@@ -654,6 +696,7 @@ int main(void) {
   tcase_add_test(tc, socket_that_cannot_join_ends_the_request);
   tcase_add_test(tc, holder_freed_while_a_request_waits);
   tcase_add_test(tc, requester_freed_with_a_socket_on_its_way);
+  tcase_add_test(tc, answer_to_a_freed_requester_does_not_reach_its_successor);
   tcase_add_test(tc, isolation_must_match);
   tcase_add_test(tc, at_most_max_handles);
   tcase_add_test(tc, cluster_round_robin_across_handles);

@@ -243,6 +243,7 @@ static void serve_request(revtun_t *h, struct rt_remote *r, const struct rt_dmsg
                           : rt_dir_msg_new(r->dir, RT_DMSG_NONE, r->slot, req->ticket, NULL, 0);
   if (m) {
     m->fd = fd;
+    m->to_serial = req->from_serial; /* not to a handle that took its slot */
     if (rt_dir_send(r->dir, req->from, m) == REVTUN_OK)
       return;
     rt_dir_msg_free(r->dir, m);
@@ -348,6 +349,8 @@ void rt_remote_detach(revtun_t *h, revtun_time_ms_t now) {
     struct rt_dmsg *next = m->next;
     if (m->type == RT_DMSG_REQUEST) {
       struct rt_dmsg *none = rt_dir_msg_new(r->dir, RT_DMSG_NONE, r->slot, m->ticket, NULL, 0);
+      if (none)
+        none->to_serial = m->from_serial;
       if (none && rt_dir_send(r->dir, m->from, none) != REVTUN_OK)
         rt_dir_msg_free(r->dir, none);
     } else if (m->type == RT_DMSG_SOCKET) {
