@@ -103,6 +103,28 @@ static int pair_on(revtun_t *h, const char *node, const char *cluster, int *peer
 
 static void setup(void) { n_arrivals = 0; }
 
+/* A directory with n handles on it, hs[i] recording into recs[i]. */
+static revtun_directory_t *world(int n, revtun_t **hs, struct tu_rec **rs) {
+  revtun_directory_t *dir;
+  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
+  for (int i = 0; i < n; i++)
+    hs[i] = new_h(dir, "empty", rs[i] = &recs[i]);
+  return dir;
+}
+
+/* A request that has to wait for another handle: its ticket. */
+static uint64_t request_pending(revtun_t *h, int lookup, const char *id, void *user,
+                                revtun_time_ms_t now) {
+  int got;
+  uint64_t ticket;
+  revtun_strip_t st;
+  ck_assert_int_eq(revtun_handoff_request(h, lookup, id, NULL, user, now, &got, &st, &ticket),
+                   REVTUN_E_PENDING);
+  ck_assert_int_eq(got, -1);
+  ck_assert_uint_ne(ticket, 0);
+  return ticket;
+}
+
 /* ---------------------------------------------------------------- tests */
 
 START_TEST(local_socket_is_served_at_once) {
@@ -139,16 +161,12 @@ END_TEST
 
 START_TEST(remote_socket_arrives) {
   int fds0 = tu_open_fds();
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[2] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1])};
-  struct tu_rec *rs[2] = {&recs[0], &recs[1]};
+  revtun_t *hs[2];
+  struct tu_rec *rs[2];
+  revtun_directory_t *dir = world(2, hs, rs);
   int peer, fd = pair_on(hs[1], "n", "c", &peer), got = -1, user = 5;
   uint64_t ticket = 0;
-  revtun_strip_t st;
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, &user, 10, &got, &st, &ticket),
-      REVTUN_E_PENDING);
+  ticket = request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", &user, 10);
   ck_assert_int_eq(got, -1);
   ck_assert_uint_ne(ticket, 0);
   ck_assert_uint_eq(n_arrivals, 0);
@@ -182,16 +200,13 @@ START_TEST(remote_socket_arrives) {
 END_TEST
 
 START_TEST(cancel_parks_the_socket_here) {
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[2] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1])};
-  struct tu_rec *rs[2] = {&recs[0], &recs[1]};
+  revtun_t *hs[2];
+  struct tu_rec *rs[2];
+  revtun_directory_t *dir = world(2, hs, rs);
   int peer, fd = pair_on(hs[1], "n", "c", &peer), got;
   uint64_t ticket;
   revtun_strip_t st;
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ticket),
-      REVTUN_E_PENDING);
+  ticket = request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, 10);
   ck_assert_int_eq(revtun_handoff_cancel(hs[0], ticket), REVTUN_OK);
   ck_assert_int_eq(revtun_handoff_cancel(hs[0], ticket), REVTUN_E_NOT_FOUND);
   ck_assert_int_eq(revtun_handoff_cancel(hs[0], ticket + 1), REVTUN_E_NOT_FOUND);
@@ -223,19 +238,13 @@ END_TEST
 /* b's socket died before b served the request: b answers none, and the
  * request goes on to c, the next holder; without c, not found. */
 START_TEST(dead_in_transit_goes_to_the_next_holder) {
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[3] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1]),
-                     new_h(dir, "empty", &recs[2])};
-  struct tu_rec *rs[3] = {&recs[0], &recs[1], &recs[2]};
-  int pb, pc, fb = pair_on(hs[1], "n", "c", &pb), fc = pair_on(hs[2], "n", "c", &pc), got;
-  uint64_t ticket;
-  revtun_strip_t st;
+  revtun_t *hs[3];
+  struct tu_rec *rs[3];
+  revtun_directory_t *dir = world(3, hs, rs);
+  int pb, pc, fb = pair_on(hs[1], "n", "c", &pb), fc = pair_on(hs[2], "n", "c", &pc);
   for (int round = 0; round < 2; round++) {
     close(pb); /* b's socket dies, b has not noticed */
-    ck_assert_int_eq(
-        revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ticket),
-        REVTUN_E_PENDING);
+    request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, 10);
     pump(hs, rs, 3, 20);
     ck_assert_uint_eq(n_arrivals, 1);
     ck_assert_int_eq(arrivals[0].status, REVTUN_OK);
@@ -253,9 +262,7 @@ START_TEST(dead_in_transit_goes_to_the_next_holder) {
   n_arrivals = 0;
   fb = pair_on(hs[1], "n", "c", &pb);
   close(pb);
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, NULL, 30, &got, &st, &ticket),
-      REVTUN_E_PENDING);
+  request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, 30);
   pump(hs, rs, 3, 40);
   ck_assert_uint_eq(n_arrivals, 1);
   ck_assert_int_eq(arrivals[0].status, REVTUN_E_NOT_FOUND);
@@ -271,16 +278,12 @@ END_TEST
  * refused its fd): the request is not left hanging. */
 START_TEST(socket_that_cannot_join_ends_the_request) {
   int fds0 = tu_open_fds();
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[2] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1])};
-  struct tu_rec *rs[2] = {&recs[0], &recs[1]};
-  int peer, fd = pair_on(hs[1], "n", "c", &peer), got;
+  revtun_t *hs[2];
+  struct tu_rec *rs[2];
+  revtun_directory_t *dir = world(2, hs, rs);
+  int peer, fd = pair_on(hs[1], "n", "c", &peer);
   uint64_t ticket;
-  revtun_strip_t st;
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ticket),
-      REVTUN_E_PENDING);
+  ticket = request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, 10);
   recs[0].io_fail_fd = fd;
   pump(hs, rs, 2, 20);
   ck_assert_uint_eq(n_arrivals, 1);
@@ -308,17 +311,12 @@ static size_t closed_total(int n) {
 
 START_TEST(holder_freed_while_a_request_waits) {
   int fds0 = tu_open_fds();
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[2] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1])};
-  struct tu_rec *rs[2] = {&recs[0], &recs[1]};
-  int peer, got;
+  revtun_t *hs[2];
+  struct tu_rec *rs[2];
+  revtun_directory_t *dir = world(2, hs, rs);
+  int peer;
   pair_on(hs[1], "n", "c", &peer);
-  uint64_t ticket;
-  revtun_strip_t st;
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ticket),
-      REVTUN_E_PENDING);
+  request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, 10);
   revtun_free(hs[1]);
   hs[1] = NULL;
   ck_assert_uint_eq(closed_total(2), 1); /* b's socket, closed with b */
@@ -337,17 +335,12 @@ END_TEST
 /* The socket is on its way to a when a is freed: it closes with a. */
 START_TEST(requester_freed_with_a_socket_on_its_way) {
   int fds0 = tu_open_fds();
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[2] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1])};
-  struct tu_rec *rs[2] = {&recs[0], &recs[1]};
-  int peer, got, fd;
+  revtun_t *hs[2];
+  struct tu_rec *rs[2];
+  revtun_directory_t *dir = world(2, hs, rs);
+  int peer, fd;
   fd = pair_on(hs[1], "n", "c", &peer);
-  uint64_t ticket;
-  revtun_strip_t st;
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ticket),
-      REVTUN_E_PENDING);
+  request_pending(hs[0], REVTUN_LOOKUP_NODE, "n", NULL, 10);
   pump(hs + 1, rs + 1, 1, 20); /* b sends it */
   ck_assert_uint_eq(tu_count(&recs[1], REVTUN_EV_SOCKET_EXPORTED), 1);
   revtun_free(hs[0]);
@@ -370,18 +363,13 @@ START_TEST(answer_to_a_freed_requester_does_not_reach_its_successor) {
   ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
   revtun_t *a = new_h(dir, "empty", &recs[0]);
   revtun_t *hs[3] = {new_h(dir, "empty", &recs[1]), NULL, new_h(dir, "empty", &recs[2])};
-  int pn, px, fn = pair_on(hs[0], "n", "c", &pn), fx = pair_on(hs[2], "x", "c", &px), got;
-  uint64_t ta, tc;
-  revtun_strip_t st;
-  ck_assert_int_eq(
-      revtun_handoff_request(a, REVTUN_LOOKUP_NODE, "n", NULL, NULL, 10, &got, &st, &ta),
-      REVTUN_E_PENDING);
+  int pn, px, fn = pair_on(hs[0], "n", "c", &pn), fx = pair_on(hs[2], "x", "c", &px);
+  uint64_t tc;
+  request_pending(a, REVTUN_LOOKUP_NODE, "n", NULL, 10);
   revtun_free(a);
   hs[1] = new_h(dir, "empty", &recs[3]); /* a's place in the directory */
   struct tu_rec *rs[3] = {&recs[1], &recs[3], &recs[2]};
-  ck_assert_int_eq(
-      revtun_handoff_request(hs[1], REVTUN_LOOKUP_NODE, "x", NULL, NULL, 10, &got, &st, &tc),
-      REVTUN_E_PENDING);
+  tc = request_pending(hs[1], REVTUN_LOOKUP_NODE, "x", NULL, 10);
   pump(hs, rs, 3, 20);
   ck_assert_uint_eq(n_arrivals, 1);
   ck_assert_ptr_eq(arrivals[0].h, hs[1]);
@@ -459,11 +447,9 @@ END_TEST
 
 /* Requests by cluster take turns between the handles that hold it. */
 START_TEST(cluster_round_robin_across_handles) {
-  revtun_directory_t *dir;
-  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
-  revtun_t *hs[3] = {new_h(dir, "empty", &recs[0]), new_h(dir, "empty", &recs[1]),
-                     new_h(dir, "empty", &recs[2])};
-  struct tu_rec *rs[3] = {&recs[0], &recs[1], &recs[2]};
+  revtun_t *hs[3];
+  struct tu_rec *rs[3];
+  revtun_directory_t *dir = world(3, hs, rs);
   int owner[1024], peers[40], n_peers = 0;
   memset(owner, -1, sizeof(owner));
   for (int i = 0; i < 10; i++)
