@@ -32,20 +32,6 @@ static int reg_full(revtun_t *h, int fd, revtun_time_ms_t now, void *user) {
   return rc;
 }
 
-static revtun_time_ms_t tick_next(revtun_t *h, revtun_time_ms_t now) {
-  int64_t ms = revtun_next_timeout_ms(h, now);
-  ck_assert_int_ge(ms, 0);
-  now += (revtun_time_ms_t)ms;
-  ck_assert_int_eq(revtun_tick(h, now), REVTUN_OK);
-  return now;
-}
-
-static void expect_rping(int peer) {
-  char buf[16];
-  ck_assert_int_eq(recv(peer, buf, sizeof(buf), MSG_DONTWAIT), 5);
-  ck_assert_mem_eq(buf, "RPING", 5);
-}
-
 static void expect_silence(int peer) {
   char buf[16];
   errno = 0;
@@ -65,8 +51,8 @@ START_TEST(move_keeps_identity_and_an_outstanding_ping) {
   tu_socketpair(sv);
   int fd = sv[0], peer = sv[1];
   ck_assert_int_eq(reg_full(h1, fd, 0, &user), REVTUN_OK);
-  revtun_time_ms_t now = tick_next(h1, 0); /* RPING out, its echo awaited */
-  expect_rping(peer);
+  revtun_time_ms_t now = tu_tick_next(h1, 0); /* RPING out, its echo awaited */
+  tu_expect_rping(peer);
   ck_assert_int_eq(revtun_next_timeout_ms(h1, now), 500);
   now += 100;
 
@@ -137,8 +123,8 @@ START_TEST(move_keeps_identity_and_an_outstanding_ping) {
   int64_t next = revtun_next_timeout_ms(h2, now); /* a send deadline again */
   ck_assert_int_ge(next, 1000);
   ck_assert_int_lt(next, 1150);
-  now = tick_next(h2, now);
-  expect_rping(peer);
+  now = tu_tick_next(h2, now);
+  tu_expect_rping(peer);
   ck_assert_uint_eq(tu_count(&rec2, REVTUN_EV_PING_SENT), 1);
   ck_assert_uint_eq(
       tu_count(&rec1, REVTUN_EV_TUNNEL_CLOSED) + tu_count(&rec2, REVTUN_EV_TUNNEL_CLOSED), 0);
@@ -172,7 +158,7 @@ START_TEST(move_keeps_the_next_ping_time) {
   ck_assert_int_eq(revtun_tick(h2, (revtun_time_ms_t)first - 1), REVTUN_OK);
   expect_silence(sv[1]);
   ck_assert_int_eq(revtun_tick(h2, (revtun_time_ms_t)first), REVTUN_OK);
-  expect_rping(sv[1]);
+  tu_expect_rping(sv[1]);
   revtun_free(h1);
   revtun_free(h2);
   close(sv[1]);
@@ -190,18 +176,18 @@ START_TEST(move_keeps_the_miss_count) {
   ck_assert_int_eq(tu_register(h1, sv[0], "n", "c", NULL, 1000, 0), REVTUN_OK);
   revtun_time_ms_t now = 0;
   for (int i = 0; i < 2; i++) {
-    now = tick_next(h1, now);
-    expect_rping(sv[1]);
-    now = tick_next(h1, now);
+    now = tu_tick_next(h1, now);
+    tu_expect_rping(sv[1]);
+    now = tu_tick_next(h1, now);
   }
   ck_assert_uint_eq(tu_last(&rec1, REVTUN_EV_PING_MISS)->misses, 2);
   static uint8_t blob[REVTUN_SOCKET_STATE_MAX];
   size_t len;
   ck_assert_int_eq(revtun_export_socket(h1, sv[0], now, blob, sizeof(blob), &len, NULL), REVTUN_OK);
   ck_assert_int_eq(revtun_import_socket(h2, sv[0], blob, len, NULL, now), REVTUN_OK);
-  now = tick_next(h2, now);
-  expect_rping(sv[1]);
-  now = tick_next(h2, now); /* the third miss */
+  now = tu_tick_next(h2, now);
+  tu_expect_rping(sv[1]);
+  now = tu_tick_next(h2, now); /* the third miss */
   const struct tu_event *t = tu_last(&rec2, REVTUN_EV_PING_TIMEOUT);
   ck_assert_ptr_nonnull(t);
   ck_assert_uint_eq(t->misses, 3);
@@ -599,8 +585,8 @@ START_TEST(move_to_another_process) {
   tu_socketpair(sv);
   ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, via), 0);
   ck_assert_int_eq(reg_full(h, sv[0], 0, NULL), REVTUN_OK);
-  revtun_time_ms_t now = tick_next(h, 0);
-  expect_rping(sv[1]);
+  revtun_time_ms_t now = tu_tick_next(h, 0);
+  tu_expect_rping(sv[1]);
   now += 100;
   static uint8_t blob[REVTUN_SOCKET_STATE_MAX];
   size_t len;
@@ -622,7 +608,7 @@ START_TEST(move_to_another_process) {
   ck_assert_int_eq(waitpid(pid, &st, 0), pid);
   ck_assert(WIFEXITED(st));
   ck_assert_int_eq(WEXITSTATUS(st), 0);
-  expect_rping(sv[1]); /* the child's own ping, one only */
+  tu_expect_rping(sv[1]); /* the child's own ping, one only */
   char b;
   ck_assert_int_eq(recv(sv[1], &b, 1, MSG_DONTWAIT), 0); /* then the child's free closed it */
   ck_assert_uint_eq(tu_count(&rec1, REVTUN_EV_SOCKET_EXPORTED), 1);
