@@ -594,6 +594,7 @@ START_TEST(move_to_another_process) {
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
+    revtun_free(h); /* the parent's, empty since the export */
     close(via[0]);
     close(sv[1]);
     _exit(child(via[1], now));
