@@ -87,3 +87,23 @@ fuzz_fuzz_http1_CPPFLAGS = -I$(top_srcdir)/examples
 fuzz_fuzz_http1_CFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_http1_LDFLAGS = -fsanitize=fuzzer,address,undefined
 endif
+
+# ---- the state of a moved socket (pool/sockstate.h): the decoder is
+# internal, so the harness links the convenience library; it also imports
+# through the public API over a socketpair.
+check_PROGRAMS += fuzz/replay_sockstate
+TESTS += fuzz/replay_sockstate
+VALGRIND_TESTS += fuzz/replay_sockstate
+fuzz_replay_sockstate_SOURCES = fuzz/replay.c fuzz/fuzz_sockstate.c
+fuzz_replay_sockstate_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
+	-DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/sockstate"'
+fuzz_replay_sockstate_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_replay_sockstate_LDADD = $(LIB_CORE_LIBS)
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_sockstate
+fuzz_fuzz_sockstate_SOURCES = fuzz/fuzz_sockstate.c
+fuzz_fuzz_sockstate_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib
+fuzz_fuzz_sockstate_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_sockstate_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_sockstate_LDADD = $(LIB_CORE_LIBS)
+endif

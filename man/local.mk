@@ -28,6 +28,8 @@ dist_man_MANS += \
 	man/revtun_config_stat_prefix.3 \
 	man/revtun_config_tenant_isolation.3 \
 	man/revtun_config_validate.3 \
+	man/revtun_directory_free.3 \
+	man/revtun_directory_new.3 \
 	man/revtun_event_close_reason.3 \
 	man/revtun_event_cluster_id.3 \
 	man/revtun_event_cluster_key.3 \
@@ -52,14 +54,19 @@ dist_man_MANS += \
 	man/revtun_event_tenant_id.3 \
 	man/revtun_event_time_ms.3 \
 	man/revtun_event_worker.3 \
+	man/revtun_export_next.3 \
+	man/revtun_export_socket.3 \
 	man/revtun_foreach_cluster.3 \
 	man/revtun_foreach_node.3 \
 	man/revtun_free.3 \
 	man/revtun_get_user_data.3 \
 	man/revtun_handoff.3 \
 	man/revtun_handoff_by_cluster.3 \
+	man/revtun_handoff_cancel.3 \
+	man/revtun_handoff_request.3 \
 	man/revtun_idle_count.3 \
 	man/revtun_idle_count_cluster.3 \
+	man/revtun_import_socket.3 \
 	man/revtun_libevent.3 \
 	man/revtun_lookup_cluster.3 \
 	man/revtun_mark_dead.3 \
@@ -73,7 +80,9 @@ dist_man_MANS += \
 	man/revtun_options_new_with_allocator.3 \
 	man/revtun_options_set_access_log_cb.3 \
 	man/revtun_options_set_allocator.3 \
+	man/revtun_options_set_arrival_cb.3 \
 	man/revtun_options_set_close_cb.3 \
+	man/revtun_options_set_directory.3 \
 	man/revtun_options_set_io_cb.3 \
 	man/revtun_options_set_limit.3 \
 	man/revtun_options_set_log_cb.3 \

@@ -25,21 +25,6 @@ static int pair_registered(revtun_t *h, int *peer, uint32_t interval, revtun_tim
   return sv[0];
 }
 
-/* Ticks at the next deadline; returns the time it ticked at. */
-static revtun_time_ms_t tick_next(revtun_t *h, revtun_time_ms_t now) {
-  int64_t ms = revtun_next_timeout_ms(h, now);
-  ck_assert_int_ge(ms, 0);
-  now += (revtun_time_ms_t)ms;
-  ck_assert_int_eq(revtun_tick(h, now), REVTUN_OK);
-  return now;
-}
-
-static void expect_rping(int peer) {
-  char buf[16];
-  ck_assert_int_eq(recv(peer, buf, sizeof(buf), MSG_DONTWAIT), 5);
-  ck_assert_mem_eq(buf, "RPING", 5);
-}
-
 START_TEST(ping_schedule_and_ack) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
@@ -50,8 +35,8 @@ START_TEST(ping_schedule_and_ack) {
   ck_assert_int_eq(rec.timer_ms, first); /* the host timer follows */
   ck_assert_int_eq(revtun_tick(h, (revtun_time_ms_t)first - 1), REVTUN_OK);
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_PING_SENT), 0);
-  revtun_time_ms_t now = tick_next(h, 0);
-  expect_rping(peer);
+  revtun_time_ms_t now = tu_tick_next(h, 0);
+  tu_expect_rping(peer);
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_PING_SENT), 1);
   ck_assert_int_eq(revtun_next_timeout_ms(h, now), 500); /* reply deadline interval/2 */
   ck_assert_int_eq(rec.timer_ms, 500);
@@ -80,9 +65,9 @@ static revtun_time_ms_t run_silent(const char *config, uint32_t threshold, uint3
   pair_registered(h, &peer, interval, 0);
   revtun_time_ms_t now = 0;
   for (uint32_t miss = 1; miss <= threshold; miss++) {
-    now = tick_next(h, now); /* send */
-    expect_rping(peer);
-    now = tick_next(h, now); /* reply deadline */
+    now = tu_tick_next(h, now); /* send */
+    tu_expect_rping(peer);
+    now = tu_tick_next(h, now); /* reply deadline */
     if (miss < threshold) {
       const struct tu_event *e = tu_last(&rec, REVTUN_EV_PING_MISS);
       ck_assert_uint_eq(e->misses, miss);
@@ -131,13 +116,13 @@ START_TEST(only_an_ack_resets_the_count) {
   revtun_time_ms_t now = 0;
   for (int round = 0; round < 5; round++) {
     for (int miss = 0; miss < 2; miss++) {
-      now = tick_next(h, now);
-      expect_rping(peer);
-      now = tick_next(h, now);
+      now = tu_tick_next(h, now);
+      tu_expect_rping(peer);
+      now = tu_tick_next(h, now);
     }
     ck_assert_uint_eq(tu_last(&rec, REVTUN_EV_PING_MISS)->misses, 2);
-    now = tick_next(h, now);
-    expect_rping(peer);
+    now = tu_tick_next(h, now);
+    tu_expect_rping(peer);
     tu_write(peer, "RPING");
     ck_assert_int_eq(revtun_process_io(h, fd, REVTUN_IO_READ, now + 1), REVTUN_OK);
     now += 1;
@@ -160,11 +145,11 @@ START_TEST(eagain_on_write_counts_a_miss) {
   while (send(sv[0], junk, sizeof(junk), MSG_DONTWAIT) > 0) /* fill the pipe */
     ;
   ck_assert_int_eq(tu_register(h, sv[0], "n", "c", NULL, 1000, 0), REVTUN_OK);
-  revtun_time_ms_t now = tick_next(h, 0);
+  revtun_time_ms_t now = tu_tick_next(h, 0);
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_PING_SENT), 0); /* nothing written */
   ck_assert_uint_eq(tu_count(&rec, REVTUN_EV_TUNNEL_CLOSED), 0);
   ck_assert_int_eq(revtun_next_timeout_ms(h, now), 500);
-  tick_next(h, now);
+  tu_tick_next(h, now);
   ck_assert_int_eq(tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED)->reason, REVTUN_CLOSE_IDLE_PING_TIMEOUT);
   revtun_free(h);
   close(sv[1]);
@@ -177,7 +162,7 @@ START_TEST(hard_write_error_closes) {
   int peer;
   pair_registered(h, &peer, 1000, 0);
   close(peer);
-  tick_next(h, 0); /* send -> EPIPE */
+  tu_tick_next(h, 0); /* send -> EPIPE */
   const struct tu_event *c = tu_last(&rec, REVTUN_EV_TUNNEL_CLOSED);
   ck_assert_ptr_nonnull(c);
   ck_assert_int_eq(c->reason, REVTUN_CLOSE_IDLE_PING_WRITE_FAILURE);

@@ -50,7 +50,9 @@ CHECK_SUITES = \
 	tests/check_accesslog \
 	tests/check_format \
 	tests/check_prometheus \
-	tests/check_reporter
+	tests/check_reporter \
+	tests/check_move \
+	tests/check_directory
 check_PROGRAMS += $(CHECK_SUITES)
 TESTS += $(CHECK_SUITES)
 VALGRIND_TESTS += $(CHECK_SUITES)
@@ -75,6 +77,14 @@ tests_check_config_SOURCES = tests/check_config.c
 tests_check_config_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_config_CFLAGS = $(TEST_CFLAGS)
 tests_check_config_LDADD = $(TEST_LDADD)
+tests_check_move_SOURCES = tests/check_move.c
+tests_check_move_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_move_CFLAGS = $(TEST_CFLAGS)
+tests_check_move_LDADD = $(TEST_LDADD)
+tests_check_directory_SOURCES = tests/check_directory.c
+tests_check_directory_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_directory_CFLAGS = $(TEST_CFLAGS) $(PTHREAD_CFLAGS)
+tests_check_directory_LDADD = $(TEST_LDADD) $(PTHREAD_LIBS)
 tests_check_pool_SOURCES = tests/check_pool.c
 tests_check_pool_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_pool_CFLAGS = $(TEST_CFLAGS)

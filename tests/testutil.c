@@ -192,6 +192,20 @@ size_t tu_read_all(int fd, char *buf, size_t cap) {
   return off;
 }
 
+revtun_time_ms_t tu_tick_next(revtun_t *h, revtun_time_ms_t now) {
+  int64_t ms = revtun_next_timeout_ms(h, now);
+  ck_assert_int_ge(ms, 0);
+  now += (revtun_time_ms_t)ms;
+  ck_assert_int_eq(revtun_tick(h, now), REVTUN_OK);
+  return now;
+}
+
+void tu_expect_rping(int peer) {
+  char buf[16];
+  ck_assert_int_eq(recv(peer, buf, sizeof(buf), MSG_DONTWAIT), 5);
+  ck_assert_mem_eq(buf, "RPING", 5);
+}
+
 int tu_run(Suite *s) {
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_ENV);

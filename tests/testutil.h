@@ -58,6 +58,9 @@ bool tu_fd_open(int fd);
 uint64_t tu_stat(const revtun_t *h, const char *name); /* fails the test if missing */
 void tu_write(int fd, const char *s);
 size_t tu_read_all(int fd, char *buf, size_t cap); /* non-blocking drain */
-int tu_run(Suite *s); /* srunner boilerplate; returns the exit status */
+/* Ticks h at its next deadline; returns the time it ticked at. */
+revtun_time_ms_t tu_tick_next(revtun_t *h, revtun_time_ms_t now);
+void tu_expect_rping(int peer); /* exactly one RPING waits on peer */
+int tu_run(Suite *s);           /* srunner boilerplate; returns the exit status */
 
 #endif

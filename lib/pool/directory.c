@@ -26,7 +26,8 @@ struct dir_entry {
 struct dir_slot {
   bool attached;
   int wake_fd;
-  bool woken; /* the eventfd was written since the owner last took the mailbox */
+  bool woken;      /* the eventfd was written since the owner last took the mailbox */
+  uint64_t serial; /* this attachment of the slot */
   struct rt_dmsg *head, *tail;
 };
 
@@ -35,7 +36,8 @@ struct revtun_directory {
   pthread_mutex_t lock;
   atomic_uint refs; /* the creator's, and one per attached handle */
   int n_attached;
-  int isolation; /* -1 until the first handle attaches */
+  int isolation;    /* -1 until the first handle attaches */
+  uint64_t serials; /* attachments so far */
   struct rt_htable index;
   struct dir_slot slots[REVTUN_DIRECTORY_MAX_HANDLES];
 };
@@ -106,7 +108,7 @@ int rt_dir_attach(revtun_directory_t *d, bool isolation, int *slot_out, int *wak
       struct dir_slot *s = &d->slots[i];
       if (s->attached || s->wake_fd >= 0)
         continue;
-      *s = (struct dir_slot){.attached = true, .wake_fd = fd};
+      *s = (struct dir_slot){.attached = true, .wake_fd = fd, .serial = ++d->serials};
       d->n_attached++;
       d->isolation = isolation;
       atomic_fetch_add(&d->refs, 1);
@@ -220,7 +222,9 @@ int rt_dir_send(revtun_directory_t *d, int to, struct rt_dmsg *m) {
   int rc = REVTUN_E_NOT_FOUND;
   pthread_mutex_lock(&d->lock);
   struct dir_slot *s = &d->slots[to];
-  if (s->attached) {
+  if (s->attached && (!m->to_serial || m->to_serial == s->serial)) {
+    const struct dir_slot *from = &d->slots[m->from];
+    m->from_serial = from->attached ? from->serial : 0;
     m->next = NULL;
     if (s->tail)
       s->tail->next = m;

@@ -29,9 +29,13 @@ struct rt_dmsg {
   uint8_t type;    /* enum rt_dmsg_type */
   int from;        /* the sender's slot */
   uint64_t ticket; /* the requester's ticket, echoed back */
-  int fd;          /* SOCKET */
-  size_t len;      /* key (REQUEST) or state (SOCKET) bytes in data */
-  uint8_t data[];  /* REQUEST: the directory key; SOCKET: the encoded state */
+  /* Which attachment of the slots: a slot a handle left is given to the
+   * next handle that joins, and a reply to the old one must not reach it. */
+  uint64_t from_serial; /* the sender's, stamped by rt_dir_send */
+  uint64_t to_serial;   /* a reply: only to this attachment of slot to */
+  int fd;               /* SOCKET */
+  size_t len;           /* key (REQUEST) or state (SOCKET) bytes in data */
+  uint8_t data[];       /* REQUEST: the directory key; SOCKET: the encoded state */
 };
 
 /* Joins dir as a new slot; *wake_fd is the eventfd to watch for reading.
@@ -56,7 +60,8 @@ struct rt_dmsg *rt_dir_msg_new(revtun_directory_t *dir, int type, int from, uint
                                const void *data, size_t len);
 void rt_dir_msg_free(revtun_directory_t *dir, struct rt_dmsg *m);
 /* Puts m in slot to's mailbox and wakes it; REVTUN_E_NOT_FOUND (m still the
- * caller's) when that slot has left. */
+ * caller's) when that slot has left, or when m->to_serial is set and names
+ * an attachment of the slot that has left. */
 int rt_dir_send(revtun_directory_t *dir, int to, struct rt_dmsg *m);
 /* The slot's mailbox, oldest first, emptied; its wake counter reset. */
 struct rt_dmsg *rt_dir_take(revtun_directory_t *dir, int slot);

@@ -243,6 +243,7 @@ static void serve_request(revtun_t *h, struct rt_remote *r, const struct rt_dmsg
                           : rt_dir_msg_new(r->dir, RT_DMSG_NONE, r->slot, req->ticket, NULL, 0);
   if (m) {
     m->fd = fd;
+    m->to_serial = req->from_serial; /* not to a handle that took its slot */
     if (rt_dir_send(r->dir, req->from, m) == REVTUN_OK)
       return;
     rt_dir_msg_free(r->dir, m);
@@ -256,8 +257,10 @@ static void serve_request(revtun_t *h, struct rt_remote *r, const struct rt_dmsg
 static void take_answer(revtun_t *h, struct rt_remote *r, const struct rt_dmsg *m,
                         revtun_time_ms_t now) {
   struct ticket *t = ticket_get(r, m->ticket);
-  if (m->type == RT_DMSG_SOCKET) {
-    if (!adopt(h, m->fd, m->data, m->len, now) || !t || t->cancelled) {
+  /* A socket that could not join is no answer: the request goes on as after
+   * a "none", to the next holder or to not found. */
+  if (m->type == RT_DMSG_SOCKET && adopt(h, m->fd, m->data, m->len, now)) {
+    if (!t || t->cancelled) {
       if (t) /* cancelled: the socket stays parked here */
         ticket_done(r, t, m->ticket);
       return;
@@ -346,6 +349,8 @@ void rt_remote_detach(revtun_t *h, revtun_time_ms_t now) {
     struct rt_dmsg *next = m->next;
     if (m->type == RT_DMSG_REQUEST) {
       struct rt_dmsg *none = rt_dir_msg_new(r->dir, RT_DMSG_NONE, r->slot, m->ticket, NULL, 0);
+      if (none)
+        none->to_serial = m->from_serial;
       if (none && rt_dir_send(r->dir, m->from, none) != REVTUN_OK)
         rt_dir_msg_free(r->dir, none);
     } else if (m->type == RT_DMSG_SOCKET) {
