@@ -187,3 +187,10 @@ tests_check_tls_CFLAGS = $(TEST_CFLAGS)
 tests_check_tls_LDADD = lib/libupstream-revtun-openssl.la $(TEST_LDADD) $(OPENSSL_LIBS)
 endif
 endif
+
+# prom_check: the strict Prometheus text parser of the tests as a program,
+# which tests/e2e.sh runs on the proxy's /stats.
+check_PROGRAMS += tests/prom_check
+tests_prom_check_SOURCES = tests/prom_check.c tests/prom_parse.h
+tests_prom_check_CPPFLAGS = -I$(top_srcdir)/tests
+tests_prom_check_CFLAGS = $(STRICT_WARN_CFLAGS)
