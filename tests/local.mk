@@ -194,3 +194,7 @@ check_PROGRAMS += tests/prom_check
 tests_prom_check_SOURCES = tests/prom_check.c tests/prom_parse.h
 tests_prom_check_CPPFLAGS = -I$(top_srcdir)/tests
 tests_prom_check_CFLAGS = $(STRICT_WARN_CFLAGS)
+
+# README's list of differences from Envoy against the code.
+dist_check_SCRIPTS += tests/readme_envoy.sh
+TESTS += tests/readme_envoy.sh
