@@ -60,6 +60,8 @@ static inline int prom_fail(struct prom_result *r, size_t line, const char *fmt,
   return -1;
 }
 
+#define prom_fail0(...) ((void)prom_fail(__VA_ARGS__), (size_t)0)
+
 static inline bool prom_name_char(char c, bool first, bool colon) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colon && c == ':') ||
          (!first && c >= '0' && c <= '9');
@@ -153,21 +155,21 @@ static inline size_t prom_labels(struct prom_result *r, size_t ln, const char *p
   while (i < len && p[i] != '}') {
     size_t k0 = i;
     if (!prom_name_char(p[i], true, false))
-      return (size_t)prom_fail(r, ln, "bad label name"), 0;
+      return prom_fail0(r, ln, "bad label name");
     while (i < len && prom_name_char(p[i], false, false))
       i++;
     size_t kl = i - k0;
     if (kl >= 2 && p[k0] == '_' && p[k0 + 1] == '_')
-      return (size_t)prom_fail(r, ln, "reserved label name"), 0;
+      return prom_fail0(r, ln, "reserved label name");
     if (kl >= 128 || nkeys == 16)
-      return (size_t)prom_fail(r, ln, "label too long or too many"), 0;
+      return prom_fail0(r, ln, "label too long or too many");
     for (size_t k = 0; k < nkeys; k++)
       if (strlen(keys[k]) == kl && !memcmp(keys[k], p + k0, kl))
-        return (size_t)prom_fail(r, ln, "label %.*s twice", (int)kl, p + k0), 0;
+        return prom_fail0(r, ln, "label %.*s twice", (int)kl, p + k0);
     memcpy(keys[nkeys], p + k0, kl);
     keys[nkeys++][kl] = '\0';
     if (i + 1 >= len || p[i] != '=' || p[i + 1] != '"')
-      return (size_t)prom_fail(r, ln, "expected =\""), 0;
+      return prom_fail0(r, ln, "expected =\"");
     i += 2;
     char val[512];
     size_t vl = 0;
@@ -176,16 +178,16 @@ static inline size_t prom_labels(struct prom_result *r, size_t ln, const char *p
       size_t n = 1;
       if (c == '\\') {
         if (i + 1 >= len)
-          return (size_t)prom_fail(r, ln, "escape at end"), 0;
+          return prom_fail0(r, ln, "escape at end");
         char e = p[i + 1];
         c = e == 'n' ? '\n' : e == '\\' ? '\\' : e == '"' ? '"' : 0;
         if (!c)
-          return (size_t)prom_fail(r, ln, "bad escape \\%c", e), 0;
+          return prom_fail0(r, ln, "bad escape \\%c", e);
         i += 2;
       } else {
         n = prom_utf8((const unsigned char *)p + i, len - i);
         if (!n || c == '\n')
-          return (size_t)prom_fail(r, ln, "label value not UTF-8"), 0;
+          return prom_fail0(r, ln, "label value not UTF-8");
         if (vl + n < sizeof(val))
           memcpy(val + vl, p + i, n);
         vl += n;
@@ -197,28 +199,28 @@ static inline size_t prom_labels(struct prom_result *r, size_t ln, const char *p
       vl++;
     }
     if (i >= len)
-      return (size_t)prom_fail(r, ln, "unterminated label value"), 0;
+      return prom_fail0(r, ln, "unterminated label value");
     i++;
     if (vl >= sizeof(val))
-      return (size_t)prom_fail(r, ln, "label value too long"), 0;
+      return prom_fail0(r, ln, "label value too long");
     val[vl] = '\0';
     if (!strcmp(keys[nkeys - 1], "le")) {
       if (!prom_value(val, vl, le))
-        return (size_t)prom_fail(r, ln, "bad le %s", val), 0;
+        return prom_fail0(r, ln, "bad le %s", val);
       *has_le = true;
     } else {
       int k = snprintf(out + o, cap - o, "%s=%s\x1f", keys[nkeys - 1], val);
       if (k < 0 || (size_t)k >= cap - o)
-        return (size_t)prom_fail(r, ln, "labels too long"), 0;
+        return prom_fail0(r, ln, "labels too long");
       o += (size_t)k;
     }
     if (i < len && p[i] == ',')
       i++;
     else if (i < len && p[i] != '}')
-      return (size_t)prom_fail(r, ln, "expected , or }"), 0;
+      return prom_fail0(r, ln, "expected , or }");
   }
   if (i >= len)
-    return (size_t)prom_fail(r, ln, "unterminated labels"), 0;
+    return prom_fail0(r, ln, "unterminated labels");
   return i + 1;
 }
 
