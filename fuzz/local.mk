@@ -22,6 +22,16 @@ fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/fuzz_api.c
 fuzz_replay_api_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/api"'
 fuzz_replay_api_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_replay_api_LDADD = lib/libupstream-revtun.la
+# the Prometheus exporter with hostile ids, its output through the strict
+# parser of the tests
+check_PROGRAMS += fuzz/replay_prometheus
+TESTS += fuzz/replay_prometheus
+VALGRIND_TESTS += fuzz/replay_prometheus
+fuzz_replay_prometheus_SOURCES = fuzz/replay.c fuzz/fuzz_prometheus.c tests/prom_parse.h
+fuzz_replay_prometheus_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/tests \
+	-DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/prometheus"'
+fuzz_replay_prometheus_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_replay_prometheus_LDADD = lib/libupstream-revtun.la
 # the handshake parser is internal: its harness links the convenience library
 fuzz_replay_handshake_SOURCES = fuzz/replay.c fuzz/fuzz_handshake.c
 fuzz_replay_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib \
@@ -55,6 +65,12 @@ fuzz_fuzz_api_CPPFLAGS = $(FUZZ_CPPFLAGS)
 fuzz_fuzz_api_CFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_api_LDFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_api_LDADD = lib/libupstream-revtun.la
+noinst_PROGRAMS += fuzz/fuzz_prometheus
+fuzz_fuzz_prometheus_SOURCES = fuzz/fuzz_prometheus.c
+fuzz_fuzz_prometheus_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/tests
+fuzz_fuzz_prometheus_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_prometheus_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_prometheus_LDADD = lib/libupstream-revtun.la
 fuzz_fuzz_handshake_SOURCES = fuzz/fuzz_handshake.c
 fuzz_fuzz_handshake_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/lib
 fuzz_fuzz_handshake_CFLAGS = -fsanitize=fuzzer,address,undefined

@@ -113,6 +113,7 @@ dist_man_MANS += \
 	man/revtun_stats_foreach.3 \
 	man/revtun_stats_get.3 \
 	man/revtun_stats_prometheus.3 \
+	man/revtun_stats_prometheus_ex.3 \
 	man/revtun_status_name.3 \
 	man/revtun_strerror.3 \
 	man/revtun_tick.3 \
@@ -124,6 +125,7 @@ dist_man_MANS += \
 	man/revtun_version.3 \
 	man/revtun_walk_clusters.3 \
 	man/revtun_walk_nodes.3 \
+	man/revtun_walk_histograms.3 \
 	man/revtun_walk_stats.3 \
 	man/revtun.7
 

@@ -276,7 +276,15 @@ START_TEST(config_errors) {
   expect_config_error("acc_interval_zero", "ping_interval must be between 1ms and 300s");
   expect_config_error("acc_interval_big", "ping_interval must be between 1ms and 300s");
   expect_config_error("acc_interval_submilli", "ping_interval must be between 1ms and 300s");
-  expect_config_error("acc_path_long", "request_path is 256 bytes, more than 255");
+  expect_config_error("acc_path_long", "request_path is 256 characters, more than 255");
+  /* counted in characters as Envoy counts them: 255 x U+00E9 is 510 bytes */
+  expect_config_error("acc_path_utf8_long", "request_path is 256 characters, more than 255");
+  size_t utf8_len;
+  uint8_t *utf8 = tu_config("acc_path_utf8", &utf8_len);
+  char utf8_err[256];
+  ck_assert_int_eq(revtun_acceptor_config_validate(utf8, utf8_len, utf8_err, sizeof(utf8_err)),
+                   REVTUN_OK);
+  free(utf8);
   expect_config_error("acc_val_badop", "Failed to parse node_id_format");
   expect_config_error("acc_val_badop", "UPSTREAM_HOST");
   /* jwt_validator (field 10) is refused rather than ignored */

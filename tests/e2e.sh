@@ -122,6 +122,18 @@ echo "     tunnels handed off during the run: $((after - before)); HTTP/2 sessio
 check "100 concurrent streams needed at most one new tunnel" test $((after - before)) -le 1
 check "edge-1 is served by at most 2 sessions" test "${sessions:-99}" -le 2
 
+echo "# /stats: strict Prometheus text (tests/prom_check) in Envoy's layout and labelled"
+for q in "" "?hidden=include" "?hidden=include&labels=1"; do
+  curl -s --max-time 2 "http://$ADMIN/stats$q" >"$T/stats.txt"
+  check "/stats$q parses as Prometheus text" "$top_builddir/tests/prom_check" "$T/stats.txt"
+done
+check "labels: ${STATP}_nodes{node=\"edge-1\"} is a series" \
+  grep -q "^${STATP}_nodes{node=\"edge-1\"} [1-9]" "$T/stats.txt"
+check "histogram ${STATP}_cx_upgrade_time counted the handoffs" \
+  test "$(stat $ADMIN ${STATP}_cx_upgrade_time_count)" -gt 0
+resp=$(curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/stats?hidden=bogus")
+check "/stats?hidden=bogus -> 400" test "$resp" = 400
+
 echo "# no tunnel: 503 with the reason"
 resp=$(curl -s -w ' %{http_code}' -H "x-remote-node-id: nope" $URL/)
 check "unknown node -> 503 'no reverse tunnel for node nope'" test "$resp" = "no reverse tunnel for node nope

@@ -116,7 +116,7 @@ tests_check_format_SOURCES = tests/check_format.c
 tests_check_format_CPPFLAGS = $(TEST_INTERNAL_CPPFLAGS)
 tests_check_format_CFLAGS = $(TEST_CFLAGS)
 tests_check_format_LDADD = $(TEST_INTERNAL_LDADD)
-tests_check_prometheus_SOURCES = tests/check_prometheus.c
+tests_check_prometheus_SOURCES = tests/check_prometheus.c tests/prom_parse.h
 tests_check_prometheus_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_prometheus_CFLAGS = $(TEST_CFLAGS)
 tests_check_prometheus_LDADD = $(TEST_LDADD)
@@ -197,3 +197,14 @@ tests_check_tls_CFLAGS = $(TEST_CFLAGS)
 tests_check_tls_LDADD = lib/libupstream-revtun-openssl.la $(TEST_LDADD) $(OPENSSL_LIBS)
 endif
 endif
+
+# prom_check: the strict Prometheus text parser of the tests as a program,
+# which tests/e2e.sh runs on the proxy's /stats.
+check_PROGRAMS += tests/prom_check
+tests_prom_check_SOURCES = tests/prom_check.c tests/prom_parse.h
+tests_prom_check_CPPFLAGS = -I$(top_srcdir)/tests
+tests_prom_check_CFLAGS = $(STRICT_WARN_CFLAGS)
+
+# README's list of differences from Envoy against the code.
+dist_check_SCRIPTS += tests/readme_envoy.sh
+TESTS += tests/readme_envoy.sh

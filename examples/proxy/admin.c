@@ -1,9 +1,11 @@
 /*
  * revtun-upstream-proxy: the admin listener (libevent's evhttp).
  *
- *   GET /stats    the library's stats as Prometheus text (revtun_stats_prometheus;
+ *   GET /stats    the library's stats as Prometheus text (revtun_stats_prometheus_ex;
  *                 a plain "name value" listing if the library has no exporter),
- *                 followed by the proxy's own counters
+ *                 followed by the proxy's own counters; ?hidden=include adds
+ *                 Envoy's hidden per-node/cluster gauges, ?labels=1 puts ids
+ *                 in labels
  *   GET /tunnels  JSON: nodes and clusters with idle and live tunnel counts, and
  *                 the HTTP/2 sessions this proxy runs on handed-off tunnels
  */
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/http.h>
@@ -27,19 +30,46 @@ static int plain_stat(const char *name, int type, uint64_t value, void *user) {
 static void add_metric(struct evbuffer *b, int prom, const char *name, const char *type,
                        uint64_t v) {
   if (prom)
-    evbuffer_add_printf(b, "# TYPE revtun_proxy_%s %s\nrevtun_proxy_%s %" PRIu64 "\n\n", name, type,
+    evbuffer_add_printf(b, "# TYPE revtun_proxy_%s %s\nrevtun_proxy_%s %" PRIu64 "\n", name, type,
                         name, v);
   else
     evbuffer_add_printf(b, "revtun_proxy.%s %" PRIu64 "\n", name, v);
 }
 
-static void stats(struct proxy *p, struct evbuffer *b) {
+/* The flags of /stats?hidden=include|exclude&labels=0|1 (as Envoy's admin
+ * names the first); -1 for anything else. */
+static int stats_flags(const char *query) {
+  struct evkeyvalq q;
+  int flags = 0;
+
+  if (!query)
+    return 0;
+  TAILQ_INIT(&q);
+  if (evhttp_parse_query_str(query, &q))
+    return -1;
+  for (struct evkeyval *kv = q.tqh_first; kv && flags >= 0; kv = kv->next.tqe_next) {
+    if (!strcmp(kv->key, "hidden") && !strcmp(kv->value, "include"))
+      flags |= REVTUN_PROM_HIDDEN_INCLUDE;
+    else if (!strcmp(kv->key, "hidden") && !strcmp(kv->value, "exclude"))
+      flags &= ~(int)REVTUN_PROM_HIDDEN_INCLUDE;
+    else if (!strcmp(kv->key, "labels") && !strcmp(kv->value, "1"))
+      flags |= REVTUN_PROM_LABELS;
+    else if (!strcmp(kv->key, "labels") && !strcmp(kv->value, "0"))
+      flags &= ~(int)REVTUN_PROM_LABELS;
+    else
+      flags = -1;
+  }
+  evhttp_clear_headers(&q);
+  return flags;
+}
+
+static void stats(struct proxy *p, struct evbuffer *b, unsigned flags) {
   size_t len = 0;
-  int prom = 1, rc = revtun_stats_prometheus(p->h, NULL, 0, &len);
+  int prom = 1, rc = revtun_stats_prometheus_ex(p->h, flags, NULL, 0, &len);
 
   if (rc == REVTUN_OK || rc == REVTUN_E_NOSPACE) {
     char *text = malloc(len + 1);
-    if (text && revtun_stats_prometheus(p->h, text, len + 1, &len) == REVTUN_OK)
+    if (text && revtun_stats_prometheus_ex(p->h, flags, text, len + 1, &len) == REVTUN_OK)
       evbuffer_add(b, text, len);
     free(text);
   } else {
@@ -135,6 +165,7 @@ static void tunnels(struct proxy *p, struct evbuffer *b) {
 static void handle(struct evhttp_request *req, void *arg) {
   struct proxy *p = arg;
   const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+  const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
   struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
   struct evbuffer *b = evbuffer_new();
   int cmd = evhttp_request_get_command(req);
@@ -149,8 +180,12 @@ static void handle(struct evhttp_request *req, void *arg) {
     evhttp_add_header(hdrs, "Allow", "GET, HEAD");
     evbuffer_add_printf(b, "only GET\n");
     evhttp_send_reply(req, 405, "Method Not Allowed", b);
+  } else if (!strcmp(path, "/stats") && stats_flags(query) < 0) {
+    evbuffer_add_printf(b, "/stats takes hidden=include|exclude and labels=0|1\n");
+    evhttp_add_header(hdrs, "Content-Type", "text/plain");
+    evhttp_send_reply(req, HTTP_BADREQUEST, "Bad Request", b);
   } else if (!strcmp(path, "/stats")) {
-    stats(p, b);
+    stats(p, b, (unsigned)stats_flags(query));
     evhttp_add_header(hdrs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, HTTP_OK, "OK", b);
   } else if (!strcmp(path, "/tunnels")) {

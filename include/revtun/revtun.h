@@ -451,6 +451,25 @@ REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_accept(revtun_acceptor_t *acc,
 REVTUN_API size_t revtun_acceptor_pending(const revtun_acceptor_t *acc);
 REVTUN_API uint32_t revtun_acceptor_ping_interval_ms(const revtun_acceptor_t *acc);
 
+/* ------------------------------------------------ histograms, Prometheus */
+
+/* Since 0.2: Envoy's reverse-tunnel histograms, in milliseconds:
+ * <prefix>.cx_upgrade_time (parked -> handed off), <prefix>.cx_idle_expire_time
+ * (parked -> died idle), <prefix>.cx_post_upgrade_lifetime (handed off ->
+ * revtun_mark_dead() or revtun_free()). bounds are the n upper bucket bounds
+ * (Envoy's defaults, 0.5 ms to 1 h), cumulative[i] the samples <= bounds[i];
+ * count and sum cover every sample. The callback returns non-zero to stop. */
+typedef int (*revtun_histogram_cb)(const char *name, const double *bounds,
+                                   const uint64_t *cumulative, size_t n, uint64_t count,
+                                   uint64_t sum, void *user_data);
+REVTUN_API int revtun_walk_histograms(revtun_t *h, revtun_histogram_cb cb, void *user_data);
+
+/* Flags of revtun_stats_prometheus_ex(); 0 is revtun_stats_prometheus(). */
+#define REVTUN_PROM_HIDDEN_INCLUDE 0x1u /* Envoy's hidden per-node/cluster gauges too */
+#define REVTUN_PROM_LABELS 0x2u         /* ids as labels: <p>_nodes{node="edge-1"} */
+REVTUN_API int revtun_stats_prometheus_ex(const revtun_t *h, unsigned flags, char *buf, size_t cap,
+                                          size_t *len_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,10 +30,15 @@ void rt_acc_config_clear(const struct rt_mem *m, struct rt_acc_config *c) {
   memset(c, 0, sizeof(*c));
 }
 
+/* Envoy's max_len rules count characters (runes), not bytes: every byte
+ * that is not a UTF-8 continuation byte starts one. */
 static int check_len(const char *field, const char *v, size_t max, char *err, size_t errlen) {
-  size_t n = v ? strlen(v) : 0;
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)v; p && *p; p++)
+    n += (*p & 0xc0) != 0x80;
   if (n > max)
-    return rt_fail(REVTUN_E_CONFIG, err, errlen, "%s is %zu bytes, more than %zu", field, n, max);
+    return rt_fail(REVTUN_E_CONFIG, err, errlen, "%s is %zu characters, more than %zu", field, n,
+                   max);
   return REVTUN_OK;
 }
 

@@ -42,6 +42,31 @@ static bool gauge_name(const revtun_t *h, size_t i, const char *node, const char
   }
 }
 
+const double rt_hist_bounds[RT_HIST_BOUNDS] = {
+    0.5,  1,    5,     10,    25,    50,     100,    250,     500,     1000,
+    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+};
+
+const char *rt_hist_name(enum rt_hist which) {
+  static const char *const names[RT_H_COUNT] = {
+      [RT_H_UPGRADE] = "cx_upgrade_time",
+      [RT_H_IDLE_EXPIRE] = "cx_idle_expire_time",
+      [RT_H_POST_UPGRADE] = "cx_post_upgrade_lifetime",
+  };
+  return names[which];
+}
+
+void rt_stats_record(revtun_t *h, enum rt_hist which, int64_t ms) {
+  uint64_t v = ms > 0 ? (uint64_t)ms : 0;
+  struct rt_histogram *hg = &h->stats.hist[which];
+  size_t b = 0;
+  while (b < RT_HIST_BOUNDS && (double)v > rt_hist_bounds[b])
+    b++;
+  hg->bucket[b]++;
+  hg->count++;
+  hg->sum += v;
+}
+
 static struct rt_gauge *find_gauge(revtun_t *h, const char *name) {
   struct rt_hnode *hn = rt_htable_find(&h->stats.gauges, name, strlen(name));
   return hn ? RT_CONTAINER_OF(hn, struct rt_gauge, hn) : NULL;
@@ -52,13 +77,32 @@ static void drop_gauge(revtun_t *h, struct rt_gauge *g) {
   rt_free(&h->mem, g);
 }
 
-static struct rt_gauge *make_gauge(revtun_t *h, const char *name) {
+/* The i-th name's kind, and where its id and tenant are in it. */
+static void gauge_meta(const revtun_t *h, size_t i, const char *node, const char *cluster,
+                       const char *tenant, struct rt_gauge *g, size_t len) {
+  bool tenanted = h->cfg.tenant_isolation && *tenant;
+  if (!tenanted && i >= 2)
+    i += 2;
+  g->kind = (uint8_t)i;
+  size_t id_len = strlen(i == 0 || i == 2 || i == 4 ? node : cluster);
+  g->id_len = (uint16_t)id_len;
+  g->id_off = (uint16_t)(len - id_len);
+  g->t_off = g->t_len = 0;
+  if (i == 2 || i == 3) {
+    g->t_off = (uint16_t)(strlen(h->cfg.stat_prefix) + sizeof(".tenants.") - 1);
+    g->t_len = (uint16_t)strlen(tenant);
+  }
+}
+
+static struct rt_gauge *make_gauge(revtun_t *h, const char *name, size_t i, const char *node,
+                                   const char *cluster, const char *tenant) {
   size_t len = strlen(name);
   struct rt_gauge *g = rt_malloc(&h->mem, sizeof(*g) + len + 1);
   if (!g)
     return NULL;
   memcpy(g->name, name, len + 1);
   g->value = 0;
+  gauge_meta(h, i, node, cluster, tenant, g, len);
   if (rt_htable_insert(&h->mem, &h->stats.gauges, &g->hn, g->name, len)) {
     rt_free(&h->mem, g);
     return NULL;
@@ -77,7 +121,7 @@ int rt_stats_reserve(revtun_t *h, const char *node, const char *cluster, const c
   for (size_t i = 0; gauge_name(h, i, node, cluster, tenant ? tenant : "", name); i++) {
     if (find_gauge(h, name))
       continue;
-    if (!(made[n_made] = make_gauge(h, name))) {
+    if (!(made[n_made] = make_gauge(h, name, i, node, cluster, tenant ? tenant : ""))) {
       while (n_made)
         drop_gauge(h, made[--n_made]);
       return REVTUN_E_NOMEM;
@@ -107,7 +151,8 @@ void rt_stats_socket(revtun_t *h, const char *node, const char *cluster, const c
   for (size_t i = 0; gauge_name(h, i, node, cluster, tenant, name); i++) {
     struct rt_gauge *g = find_gauge(h, name);
     if (!g && delta > 0)
-      g = make_gauge(h, name); /* dropped at 0 between prepare and commit */
+      g = make_gauge(h, name, i, node, cluster,
+                     tenant); /* dropped at 0 between prepare and commit */
     if (!g)
       continue; /* floored at 0, or out of memory in that rare case */
     if (delta > 0)

@@ -52,17 +52,48 @@ enum rt_counter {
   RT_C_COUNT
 };
 
+/* What a detailed gauge counts (the order of its name's forms above). The
+ * first four are Envoy's HiddenAccumulate gauges, the per-worker ones are
+ * visible. */
+enum rt_gauge_kind {
+  RT_G_NODES,
+  RT_G_CLUSTERS,
+  RT_G_TENANT_NODES,
+  RT_G_TENANT_CLUSTERS,
+  RT_G_WORKER_NODE,
+  RT_G_WORKER_CLUSTER,
+};
+
 struct rt_gauge { /* a detailed per-id gauge */
   struct rt_hnode hn;
   uint64_t value;
+  uint8_t kind;            /* enum rt_gauge_kind */
+  uint16_t id_off, id_len; /* the node or cluster id inside name */
+  uint16_t t_off, t_len;   /* the tenant inside name (t_len 0: none) */
   char name[];
+};
+
+/* Envoy's reverse-tunnel histograms, in milliseconds, <p>.<name>:
+ *   cx_upgrade_time           parked -> handed off
+ *   cx_idle_expire_time       parked -> died idle
+ *   cx_post_upgrade_lifetime  handed off -> gone (revtun_mark_dead, free)
+ * with Envoy's default bucket bounds (rt_hist_bounds). */
+enum rt_hist { RT_H_UPGRADE, RT_H_IDLE_EXPIRE, RT_H_POST_UPGRADE, RT_H_COUNT };
+#define RT_HIST_BOUNDS 19
+extern const double rt_hist_bounds[RT_HIST_BOUNDS];
+
+struct rt_histogram {
+  uint64_t
+      bucket[RT_HIST_BOUNDS + 1]; /* samples per bucket (not cumulative); the last: > every bound */
+  uint64_t count, sum;
 };
 
 struct rt_stats {
   uint64_t counters[RT_C_COUNT];
   struct rt_htable gauges; /* only with enable_detailed_stats */
-  bool handshake_seen;     /* list handshake counters once an acceptor exists */
-  bool transport_seen;     /* and transport counters once one has a transport */
+  struct rt_histogram hist[RT_H_COUNT];
+  bool handshake_seen; /* list handshake counters once an acceptor exists */
+  bool transport_seen; /* and transport counters once one has a transport */
 };
 
 void rt_stats_init(revtun_t *h);
@@ -75,5 +106,8 @@ void rt_stats_unreserve(revtun_t *h, const char *node, const char *cluster, cons
 /* One socket of (node, cluster, tenant) more (+1) or fewer (-1). */
 void rt_stats_socket(revtun_t *h, const char *node, const char *cluster, const char *tenant,
                      int delta);
+/* One sample of ms milliseconds (negative: 0) into histogram which. */
+void rt_stats_record(revtun_t *h, enum rt_hist which, int64_t ms);
+const char *rt_hist_name(enum rt_hist which);
 
 #endif

@@ -51,21 +51,21 @@ static bool is_handshake_counter(enum rt_counter c) {
   return c >= RT_C_HS_PARSE_ERROR && c <= RT_C_HS_REGISTRATION_FAILED;
 }
 
-void rt_stats_walk(const revtun_t *h, revtun_stat_cb cb, void *user) {
+bool rt_stats_walk_base(const revtun_t *h, revtun_stat_cb cb, void *user) {
   const char *p = h->cfg.stat_prefix, *w = h->opts.worker;
   char name[RT_STAT_NAME_CAP];
   snprintf(name, sizeof(name), "%s.%s.total_nodes", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->pool->n_live_nodes, user))
-    return;
+    return true;
   snprintf(name, sizeof(name), "%s.%s.total_clusters", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->pool->n_live_clusters, user))
-    return;
+    return true;
   snprintf(name, sizeof(name), "%s.%s.idle_sockets", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->pool->n_idle, user))
-    return;
+    return true;
   snprintf(name, sizeof(name), "%s.%s.live_sockets", p, w);
   if (cb(name, REVTUN_STAT_GAUGE, h->pool->n_sockets, user))
-    return;
+    return true;
   for (int c = 0; c < RT_C_COUNT; c++) {
     if (c >= RT_C_CLOSED_BASE && c < RT_C_HS_PARSE_ERROR) {
       int reason = c - RT_C_CLOSED_BASE;
@@ -84,8 +84,14 @@ void rt_stats_walk(const revtun_t *h, revtun_stat_cb cb, void *user) {
       snprintf(name, sizeof(name), "%s.%s", p, counter_name((enum rt_counter)c));
     }
     if (cb(name, REVTUN_STAT_COUNTER, h->stats.counters[c], user))
-      return;
+      return true;
   }
+  return false;
+}
+
+void rt_stats_walk(const revtun_t *h, revtun_stat_cb cb, void *user) {
+  if (rt_stats_walk_base(h, cb, user))
+    return;
   size_t i;
   for (struct rt_hnode *hn = rt_htable_first(&h->stats.gauges, &i); hn;
        hn = rt_htable_next(&h->stats.gauges, hn, &i)) {
@@ -133,5 +139,23 @@ int revtun_stats_get(const revtun_t *h, const char *name, uint64_t *value) {
   if (!f.found)
     return REVTUN_E_NOT_FOUND;
   *value = f.value;
+  return REVTUN_OK;
+}
+
+int revtun_walk_histograms(revtun_t *h, revtun_histogram_cb cb, void *user) {
+  if (!h || !cb)
+    return REVTUN_E_INVAL;
+  rt_walk_begin(h);
+  char name[RT_STAT_NAME_CAP];
+  for (int i = 0; i < RT_H_COUNT; i++) {
+    const struct rt_histogram *hg = &h->stats.hist[i];
+    uint64_t cum[RT_HIST_BOUNDS], run = 0;
+    for (size_t b = 0; b < RT_HIST_BOUNDS; b++)
+      cum[b] = run += hg->bucket[b];
+    snprintf(name, sizeof(name), "%s.%s", h->cfg.stat_prefix, rt_hist_name((enum rt_hist)i));
+    if (cb(name, rt_hist_bounds, cum, RT_HIST_BOUNDS, hg->count, hg->sum, user))
+      break;
+  }
+  rt_walk_end(h); /* may free h */
   return REVTUN_OK;
 }

@@ -2,6 +2,8 @@
 #ifndef REVTUN_OBSERVE_STATS_WALK_H
 #define REVTUN_OBSERVE_STATS_WALK_H
 
+#include <stdbool.h>
+
 #include "revtun/revtun.h"
 
 /* Calls cb for every stat in a stable order until it returns non-zero,
@@ -9,5 +11,8 @@
  * neither calls back into the library nor frees the handle (so h stays
  * const). The public walk is revtun_walk_stats(). */
 void rt_stats_walk(const revtun_t *h, revtun_stat_cb cb, void *user);
+/* The same without the detailed per-id gauges (h->stats.gauges); true when
+ * cb stopped it. */
+bool rt_stats_walk_base(const revtun_t *h, revtun_stat_cb cb, void *user);
 
 #endif

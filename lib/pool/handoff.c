@@ -40,6 +40,8 @@ void rt_pool_hand_over(revtun_t *h, struct rt_sock *s, revtun_time_ms_t now, int
   rt_pool_leave_idle(h, s);
   s->state = RT_SOCK_HANDED_OFF;
   rt_count(h, RT_C_HANDOFFS);
+  rt_stats_record(h, RT_H_UPGRADE, (int64_t)now - s->parked_ms);
+  s->parked_ms = (int64_t)now; /* from here: the start of its post-upgrade lifetime */
   *fd_out = s->ent.fd;
   if (strip_out)
     *strip_out = s->ka.partial; /* a partial echo becomes the strip helper's state */

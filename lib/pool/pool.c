@@ -444,6 +444,8 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
   bool was_idle = s->state == RT_SOCK_IDLE;
   if (was_idle)
     rt_pool_leave_idle(h, s);
+  /* idle: since parked; handed off: since the handoff (parked_ms then) */
+  rt_stats_record(h, was_idle ? RT_H_IDLE_EXPIRE : RT_H_POST_UPGRADE, (int64_t)now - s->parked_ms);
   rt_fd_clear(h, s->ent.fd);
   h->pool->n_sockets--;
   if (was_idle) { /* after handoff the fd belongs to the host */

@@ -68,7 +68,8 @@ struct rt_sock {
   uint64_t init_conn_num;
   int64_t initiation_time_ms;
   uint64_t seq;      /* registration order, for FIFO across members */
-  int64_t parked_ms; /* when it joined a pool (kept across a move between handles) */
+  int64_t parked_ms; /* when it joined a pool (kept across a move between handles), or
+                      * once handed off when that happened */
   struct rt_keepalive ka;
   uint8_t state; /* enum rt_sock_state */
   /* one bit each, so that the keepalive's tail padding leaves the socket at
