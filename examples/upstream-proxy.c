@@ -87,13 +87,16 @@ static void usage(FILE *f) {
 static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
   int reason = revtun_event_close_reason(ev);
   const char *miss = revtun_event_meta_find(ev, "miss_count");
+  const char *why = revtun_event_meta_find(ev, "failure_reason");
+  char shown[300];
 
   (void)h, (void)user;
-  logmsg("record %s node=%s cluster=%s tenant=%s fd=%d%s%s%s%s",
+  logmsg("record %s node=%s cluster=%s tenant=%s fd=%d%s%s%s%s%s%s",
          revtun_event_kind_name(revtun_event_kind(ev)), revtun_event_node_id(ev, NULL),
          revtun_event_cluster_id(ev, NULL), revtun_event_tenant_id(ev, NULL), revtun_event_fd(ev),
          reason ? " close_reason=" : "", reason ? revtun_close_reason_name(reason) : "",
-         miss ? " miss_count=" : "", miss ? miss : "");
+         miss ? " miss_count=" : "", miss ? miss : "", why ? " failure_reason=" : "",
+         why ? log_safe(shown, sizeof(shown), why, strlen(why)) : "");
 }
 
 static void on_lib_log(revtun_t *h, int level, const char *msg, void *user) {

@@ -187,3 +187,18 @@ tests_check_tls_CFLAGS = $(TEST_CFLAGS)
 tests_check_tls_LDADD = lib/libupstream-revtun-openssl.la $(TEST_LDADD) $(OPENSSL_LIBS)
 endif
 endif
+
+# e2e_tls.sh: the programs over real TLS (scripts/quickstart's set-up with
+# certificates), with tls_pki making the PKI (expired and revoked included).
+EXTRA_DIST += tests/tls_pki.c
+dist_check_SCRIPTS += tests/e2e_tls.sh
+if HAVE_OPENSSL
+if HAVE_EXAMPLES
+check_PROGRAMS += tests/tls_pki
+TESTS += tests/e2e_tls.sh
+tests_tls_pki_SOURCES = tests/tls_pki.c tests/tls_certs.c tests/tls_certs.h
+tests_tls_pki_CPPFLAGS = $(OPENSSL_CFLAGS)
+tests_tls_pki_CFLAGS = $(WARN_CFLAGS)
+tests_tls_pki_LDADD = $(OPENSSL_LIBS)
+endif
+endif
