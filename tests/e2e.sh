@@ -23,21 +23,8 @@ for prog in revtun-upstream-proxy revtun-downstream-agent revtun-demo-backend; d
   [ -x "$EX/$prog" ] || { echo "SKIP: $EX/$prog not built"; exit 77; }
 done
 
-E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-e2e.XXXXXX")
-T=$E2E_TMP
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 30 lines)"
-      tail -n 30 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+e2e_begin e2e 30
 
 # Nothing may hang `make check`: every client has a deadline.
 curl() { command curl --max-time 60 "$@"; }

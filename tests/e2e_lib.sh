@@ -6,6 +6,27 @@ E2E_PIDS=""
 E2E_PORTS=""
 fails=0
 
+# e2e_begin NAME TAIL: a scratch directory in E2E_TMP (and T), removed at
+# exit after every spawned process is stopped; when an assertion failed, the
+# last TAIL lines of each $T/*.log are printed first.
+e2e_begin() {
+  E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-$1.XXXXXX")
+  T=$E2E_TMP
+  E2E_TAIL=$2
+  trap e2e_finish EXIT
+  trap 'exit 130' INT TERM
+}
+e2e_finish() {
+  stop_all
+  if [ $fails -ne 0 ]; then
+    for _log in "$T"/*.log; do
+      echo "---- $_log (last $E2E_TAIL lines)"
+      tail -n "$E2E_TAIL" "$_log"
+    done
+  fi
+  rm -rf "$T"
+}
+
 # ok/fail/check: one "ok - ..." or "FAIL - ..." line per assertion; fails
 # counts the failures. check DESCRIPTION CMD... runs CMD and says which.
 ok() { echo "ok - $*"; }

@@ -22,22 +22,9 @@ for prog in revtun-upstream-proxy revtun-downstream-agent revtun-demo-backend; d
 done
 [ -x "$top_builddir/tests/tls_pki" ] || { echo "SKIP: tests/tls_pki not built"; exit 77; }
 
-E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-e2e-tls.XXXXXX")
-T=$E2E_TMP
-P=$T/pki
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 30 lines)"
-      tail -n 30 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+e2e_begin e2e-tls 30
+P=$T/pki
 curl() { command curl --max-time 60 "$@"; }
 
 mkdir "$P" && "$top_builddir/tests/tls_pki" "$P" || { echo "FAIL - cannot make the PKI"; exit 1; }

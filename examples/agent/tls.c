@@ -19,28 +19,10 @@
 #include <openssl/x509v3.h>
 #endif
 
-/* The host part of ADDR:PORT or [V6]:PORT into out. */
-static int host_of(const char *spec, char *out, size_t cap) {
-  const char *colon = strrchr(spec, ':');
-  size_t n;
-
-  if (!colon)
-    return -1;
-  n = (size_t)(colon - spec);
-  if (n >= 2 && spec[0] == '[' && spec[n - 1] == ']') {
-    spec++;
-    n -= 2;
-  }
-  if (n == 0 || n >= cap)
-    return -1;
-  memcpy(out, spec, n);
-  out[n] = '\0';
-  return 0;
-}
-
 int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t errlen) {
   const struct config *c = &ag->cfg;
   unsigned char ip[16];
+  uint16_t port;
 
   if (!c->tls)
     return 0;
@@ -54,7 +36,7 @@ int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t er
       return -1;
     }
     snprintf(ag->tls_name, sizeof(ag->tls_name), "%s", c->sni);
-  } else if (host_of(upstream, ag->tls_name, sizeof(ag->tls_name)) < 0) {
+  } else if (hostport_split(upstream, ag->tls_name, sizeof(ag->tls_name), &port) < 0) {
     snprintf(err, errlen, "--upstream %s: no host to verify (use --sni)", upstream);
     return -1;
   }

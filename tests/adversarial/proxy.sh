@@ -31,21 +31,8 @@ for prog in $EX/revtun-upstream-proxy $EX/revtun-downstream-agent $EX/revtun-dem
   [ -x "$prog" ] || { echo "SKIP: $prog not built"; exit 77; }
 done
 
-E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-adversarial.XXXXXX")
-T=$E2E_TMP
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 20 lines)"
-      tail -n 20 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+e2e_begin adversarial 20
 
 curl() { command curl --max-time 20 "$@"; }
 
