@@ -93,6 +93,9 @@ refused stranger ${TP}_fail_verify_error "unable to get local issuer certificate
 refused expired ${TP}_fail_verify_error "certificate has expired" $(tls_flags expired)
 refused revoked ${TP}_fail_verify_error "certificate revoked" $(tls_flags revoked)
 refused nocert ${TP}_fail_verify_no_cert "presented no certificate" --tls --ca "$P/ca.pem" --sni localhost
+for a in stranger expired revoked nocert; do
+  check "$a: the agent's log says the session ended inside TLS" grep -q "inside TLS" "$T/agent-$a.log"
+done
 echo "# a plaintext agent on the TLS listener"
 refused plain ${TP}_connection_error "SSL routines::http request"
 check "proxy still serving after the refusals" curl -sf "http://$ADMIN/tunnels"

@@ -353,12 +353,15 @@ static void slot_handshake_input(struct slot *sl) {
 static void slot_failed(struct slot *sl, const char *what) {
   char why[400];
 
-  snprintf(why, sizeof(why), "%s %s",
+  /* An upstream refusing our certificate ends the session after the TLS
+   * handshake looked done to us (TLS 1.3): say where it ended. */
+  snprintf(why, sizeof(why), "%s %s%s",
            sl->state == SLOT_PARKED       ? "parked tunnel"
            : sl->state == SLOT_CONNECTING ? "connect failed:"
            : sl->state == SLOT_TLS        ? "TLS:"
                                           : "handshake",
-           what);
+           what,
+           sl->ssl && sl->state == SLOT_HANDSHAKE ? " inside TLS (our certificate refused?)" : "");
   slot_retry(sl, -1, why);
 }
 
