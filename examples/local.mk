@@ -30,8 +30,9 @@ EXTRA_DIST += $(EXAMPLE_CONFIGS_TXT) examples/configs/README tests/e2e_lib.sh \
 	bench/e2e.sh bench/README-e2e.md
 
 if HAVE_EXAMPLES
-# TLS in the tunnel programs (examples/tls.c) when OpenSSL is there; without
-# it their TLS flags are refused.
+# TLS in the tunnel programs when OpenSSL is there (the agent: examples/tls.c
+# over libssl; the proxy: libupstream-revtun-openssl); without it their TLS
+# flags are refused.
 if HAVE_OPENSSL
 EXAMPLES_TLS_CPPFLAGS = -DEXAMPLES_TLS=1 $(OPENSSL_CFLAGS)
 EXAMPLES_TLS_LIBS = $(OPENSSL_LIBS)
@@ -58,8 +59,7 @@ examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
-	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
-	examples/tls.c examples/tls.h
+	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
 examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(EXAMPLES_TLS_CPPFLAGS)
 examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \

@@ -84,12 +84,11 @@ static int filter_write(void *ctx, struct evbuffer *out) {
 
 const struct sock_filter tls_filter = {filter_read, filter_write};
 
-SSL_CTX *tls_ctx_new(int server, const char *ca, const char *cert, const char *key,
-                     const char *alpn, char *err, size_t errlen) {
+SSL_CTX *tls_ctx_new(const char *ca, const char *cert, const char *key, char *err, size_t errlen) {
   SSL_CTX *ctx;
 
   ERR_clear_error();
-  if (!(ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()))) {
+  if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
     tls_why(NULL, "SSL_CTX_new", err, errlen);
     return NULL;
   }
@@ -97,8 +96,6 @@ SSL_CTX *tls_ctx_new(int server, const char *ca, const char *cert, const char *k
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (server)
-    SSL_CTX_set_num_tickets(ctx, 0);
   if (cert && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
     tls_why(NULL, cert, err, errlen);
     goto fail;
@@ -108,19 +105,11 @@ SSL_CTX *tls_ctx_new(int server, const char *ca, const char *cert, const char *k
     tls_why(NULL, key, err, errlen);
     goto fail;
   }
-  if (ca) {
-    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-      tls_why(NULL, ca, err, errlen);
-      goto fail;
-    }
-    SSL_CTX_set_verify(
-        ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER, NULL);
-  }
-  if (alpn && !server &&
-      SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)alpn, (unsigned)strlen(alpn)) != 0) {
-    tls_why(NULL, "ALPN", err, errlen);
+  if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+    tls_why(NULL, ca, err, errlen);
     goto fail;
   }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
   return ctx;
 fail:
   SSL_CTX_free(ctx);
@@ -129,7 +118,7 @@ fail:
 
 void tls_ctx_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
 
-SSL *tls_new(SSL_CTX *ctx, int fd, int server) {
+SSL *tls_new(SSL_CTX *ctx, int fd) {
   SSL *ssl = SSL_new(ctx);
 
   if (!ssl || SSL_set_fd(ssl, fd) != 1) {
@@ -138,10 +127,7 @@ SSL *tls_new(SSL_CTX *ctx, int fd, int server) {
     return NULL;
   }
   SSL_set_read_ahead(ssl, 0);
-  if (server)
-    SSL_set_accept_state(ssl);
-  else
-    SSL_set_connect_state(ssl);
+  SSL_set_connect_state(ssl);
   return ssl;
 }
 
@@ -190,17 +176,16 @@ static int filter_write(void *ctx, struct evbuffer *out) {
 
 const struct sock_filter tls_filter = {filter_read, filter_write};
 
-SSL_CTX *tls_ctx_new(int server, const char *ca, const char *cert, const char *key,
-                     const char *alpn, char *err, size_t errlen) {
-  (void)server, (void)ca, (void)cert, (void)key, (void)alpn;
+SSL_CTX *tls_ctx_new(const char *ca, const char *cert, const char *key, char *err, size_t errlen) {
+  (void)ca, (void)cert, (void)key;
   snprintf(err, errlen, "built without OpenSSL: no TLS");
   return NULL;
 }
 
 void tls_ctx_free(SSL_CTX *ctx) { (void)ctx; }
 
-SSL *tls_new(SSL_CTX *ctx, int fd, int server) {
-  (void)ctx, (void)fd, (void)server;
+SSL *tls_new(SSL_CTX *ctx, int fd) {
+  (void)ctx, (void)fd;
   return NULL;
 }
 

@@ -1,13 +1,10 @@
 /*
  * TLS for the example programs, with OpenSSL: a sock filter (sock.h) over an
- * SSL object and what both programs need around it.
- *
- * A tunnel has two TLS sessions, as Envoy layers them: during the handshake
- * the agent is the TLS client and the proxy's acceptor the server; both
- * abandon that session with a quiet shutdown (no close_notify) once the 200
- * is out, and the parked tunnel is raw TCP (RPING outside TLS). After the
- * handoff the proxy opens a new session as the TLS client (ALPN h2) and the
- * agent serves it.
+ * SSL object, and the client side of a session. The agent uses it for the
+ * handshake phase of a tunnel, as Envoy layers it: the agent is the TLS
+ * client, the proxy's acceptor (libupstream-revtun-openssl) the server, and
+ * both abandon the session with a quiet shutdown (no close_notify) once the
+ * answer is in: the parked tunnel is raw TCP (RPING outside TLS).
  *
  * Built without OpenSSL (EXAMPLES_TLS undefined), the constructors fail
  * with a message and the programs refuse their TLS flags.
@@ -34,19 +31,15 @@ int tls_available(void);
  * on a TLS error; 0 at the peer's close_notify or EOF. */
 extern const struct sock_filter tls_filter;
 
-/* A context from PEM files, TLS 1.2 minimum, no renegotiation, no session
- * tickets. server: cert and key required; ca (optional) makes a client
- * certificate chaining to it mandatory. Client: ca required (the server must
- * chain to it), cert and key optional (both or neither). alpn: a wire-format
- * protocol list (client: offered; server: the one accepted), or NULL. NULL on
- * failure, with the reason in err. */
-SSL_CTX *tls_ctx_new(int server, const char *ca, const char *cert, const char *key,
-                     const char *alpn, char *err, size_t errlen);
+/* A client context from PEM files: the server must chain to ca; cert and
+ * key (both or neither) are presented. TLS 1.2 minimum, no renegotiation, no
+ * session tickets. NULL on failure, with the reason in err. */
+SSL_CTX *tls_ctx_new(const char *ca, const char *cert, const char *key, char *err, size_t errlen);
 void tls_ctx_free(SSL_CTX *ctx);
 
-/* A session on fd (which stays the caller's) reading one record at a time,
- * so bytes behind the last record stay in the kernel. NULL on failure. */
-SSL *tls_new(SSL_CTX *ctx, int fd, int server);
+/* A client session on fd (which stays the caller's) reading one record at a
+ * time, so bytes behind the last record stay in the kernel. NULL on failure. */
+SSL *tls_new(SSL_CTX *ctx, int fd);
 
 /* One step of a non-blocking handshake: 1 done, 0 wants readability, 2 wants
  * writability, -1 failed (the reason in err). */

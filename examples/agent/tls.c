@@ -42,7 +42,7 @@ int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t er
   }
   ag->tls_name_is_ip =
       inet_pton(AF_INET, ag->tls_name, ip) == 1 || inet_pton(AF_INET6, ag->tls_name, ip) == 1;
-  if (!(ag->tls_ctx = tls_ctx_new(0, c->ca, c->cert, c->key, NULL, err, errlen)))
+  if (!(ag->tls_ctx = tls_ctx_new(c->ca, c->cert, c->key, err, errlen)))
     return -1;
   return 0;
 }
@@ -56,7 +56,7 @@ void agent_tls_free(struct agent *ag) {
 int slot_tls_begin(struct slot *sl) {
 #ifdef EXAMPLES_TLS
   struct agent *ag = sl->ag;
-  SSL *ssl = tls_new(ag->tls_ctx, sl->sk.fd, 0);
+  SSL *ssl = tls_new(ag->tls_ctx, sl->sk.fd);
   X509_VERIFY_PARAM *vp;
 
   if (!ssl)
