@@ -15,13 +15,7 @@ top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
 
-for tool in curl nghttp h2load protoc; do
-  command -v $tool >/dev/null 2>&1 || { echo "SKIP: $tool not installed"; exit 77; }
-done
-EX=$top_builddir/examples
-for prog in revtun-upstream-proxy revtun-downstream-agent revtun-demo-backend; do
-  [ -x "$EX/$prog" ] || { echo "SKIP: $EX/$prog not built"; exit 77; }
-done
+e2e_require curl nghttp h2load protoc
 
 fails=0
 e2e_begin e2e 30
@@ -32,12 +26,7 @@ nghttp() { command nghttp --timeout=60 "$@"; }
 h2load() { timeout 120 h2load "$@"; }
 
 
-pick_port TUN
-pick_port CLI
-pick_port ADM
-pick_port BACK
-ADMIN=127.0.0.1:$ADM
-URL=http://127.0.0.1:$CLI
+e2e_ports
 NODE="x-remote-node-id: edge-1"
 
 # Configs: the example upstream config as shipped, and an acceptor with a

@@ -13,14 +13,7 @@ top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
 
-for tool in curl protoc openssl; do
-  command -v $tool >/dev/null 2>&1 || { echo "SKIP: $tool not installed"; exit 77; }
-done
-EX=$top_builddir/examples
-for prog in revtun-upstream-proxy revtun-downstream-agent revtun-demo-backend; do
-  [ -x "$EX/$prog" ] || { echo "SKIP: $EX/$prog not built"; exit 77; }
-done
-[ -x "$top_builddir/tests/tls_pki" ] || { echo "SKIP: tests/tls_pki not built"; exit 77; }
+e2e_require curl protoc openssl -- "$top_builddir/tests/tls_pki"
 
 fails=0
 e2e_begin e2e-tls 30
@@ -31,12 +24,7 @@ mkdir "$P" && "$top_builddir/tests/tls_pki" "$P" || { echo "FAIL - cannot make t
 # The proxy's certificate files, swapped for the SIGHUP reload.
 cp "$P/upstream.pem" "$T/server.pem" && cp "$P/upstream.key" "$T/server.key"
 
-pick_port TUN
-pick_port CLI
-pick_port ADM
-pick_port BACK
-ADMIN=127.0.0.1:$ADM
-URL=http://127.0.0.1:$CLI
+e2e_ports
 
 cat >"$T/acceptor.txtpb" <<EOF
 # proto-message: envoy.extensions.filters.network.reverse_tunnel.v3.ReverseTunnel
