@@ -1,7 +1,7 @@
 #!/bin/sh
 # bench/idle.sh: what parked tunnels cost the real proxy, against the floor.
 #
-#   bench/idle.sh [--build DIR] [--tunnels N] [--duration S] [--interval-ms MS]
+#   bench/idle.sh [--build DIR] [--tunnels N] [--duration S] [--interval-ms MS] [--tls]
 #
 # N parked tunnels (default 10000) from revtun-downstream-agent processes
 # (5000 each: the descriptor limit here is 20000 per process), RPING every
@@ -12,6 +12,12 @@
 # connection and interval. Also the proxy's resident memory per parked
 # tunnel: its VmRSS with the tunnels parked, less its VmRSS before the
 # first agent connected, divided by N.
+#
+# --tls: a second proxy with a TLS tunnel listener (mutual TLS, certificates
+# made with the openssl command) gets another N tunnels from agents dialing
+# with --tls, and its CPU is read in the same window: parked tunnels are raw
+# TCP once the handshake-phase session is dropped, so the ratio TLS/plaintext
+# should be about 1.
 #
 # Prints RESULT rows for scripts/bench. Exits 77 (skipped) without protoc
 # or the programs.
@@ -25,13 +31,15 @@ N=10000
 DUR=30
 IVL=1000
 PER_AGENT=5000
+TLS=no
 while [ $# -gt 0 ]; do
   case $1 in
     --build) BUILD=$2; shift ;;
     --tunnels) N=$2; shift ;;
     --duration) DUR=$2; shift ;;
     --interval-ms) IVL=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --tls) TLS=yes ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "bench/idle.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -42,6 +50,7 @@ for prog in "$EX/revtun-upstream-proxy" "$EX/revtun-downstream-agent" "$BUILD/be
   [ -x "$prog" ] || { echo "bench/idle.sh: $prog not built; skipped"; exit 77; }
 done
 command -v protoc >/dev/null || { echo "bench/idle.sh: protoc not installed; skipped"; exit 77; }
+[ $TLS = no ] || command -v openssl >/dev/null || { echo "bench/idle.sh: --tls needs openssl; skipped"; exit 77; }
 ulimit -n 20000 2>/dev/null
 if [ "$(ulimit -n)" -lt $((N + 1000)) ] && [ "$N" -gt "$PER_AGENT" ]; then
   echo "bench/idle.sh: descriptor limit $(ulimit -n) is below $((N + 1000)); skipped"
@@ -75,18 +84,49 @@ wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADM/tunnels" || die "prox
 sleep 1
 RSS0=$(rss_kb "$PID_proxy")
 
-left=$N
-i=0
-while [ "$left" -gt 0 ]; do
-  k=$PER_AGENT
-  [ "$left" -lt "$k" ] && k=$left
-  spawn "agent$i" "$T/agent$i.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
-    --node idle --cluster idle --tenant idle --count "$k" --backend 127.0.0.1:9 --max-backoff-ms 2000
-  left=$((left - k))
-  i=$((i + 1))
-done
-parked() { [ "$(node_field 127.0.0.1:$ADM idle idle)" = "$N" ]; }
-wait_until 180 parked || die "only $(node_field 127.0.0.1:$ADM idle idle) of $N tunnels parked"
+# agents PREFIX TUNNEL_PORT [AGENT FLAGS...]: N tunnels, PER_AGENT per process
+agents() {
+  _pre=$1 _port=$2 _left=$N _i=0
+  shift 2
+  while [ "$_left" -gt 0 ]; do
+    _k=$PER_AGENT
+    [ "$_left" -lt "$_k" ] && _k=$_left
+    spawn "$_pre$_i" "$T/$_pre$_i.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$_port \
+      --node idle --cluster idle --tenant idle --count "$_k" --backend 127.0.0.1:9 \
+      --max-backoff-ms 2000 "$@"
+    _left=$((_left - _k))
+    _i=$((_i + 1))
+  done
+}
+agents agent $TUN
+parked() { [ "$(node_field 127.0.0.1:$1 idle idle)" = "$N" ]; }
+wait_until 180 parked $ADM || die "only $(node_field 127.0.0.1:$ADM idle idle) of $N tunnels parked"
+
+if [ $TLS = yes ]; then
+  P=$T/pki
+  mkdir "$P"
+  EC="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+  # leaf NAME EXT: a certificate of the throwaway CA
+  leaf() {
+    printf '%s\n' "$2" >"$P/$1.ext"
+    openssl req -new $EC -keyout "$P/$1.key" -out "$P/$1.csr" -subj "/CN=$1" 2>/dev/null &&
+      openssl x509 -req -in "$P/$1.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
+        -days 1 -out "$P/$1.pem" -extfile "$P/$1.ext" 2>/dev/null
+  }
+  openssl req -x509 $EC -keyout "$P/ca.key" -out "$P/ca.pem" -days 1 -subj "/CN=bench CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null &&
+    leaf upstream "subjectAltName=DNS:localhost" && leaf idle "subjectAltName=DNS:idle" ||
+    die "openssl could not make the certificates"
+  pick_port TUN2
+  pick_port CLI2
+  pick_port ADM2
+  spawn proxy_tls "$T/proxy_tls.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN2 \
+    --listen 127.0.0.1:$CLI2 --admin-listen 127.0.0.1:$ADM2 --acceptor-config "$T/acceptor.bin" \
+    --tunnel-tls-cert "$P/upstream.pem" --tunnel-tls-key "$P/upstream.key" --tunnel-tls-ca "$P/ca.pem"
+  wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADM2/tunnels" || die "TLS proxy did not start"
+  agents tagent $TUN2 --tls --ca "$P/ca.pem" --sni localhost --cert "$P/idle.pem" --key "$P/idle.key"
+  wait_until 180 parked $ADM2 || die "only $(node_field 127.0.0.1:$ADM2 idle idle) of $N TLS tunnels parked"
+fi
 sleep 8 # the first pings of every tunnel, and the proxy's trim after the burst (TRIM_QUIET_S)
 RSS1=$(rss_kb "$PID_proxy")
 
@@ -100,9 +140,11 @@ sleep 2
 echo "# bench/idle.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); $N parked tunnels, RPING every $IVL ms, $DUR s"
 p0=$(ticks "$PID_proxy")
 f0=$(ticks "$PID_floor")
+[ $TLS = yes ] && t0=$(ticks "$PID_proxy_tls")
 sleep "$DUR"
 p1=$(ticks "$PID_proxy")
 f1=$(ticks "$PID_floor")
+[ $TLS = yes ] && t1=$(ticks "$PID_proxy_tls")
 running "$PID_floor" || die "the floor stopped (see $T/floor.out)"
 [ "$(node_field 127.0.0.1:$ADM idle idle)" = "$N" ] || die "tunnels were lost during the measurement"
 
@@ -121,3 +163,14 @@ awk -v p="$((p1 - p0))" -v f="$((f1 - f0))" -v hz="$HZ" -v d="$DUR" -v n="$N" -v
   printf "RESULT|idle|proxy/bare loop CPU @%d tunnels|%.2f|x|<= 1.3|%s\n", n, ratio, ratio <= 1.3 ? "within" : "over"
   printf "RESULT|idle|proxy RSS per parked tunnel|%.0f|B|<= 1024|%s\n", per, per <= 1024 ? "within" : "over"
 }'
+if [ $TLS = yes ]; then
+  [ "$(node_field 127.0.0.1:$ADM2 idle idle)" = "$N" ] || die "TLS tunnels were lost during the measurement"
+  awk -v p="$((p1 - p0))" -v t="$((t1 - t0))" -v hz="$HZ" -v d="$DUR" -v n="$N" -v ivl="$IVL" 'BEGIN {
+    pings = n * d * 1000 / ivl
+    printf "TLS proxy:  %6.2f s CPU in %d s = %5.1f %% of a core, %6.2f us per ping round trip (tunnels arrived over TLS)\n", t / hz, d, 100 * t / hz / d, t / hz * 1e6 / pings
+    r = p > 0 ? t / p : 0
+    printf "TLS/plaintext parked-tunnel CPU = %.2f   (expected about 1: parked tunnels are raw TCP)\n", r
+    printf "RESULT|idle|TLS proxy us/ping round trip|%.2f|us|-|info\n", t / hz * 1e6 / pings
+    printf "RESULT|idle|TLS/plaintext parked CPU @%d tunnels|%.2f|x|~1|info\n", n, r
+  }'
+fi

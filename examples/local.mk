@@ -30,15 +30,26 @@ EXTRA_DIST += $(EXAMPLE_CONFIGS_TXT) examples/configs/README tests/e2e_lib.sh \
 	bench/e2e.sh bench/README-e2e.md
 
 if HAVE_EXAMPLES
+# TLS in the tunnel programs when OpenSSL is there (the agent: examples/tls.c
+# over libssl; the proxy: libupstream-revtun-openssl); without it their TLS
+# flags are refused.
+if HAVE_OPENSSL
+EXAMPLES_TLS_CPPFLAGS = -DEXAMPLES_TLS=1 $(OPENSSL_CFLAGS)
+EXAMPLES_TLS_LIBS = $(OPENSSL_LIBS)
+EXAMPLES_TLS_LIBADD = lib/libupstream-revtun-openssl.la $(OPENSSL_LIBS)
+endif
 bin_PROGRAMS += examples/revtun-downstream-agent examples/revtun-demo-backend \
 	examples/revtun-upstream-proxy
 dist_man_MANS += man/revtun-upstream-proxy.1
 
 examples_revtun_downstream_agent_SOURCES = examples/agent/agent.h examples/agent/main.c \
 	examples/agent/slot.c examples/agent/tunnel.c examples/agent/backend.c \
-	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
+	examples/agent/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
+	examples/tls.c examples/tls.h
+examples_revtun_downstream_agent_CPPFLAGS = $(EXAMPLES_TLS_CPPFLAGS)
 examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
-examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS) \
+	$(EXAMPLES_TLS_LIBS)
 
 examples_revtun_demo_backend_SOURCES = examples/demo-backend.c
 examples_revtun_demo_backend_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
@@ -48,11 +59,11 @@ examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
-	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
-examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude
+	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
+examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(EXAMPLES_TLS_CPPFLAGS)
 examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \
-	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS)
+	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS) $(EXAMPLES_TLS_LIBADD)
 
 # The example configs, encoded as the proxy's flags take them.
 EXAMPLE_CONFIGS_BIN = $(patsubst %.txtpb,%.bin,$(EXAMPLE_CONFIGS_TXT))
@@ -91,6 +102,7 @@ dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
 EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c \
 	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
+	examples/tls.c examples/tls.h examples/agent/tls.c examples/proxy/tls.c \
 	tests/adversarial/proxy.sh tests/adversarial/h2evil.c tests/adversarial/probe.c \
 	tests/adversarial/jsoncheck.c
 endif

@@ -10,6 +10,8 @@ int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn
               event_callback_fn on_write, void *arg) {
   s->fd = fd;
   s->writing = s->read_paused = 0;
+  s->filter = NULL;
+  s->filter_ctx = NULL;
   s->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, arg);
   s->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, arg);
   s->out = evbuffer_new();
@@ -18,6 +20,11 @@ int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn
     return -1;
   }
   return 0;
+}
+
+void sock_set_filter(struct sock *s, const struct sock_filter *f, void *ctx) {
+  s->filter = f;
+  s->filter_ctx = ctx;
 }
 
 void sock_close(struct sock *s) {
@@ -30,6 +37,8 @@ void sock_close(struct sock *s) {
   s->rev = s->wev = NULL;
   s->out = NULL;
   s->writing = 0;
+  s->filter = NULL;
+  s->filter_ctx = NULL;
 }
 
 void sock_pause_read(struct sock *s, int pause) {
@@ -49,7 +58,7 @@ void sock_want_write(struct sock *s) {
 
 int sock_write(struct sock *s) {
   while (evbuffer_get_length(s->out) > 0) {
-    int n = evbuffer_write(s->out, s->fd);
+    int n = s->filter ? s->filter->write(s->filter_ctx, s->out) : evbuffer_write(s->out, s->fd);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
@@ -69,6 +78,8 @@ int sock_write(struct sock *s) {
 ssize_t sock_read(struct sock *s, void *buf, size_t len) {
   ssize_t n;
 
+  if (s->filter)
+    return s->filter->read(s->filter_ctx, buf, len);
   do
     n = read(s->fd, buf, len);
   while (n < 0 && errno == EINTR);
@@ -91,8 +102,8 @@ ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t chunk, si
     v.iov_len = (size_t)n;
     evbuffer_commit_space(in, &v, 1);
     total += (size_t)n;
-    if ((size_t)n < chunk)
-      break; /* drained */
+    if ((size_t)n < chunk && !s->filter)
+      break; /* drained (a filter may hold more than the fd shows) */
   }
   return (ssize_t)total;
 }

@@ -11,6 +11,10 @@
  * while the kernel refuses bytes.
  *
  * Shared by the upstream proxy and the downstream agent.
+ *
+ * A filter (examples/tls.c: TLS) may sit between the buffers and the fd:
+ * sock_read() then returns the filter's plaintext and sock_write() hands
+ * the buffer to it. Without one, both are the syscalls.
  */
 #ifndef REVTUN_EXAMPLES_SOCK_H
 #define REVTUN_EXAMPLES_SOCK_H
@@ -21,8 +25,18 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+/* A byte filter over the fd. read: like read(2) (-1 with errno EAGAIN when
+ * nothing is there yet). write: takes bytes from the front of out, like
+ * writev(2) (-1 with errno EAGAIN when the fd is full). */
+struct sock_filter {
+  ssize_t (*read)(void *ctx, void *buf, size_t len);
+  int (*write)(void *ctx, struct evbuffer *out);
+};
+
 struct sock {
   int fd;
+  const struct sock_filter *filter; /* NULL: the fd itself */
+  void *filter_ctx;
   struct event *rev, *wev;
   struct evbuffer *out; /* bytes the kernel has not taken yet */
   int writing;          /* write interest is on */
@@ -33,6 +47,9 @@ struct sock {
  * or -1 with nothing left allocated. The fd stays the caller's. */
 int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
               event_callback_fn on_write, void *arg);
+
+/* Puts a filter (NULL: none) between the buffers and the fd. */
+void sock_set_filter(struct sock *s, const struct sock_filter *f, void *ctx);
 
 /* Frees the events and the buffer; the fd stays open (its owner closes it). */
 void sock_close(struct sock *s);

@@ -64,6 +64,16 @@ static void usage(FILE *f) {
         "  --client-auth FILE          bearer tokens and the tenants/nodes each may\n"
         "                              reach (default: clients are not authenticated)\n"
         "  --grace-period DUR          shutdown: time for requests in flight (default 10s)\n"
+        "  --tunnel-tls-cert FILE      the tunnel listener speaks TLS only, with this\n"
+        "                              certificate chain (PEM); needs --tunnel-tls-key\n"
+        "  --tunnel-tls-key FILE       its private key (PEM)\n"
+        "  --tunnel-tls-ca FILE        agents must present a certificate chaining to\n"
+        "                              this CA bundle (mutual TLS); bind the claimed\n"
+        "                              ids to it with a %DOWNSTREAM_PEER_...% format in\n"
+        "                              --acceptor-config (warned about otherwise)\n"
+        "  --tunnel-tls-crl FILE       refuse agent certificates revoked by this CRL\n"
+        "                              (needs --tunnel-tls-ca); SIGHUP reloads all four\n"
+        "                              files, parked tunnels stay\n"
         "  --verbose                   log requests and every tunnel lifecycle record\n"
         "  --version                   print the library version and exit\n"
         "  --help                      show this help and exit\n"
@@ -77,13 +87,16 @@ static void usage(FILE *f) {
 static void on_record(revtun_t *h, const revtun_event_t *ev, void *user) {
   int reason = revtun_event_close_reason(ev);
   const char *miss = revtun_event_meta_find(ev, "miss_count");
+  const char *why = revtun_event_meta_find(ev, "failure_reason");
+  char shown[300];
 
   (void)h, (void)user;
-  logmsg("record %s node=%s cluster=%s tenant=%s fd=%d%s%s%s%s",
+  logmsg("record %s node=%s cluster=%s tenant=%s fd=%d%s%s%s%s%s%s",
          revtun_event_kind_name(revtun_event_kind(ev)), revtun_event_node_id(ev, NULL),
          revtun_event_cluster_id(ev, NULL), revtun_event_tenant_id(ev, NULL), revtun_event_fd(ev),
          reason ? " close_reason=" : "", reason ? revtun_close_reason_name(reason) : "",
-         miss ? " miss_count=" : "", miss ? miss : "");
+         miss ? " miss_count=" : "", miss ? miss : "", why ? " failure_reason=" : "",
+         why ? log_safe(shown, sizeof(shown), why, strlen(why)) : "");
 }
 
 static void on_lib_log(revtun_t *h, int level, const char *msg, void *user) {
@@ -162,6 +175,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   struct proxy *p = arg;
 
   (void)what;
+  if (sig == SIGHUP) {
+    proxy_tls_reload(p);
+    return;
+  }
   if (p->stopping) {
     logmsg("second signal: exiting now");
     event_base_loopbreak(p->base);
@@ -239,6 +256,10 @@ int main(int argc, char **argv) {
       {"max-headers", required_argument, NULL, 'F'},
       {"max-clients", required_argument, NULL, 'M'},
       {"client-auth", required_argument, NULL, 'u'},
+      {"tunnel-tls-cert", required_argument, NULL, 'E'},
+      {"tunnel-tls-key", required_argument, NULL, 'K'},
+      {"tunnel-tls-ca", required_argument, NULL, 'R'},
+      {"tunnel-tls-crl", required_argument, NULL, 'L'},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -251,7 +272,7 @@ int main(int argc, char **argv) {
   uint8_t *conf = NULL, *aconf = NULL;
   size_t conf_len, aconf_len;
   revtun_options_t *opts = NULL;
-  struct event *sig_int = NULL, *sig_term = NULL;
+  struct event *sig_int = NULL, *sig_term = NULL, *sig_hup = NULL;
   char err[512];
   int c, rc = 1;
 
@@ -279,6 +300,10 @@ int main(int argc, char **argv) {
     case 't': tenant_h = optarg; break;
     case 'v': verbose = 1; break;
     case 'u': cfg->client_auth = optarg; break;
+    case 'E': cfg->tls_cert = optarg; break;
+    case 'K': cfg->tls_key = optarg; break;
+    case 'R': cfg->tls_ca = optarg; break;
+    case 'L': cfg->tls_crl = optarg; break;
     case 'H':
       if (flag_u32("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
         return 2;
@@ -365,6 +390,8 @@ int main(int argc, char **argv) {
             cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
     goto out;
   }
+  if (proxy_tls_setup(&p, aconf, aconf_len) < 0)
+    goto out;
   if (listeners_start(&p) < 0 || (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
     goto out;
   if (!p.auth)
@@ -372,7 +399,9 @@ int main(int argc, char **argv) {
            "port reaches every node");
   sig_int = evsignal_new(p.base, SIGINT, signal_cb, &p);
   sig_term = evsignal_new(p.base, SIGTERM, signal_cb, &p);
-  if (!sig_int || !sig_term || event_add(sig_int, NULL) || event_add(sig_term, NULL))
+  sig_hup = evsignal_new(p.base, SIGHUP, signal_cb, &p);
+  if (!sig_int || !sig_term || !sig_hup || event_add(sig_int, NULL) || event_add(sig_term, NULL) ||
+      event_add(sig_hup, NULL))
     goto out;
 
   logmsg("ready: RPING every %u ms on idle tunnels, HTTP/2 PING every %u ms (timeout %u ms) on "
@@ -398,6 +427,7 @@ out:
   listeners_free(&p);
   if (p.acc)
     revtun_acceptor_free(p.acc);
+  proxy_tls_free(&p); /* after the acceptor that used it */
   if (p.h)
     revtun_free(p.h); /* closes the idle tunnels, each with its tunnel_closed record */
   revtun_libevent_free(p.le);
@@ -406,6 +436,8 @@ out:
     event_free(sig_int);
   if (sig_term)
     event_free(sig_term);
+  if (sig_hup)
+    event_free(sig_hup);
   if (p.grace_ev)
     event_free(p.grace_ev);
   if (p.reap_ev)

@@ -15,29 +15,10 @@ top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
 
-for tool in curl nghttp h2load protoc; do
-  command -v $tool >/dev/null 2>&1 || { echo "SKIP: $tool not installed"; exit 77; }
-done
-EX=$top_builddir/examples
-for prog in revtun-upstream-proxy revtun-downstream-agent revtun-demo-backend; do
-  [ -x "$EX/$prog" ] || { echo "SKIP: $EX/$prog not built"; exit 77; }
-done
+e2e_require curl nghttp h2load protoc
 
-E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-e2e.XXXXXX")
-T=$E2E_TMP
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 30 lines)"
-      tail -n 30 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+e2e_begin e2e 30
 
 # Nothing may hang `make check`: every client has a deadline.
 curl() { command curl --max-time 60 "$@"; }
@@ -45,12 +26,7 @@ nghttp() { command nghttp --timeout=60 "$@"; }
 h2load() { timeout 120 h2load "$@"; }
 
 
-pick_port TUN
-pick_port CLI
-pick_port ADM
-pick_port BACK
-ADMIN=127.0.0.1:$ADM
-URL=http://127.0.0.1:$CLI
+e2e_ports
 NODE="x-remote-node-id: edge-1"
 
 # Configs: the example upstream config as shipped, and an acceptor with a

@@ -6,6 +6,43 @@ E2E_PIDS=""
 E2E_PORTS=""
 fails=0
 
+# e2e_require TOOLS -- FILES: exits 77 (skipped) unless every command in
+# TOOLS is installed and every FILE is built (executable). Sets EX, the
+# examples' build directory.
+e2e_require() {
+  EX=$top_builddir/examples
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do
+    command -v "$1" >/dev/null 2>&1 || { echo "SKIP: $1 not installed"; exit 77; }
+    shift
+  done
+  [ $# -gt 0 ] && shift
+  for _f in "$EX/revtun-upstream-proxy" "$EX/revtun-downstream-agent" \
+    "$EX/revtun-demo-backend" "$@"; do
+    [ -x "$_f" ] || { echo "SKIP: $_f not built"; exit 77; }
+  done
+}
+
+# e2e_begin NAME TAIL: a scratch directory in E2E_TMP (and T), removed at
+# exit after every spawned process is stopped; when an assertion failed, the
+# last TAIL lines of each $T/*.log are printed first.
+e2e_begin() {
+  E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-$1.XXXXXX")
+  T=$E2E_TMP
+  E2E_TAIL=$2
+  trap e2e_finish EXIT
+  trap 'exit 130' INT TERM
+}
+e2e_finish() {
+  stop_all
+  if [ $fails -ne 0 ]; then
+    for _log in "$T"/*.log; do
+      echo "---- $_log (last $E2E_TAIL lines)"
+      tail -n "$E2E_TAIL" "$_log"
+    done
+  fi
+  rm -rf "$T"
+}
+
 # ok/fail/check: one "ok - ..." or "FAIL - ..." line per assertion; fails
 # counts the failures. check DESCRIPTION CMD... runs CMD and says which.
 ok() { echo "ok - $*"; }
@@ -32,6 +69,17 @@ pick_port() {
       return 0
     fi
   done
+}
+
+# e2e_ports: free ports for the proxy's tunnel (TUN), client (CLI) and admin
+# (ADM) listeners and the backend (BACK); ADMIN and URL on loopback.
+e2e_ports() {
+  pick_port TUN
+  pick_port CLI
+  pick_port ADM
+  pick_port BACK
+  ADMIN=127.0.0.1:$ADM
+  URL=http://127.0.0.1:$CLI
 }
 
 # spawn NAME LOG CMD...: starts CMD in the background, output to LOG; its

@@ -208,3 +208,18 @@ tests_prom_check_CFLAGS = $(STRICT_WARN_CFLAGS)
 # README's list of differences from Envoy against the code.
 dist_check_SCRIPTS += tests/readme_envoy.sh
 TESTS += tests/readme_envoy.sh
+
+# e2e_tls.sh: the programs over real TLS (scripts/quickstart's set-up with
+# certificates), with tls_pki making the PKI (expired and revoked included).
+EXTRA_DIST += tests/tls_pki.c
+dist_check_SCRIPTS += tests/e2e_tls.sh
+if HAVE_OPENSSL
+if HAVE_EXAMPLES
+check_PROGRAMS += tests/tls_pki
+TESTS += tests/e2e_tls.sh
+tests_tls_pki_SOURCES = tests/tls_pki.c tests/tls_certs.c tests/tls_certs.h
+tests_tls_pki_CPPFLAGS = $(OPENSSL_CFLAGS)
+tests_tls_pki_CFLAGS = $(WARN_CFLAGS)
+tests_tls_pki_LDADD = $(OPENSSL_LIBS)
+endif
+endif

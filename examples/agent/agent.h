@@ -32,6 +32,7 @@
 #include "../common.h"
 #include "../recycle.h"
 #include "../sock.h"
+#include "../tls.h"
 
 #define PROG "revtun-downstream-agent"
 
@@ -80,12 +81,22 @@ struct config {
   unsigned count;
   unsigned max_backoff_ms;
   int upgrade;
+  /* --tls: the handshake runs inside TLS (tls.c) */
+  int tls;
+  const char *ca, *cert, *key, *sni;
 };
 
 struct agent;
 struct stream;
 
-enum slot_state { SLOT_WAIT, SLOT_CONNECTING, SLOT_HANDSHAKE, SLOT_REJECTED, SLOT_PARKED };
+enum slot_state {
+  SLOT_WAIT,
+  SLOT_CONNECTING,
+  SLOT_TLS, /* the TLS handshake, before the tunnel handshake (--tls) */
+  SLOT_HANDSHAKE,
+  SLOT_REJECTED,
+  SLOT_PARKED
+};
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE };
 
 /* One tunnel slot: dials, handshakes, parks, and re-dials after handoff. */
@@ -94,6 +105,7 @@ struct slot {
   unsigned idx;
   enum slot_state state;
   struct sock sk;      /* sk.fd < 0: no socket */
+  SSL *ssl;            /* the handshake-phase TLS session, until the park */
   struct evbuffer *in; /* the handshake answer being read */
   struct event *timer; /* SLOT_WAIT: next dial; connecting or handshaking: deadline */
   unsigned failures;
@@ -175,6 +187,9 @@ struct agent {
   uint64_t next_conn_id;
   int stopping;
   struct event *grace_ev;
+  SSL_CTX *tls_ctx;   /* --tls: client context of the handshake phase */
+  char tls_name[256]; /* the name the upstream's certificate must carry */
+  int tls_name_is_ip; /* ... as an IP SAN (no SNI is sent) */
 };
 
 static inline uint64_t now_epoch_ms(void) {
@@ -198,6 +213,12 @@ void slot_connect(struct slot *sl);
 void slot_close(struct slot *sl);
 void slot_retry(struct slot *sl, int64_t delay_ms, const char *why);
 void slot_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* tls.c */
+int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t errlen);
+void agent_tls_free(struct agent *ag);
+int slot_tls_begin(struct slot *sl);
+void slot_tls_park(struct slot *sl);
 
 /* tunnel.c */
 int h2_setup(void);

@@ -102,6 +102,15 @@ static void usage(FILE *f) {
         "  --max-header-list-size N      decoded header bytes per request from the\n"
         "                                upstream (default 65536)\n"
         "  --max-headers N               header fields per request (default 100)\n"
+        "  --tls                         dial with TLS: the handshake runs inside it,\n"
+        "                                the parked tunnel is raw TCP after a quiet\n"
+        "                                shutdown (needs --ca)\n"
+        "  --ca FILE                     CA bundle the upstream's certificate must\n"
+        "                                chain to\n"
+        "  --cert FILE, --key FILE       client certificate chain and key to present\n"
+        "  --sni NAME                    server name to send and verify (default: the\n"
+        "                                --upstream host; an IP is checked against IP\n"
+        "                                SANs and sends no SNI)\n"
         "  --verbose                     log every RPING and request\n"
         "  --help                        show this help and exit\n",
         f);
@@ -138,6 +147,11 @@ int main(int argc, char **argv) {
       {"max-backoff-ms", required_argument, NULL, 'm'},
       {"max-header-list-size", required_argument, NULL, 'H'},
       {"max-headers", required_argument, NULL, 'F'},
+      {"tls", no_argument, NULL, 'S'},
+      {"ca", required_argument, NULL, 'A'},
+      {"cert", required_argument, NULL, 'E'},
+      {"key", required_argument, NULL, 'K'},
+      {"sni", required_argument, NULL, 'I'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
@@ -146,6 +160,7 @@ int main(int argc, char **argv) {
   struct config *cfg = &ag.cfg;
   const char *upstream = NULL, *backend = "127.0.0.1:8081";
   struct event *sig_int, *sig_term;
+  char tls_err[512];
   unsigned i;
   int c;
 
@@ -168,6 +183,11 @@ int main(int argc, char **argv) {
     case 'U': cfg->upstream_cluster = optarg; break;
     case 'g': cfg->upgrade = 1; break;
     case 'v': verbose = 1; break;
+    case 'S': cfg->tls = 1; break;
+    case 'A': cfg->ca = optarg; break;
+    case 'E': cfg->cert = optarg; break;
+    case 'K': cfg->key = optarg; break;
+    case 'I': cfg->sni = optarg; break;
     case 'N':
       if (flag_u32("--count", optarg, 1, 10000, &cfg->count) < 0)
         return 2;
@@ -207,6 +227,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, PROG ": cannot resolve --backend '%s'\n", backend);
     return 2;
   }
+  if (!cfg->tls && (cfg->ca || cfg->cert || cfg->key || cfg->sni)) {
+    fprintf(stderr, PROG ": --ca, --cert, --key and --sni need --tls\n");
+    return 2;
+  }
+  if (agent_tls_setup(&ag, upstream, tls_err, sizeof(tls_err)) < 0) {
+    fprintf(stderr, PROG ": %s\n", tls_err);
+    return 2;
+  }
 
   /* A peer that vanishes mid-write must not kill the process. */
   signal(SIGPIPE, SIG_IGN);
@@ -227,9 +255,10 @@ int main(int argc, char **argv) {
   event_add(sig_int, NULL);
   event_add(sig_term, NULL);
 
-  logmsg("node %s cluster %s tenant %s: keeping %u tunnel(s) to %s, "
+  logmsg("node %s cluster %s tenant %s: keeping %u tunnel(s) to %s%s, "
          "backend %s",
-         cfg->node, cfg->cluster, cfg->tenant, cfg->count, cfg->upstream.text, cfg->backend.text);
+         cfg->node, cfg->cluster, cfg->tenant, cfg->count, cfg->upstream.text,
+         cfg->tls ? " over TLS" : "", cfg->backend.text);
   for (i = 0; i < cfg->count; i++) {
     ag.slots[i].ag = &ag;
     ag.slots[i].idx = i;
@@ -256,6 +285,7 @@ int main(int argc, char **argv) {
   event_free(sig_term);
   event_base_free(ag.base);
   h2_teardown();
+  agent_tls_free(&ag);
   recycle_release();
   logmsg("exiting");
   return 0;

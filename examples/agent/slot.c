@@ -45,6 +45,8 @@ int agent_dial(const struct addr *a) {
 void slot_close(struct slot *sl) {
   if (sl->sk.fd < 0)
     return;
+  if (sl->ssl)
+    slot_tls_park(sl); /* no close_notify on a failed session either */
   sock_close(&sl->sk);
   close(sl->sk.fd);
   sl->sk.fd = -1;
@@ -310,6 +312,8 @@ static void slot_handshake_input(struct slot *sl) {
   }
   if (hd.status == want) {
     evbuffer_drain(in, hd.head_len);
+    if (sl->ssl)
+      slot_tls_park(sl);
     logmsg("slot %u: tunnel parked (connection-id %" PRIu64 ", %d)", sl->idx, sl->conn_id, want);
     sl->state = SLOT_PARKED;
     sl->failures = 0;
@@ -347,14 +351,46 @@ static void slot_handshake_input(struct slot *sl) {
 }
 
 static void slot_failed(struct slot *sl, const char *what) {
-  char why[160];
+  char why[400];
 
-  snprintf(why, sizeof(why), "%s %s",
+  /* An upstream refusing our certificate ends the session after the TLS
+   * handshake looked done to us (TLS 1.3): say where it ended. */
+  snprintf(why, sizeof(why), "%s %s%s",
            sl->state == SLOT_PARKED       ? "parked tunnel"
            : sl->state == SLOT_CONNECTING ? "connect failed:"
+           : sl->state == SLOT_TLS        ? "TLS:"
                                           : "handshake",
-           what);
+           what,
+           sl->ssl && sl->state == SLOT_HANDSHAKE ? " inside TLS (our certificate refused?)" : "");
   slot_retry(sl, -1, why);
+}
+
+/* Drives the TLS handshake; once done, sends the tunnel handshake in it. */
+static void slot_tls_step(struct slot *sl) {
+  char why[300];
+  int r = tls_handshake(sl->ssl, why, sizeof(why));
+
+  if (r < 0) {
+    slot_failed(sl, why);
+    return;
+  }
+  if (r == 2) {
+    sock_want_write(&sl->sk);
+    return;
+  }
+  if (sock_write(&sl->sk) < 0) { /* nothing queued: drops write interest */
+    slot_failed(sl, strerror(errno));
+    return;
+  }
+  if (r == 0)
+    return;
+  VLOG("slot %u: TLS %s with %s, sending handshake", sl->idx, tls_version(sl->ssl),
+       sl->ag->cfg.upstream.text);
+  sock_set_filter(&sl->sk, &tls_filter, sl->ssl);
+  sl->state = SLOT_HANDSHAKE;
+  slot_send_handshake(sl);
+  if (sock_write(&sl->sk) < 0)
+    slot_failed(sl, strerror(errno));
 }
 
 static void slot_read_cb(evutil_socket_t fd, short what, void *arg) {
@@ -368,24 +404,32 @@ static void slot_read_cb(evutil_socket_t fd, short what, void *arg) {
   }
   if (sl->state == SLOT_CONNECTING)
     return; /* write readiness says how the connect went */
-  n = sock_read_evbuffer(&sl->sk, sl->in, 4096, MAX_HEAD);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-    return;
-  if (n <= 0) {
-    if (sl->state == SLOT_REJECTED)
-      slot_finish_rejection(sl, n == 0 && sl->body == BODY_CLOSE);
-    else
-      slot_failed(sl, n == 0 ? "closed by upstream" : strerror(errno));
+  if (sl->state == SLOT_TLS) {
+    slot_tls_step(sl);
     return;
   }
-  switch (sl->state) {
-  case SLOT_HANDSHAKE: slot_handshake_input(sl); break;
-  case SLOT_REJECTED:
-    if (slot_rejection_complete(sl))
-      slot_finish_rejection(sl, 1);
-    break;
-  default: break;
-  }
+  /* Inside TLS, one record per pass: after the answer's last record the
+   * stream is raw (RPING), and must not be read as TLS. */
+  do {
+    n = sock_read_evbuffer(&sl->sk, sl->in, 4096, sl->ssl ? 1 : MAX_HEAD);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    if (n <= 0) {
+      if (sl->state == SLOT_REJECTED)
+        slot_finish_rejection(sl, n == 0 && sl->body == BODY_CLOSE);
+      else
+        slot_failed(sl, n == 0 ? "closed by upstream" : strerror(errno));
+      return;
+    }
+    switch (sl->state) {
+    case SLOT_HANDSHAKE: slot_handshake_input(sl); break;
+    case SLOT_REJECTED:
+      if (slot_rejection_complete(sl))
+        slot_finish_rejection(sl, 1);
+      break;
+    default: break;
+    }
+  } while (sl->ssl && evbuffer_get_length(sl->in) < MAX_HEAD);
 }
 
 static void slot_write_cb(evutil_socket_t fd, short what, void *arg) {
@@ -401,11 +445,21 @@ static void slot_write_cb(evutil_socket_t fd, short what, void *arg) {
       slot_failed(sl, strerror(err));
       return;
     }
-    VLOG("slot %u: connected to %s, sending handshake "
-         "(connection-id %" PRIu64 ")",
-         sl->idx, sl->ag->cfg.upstream.text, sl->conn_id);
+    VLOG("slot %u: connected to %s (connection-id %" PRIu64 ")", sl->idx, sl->ag->cfg.upstream.text,
+         sl->conn_id);
+    if (sl->ag->tls_ctx) {
+      sl->state = SLOT_TLS;
+      if (slot_tls_begin(sl) < 0)
+        slot_failed(sl, "cannot start a session");
+      else
+        slot_tls_step(sl);
+      return;
+    }
     sl->state = SLOT_HANDSHAKE;
     slot_send_handshake(sl);
+  } else if (sl->state == SLOT_TLS) {
+    slot_tls_step(sl);
+    return;
   }
   if (sock_write(&sl->sk) < 0)
     slot_failed(sl, strerror(errno));

@@ -96,6 +96,8 @@ struct settings {
   uint32_t max_header_list; /* decoded header bytes per stream */
   uint32_t max_headers;     /* header fields per stream */
   uint32_t max_clients;     /* client connections at once */
+  /* --tunnel-tls-*: the tunnel listener speaks TLS (tls.c) */
+  const char *tls_cert, *tls_key, *tls_ca, *tls_crl;
 };
 
 /* Header bytes held, against a limit. */
@@ -146,6 +148,7 @@ struct proxy {
   struct conn *dead_conns;      /* closed, freed by the reaper */
   struct upsess *dead_sessions; /* same */
   struct counters st;
+  struct revtun_openssl *tls; /* the acceptor's TLS transport, or NULL */
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
@@ -258,6 +261,13 @@ void xchg_sent_upstream(struct xchg *x, size_t n);
 /* upstream-proxy.c */
 void proxy_schedule_reap(struct proxy *p);
 void proxy_check_done(struct proxy *p);
+
+/* tls.c: the tunnel listener's TLS. setup: 0, or -1 with a message on
+ * stderr; reload: new certificates, keys and CRL for the handshakes that
+ * start from now on (SIGHUP), parked tunnels untouched. */
+int proxy_tls_setup(struct proxy *p, const uint8_t *aconf, size_t aconf_len);
+void proxy_tls_reload(struct proxy *p);
+void proxy_tls_free(struct proxy *p);
 
 /* listeners.c */
 int listeners_start(struct proxy *p);

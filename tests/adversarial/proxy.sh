@@ -21,31 +21,11 @@ top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
 
-for tool in curl protoc; do
-  command -v $tool >/dev/null 2>&1 || { echo "SKIP: $tool not installed"; exit 77; }
-done
-EX=$top_builddir/examples
 AD=$top_builddir/tests/adversarial
-for prog in $EX/revtun-upstream-proxy $EX/revtun-downstream-agent $EX/revtun-demo-backend \
-  $AD/h2evil $AD/probe $AD/jsoncheck; do
-  [ -x "$prog" ] || { echo "SKIP: $prog not built"; exit 77; }
-done
+e2e_require curl protoc -- $AD/h2evil $AD/probe $AD/jsoncheck
 
-E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-adversarial.XXXXXX")
-T=$E2E_TMP
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 20 lines)"
-      tail -n 20 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+e2e_begin adversarial 20
 
 curl() { command curl --max-time 20 "$@"; }
 
