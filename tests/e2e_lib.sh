@@ -155,3 +155,15 @@ encode() {
   ${PROTOC:-protoc} -I "$top_srcdir/lib/proto" -I "${PROTOBUF_INCLUDE:-/usr/include}" \
     --encode="$_msg" "$_proto" <"$1" >"$2"
 }
+
+# no_sanitizer_reports DIR: one ok/FAIL line: no AddressSanitizer,
+# LeakSanitizer or UBSan report in DIR/*.log (stop the programs first: what
+# they say at exit is part of it).
+no_sanitizer_reports() {
+  if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$1"/*.log >"$1/sanitized.list" 2>/dev/null; then
+    fail "sanitizer reports in $(tr '\n' ' ' <"$1/sanitized.list")"
+    grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' $(cat "$1/sanitized.list") | head -n 40
+  else
+    ok "no sanitizer report in any program's log"
+  fi
+}
