@@ -408,10 +408,12 @@ static void on_owner(revtun_redis_t *r, int status, const revtun_redis_owner_t *
 
   (void)r;
   x->fleet_wait = 0;
-  if (x->c)
+  if (x->c) {
     answer(x, status, owner);
-  xchg_request_data(x); /* the body waited: on its way, or drained */
-  xchg_release(x);
+    if (x->c)
+      xchg_request_data(x); /* the body waited: on its way, or drained */
+  }
+  xchg_release(x); /* without a client, the body goes with x */
 }
 
 /* up_route() found no local tunnel for x. 1 when the fleet takes the
