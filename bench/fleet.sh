@@ -77,6 +77,7 @@ curl -sf -o /dev/null -H "x-remote-node-id: bench" "http://127.0.0.1:$CLI_A$URL_
 run() {
   _key=$1 _port=$2
   shift 2
+  rm -f "$T/lat.log" # h2load appends to it
   h2load -D "$DUR" --warm-up-time=1 "$@" -H "x-remote-node-id: bench" --log-file="$T/lat.log" \
     "http://127.0.0.1:$_port$URL_PATH" >"$T/out" 2>&1
   _rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$T/out")

@@ -54,4 +54,4 @@ bench_idle_floor_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
 else
 EXTRA_DIST += bench/idle_floor.c
 endif
-EXTRA_DIST += bench/idle.sh
+EXTRA_DIST += bench/idle.sh bench/fleet.sh bench/fleet_scale.sh
