@@ -124,22 +124,22 @@ fi
 echo "# all $((A * PER_AGENT)) tunnels parked after $(( $(date +%s) - START )) s"
 sleep 2 # the last publications
 
-# CPU while idle
-t0p=0 t0a=0
-for pid in $(i=0; while [ $i -lt "$P" ]; do eval "echo \$PID_proxy_$i"; i=$((i + 1)); done); do
-  t0p=$((t0p + $(ticks $pid)))
-done
-for pid in $(i=0; while [ $i -lt "$A" ]; do eval "echo \$PID_agent_$i"; i=$((i + 1)); done); do
-  t0a=$((t0a + $(ticks $pid)))
-done
+# CPU while idle: sum_ticks NAME COUNT sums the CPU ticks of PID_NAME_0..COUNT-1
+sum_ticks() {
+  _s=0
+  _i=0
+  while [ $_i -lt "$2" ]; do
+    eval "_p=\$PID_$1_$_i"
+    _s=$((_s + $(ticks "$_p")))
+    _i=$((_i + 1))
+  done
+  echo $_s
+}
+t0p=$(sum_ticks proxy "$P")
+t0a=$(sum_ticks agent "$A")
 sleep "$IDLE"
-t1p=0 t1a=0
-for pid in $(i=0; while [ $i -lt "$P" ]; do eval "echo \$PID_proxy_$i"; i=$((i + 1)); done); do
-  t1p=$((t1p + $(ticks $pid)))
-done
-for pid in $(i=0; while [ $i -lt "$A" ]; do eval "echo \$PID_agent_$i"; i=$((i + 1)); done); do
-  t1a=$((t1a + $(ticks $pid)))
-done
+t1p=$(sum_ticks proxy "$P")
+t1a=$(sum_ticks agent "$A")
 HZ=$(getconf CLK_TCK)
 
 prss=0 prss0=0 arss=0

@@ -26,17 +26,7 @@ done
 E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-e2e.XXXXXX")
 T=$E2E_TMP
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 30 lines)"
-      tail -n 30 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
+trap 'e2e_finish' EXIT
 trap 'exit 130' INT TERM
 
 # Nothing may hang `make check`: every client has a deadline.

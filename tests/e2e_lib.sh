@@ -167,3 +167,17 @@ no_sanitizer_reports() {
     ok "no sanitizer report in any program's log"
   fi
 }
+
+# e2e_finish [LINES]: a test's EXIT trap: stops every program, prints the
+# last LINES (default 30) lines of each log in $E2E_TMP when a check failed,
+# and removes $E2E_TMP.
+e2e_finish() {
+  stop_all
+  if [ $fails -ne 0 ]; then
+    for _log in "$E2E_TMP"/*.log; do
+      echo "---- $_log (last ${1:-30} lines)"
+      tail -n "${1:-30}" "$_log"
+    done
+  fi
+  rm -rf "$E2E_TMP"
+}

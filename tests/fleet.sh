@@ -37,17 +37,7 @@ fi
 
 E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-fleet.XXXXXX")
 T=$E2E_TMP
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 30 lines)"
-      tail -n 30 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
+trap 'e2e_finish' EXIT
 trap 'exit 130' INT TERM
 
 pick_port REDIS

@@ -34,17 +34,7 @@ done
 E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-adversarial.XXXXXX")
 T=$E2E_TMP
 fails=0
-finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for log in "$T"/*.log; do
-      echo "---- $log (last 20 lines)"
-      tail -n 20 "$log"
-    done
-  fi
-  rm -rf "$T"
-}
-trap finish EXIT
+trap 'e2e_finish 20' EXIT
 trap 'exit 130' INT TERM
 
 curl() { command curl --max-time 20 "$@"; }
