@@ -76,6 +76,8 @@ static void usage(FILE *f) {
         "  --instance-id ID            this instance in the fleet (default: --advertise)\n"
         "  --fleet-ttl DUR             entries of a dead instance expire after DUR;\n"
         "                              heartbeat every DUR/3 (default 15s)\n"
+        "  --fleet-timeout DUR         Redis answer deadline; past it the connection is\n"
+        "                              dropped and opened again (default 1s)\n"
         "  --verbose                   log requests and every tunnel lifecycle record\n"
         "  --version                   print the library version and exit\n"
         "  --help                      show this help and exit\n"
@@ -259,6 +261,7 @@ int main(int argc, char **argv) {
       {"advertise", required_argument, NULL, 'D'},
       {"instance-id", required_argument, NULL, 'E'},
       {"fleet-ttl", required_argument, NULL, 'L'},
+      {"fleet-timeout", required_argument, NULL, 'O'},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -321,13 +324,16 @@ int main(int argc, char **argv) {
     case 'k':
     case 'I':
     case 'g':
-    case 'L': {
+    case 'L':
+    case 'O': {
       uint32_t *dst = c == 'i'   ? &cfg->ka_interval_ms
                       : c == 'k' ? &cfg->ka_timeout_ms
                       : c == 'I' ? &cfg->session_idle_ms
                       : c == 'L' ? &cfg->fleet_ttl_ms
+                      : c == 'O' ? &cfg->fleet_timeout_ms
                                  : &cfg->grace_ms;
-      if (parse_duration_ms(optarg, dst) < 0 || ((c == 'i' || c == 'k' || c == 'L') && *dst == 0)) {
+      if (parse_duration_ms(optarg, dst) < 0 ||
+          ((c == 'i' || c == 'k' || c == 'L' || c == 'O') && *dst == 0)) {
         fprintf(stderr, PROG ": bad duration '%s'\n", optarg);
         return 2;
       }

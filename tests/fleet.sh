@@ -64,7 +64,7 @@ start_proxy() {
   eval "_c=\$CLI_$_n _t=\$TUN_$_n _a=\$ADM_$_n"
   spawn "proxy_$_n" "$T/proxy_$_n.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$_t \
     --listen 127.0.0.1:$_c --admin-listen 127.0.0.1:$_a --fleet-redis 127.0.0.1:$REDIS \
-    --fleet-key-prefix "$PREFIX" --instance-id "$_id" --fleet-ttl 1500ms \
+    --fleet-key-prefix "$PREFIX" --instance-id "$_id" --fleet-ttl 1500ms --fleet-timeout 2s \
     --keepalive-interval 500ms --keepalive-timeout 500ms --grace-period 2s "$@"
 }
 

@@ -35,6 +35,7 @@
 #define MAX_ADDR 64      /* "[v6]:port" */
 #define MAX_PASSWORD 4096
 #define DEFAULT_TTL_MS 15000
+#define DEFAULT_TIMEOUT_MS 1000
 
 struct fleet {
   struct proxy *p;
@@ -97,7 +98,7 @@ int fleet_check_settings(struct proxy *p) {
 
   if (!cfg->fleet_redis) {
     if (cfg->fleet_password || cfg->fleet_password_file || cfg->fleet_prefix || cfg->advertise ||
-        cfg->instance_id || cfg->fleet_ttl_ms) {
+        cfg->instance_id || cfg->fleet_ttl_ms || cfg->fleet_timeout_ms) {
       fprintf(stderr, PROG ": the --fleet-*, --advertise and --instance-id options need "
                            "--fleet-redis\n");
       return -1;
@@ -136,6 +137,12 @@ int fleet_check_settings(struct proxy *p) {
     cfg->fleet_ttl_ms = DEFAULT_TTL_MS;
   if (cfg->fleet_ttl_ms < 300 || cfg->fleet_ttl_ms > 86400000) {
     fprintf(stderr, PROG ": --fleet-ttl must be between 300ms and 24h\n");
+    return -1;
+  }
+  if (!cfg->fleet_timeout_ms)
+    cfg->fleet_timeout_ms = DEFAULT_TIMEOUT_MS;
+  if (cfg->fleet_timeout_ms < 10 || cfg->fleet_timeout_ms > 600000) {
+    fprintf(stderr, PROG ": --fleet-timeout must be between 10ms and 10m\n");
     return -1;
   }
   return 0;
@@ -210,6 +217,7 @@ int fleet_new(struct proxy *p) {
       revtun_redis_options_set_instance(o, cfg->instance_id, cfg->advertise) != REVTUN_OK ||
       revtun_redis_options_set_heartbeat(o, beat, cfg->fleet_ttl_ms) != REVTUN_OK ||
       revtun_redis_options_set_backoff(o, 100, backoff_max) != REVTUN_OK ||
+      revtun_redis_options_set_timeout(o, cfg->fleet_timeout_ms) != REVTUN_OK ||
       revtun_redis_options_set_tenant_isolation(o, revtun_config_tenant_isolation(p->h)) !=
           REVTUN_OK ||
       revtun_redis_options_set_log_cb(o, on_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN,
@@ -499,7 +507,7 @@ int fleet_check_settings(struct proxy *p) {
   const struct settings *cfg = &p->cfg;
 
   if (cfg->fleet_redis || cfg->fleet_password || cfg->fleet_password_file || cfg->fleet_prefix ||
-      cfg->advertise || cfg->instance_id || cfg->fleet_ttl_ms) {
+      cfg->advertise || cfg->instance_id || cfg->fleet_ttl_ms || cfg->fleet_timeout_ms) {
     fprintf(stderr, PROG ": built without hiredis: no --fleet-* options\n");
     return -1;
   }

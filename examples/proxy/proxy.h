@@ -101,7 +101,7 @@ struct settings {
   /* fleet (fleet.c): NULL fleet_redis = no fleet */
   const char *fleet_redis, *fleet_password, *fleet_password_file, *fleet_prefix;
   const char *advertise, *instance_id;
-  uint32_t fleet_ttl_ms;
+  uint32_t fleet_ttl_ms, fleet_timeout_ms;
 };
 
 /* Header bytes held, against a limit. */
