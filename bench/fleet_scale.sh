@@ -4,17 +4,19 @@
 # source addresses (agent --bind 127.0.0.x). See bench/README.md.
 #
 #   bench/fleet_scale.sh [--build DIR] [--proxies P] [--agents A] [--tunnels N]
-#                        [--idle S]
+#                        [--idle S] [--fleet-timeout DUR]
 #
-# Defaults are small (3 proxies, 6 agents, 3,000 tunnels); the issue's scale
+# Defaults are small (3 proxies, 6 agents, 3,000 tunnels); the large run
 # is --proxies 6 --agents 24 --tunnels 100000. Agent i is node n<i>, parks
 # N/A tunnels on proxy i mod P, from 127.0.0.(2 + i mod 200). Every process
 # stays under 20,000 open files (checked before starting). Once every
 # tunnel is parked it reports: proxy RSS per tunnel (over each proxy's RSS
 # before any agent came), agent RSS per tunnel, proxy and agent CPU while
 # idle for S seconds (default 5), Redis memory of the fleet's keys per node
-# and per tunnel (and used_memory's change, which is noisy), and then sends one request per node through a proxy
-# that does not hold it (all must answer 200).
+# and per tunnel (and used_memory's change, which is noisy), and then sends
+# one request per node through a proxy that does not hold it (all must
+# answer 200). --fleet-timeout goes to every proxy (the Redis answer
+# deadline, default the proxy's 1s).
 set -u
 
 top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +27,7 @@ P=3
 A=6
 N=3000
 IDLE=5
+FLEET_TIMEOUT=1s
 FD_LIMIT=20000
 while [ $# -gt 0 ]; do
   case $1 in
@@ -33,7 +36,8 @@ while [ $# -gt 0 ]; do
     --agents) A=$2; shift ;;
     --tunnels) N=$2; shift ;;
     --idle) IDLE=$2; shift ;;
-    *) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 2 ;;
+    --fleet-timeout) FLEET_TIMEOUT=$2; shift ;;
+    *) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 2 ;;
   esac
   shift
 done
@@ -76,7 +80,7 @@ while [ $i -lt "$P" ]; do
   eval "_c=\$CLI_$i _t=\$TUN_$i _a=\$ADM_$i"
   spawn "proxy_$i" "$T/proxy_$i.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$_t \
     --listen 127.0.0.1:$_c --admin-listen 127.0.0.1:$_a --fleet-redis 127.0.0.1:$REDIS \
-    --instance-id "p$i" --max-clients 100
+    --instance-id "p$i" --max-clients 100 --fleet-timeout "$FLEET_TIMEOUT"
   i=$((i + 1))
 done
 i=0
@@ -93,7 +97,7 @@ while [ $i -lt "$P" ]; do
   i=$((i + 1))
 done
 
-echo "# bench/fleet_scale.sh: $(nproc) CPUs; $P proxies, $A agents x $PER_AGENT tunnels = $((A * PER_AGENT)) tunnels"
+echo "# bench/fleet_scale.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), --fleet-timeout $FLEET_TIMEOUT; $P proxies, $A agents x $PER_AGENT tunnels = $((A * PER_AGENT)) tunnels"
 START=$(date +%s)
 i=0
 while [ $i -lt "$A" ]; do
