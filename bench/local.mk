@@ -54,7 +54,7 @@ bench_idle_floor_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
 else
 EXTRA_DIST += bench/idle_floor.c
 endif
-EXTRA_DIST += bench/idle.sh
+EXTRA_DIST += bench/idle.sh bench/fleet.sh bench/fleet_scale.sh
 
 # A cross-worker handoff through the process directory against a bare
 # eventfd round trip between two threads and a handoff on one handle.

@@ -64,6 +64,12 @@ examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(EX
 examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \
 	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS) $(EXAMPLES_TLS_LIBADD)
+# --fleet-redis: with hiredis, the proxy links the fleet directory.
+examples_revtun_upstream_proxy_SOURCES += examples/proxy/fleet.c
+if HAVE_REDIS
+examples_revtun_upstream_proxy_CPPFLAGS += -DHAVE_FLEET=1 $(HIREDIS_CFLAGS)
+examples_revtun_upstream_proxy_LDADD += lib/libupstream-revtun-redis.la $(HIREDIS_LIBS)
+endif
 
 # The example configs, encoded as the proxy's flags take them.
 EXAMPLE_CONFIGS_BIN = $(patsubst %.txtpb,%.bin,$(EXAMPLE_CONFIGS_TXT))
@@ -81,6 +87,9 @@ bench_relay_LDADD = $(LIBEVENT_LIBS)
 # Real programs on loopback: curl, nghttp, h2load through proxy and agent.
 TESTS += tests/e2e.sh
 dist_check_SCRIPTS += tests/e2e.sh
+# Three proxies sharing a private redis-server: forwarding across the fleet.
+TESTS += tests/fleet.sh
+dist_check_SCRIPTS += tests/fleet.sh
 
 # The attacks of a security review, replayed against the real programs:
 # hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines
@@ -100,7 +109,8 @@ tests_adversarial_jsoncheck_CFLAGS = $(WARN_CFLAGS)
 TESTS += tests/adversarial/proxy.sh
 dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
-EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh bench/relay.c \
+EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh tests/fleet.sh examples/proxy/fleet.c \
+	bench/relay.c \
 	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	examples/tls.c examples/tls.h examples/agent/tls.c examples/proxy/tls.c \
 	tests/adversarial/proxy.sh tests/adversarial/h2evil.c tests/adversarial/probe.c \

@@ -4,6 +4,8 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 int sock_init(struct sock *s, struct event_base *base, int fd, event_callback_fn on_read,
@@ -106,4 +108,21 @@ ssize_t sock_read_evbuffer(struct sock *s, struct evbuffer *in, size_t chunk, si
       break; /* drained (a filter may hold more than the fd shows) */
   }
   return (ssize_t)total;
+}
+
+int sock_dial(const struct sockaddr *sa, socklen_t len, const struct sockaddr *src,
+              socklen_t src_len) {
+  int one = 1, e, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+  if (fd < 0)
+    return -1;
+  /* RPING echoes and HTTP/2 frames are latency bound, never batch them. */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if ((src && bind(fd, src, src_len) < 0) || (connect(fd, sa, len) < 0 && errno != EINPROGRESS)) {
+    e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
 }

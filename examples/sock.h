@@ -20,6 +20,7 @@
 #define REVTUN_EXAMPLES_SOCK_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <event2/buffer.h>
@@ -55,6 +56,12 @@ void sock_set_filter(struct sock *s, const struct sock_filter *f, void *ctx);
 void sock_close(struct sock *s);
 
 void sock_pause_read(struct sock *s, int pause);
+
+/* A non-blocking TCP socket (TCP_NODELAY) connecting to sa, bound first to
+ * src when src is not NULL: the fd, or -1 with errno. Completion shows as
+ * write readiness. */
+int sock_dial(const struct sockaddr *sa, socklen_t len, const struct sockaddr *src,
+              socklen_t src_len);
 
 /* Asks for write readiness once (a connect in progress). */
 void sock_want_write(struct sock *s);

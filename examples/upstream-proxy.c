@@ -16,6 +16,7 @@
  * listeners.c (accepting, descriptor exhaustion), access.c (id rules,
  * client tokens), client.c (HTTP/1.1, protocol detection), client_h2.c
  * (h2c), exchange.c (request/response glue), upstream.c (tunnel sessions),
+ * fleet.c (--fleet-redis: the directory, forwarding to other instances),
  * admin.c, util.c; examples/common.c (logging, parsing).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -74,6 +75,19 @@ static void usage(FILE *f) {
         "  --tunnel-tls-crl FILE       refuse agent certificates revoked by this CRL\n"
         "                              (needs --tunnel-tls-ca); SIGHUP reloads all four\n"
         "                              files, parked tunnels stay\n"
+        "  --fleet-redis HOST:PORT     join a fleet: publish this instance's nodes in\n"
+        "                              Redis and forward requests for nodes held by\n"
+        "                              other instances to them (default: off)\n"
+        "  --fleet-redis-password PW   Redis AUTH password (visible in ps: prefer the file)\n"
+        "  --fleet-redis-password-file FILE  the same, read from FILE\n"
+        "  --fleet-key-prefix P        prefix of the fleet's Redis keys (default revtun:)\n"
+        "  --advertise IP:PORT         where other instances reach this one's --listen\n"
+        "                              (default: --listen; required if it is a wildcard)\n"
+        "  --instance-id ID            this instance in the fleet (default: --advertise)\n"
+        "  --fleet-ttl DUR             entries of a dead instance expire after DUR;\n"
+        "                              heartbeat every DUR/3 (default 15s)\n"
+        "  --fleet-timeout DUR         Redis answer deadline; past it the connection is\n"
+        "                              dropped and opened again (default 1s)\n"
         "  --verbose                   log requests and every tunnel lifecycle record\n"
         "  --version                   print the library version and exit\n"
         "  --help                      show this help and exit\n"
@@ -143,7 +157,7 @@ void proxy_schedule_reap(struct proxy *p) { event_active(p->reap_ev, 0, 0); }
 
 /* During shutdown: once the last client connection is gone, we are done. */
 void proxy_check_done(struct proxy *p) {
-  if (p->stopping && !p->conns)
+  if (p->stopping && !p->conns && !fleet_stopping(p))
     event_base_loopbreak(p->base);
 }
 
@@ -166,6 +180,7 @@ static void begin_shutdown(struct proxy *p, const char *why) {
   /* every port is released now, the admin one too: a new proxy can start */
   listeners_stop(p);
   admin_stop(p);
+  fleet_stop(p);
   proxy_drain_clients(p);
   evtimer_add(p->grace_ev, &tv);
   proxy_check_done(p);
@@ -237,6 +252,9 @@ static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) 
   return 0;
 }
 
+/* Long options without a short letter (the letters are all taken). */
+enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_CRL };
+
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
       {"tunnel-listen", required_argument, NULL, 'T'},
@@ -256,10 +274,18 @@ int main(int argc, char **argv) {
       {"max-headers", required_argument, NULL, 'F'},
       {"max-clients", required_argument, NULL, 'M'},
       {"client-auth", required_argument, NULL, 'u'},
-      {"tunnel-tls-cert", required_argument, NULL, 'E'},
-      {"tunnel-tls-key", required_argument, NULL, 'K'},
-      {"tunnel-tls-ca", required_argument, NULL, 'R'},
-      {"tunnel-tls-crl", required_argument, NULL, 'L'},
+      {"tunnel-tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tunnel-tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"tunnel-tls-ca", required_argument, NULL, OPT_TLS_CA},
+      {"tunnel-tls-crl", required_argument, NULL, OPT_TLS_CRL},
+      {"fleet-redis", required_argument, NULL, 'R'},
+      {"fleet-redis-password", required_argument, NULL, 'P'},
+      {"fleet-redis-password-file", required_argument, NULL, 'W'},
+      {"fleet-key-prefix", required_argument, NULL, 'K'},
+      {"advertise", required_argument, NULL, 'D'},
+      {"instance-id", required_argument, NULL, 'E'},
+      {"fleet-ttl", required_argument, NULL, 'L'},
+      {"fleet-timeout", required_argument, NULL, 'O'},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -300,10 +326,16 @@ int main(int argc, char **argv) {
     case 't': tenant_h = optarg; break;
     case 'v': verbose = 1; break;
     case 'u': cfg->client_auth = optarg; break;
-    case 'E': cfg->tls_cert = optarg; break;
-    case 'K': cfg->tls_key = optarg; break;
-    case 'R': cfg->tls_ca = optarg; break;
-    case 'L': cfg->tls_crl = optarg; break;
+    case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
+    case OPT_TLS_KEY: cfg->tls_key = optarg; break;
+    case OPT_TLS_CA: cfg->tls_ca = optarg; break;
+    case OPT_TLS_CRL: cfg->tls_crl = optarg; break;
+    case 'R': cfg->fleet_redis = optarg; break;
+    case 'P': cfg->fleet_password = optarg; break;
+    case 'W': cfg->fleet_password_file = optarg; break;
+    case 'K': cfg->fleet_prefix = optarg; break;
+    case 'D': cfg->advertise = optarg; break;
+    case 'E': cfg->instance_id = optarg; break;
     case 'H':
       if (flag_u32("--max-header-list-size", optarg, 1024, 16u << 20, &cfg->max_header_list) < 0)
         return 2;
@@ -319,12 +351,17 @@ int main(int argc, char **argv) {
     case 'i':
     case 'k':
     case 'I':
-    case 'g': {
+    case 'g':
+    case 'L':
+    case 'O': {
       uint32_t *dst = c == 'i'   ? &cfg->ka_interval_ms
                       : c == 'k' ? &cfg->ka_timeout_ms
                       : c == 'I' ? &cfg->session_idle_ms
+                      : c == 'L' ? &cfg->fleet_ttl_ms
+                      : c == 'O' ? &cfg->fleet_timeout_ms
                                  : &cfg->grace_ms;
-      if (parse_duration_ms(optarg, dst) < 0 || ((c == 'i' || c == 'k') && *dst == 0)) {
+      if (parse_duration_ms(optarg, dst) < 0 ||
+          ((c == 'i' || c == 'k' || c == 'L' || c == 'O') && *dst == 0)) {
         fprintf(stderr, PROG ": bad duration '%s'\n", optarg);
         return 2;
       }
@@ -346,6 +383,10 @@ int main(int argc, char **argv) {
   if (header_name("--node-header", node_h, &cfg->node_header) < 0 ||
       header_name("--cluster-header", cluster_h, &cfg->cluster_header) < 0 ||
       header_name("--tenant-header", tenant_h, &cfg->tenant_header) < 0) {
+    rc = 2;
+    goto out;
+  }
+  if (fleet_check_settings(&p) < 0) {
     rc = 2;
     goto out;
   }
@@ -375,6 +416,9 @@ int main(int argc, char **argv) {
    * builds none (two per RPING round trip on every parked tunnel). */
   if (verbose)
     revtun_options_set_access_log_cb(opts, on_record);
+  /* the fleet directory follows the tunnels through the reporter events */
+  if (cfg->fleet_redis)
+    revtun_options_set_reporter_cb(opts, fleet_on_event);
   revtun_options_set_log_cb(opts, on_lib_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN);
   if (revtun_new(&p.h, conf, conf_len, opts, revtun_libevent_now(), err, sizeof(err)) !=
       REVTUN_OK) {
@@ -392,8 +436,10 @@ int main(int argc, char **argv) {
   }
   if (proxy_tls_setup(&p, aconf, aconf_len) < 0)
     goto out;
-  if (listeners_start(&p) < 0 || (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
+  if (fleet_new(&p) < 0 || listeners_start(&p) < 0 ||
+      (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
     goto out;
+  fleet_start(&p);
   if (!p.auth)
     logmsg("clients are not authenticated (no --client-auth): anyone who reaches the client "
            "port reaches every node");
@@ -410,7 +456,7 @@ int main(int argc, char **argv) {
          cfg->node_header, cfg->cluster_header);
 
   event_base_dispatch(p.base);
-  rc = 0;
+  rc = p.fatal ? 1 : 0;
 
 out:
   /* Client connections first (cancelling their streams), then the tunnel
@@ -421,8 +467,6 @@ out:
     conn_reap(&p);
     up_close_all(&p);
   }
-  if (p.n_xchg)
-    logmsg("internal error: %u exchange(s) leaked", p.n_xchg);
   admin_stop(&p);
   listeners_free(&p);
   if (p.acc)
@@ -430,6 +474,9 @@ out:
   proxy_tls_free(&p); /* after the acceptor that used it */
   if (p.h)
     revtun_free(p.h); /* closes the idle tunnels, each with its tunnel_closed record */
+  fleet_free(&p);     /* answers the lookups still waiting */
+  if (p.n_xchg)
+    logmsg("internal error: %u exchange(s) leaked", p.n_xchg);
   revtun_libevent_free(p.le);
   revtun_options_free(opts);
   if (sig_int)

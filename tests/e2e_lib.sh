@@ -23,26 +23,13 @@ e2e_require() {
 }
 
 # e2e_begin NAME TAIL: a scratch directory in E2E_TMP (and T), removed at
-# exit after every spawned process is stopped; when an assertion failed, the
-# last TAIL lines of each $T/*.log are printed first.
+# exit by e2e_finish TAIL (below).
 e2e_begin() {
   E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/revtun-$1.XXXXXX")
   T=$E2E_TMP
-  E2E_TAIL=$2
-  trap e2e_finish EXIT
+  trap "e2e_finish $2" EXIT
   trap 'exit 130' INT TERM
 }
-e2e_finish() {
-  stop_all
-  if [ $fails -ne 0 ]; then
-    for _log in "$T"/*.log; do
-      echo "---- $_log (last $E2E_TAIL lines)"
-      tail -n "$E2E_TAIL" "$_log"
-    done
-  fi
-  rm -rf "$T"
-}
-
 # ok/fail/check: one "ok - ..." or "FAIL - ..." line per assertion; fails
 # counts the failures. check DESCRIPTION CMD... runs CMD and says which.
 ok() { echo "ok - $*"; }
@@ -202,4 +189,30 @@ encode() {
   esac
   ${PROTOC:-protoc} -I "$top_srcdir/lib/proto" -I "${PROTOBUF_INCLUDE:-/usr/include}" \
     --encode="$_msg" "$_proto" <"$1" >"$2"
+}
+
+# no_sanitizer_reports DIR: one ok/FAIL line: no AddressSanitizer,
+# LeakSanitizer or UBSan report in DIR/*.log (stop the programs first: what
+# they say at exit is part of it).
+no_sanitizer_reports() {
+  if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$1"/*.log >"$1/sanitized.list" 2>/dev/null; then
+    fail "sanitizer reports in $(tr '\n' ' ' <"$1/sanitized.list")"
+    grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' $(cat "$1/sanitized.list") | head -n 40
+  else
+    ok "no sanitizer report in any program's log"
+  fi
+}
+
+# e2e_finish [LINES]: a test's EXIT trap: stops every program, prints the
+# last LINES (default 30) lines of each log in $E2E_TMP when a check failed,
+# and removes $E2E_TMP.
+e2e_finish() {
+  stop_all
+  if [ $fails -ne 0 ]; then
+    for _log in "$E2E_TMP"/*.log; do
+      echo "---- $_log (last ${1:-30} lines)"
+      tail -n "${1:-30}" "$_log"
+    done
+  fi
+  rm -rf "$E2E_TMP"
 }

@@ -76,6 +76,7 @@ struct addr {
 
 struct config {
   struct addr upstream, backend;
+  struct addr bind; /* source address of the tunnels (port 0); len 0: the kernel's */
   uint32_t max_header_list, max_headers;
   const char *node, *cluster, *tenant, *path, *upstream_cluster;
   unsigned count;
@@ -208,7 +209,7 @@ static inline struct timeval ms_tv(uint64_t ms) {
 }
 
 /* slot.c */
-int agent_dial(const struct addr *a);
+int agent_dial(const struct addr *a, const struct addr *src);
 void slot_connect(struct slot *sl);
 void slot_close(struct slot *sl);
 void slot_retry(struct slot *sl, int64_t delay_ms, const char *why);

@@ -436,7 +436,7 @@ static struct bconn *bconn_get(struct agent *ag) {
   if (!(c = recycle_calloc(1, sizeof(*c))))
     return NULL;
   c->ag = ag;
-  if ((fd = agent_dial(&ag->cfg.backend)) < 0) {
+  if ((fd = agent_dial(&ag->cfg.backend, NULL)) < 0) {
     recycle_free(c);
     return NULL;
   }

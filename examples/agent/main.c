@@ -14,6 +14,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -90,6 +91,8 @@ static void usage(FILE *f) {
         "forwards each request to a local HTTP/1.1 backend.\n"
         "\n"
         "  --upstream ADDR:PORT          tunnel listener of the upstream proxy (required)\n"
+        "  --bind ADDR                   source address of the tunnels (an IP address;\n"
+        "                                default: the kernel's choice)\n"
         "  --node ID                     x-envoy-reverse-tunnel-node-id (required)\n"
         "  --cluster ID                  x-envoy-reverse-tunnel-cluster-id (required)\n"
         "  --tenant ID                   x-envoy-reverse-tunnel-tenant-id (required)\n"
@@ -125,6 +128,25 @@ static int resolve(const char *spec, struct addr *a) {
   return ((struct sockaddr_in *)&a->ss)->sin_port == 0 ? -1 : 0;
 }
 
+/* --bind: a numeric IPv4 or IPv6 address, port 0 (the kernel picks one). */
+static int bind_address(const char *ip, struct addr *a) {
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&a->ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a->ss;
+
+  memset(a, 0, sizeof(*a));
+  if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    a->len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    a->len = sizeof(*v6);
+  } else {
+    return -1;
+  }
+  addr_format((struct sockaddr *)&a->ss, a->len, a->text, sizeof(a->text));
+  return 0;
+}
+
 /* Values end up verbatim in header lines: refuse anything that could split them. */
 static int header_safe(const char *s) {
   for (; *s; s++)
@@ -136,6 +158,7 @@ static int header_safe(const char *s) {
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"upstream", required_argument, NULL, 'u'},
+      {"bind", required_argument, NULL, 'B'},
       {"node", required_argument, NULL, 'n'},
       {"cluster", required_argument, NULL, 'c'},
       {"tenant", required_argument, NULL, 't'},
@@ -158,7 +181,7 @@ int main(int argc, char **argv) {
   };
   struct agent ag;
   struct config *cfg = &ag.cfg;
-  const char *upstream = NULL, *backend = "127.0.0.1:8081";
+  const char *upstream = NULL, *backend = "127.0.0.1:8081", *bind_ip = NULL;
   struct event *sig_int, *sig_term;
   char tls_err[512];
   unsigned i;
@@ -175,6 +198,7 @@ int main(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
     case 'u': upstream = optarg; break;
+    case 'B': bind_ip = optarg; break;
     case 'n': cfg->node = optarg; break;
     case 'c': cfg->cluster = optarg; break;
     case 't': cfg->tenant = optarg; break;
@@ -221,6 +245,10 @@ int main(int argc, char **argv) {
   }
   if (resolve(upstream, &cfg->upstream) < 0) {
     fprintf(stderr, PROG ": cannot resolve --upstream '%s'\n", upstream);
+    return 2;
+  }
+  if (bind_ip && bind_address(bind_ip, &cfg->bind) < 0) {
+    fprintf(stderr, PROG ": --bind '%s' is not an IP address\n", bind_ip);
     return 2;
   }
   if (resolve(backend, &cfg->backend) < 0) {

@@ -23,22 +23,12 @@ static const char RPING[5] = {'R', 'P', 'I', 'N', 'G'};
 static void slot_read_cb(evutil_socket_t fd, short what, void *arg);
 static void slot_write_cb(evutil_socket_t fd, short what, void *arg);
 
-/* A non-blocking TCP socket with its connect to a started: the fd, or -1
- * (errno). Completion shows as write readiness. */
-int agent_dial(const struct addr *a) {
-  int one = 1, fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-  if (fd < 0)
-    return -1;
-  /* RPING echoes and HTTP/2 frames are latency bound, never batch them. */
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
+/* A non-blocking TCP socket with its connect to a started, from src when
+ * src->len is not 0: the fd, or -1 (errno). Completion shows as write
+ * readiness. */
+int agent_dial(const struct addr *a, const struct addr *src) {
+  return sock_dial((const struct sockaddr *)&a->ss, a->len,
+                   src && src->len ? (const struct sockaddr *)&src->ss : NULL, src ? src->len : 0);
 }
 
 /* Closes the slot's socket, if any. */
@@ -479,7 +469,8 @@ void slot_connect(struct slot *sl) {
   sl->conn_id = ++ag->next_conn_id;
   sl->ping_match = 0;
   sl->state = SLOT_CONNECTING;
-  if ((!sl->in && !(sl->in = evbuffer_new())) || (fd = agent_dial(&ag->cfg.upstream)) < 0) {
+  if ((!sl->in && !(sl->in = evbuffer_new())) ||
+      (fd = agent_dial(&ag->cfg.upstream, &ag->cfg.bind)) < 0) {
     snprintf(why, sizeof(why), "connect to %s failed: %s", ag->cfg.upstream.text, strerror(errno));
     slot_retry(sl, -1, why);
     return;

@@ -27,8 +27,7 @@ static int plain_stat(const char *name, int type, uint64_t value, void *user) {
   return 0;
 }
 
-static void add_metric(struct evbuffer *b, int prom, const char *name, const char *type,
-                       uint64_t v) {
+void admin_metric(struct evbuffer *b, int prom, const char *name, const char *type, uint64_t v) {
   if (prom)
     evbuffer_add_printf(b, "# TYPE revtun_proxy_%s %s\nrevtun_proxy_%s %" PRIu64 "\n", name, type,
                         name, v);
@@ -77,21 +76,23 @@ static void stats(struct proxy *p, struct evbuffer *b, unsigned flags) {
     prom = 0;
     revtun_stats_foreach(p->h, plain_stat, b);
   }
-  add_metric(b, prom, "requests", "counter", p->st.requests);
-  add_metric(b, prom, "local_replies", "counter", p->st.local_replies);
-  add_metric(b, prom, "upstream_resets", "counter", p->st.upstream_resets);
-  add_metric(b, prom, "handoffs", "counter", p->st.handoffs);
-  add_metric(b, prom, "sessions_closed", "counter", p->st.sessions_closed);
-  add_metric(b, prom, "keepalive_timeouts", "counter", p->st.keepalive_timeouts);
-  add_metric(b, prom, "goaways", "counter", p->st.goaways);
-  add_metric(b, prom, "header_limit_resets", "counter", p->st.header_limit_resets);
-  add_metric(b, prom, "idle_sessions_closed", "counter", p->st.idle_sessions_closed);
-  add_metric(b, prom, "accept_pauses", "counter", p->st.accept_pauses);
-  add_metric(b, prom, "auth_failures", "counter", p->st.auth_failures);
-  add_metric(b, prom, "sessions", "gauge", p->n_sessions);
-  add_metric(b, prom, "client_connections", "gauge", p->n_conns);
-  add_metric(b, prom, "requests_in_flight", "gauge", p->n_xchg);
-  add_metric(b, prom, "header_bytes_held", "gauge", p->hb.used);
+  admin_metric(b, prom, "requests", "counter", p->st.requests);
+  admin_metric(b, prom, "local_replies", "counter", p->st.local_replies);
+  admin_metric(b, prom, "upstream_resets", "counter", p->st.upstream_resets);
+  admin_metric(b, prom, "handoffs", "counter", p->st.handoffs);
+  admin_metric(b, prom, "sessions_closed", "counter", p->st.sessions_closed);
+  admin_metric(b, prom, "keepalive_timeouts", "counter", p->st.keepalive_timeouts);
+  admin_metric(b, prom, "goaways", "counter", p->st.goaways);
+  admin_metric(b, prom, "header_limit_resets", "counter", p->st.header_limit_resets);
+  admin_metric(b, prom, "idle_sessions_closed", "counter", p->st.idle_sessions_closed);
+  admin_metric(b, prom, "accept_pauses", "counter", p->st.accept_pauses);
+  admin_metric(b, prom, "auth_failures", "counter", p->st.auth_failures);
+  admin_metric(b, prom, "sessions", "gauge", p->n_sessions);
+  admin_metric(b, prom, "client_connections", "gauge", p->n_conns);
+  admin_metric(b, prom, "requests_in_flight", "gauge", p->n_xchg);
+  admin_metric(b, prom, "header_bytes_held", "gauge", p->hb.used);
+  if (p->fleet)
+    fleet_stats(p, b, prom);
 }
 
 struct json_ctx {

@@ -53,9 +53,9 @@ static void xchg_maybe_free(struct xchg *x) {
 }
 
 /* Keeps x alive across calls that may end both of its sides. */
-static void hold(struct xchg *x) { x->hold++; }
+void xchg_hold(struct xchg *x) { x->hold++; }
 
-static void release(struct xchg *x) {
+void xchg_release(struct xchg *x) {
   x->hold--;
   xchg_maybe_free(x);
 }
@@ -91,7 +91,9 @@ void xchg_dispatch(struct xchg *x) {
   }
   u = up_route(p, x, why, sizeof(why));
   if (!u) {
-    xchg_local_reply(x, 503, why);
+    /* with --fleet-redis, another instance may hold the node */
+    if (!p->fleet || !fleet_route(x, why, sizeof(why)))
+      xchg_local_reply(x, 503, why);
     return;
   }
   if (up_submit(u, x) < 0)
@@ -100,6 +102,8 @@ void xchg_dispatch(struct xchg *x) {
 
 /* The client added request body bytes or finished the request. */
 void xchg_request_data(struct xchg *x) {
+  if (x->fleet_wait)
+    return; /* kept for the instance the directory names */
   if (x->u) {
     up_resume(x);
     return;
@@ -163,20 +167,30 @@ int xchg_retry(struct xchg *x) {
 
 /* The upstream stream closed (error NULL), was reset, or its session died. */
 void xchg_upstream_done(struct xchg *x, const char *error) {
+  char peer[160] = "";
+
   if (!x->u)
     return;
+  if (x->u->peer && x->u->node)
+    log_safe(peer, sizeof(peer), x->u->node->cluster, strlen(x->u->node->cluster));
   detach_upstream(x);
-  hold(x);
+  xchg_hold(x);
   if (x->c) {
     if (!x->resp_done) {
       if (!error)
         error = "stream closed before the response ended";
       x->p->st.upstream_resets++;
       if (!x->resp_started) {
-        char text[256];
-        snprintf(text, sizeof(text), "reverse tunnel to %s failed: %s", x->target ? x->target : "?",
-                 error);
-        xchg_local_reply(x, 502, text);
+        char text[512];
+        if (*peer) {
+          snprintf(text, sizeof(text), "forwarding %s to instance %s failed: %s",
+                   x->target ? x->target : "?", peer, error);
+          xchg_local_reply_hdr(x, 502, text, "x-revtun-error", "peer-unreachable");
+        } else {
+          snprintf(text, sizeof(text), "reverse tunnel to %s failed: %s",
+                   x->target ? x->target : "?", error);
+          xchg_local_reply(x, 502, text);
+        }
       } else {
         x->resp_failed = 1;
         conn_response_abort(x);
@@ -186,7 +200,7 @@ void xchg_upstream_done(struct xchg *x, const char *error) {
       xchg_request_data(x);
     }
   }
-  release(x);
+  xchg_release(x);
 }
 
 /* A response made here (503/502/400...), delivered like an upstream one. */
@@ -217,11 +231,11 @@ void xchg_local_reply_hdr(struct xchg *x, int status, const char *text, const ch
   evbuffer_add(x->resp_body, "\n", 1);
   x->resp_head_ready = 1;
   x->resp_done = 1;
-  hold(x);
+  xchg_hold(x);
   conn_response_head(x);
   if (x->c)
     conn_response_data(x);
-  release(x);
+  xchg_release(x);
 }
 
 /* n response body bytes left towards the client: return the upstream window. */

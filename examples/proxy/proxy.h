@@ -11,7 +11,9 @@
  * sessions of one node are grouped in a node (upstream.c). access.c decides
  * whether a request may be routed at all (id rules, client tokens);
  * listeners.c accepts connections and backs off when file descriptors run
- * out; admin.c serves /stats and /tunnels; util.c has the socket I/O
+ * out; fleet.c sends requests for nodes held by another instance of a
+ * fleet there (upstream.c's sessions on an h2c connection to it); admin.c
+ * serves /stats and /tunnels; util.c has the socket I/O
  * (struct sock) and header lists; upstream-proxy.c is main(): flags,
  * signals, shutdown. Logging and parsing helpers are examples/common.c.
  */
@@ -98,6 +100,10 @@ struct settings {
   uint32_t max_clients;     /* client connections at once */
   /* --tunnel-tls-*: the tunnel listener speaks TLS (tls.c) */
   const char *tls_cert, *tls_key, *tls_ca, *tls_crl;
+  /* fleet (fleet.c): NULL fleet_redis = no fleet */
+  const char *fleet_redis, *fleet_password, *fleet_password_file, *fleet_prefix;
+  const char *advertise, *instance_id;
+  uint32_t fleet_ttl_ms, fleet_timeout_ms;
 };
 
 /* Header bytes held, against a limit. */
@@ -123,6 +129,7 @@ struct plistener {
 };
 
 struct auth_table;
+struct fleet;
 
 struct proxy {
   struct settings cfg;
@@ -141,8 +148,11 @@ struct proxy {
   nghttp2_nv *nv_scratch;     /* max_headers + NV_SCRATCH_EXTRA: a response head for h2c */
   struct conn *conns;
   struct node *nodes;
+  struct node *peers; /* other instances of the fleet, by address (fleet.c) */
+  struct fleet *fleet;
   unsigned n_conns, n_xchg, n_sessions;
   int stopping;
+  int fatal; /* exit with status 1 (the fleet refused this instance) */
   struct event *grace_ev, *reap_ev;
   struct event *trim_ev;        /* gives memory freed after handshakes back */
   struct conn *dead_conns;      /* closed, freed by the reaper */
@@ -203,6 +213,8 @@ struct xchg {
   int resp_too_large; /* the agent's header section broke a limit */
   char *auth;         /* the authorization value when --client-auth is on */
   size_t auth_len;
+  int fleet_wait; /* a directory lookup is pending: keep the request body */
+  int fleet_fwd;  /* we added x-revtun-forwarded: sent to another instance */
 };
 
 /* One HTTP/2 client session on a handed-off tunnel. */
@@ -219,16 +231,20 @@ struct upsess {
   int got_settings, goaway, dying, flush_pending, ping_outstanding;
   struct event *flush_ev, *ka_ev, *idle_ev;
   struct hbudget hb; /* response header bytes held for this session's streams */
+  int peer;          /* an h2c connection to another instance, not a tunnel */
 };
 
 /* The sessions of one node. Keyed by (tenant, id) as two fields, never a
- * joined string; the tenant is "" unless the library isolates tenants. */
+ * joined string; the tenant is "" unless the library isolates tenants. A
+ * peer (in proxy.peers) is another instance of the fleet: id is its
+ * address, cluster its instance id, its sessions h2c connections to it. */
 struct node {
   struct node *next;
   char *tenant, *id, *cluster;
   size_t tenant_len, id_len;
   struct upsess *sessions;
   unsigned n_sessions;
+  int peer;
 };
 
 /* util.c */
@@ -257,6 +273,8 @@ void xchg_local_reply_hdr(struct xchg *x, int status, const char *text, const ch
 int xchg_take_auth(struct xchg *x, const char *value, size_t len);
 void xchg_sent_to_client(struct xchg *x, size_t n);
 void xchg_sent_upstream(struct xchg *x, size_t n);
+void xchg_hold(struct xchg *x);
+void xchg_release(struct xchg *x);
 
 /* upstream-proxy.c */
 void proxy_schedule_reap(struct proxy *p);
@@ -319,8 +337,22 @@ void up_close_all(struct proxy *p);
 void up_reap(struct proxy *p);
 struct node *node_find(struct proxy *p, const char *tenant, size_t tenant_len, const char *id,
                        size_t id_len);
+struct upsess *up_for_peer(struct proxy *p, const char *instance, const char *addr,
+                           const struct sockaddr *sa, socklen_t salen, char *why, size_t whylen);
+
+/* fleet.c: the fleet directory on Redis (--fleet-redis) */
+int fleet_check_settings(struct proxy *p);
+int fleet_new(struct proxy *p);
+void fleet_on_event(revtun_t *h, const revtun_event_t *ev, void *user);
+void fleet_start(struct proxy *p);
+void fleet_stop(struct proxy *p);
+int fleet_stopping(const struct proxy *p);
+void fleet_free(struct proxy *p);
+int fleet_route(struct xchg *x, char *why, size_t whylen);
+void fleet_stats(struct proxy *p, struct evbuffer *b, int prom);
 
 /* admin.c */
+void admin_metric(struct evbuffer *b, int prom, const char *name, const char *type, uint64_t v);
 int admin_start(struct proxy *p, const char *spec);
 void admin_stop(struct proxy *p);
 

@@ -66,7 +66,7 @@ static struct node *node_get(struct proxy *p, const char *tenant, const char *id
 static void node_release(struct proxy *p, struct node *n) {
   if (n->sessions)
     return;
-  for (struct node **pp = &p->nodes; *pp; pp = &(*pp)->next)
+  for (struct node **pp = n->peer ? &p->peers : &p->nodes; *pp; pp = &(*pp)->next)
     if (*pp == n) {
       *pp = n->next;
       break;
@@ -87,6 +87,7 @@ static const char *tenant_key(struct proxy *p, const char *tenant) {
 /* ------------------------------------------------------------- sessions */
 
 static void up_flush(struct upsess *u);
+static struct upsess *pick(struct node *n, int overflow);
 
 void up_want_flush(struct upsess *u) {
   if (u->dying || u->flush_pending)
@@ -110,8 +111,8 @@ static void up_close(struct upsess *u, int reason, const char *why) {
   u->dying = 1;
   char id[64];
 
-  logmsg("session %llu (node %s, fd %d): closed: %s%s", (unsigned long long)u->id,
-         log_safe(id, sizeof(id), n->id, n->id_len), u->s.fd, why,
+  logmsg("session %llu (%s %s, fd %d): closed: %s%s", (unsigned long long)u->id,
+         u->peer ? "instance at" : "node", log_safe(id, sizeof(id), n->id, n->id_len), u->s.fd, why,
          u->xs ? ", failing its open streams" : "");
   event_del(u->s.rev);
   event_del(u->s.wev);
@@ -134,7 +135,8 @@ static void up_close(struct upsess *u, int reason, const char *why) {
   p->n_sessions--;
   p->st.sessions_closed++;
   /* The library learns first, so its records name the fd while it is ours. */
-  revtun_mark_dead(p->h, u->s.fd, reason, revtun_libevent_now());
+  if (!u->peer)
+    revtun_mark_dead(p->h, u->s.fd, reason, revtun_libevent_now());
   u->next = p->dead_sessions;
   p->dead_sessions = u;
   proxy_schedule_reap(p);
@@ -162,6 +164,8 @@ void up_close_all(struct proxy *p) {
   /* a node lives exactly as long as it has a session */
   while (p->nodes)
     up_close(p->nodes->sessions, REVTUN_CLOSE_LOCAL_CLOSE, "proxy shutting down");
+  while (p->peers)
+    up_close(p->peers->sessions, REVTUN_CLOSE_LOCAL_CLOSE, "proxy shutting down");
   up_reap(p);
 }
 
@@ -208,7 +212,7 @@ static int feed(struct upsess *u, const uint8_t *data, size_t len) {
   static uint8_t stripped[16384 + 4];
   ssize_t rv;
 
-  while (revtun_rping_strip_active(u->strip) && len > 0) {
+  while (!u->peer && revtun_rping_strip_active(u->strip) && len > 0) {
     size_t take = len < 16384 ? len : 16384, out = 0, pings = 0;
     if (revtun_rping_strip(&u->strip, data, take, stripped, &out, &pings) != REVTUN_OK) {
       up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, "RPING echo flood after handoff");
@@ -239,7 +243,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
   while (!u->dying && budget > 0) {
     ssize_t n = sock_read(&u->s, buf, sizeof(buf));
     if (n == 0) {
-      up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, "closed by the agent");
+      up_close(u, REVTUN_CLOSE_REMOTE_CLOSE,
+               u->peer ? "closed by the peer" : "closed by the agent");
       return;
     }
     if (n < 0) {
@@ -278,7 +283,8 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg) {
     return;
   if (u->ping_outstanding) {
     p->st.keepalive_timeouts++;
-    revtun_note_keepalive_timeout(p->h, u->s.fd, revtun_libevent_now());
+    if (!u->peer)
+      revtun_note_keepalive_timeout(p->h, u->s.fd, revtun_libevent_now());
     up_close(u, REVTUN_CLOSE_HTTP2_PING_TIMEOUT, "HTTP/2 PING keepalive timeout");
     return;
   }
@@ -314,21 +320,21 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg) {
   up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "idle");
 }
 
-/* Opens an HTTP/2 client session on a socket revtun_handoff*() gave us. */
-static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
+/* Opens an HTTP/2 client session on fd for n: a socket revtun_handoff*()
+ * gave us (peer 0), or a connection to another instance (peer 1, connect
+ * maybe in progress). On failure fd is closed (and, for a tunnel, reported
+ * to the library) and n released if it has no session. */
+static struct upsess *session_open(struct proxy *p, struct node *n, int fd, revtun_strip_t strip,
+                                   int peer) {
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, p->cfg.max_header_list},
   };
-  const char *node_id = "", *cluster = "", *tenant = "";
-  struct upsess *u = recycle_calloc(1, sizeof(*u));
-  struct node *n;
+  struct upsess *u = n ? recycle_calloc(1, sizeof(*u)) : NULL;
   int one = 1;
 
-  revtun_socket_identity(p->h, fd, &node_id, &cluster, &tenant);
-  n = u ? node_get(p, tenant_key(p, tenant), node_id, cluster) : NULL;
-  if (!n || sock_init(&u->s, p->base, fd, read_cb, write_cb, u) < 0 ||
+  if (!u || sock_init(&u->s, p->base, fd, read_cb, write_cb, u) < 0 ||
       nghttp2_session_client_new3(&u->h2, callbacks, u, options, recycle_nghttp2_mem()) != 0 ||
       !(u->flush_ev = event_new(p->base, -1, 0, flush_cb, u)) ||
       !(u->ka_ev = evtimer_new(p->base, keepalive_cb, u)) ||
@@ -351,12 +357,14 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
     }
     if (n)
       node_release(p, n);
-    revtun_mark_dead(p->h, fd, REVTUN_CLOSE_LOCAL_CLOSE, revtun_libevent_now());
+    if (!peer)
+      revtun_mark_dead(p->h, fd, REVTUN_CLOSE_LOCAL_CLOSE, revtun_libevent_now());
     close(fd);
     return NULL;
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   u->p = p;
+  u->peer = peer;
   u->hb.limit = (size_t)p->cfg.max_header_list * HEADER_CONN_BUDGET_FACTOR;
   u->id = ++next_session_id;
   u->strip = strip;
@@ -367,19 +375,70 @@ static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
   n->sessions = u;
   n->n_sessions++;
   p->n_sessions++;
-  p->st.handoffs++;
+  if (!peer)
+    p->st.handoffs++;
   p->st.sessions_opened++;
   {
     char id[64], cl[64];
-    logmsg("session %llu: tunnel fd %d of node %s (cluster %s) taken from the pool, speaking "
-           "HTTP/2",
+    logmsg(peer ? "session %llu: fd %d to instance at %s (id %s), speaking h2c"
+                : "session %llu: tunnel fd %d of node %s (cluster %s) taken from the pool, "
+                  "speaking HTTP/2",
            (unsigned long long)u->id, fd, log_safe(id, sizeof(id), n->id, n->id_len),
-           log_safe(cl, sizeof(cl), cluster, strlen(cluster)));
+           log_safe(cl, sizeof(cl), n->cluster, strlen(n->cluster)));
   }
   arm_keepalive(u, p->cfg.ka_interval_ms);
   arm_idle(u);
   up_flush(u); /* the client preface and SETTINGS go out now */
   return u->dying ? NULL : u;
+}
+
+/* Opens an HTTP/2 client session on a socket revtun_handoff*() gave us. */
+static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
+  const char *node_id = "", *cluster = "", *tenant = "";
+
+  revtun_socket_identity(p->h, fd, &node_id, &cluster, &tenant);
+  return session_open(p, node_get(p, tenant_key(p, tenant), node_id, cluster), fd, strip, 0);
+}
+
+/* A session to the instance at addr (validated, NUL-terminated; sa its
+ * numeric form): one with room, or a new connection. */
+struct upsess *up_for_peer(struct proxy *p, const char *instance, const char *addr,
+                           const struct sockaddr *sa, socklen_t salen, char *why, size_t whylen) {
+  size_t al = strlen(addr), il = strlen(instance);
+  struct node *n = NULL;
+  struct upsess *u;
+  int fd;
+
+  for (n = p->peers; n; n = n->next)
+    if (n->id_len == al && !memcmp(n->id, addr, al) && strlen(n->cluster) == il &&
+        !memcmp(n->cluster, instance, il))
+      break;
+  if ((u = pick(n, 0)))
+    return u;
+  if ((fd = sock_dial(sa, salen, NULL, 0)) < 0) {
+    snprintf(why, whylen, "cannot connect: %s", strerror(errno));
+    return pick(n, 1);
+  }
+  if (!n) {
+    if (!(n = calloc(1, sizeof(*n))) || !(n->tenant = dup_bytes("", 0)) ||
+        !(n->id = dup_bytes(addr, al)) || !(n->cluster = dup_bytes(instance, il))) {
+      if (n) {
+        free(n->tenant);
+        free(n->id);
+        free(n);
+      }
+      close(fd);
+      snprintf(why, whylen, "out of memory");
+      return NULL;
+    }
+    n->id_len = al;
+    n->peer = 1;
+    n->next = p->peers;
+    p->peers = n;
+  }
+  if (!(u = session_open(p, n, fd, 0, 1)))
+    snprintf(why, whylen, "cannot open a session");
+  return u;
 }
 
 /* ------------------------------------------------------------- routing */
@@ -655,7 +714,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
       logmsg("session %llu (node %s): GOAWAY from the agent (last stream %d): no new streams",
              (unsigned long long)u->id, log_safe(nid, sizeof(nid), u->node->id, u->node->id_len),
              frame->goaway.last_stream_id);
-      revtun_note_goaway(p->h, u->s.fd, revtun_libevent_now());
+      if (!u->peer)
+        revtun_note_goaway(p->h, u->s.fd, revtun_libevent_now());
       /* the agent is leaving: no more PINGs, only the streams it finishes */
       evtimer_del(u->ka_ev);
       u->ping_outstanding = 0;

@@ -388,12 +388,7 @@ stop FB
 stop F
 
 stop_all # every program exits now, so what sanitizers say at exit is in the logs
-if grep -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*.log >"$T/sanitized.list" 2>/dev/null; then
-  fail "sanitizer reports in $(tr '\n' ' ' <"$T/sanitized.list")"
-  grep -h -A 12 -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' $(cat "$T/sanitized.list") | head -n 40
-else
-  ok "no sanitizer report in any program's log"
-fi
+no_sanitizer_reports "$T"
 
 echo
 if [ $fails -eq 0 ]; then

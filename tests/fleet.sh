@@ -1,0 +1,190 @@
+#!/bin/sh
+# A fleet of three revtun-upstream-proxy instances sharing a private
+# redis-server on loopback (started and stopped here), one agent parked on
+# each:
+#   curl -> proxy X -> (directory lookup, h2c forward) -> proxy Y -> tunnel -> agent -> backend
+# Checks: every proxy reaches every node; a forwarded request carries
+# x-revtun-forwarded and is never forwarded again; a second instance with a
+# live id is refused; hostile directory entries are refused; a killed
+# instance gives a clear error (no hang), its entries expire, and its node
+# is reachable again once its agent parks elsewhere; with Redis stopped local
+# tunnels are still served and remote ones get 503, and after Redis is back
+# forwarding resumes. No timing assertions: every wait is a bounded poll.
+# Skips (77) without curl or redis-server, unless CI is set (then it fails).
+# By hand: top_builddir=build top_srcdir=. tests/fleet.sh
+set -u
+
+top_builddir=${top_builddir:-$(pwd)}
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$top_srcdir/tests/e2e_lib.sh"
+
+for tool in curl redis-server redis-cli; do
+  if ! command -v $tool >/dev/null 2>&1; then
+    [ -n "${CI:-}" ] && { echo "FAIL - $tool not installed (CI)"; exit 1; }
+    echo "SKIP: $tool not installed"
+    exit 77
+  fi
+done
+EX=$top_builddir/examples
+for prog in revtun-upstream-proxy revtun-downstream-agent revtun-demo-backend; do
+  [ -x "$EX/$prog" ] || { echo "SKIP: $EX/$prog not built"; exit 77; }
+done
+if ! "$EX/revtun-upstream-proxy" --help | grep -q -- --fleet-redis; then
+  [ -n "${CI:-}" ] && { echo "FAIL - proxy built without hiredis (CI)"; exit 1; }
+  echo "SKIP: proxy built without hiredis"
+  exit 77
+fi
+
+e2e_begin fleet 30
+
+pick_port REDIS
+pick_port BACK
+PREFIX="fleet$$:"
+rcli() { redis-cli -p "$REDIS" "$@"; }
+
+start_redis() {
+  spawn redis "$T/redis.log" redis-server --port "$REDIS" --bind 127.0.0.1 --save "" \
+    --appendonly no --dir "$T" --loglevel warning
+  wait_until 10 sh -c "redis-cli -p $REDIS ping | grep -q PONG"
+}
+
+# start_proxy NAME ID [EXTRA...]: ports in CLI_NAME, TUN_NAME, ADM_NAME.
+start_proxy() {
+  _n=$1 _id=$2
+  shift 2
+  eval "_c=\${CLI_$_n:-}"
+  if [ -z "$_c" ]; then
+    pick_port "CLI_$_n"
+    pick_port "TUN_$_n"
+    pick_port "ADM_$_n"
+  fi
+  eval "_c=\$CLI_$_n _t=\$TUN_$_n _a=\$ADM_$_n"
+  spawn "proxy_$_n" "$T/proxy_$_n.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$_t \
+    --listen 127.0.0.1:$_c --admin-listen 127.0.0.1:$_a --fleet-redis 127.0.0.1:$REDIS \
+    --fleet-key-prefix "$PREFIX" --instance-id "$_id" --fleet-ttl 1500ms --fleet-timeout 2s \
+    --keepalive-interval 500ms --keepalive-timeout 500ms --grace-period 2s "$@"
+}
+
+# start_agent NAME NODE PROXY
+start_agent() {
+  eval "_t=\$TUN_$3"
+  spawn "agent_$1" "$T/agent_$1.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$_t \
+    --node "$2" --cluster edge --tenant acme --backend 127.0.0.1:$BACK --max-backoff-ms 500
+}
+
+# code PROXY NODE [CURL ARGS...]: the status of GET / for NODE through PROXY
+# (000: no answer within 5 s); the response head goes to $T/head.
+code() {
+  eval "_c=\$CLI_$1"
+  _node=$2
+  shift 2
+  curl -s --max-time 5 -o "$T/body" -D "$T/head" -w '%{http_code}' \
+    -H "x-remote-node-id: $_node" "$@" "http://127.0.0.1:$_c/"
+}
+is() { [ "$(code "$@")" = 200 ]; }
+# reason: the x-revtun-error of the last answer
+reason() { tr -d '\r' <"$T/head" | sed -n 's/^x-revtun-error: //Ip'; }
+adm() { eval "echo 127.0.0.1:\$ADM_$1"; }
+
+echo "# redis :$REDIS, backend :$BACK, proxies a b c, agents n-a n-b n-c"
+start_redis || { echo "FAIL - redis-server did not start"; exit 1; }
+spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK
+for x in a b c; do start_proxy $x $x; done
+for x in a b c; do
+  wait_until 10 curl -sf "http://$(adm $x)/tunnels" || { echo "FAIL - proxy $x did not start"; exit 1; }
+  start_agent $x n-$x $x
+done
+for x in a b c; do
+  check "n-$x parked on proxy $x" wait_until 10 node_has_idle "$(adm $x)" n-$x
+done
+check "proxy a registered in Redis" wait_until 10 sh -c \
+  "redis-cli -p $REDIS exists '${PREFIX}i:a' | grep -qx 1"
+
+echo "# every proxy reaches every node"
+for x in a b c; do
+  for y in a b c; do
+    check "proxy $x -> node n-$y: 200" wait_until 5 is $x n-$y
+  done
+done
+check "the request for n-b through a was served by b's tunnel" \
+  test "$(node_field "$(adm b)" n-b sessions)" -ge 1
+check "a counted forwarded requests" test "$(stat "$(adm a)" revtun_proxy_fleet_forwarded)" -ge 2
+check "the backend saw x-revtun-forwarded: a" sh -c \
+  "curl -s --max-time 5 -H 'x-remote-node-id: n-b' http://127.0.0.1:$CLI_a/headers | grep -qi '^x-revtun-forwarded: a'"
+check "h2c client through a to n-c: 200" \
+  test "$(code a n-c --http2-prior-knowledge)" = 200
+pattern 300000 >"$T/upload"
+check "a 300 kB POST through a to n-b comes back intact" sh -c \
+  "curl -s --max-time 10 -H 'x-remote-node-id: n-b' --data-binary @$T/upload http://127.0.0.1:$CLI_a/echo | cmp -s - $T/upload"
+
+echo "# loop prevention, unknown nodes, hostile entries"
+check "forwarded request for n-b at a: 503" test "$(code a n-b -H 'x-revtun-forwarded: z')" = 503
+check "  reason forward-loop" test "$(reason)" = forward-loop
+check "  a counted it" test "$(stat "$(adm a)" revtun_proxy_fleet_loops_refused)" = 1
+check "a local node is still served with the header" test "$(code a n-a -H 'x-revtun-forwarded: z')" = 200
+check "unknown node: 503" test "$(code b nowhere)" = 503
+check "  reason unknown-node" test "$(reason)" = unknown-node
+# an instance whose address is a host name, and one with a 100 kB address
+rcli hset "${PREFIX}i:evil" token t gen 1 addr "localhost:1" >/dev/null
+rcli hset "${PREFIX}in:evil" n-evil 99 >/dev/null
+rcli sadd "${PREFIX}n:n-evil" evil >/dev/null
+check "entry with a host name as address: 502" test "$(code a n-evil)" = 502
+check "  reason directory-invalid" test "$(reason)" = directory-invalid
+head -c 100000 /dev/zero | tr '\0' A >"$T/huge"
+rcli -x hset "${PREFIX}i:evil2" addr <"$T/huge" >/dev/null
+rcli hset "${PREFIX}i:evil2" token t gen 1 >/dev/null
+rcli hset "${PREFIX}in:evil2" n-huge 99 >/dev/null
+rcli sadd "${PREFIX}n:n-huge" evil2 >/dev/null
+_c=$(code a n-huge)
+check "entry with a 100 kB address: 50x ($_c), no crash" sh -c "[ $_c = 502 ] || [ $_c = 503 ]"
+check "proxy a still serves after the hostile entries" is a n-b
+
+echo "# a second instance with a live id is refused"
+start_proxy d b
+_n=0
+while running "$PID_proxy_d" && [ $_n -lt 100 ]; do sleep 0.1; _n=$((_n + 1)); done
+stop proxy_d
+check "proxy d (id b) exited with status 1" test $? -eq 1
+check "  and said why" grep -q "held by another live instance" "$T/proxy_d.log"
+check "proxy b still answers" is b n-b
+
+echo "# an instance dies"
+stop proxy_c KILL
+_c=$(code a n-c)
+check "n-c through a right after c died: $_c, $(reason) (no hang)" sh -c "[ $_c = 502 ] || [ $_c = 503 ]"
+check "c's entries expire: n-c through a is 503 unknown-node" \
+  wait_until 10 sh -c "[ \"\$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H 'x-remote-node-id: n-c' http://127.0.0.1:$CLI_a/)\" = 503 ] && \
+    [ \"\$(redis-cli -p $REDIS exists '${PREFIX}i:c')\" = 0 ]"
+stop agent_c
+start_agent c n-c b
+check "n-c's agent parks on b instead" wait_until 10 node_has_idle "$(adm b)" n-c
+check "n-c through a reaches it at b" wait_until 5 is a n-c
+
+echo "# redis stops"
+stop redis
+check "a still serves its own node n-a" is a n-a
+check "b still serves n-b and n-c" sh -c "[ \"\$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H 'x-remote-node-id: n-b' http://127.0.0.1:$CLI_b/)\" = 200 ]"
+check "n-b through a: 503 directory-unavailable" wait_until 5 sh -c \
+  "curl -s --max-time 5 -o /dev/null -D - -H 'x-remote-node-id: n-b' http://127.0.0.1:$CLI_a/ | grep -qi '^x-revtun-error: directory-unavailable'"
+check "a counted it" test "$(stat "$(adm a)" revtun_proxy_fleet_directory_unavailable)" -ge 1
+start_redis || fail "redis-server did not restart"
+check "after redis is back, n-b through a: 200 (b republished)" wait_until 10 is a n-b
+check "a's directory reconnected" test "$(stat "$(adm a)" revtun_proxy_fleet_redis_reconnects)" -ge 1
+
+echo "# clean exits"
+for x in a b; do
+  stop proxy_$x
+  check "proxy $x exits 0 on SIGTERM" test $? -eq 0
+  check "proxy $x logged no internal error" sh -c "! grep -q 'internal error' '$T/proxy_$x.log'"
+done
+check "proxy a released its id in Redis" sh -c "[ \"\$(redis-cli -p $REDIS exists '${PREFIX}i:a')\" = 0 ]"
+stop_all
+no_sanitizer_reports "$T"
+
+echo
+if [ $fails -eq 0 ]; then
+  echo "fleet: all checks passed"
+else
+  echo "fleet: $fails check(s) failed"
+fi
+[ $fails -eq 0 ]
