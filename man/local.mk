@@ -1,7 +1,7 @@
 # Man pages: one man3 page per public function (revtun_*.3, named as the
 # function), the header-only libevent adapter (revtun_libevent.3), the
 # overview revtun(7), and the pages of the installed example programs
-# (man/revtun-upstream-proxy.1 is listed in examples/proxy.mk, not here, so
+# (man/revtun-upstream-proxy.1 is listed in examples/local.mk, not here, so
 # that it is not listed twice). tests/symbols.sh checks that the man3 pages
 # match the public header; `mandoc -Tlint -Wwarning man/*.3 man/*.7 man/*.1`
 # must stay quiet.
