@@ -85,6 +85,12 @@ static struct rt_ka_verdict drain(struct rt_fdent *ent, struct rt_keepalive *ka,
         return close_with(REVTUN_CLOSE_IDLE_UNEXPECTED_DATA, 0);
       if (total >= RT_FLOOD_BYTES)
         return close_with(REVTUN_CLOSE_IDLE_KEEPALIVE_FLOOD, 0);
+      /* A short read emptied the receive queue: asking again would only
+       * return EAGAIN, one recv per echo for nothing. Bytes or a FIN that
+       * arrive later make the socket readable again, and the reply deadline
+       * drains before it counts a miss; a handoff checks for a FIN itself. */
+      if ((size_t)r < sizeof(buf))
+        return quiet;
       continue;
     }
     if (r == 0)
