@@ -295,6 +295,8 @@ START_TEST(socket_that_cannot_join_ends_the_request) {
   const struct tu_event *c = tu_last(&recs[0], REVTUN_EV_TUNNEL_CLOSED);
   ck_assert_ptr_nonnull(c);
   ck_assert_int_eq(c->reason, REVTUN_CLOSE_MOVE_FAILED);
+  /* Counted under its reason like every other close. */
+  ck_assert_uint_eq(tu_stat(hs[0], "reverse_tunnel_acceptor.tunnel_closed.move_failed"), 1);
   ck_assert(!tu_fd_open(fd));
   recs[0].io_fail_fd = -2;
   revtun_free(hs[0]);

@@ -30,8 +30,8 @@ enum rt_counter {
   RT_C_PINGS_SENT,
   RT_C_PING_ACKS,
   RT_C_PING_MISSES,
-  RT_C_CLOSED_BASE, /* + close reason (1..11) */
-  RT_C_HS_PARSE_ERROR = RT_C_CLOSED_BASE + 12,
+  RT_C_CLOSED_BASE, /* + close reason (1..12) */
+  RT_C_HS_PARSE_ERROR = RT_C_CLOSED_BASE + 13,
   RT_C_HS_ACCEPTED,
   RT_C_HS_REJECTED,
   RT_C_HS_VALIDATION_FAILED,

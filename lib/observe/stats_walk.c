@@ -69,7 +69,7 @@ bool rt_stats_walk_base(const revtun_t *h, revtun_stat_cb cb, void *user) {
   for (int c = 0; c < RT_C_COUNT; c++) {
     if (c >= RT_C_CLOSED_BASE && c < RT_C_HS_PARSE_ERROR) {
       int reason = c - RT_C_CLOSED_BASE;
-      if (reason < REVTUN_CLOSE_IDLE_PEER_CLOSE || reason > REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
+      if (reason < REVTUN_CLOSE_IDLE_PEER_CLOSE || reason > REVTUN_CLOSE_MOVE_FAILED)
         continue;
       snprintf(name, sizeof(name), "%s.tunnel_closed.%s", p, revtun_close_reason_name(reason));
     } else if (is_handshake_counter((enum rt_counter)c)) {

@@ -89,6 +89,7 @@ static int strings_of(revtun_t *h, const struct rt_sockstate *st, struct import_
  * its tunnel ends here, with reason move_failed. */
 static void record_lost(revtun_t *h, int fd, const struct import_strings *ids,
                         const struct rt_sockstate *st, int sys_errno, revtun_time_ms_t now) {
+  rt_count(h, (enum rt_counter)(RT_C_CLOSED_BASE + REVTUN_CLOSE_MOVE_FAILED));
   if (!rt_wants_records(h))
     return;
   struct revtun_event ev;

@@ -453,7 +453,7 @@ void rt_pool_kill(revtun_t *h, struct rt_sock *s, int reason, int sys_errno, rev
       shutdown(s->ent.fd, SHUT_RDWR);
     rt_close_fd(h, s->ent.fd, s->ent.sock_user);
   }
-  if (reason >= REVTUN_CLOSE_IDLE_PEER_CLOSE && reason <= REVTUN_CLOSE_HTTP2_PING_TIMEOUT)
+  if (reason >= REVTUN_CLOSE_IDLE_PEER_CLOSE && reason <= REVTUN_CLOSE_MOVE_FAILED)
     rt_count(h, (enum rt_counter)(RT_C_CLOSED_BASE + reason));
   stats_socket(h, s, -1);
 
