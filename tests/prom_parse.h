@@ -51,6 +51,8 @@ static inline void prom_free(struct prom_result *r) {
   memset(r, 0, sizeof(*r));
 }
 
+static inline int prom_fail(struct prom_result *r, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static inline int prom_fail(struct prom_result *r, size_t line, const char *fmt, ...) {
   va_list ap;
   int k = snprintf(r->err, sizeof(r->err), "line %zu: ", line);
