@@ -11,6 +11,7 @@
 #   5. /tunnels valid JSON for any id bytes; admin port free at once on
 #      SIGTERM; idle sessions shrink; a frozen agent is no black hole;
 #      client tokens (401/403, authorization never forwarded)
+#   6. limits: 431 for a head over --max-header-list-size or --max-headers
 # Helpers: tests/adversarial/{h2evil,probe,jsoncheck}. Every client has a
 # deadline and every process is stopped by the EXIT trap. Skips (77)
 # without curl or protoc. By hand:
@@ -386,6 +387,28 @@ kill -CONT "$PID_FA"
 stop FA
 stop FB
 stop F
+
+# ------------------------------------------------- 6. limits and defaults
+echo "# 6. header limits (431)"
+proxy G plain || fail "proxy G did not start"
+agent GA G edge-1 edge acme "$BP_t1"
+wait_until 20 node_has_idle 127.0.0.1:$ADM_G edge-1
+HG='Host: x\r\nx-remote-node-id: edge-1\r\n'
+# the defaults (examples/proxy/proxy.h): --max-header-list-size 65536 bytes,
+# --max-headers 100 fields
+big=$(head -c 70000 /dev/zero | tr '\0' a)
+got=$(printf "GET / HTTP/1.1\\r\\n${HG}x-big: ${big}\\r\\n\\r\\n" | "$AD/probe" raw 127.0.0.1:$CLI_G)
+check "a 70000-byte request head (limit 65536) -> 431 (got $got)" test "$got" = 431
+many=$(i=0; while [ $i -lt 101 ]; do printf 'x-f%d: v\\r\\n' $i; i=$((i + 1)); done)
+got=$(printf "GET / HTTP/1.1\\r\\n${HG}${many}\\r\\n" | "$AD/probe" raw 127.0.0.1:$CLI_G)
+check "a request head of 103 fields (limit 100) -> 431 (got $got)" test "$got" = 431
+few=$(i=0; while [ $i -lt 90 ]; do printf 'x-f%d: v\\r\\n' $i; i=$((i + 1)); done)
+got=$(printf "GET / HTTP/1.1\\r\\n${HG}${few}\\r\\n" | "$AD/probe" raw 127.0.0.1:$CLI_G)
+check "and one of 92 fields passes (got $got)" test "$got" = 200
+got=$(curl -s -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_G/)
+check "the proxy still serves after the 431s" test "$got" = "hello from backend"
+stop GA
+stop G
 
 stop_all # every program exits now, so what sanitizers say at exit is in the logs
 no_sanitizer_reports "$T"
