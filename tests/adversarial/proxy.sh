@@ -11,7 +11,8 @@
 #   5. /tunnels valid JSON for any id bytes; admin port free at once on
 #      SIGTERM; idle sessions shrink; a frozen agent is no black hole;
 #      client tokens (401/403, authorization never forwarded)
-#   6. limits: 431 for a head over --max-header-list-size or --max-headers
+#   6. limits: 431 for a head over --max-header-list-size or --max-headers;
+#      SETTINGS_MAX_HEADER_LIST_SIZE seen by an h2c client
 # Helpers: tests/adversarial/{h2evil,probe,jsoncheck}. Every client has a
 # deadline and every process is stopped by the EXIT trap. Skips (77)
 # without curl or protoc. By hand:
@@ -389,7 +390,7 @@ stop FB
 stop F
 
 # ------------------------------------------------- 6. limits and defaults
-echo "# 6. header limits (431)"
+echo "# 6. header limits (431), advertised SETTINGS"
 proxy G plain || fail "proxy G did not start"
 agent GA G edge-1 edge acme "$BP_t1"
 wait_until 20 node_has_idle 127.0.0.1:$ADM_G edge-1
@@ -407,6 +408,11 @@ got=$(printf "GET / HTTP/1.1\\r\\n${HG}${few}\\r\\n" | "$AD/probe" raw 127.0.0.1
 check "and one of 92 fields passes (got $got)" test "$got" = 200
 got=$(curl -s -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_G/)
 check "the proxy still serves after the 431s" test "$got" = "hello from backend"
+# SETTINGS_MAX_HEADER_LIST_SIZE, as an h2c client receives it
+nghttp -v -t 10 -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_G/ >"$T/nghttp.out" 2>&1
+sed -n '/recv SETTINGS frame/,/^$/p' "$T/nghttp.out" | head -8 | sed 's/^/   /'
+check "the h2c client side advertises SETTINGS_MAX_HEADER_LIST_SIZE 65536" \
+  grep -q 'SETTINGS_MAX_HEADER_LIST_SIZE(0x06):65536' "$T/nghttp.out"
 stop GA
 stop G
 
