@@ -11,8 +11,9 @@
 #   5. /tunnels valid JSON for any id bytes; admin port free at once on
 #      SIGTERM; idle sessions shrink; a frozen agent is no black hole;
 #      client tokens (401/403, authorization never forwarded)
-#   6. limits: 431 for a head over --max-header-list-size or --max-headers;
-#      SETTINGS_MAX_HEADER_LIST_SIZE seen by an h2c client
+#   6. limits and defaults: 431 for a head over --max-header-list-size or
+#      --max-headers; SETTINGS_MAX_HEADER_LIST_SIZE seen by an h2c client;
+#      --admin-listen PORT bound to 127.0.0.1
 # Helpers: tests/adversarial/{h2evil,probe,jsoncheck}. Every client has a
 # deadline and every process is stopped by the EXIT trap. Skips (77)
 # without curl or protoc. By hand:
@@ -390,7 +391,7 @@ stop FB
 stop F
 
 # ------------------------------------------------- 6. limits and defaults
-echo "# 6. header limits (431), advertised SETTINGS"
+echo "# 6. header limits (431), advertised SETTINGS, admin on loopback"
 proxy G plain || fail "proxy G did not start"
 agent GA G edge-1 edge acme "$BP_t1"
 wait_until 20 node_has_idle 127.0.0.1:$ADM_G edge-1
@@ -413,6 +414,13 @@ nghttp -v -t 10 -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_G/ >"$T/nght
 sed -n '/recv SETTINGS frame/,/^$/p' "$T/nghttp.out" | head -8 | sed 's/^/   /'
 check "the h2c client side advertises SETTINGS_MAX_HEADER_LIST_SIZE 65536" \
   grep -q 'SETTINGS_MAX_HEADER_LIST_SIZE(0x06):65536' "$T/nghttp.out"
+# --admin-listen PORT (what proxy() passes): bound to 127.0.0.1 only
+adm_hex=$(printf '%04X' "$ADM_G")
+awk -v p=":$adm_hex" '$4 == "0A" && substr($2, 9) == p { print "   /proc/net/tcp listener: " $2 }' /proc/net/tcp
+check "--admin-listen PORT listens on 127.0.0.1" \
+  grep -Eq "^ *[0-9]+: 0100007F:$adm_hex 00000000:0000 0A" /proc/net/tcp
+check "and not on 0.0.0.0 or ::" \
+  sh -c "! grep -Eq '^ *[0-9]+: (00000000|0{32}):$adm_hex [0-9A-F:]+ 0A' /proc/net/tcp /proc/net/tcp6"
 stop GA
 stop G
 
