@@ -14,6 +14,8 @@
 #   6. limits and defaults: 431 for a head over --max-header-list-size or
 #      --max-headers; SETTINGS_MAX_HEADER_LIST_SIZE seen by an h2c client;
 #      --admin-listen PORT bound to 127.0.0.1
+#   7. the process budget of header bytes against 700 clients that stall
+#      their requests and never read: 431 past it, gauge bounded, RSS bounded
 # Helpers: tests/adversarial/{h2evil,probe,jsoncheck}. Every client has a
 # deadline and every process is stopped by the EXIT trap. Skips (77)
 # without curl or protoc. By hand:
@@ -423,6 +425,64 @@ check "and not on 0.0.0.0 or ::" \
   sh -c "! grep -Eq '^ *[0-9]+: (00000000|0{32}):$adm_hex [0-9A-F:]+ 0A' /proc/net/tcp /proc/net/tcp6"
 stop GA
 stop G
+
+# --------------------------------------------- 7. header-byte budgets
+echo "# 7. header-byte budgets against clients that never read"
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "   skipped: no python3 for the stalling clients"
+else
+  # --max-header-list-size 1024 makes the process budget 512 x 1024 = 512 KiB.
+  # 700 HTTP/1.1 clients each send a ~900-byte head for a POST whose body
+  # never comes, and never read: each exchange keeps its request header bytes.
+  proxy K plain --max-header-list-size 1024 || fail "proxy K did not start"
+  agent KA K edge-1 edge acme "$BP_t1"
+  wait_until 20 node_has_idle 127.0.0.1:$ADM_K edge-1
+  hwm0=$(vmhwm "$PID_K")
+  cat >"$T/holders.py" <<'PY'
+import select, socket, sys, time
+port, n, hold, flag = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+head = ("POST /echo HTTP/1.1\r\nHost: x\r\nx-remote-node-id: edge-1\r\n"
+        "content-length: 100000\r\nx-pad: " + "p" * 700 + "\r\n\r\n").encode()
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(head)
+    socks.append(s)
+time.sleep(2)
+r431 = 0
+for s in socks:
+    if select.select([s], [], [], 0)[0]:
+        try:
+            if s.recv(64).startswith(b"HTTP/1.1 431"):
+                r431 += 1
+        except OSError:
+            pass
+print("sent %d refused-431 %d" % (n, r431), flush=True)
+open(flag, "w").close()
+time.sleep(hold)
+PY
+  timeout 60 python3 "$T/holders.py" "$CLI_K" 700 6 "$T/held.flag" >"$T/holders.out" 2>&1 &
+  hpid=$!
+  wait_until 30 test -f "$T/held.flag"
+  held=$(stat 127.0.0.1:$ADM_K revtun_proxy_header_bytes_held)
+  inflight=$(stat 127.0.0.1:$ADM_K revtun_proxy_requests_in_flight)
+  wait $hpid
+  echo "   $(cat "$T/holders.out"); while held: header_bytes_held $held, requests_in_flight $inflight"
+  check "the stalled clients filled the process budget to near its limit" \
+    test "${held:-0}" -gt 400000 -a "${held:-0}" -le 524288
+  check "the heads past the budget got 431" sh -c "grep -q 'refused-431 [1-9]' '$T/holders.out'"
+  back() { test "$(stat 127.0.0.1:$ADM_K revtun_proxy_header_bytes_held)" = 0; }
+  check "the budget is given back when they leave (header_bytes_held 0)" wait_until 10 back
+  got=$(curl -s -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_K/)
+  check "the proxy serves a normal request afterwards" test "$got" = "hello from backend"
+  hwm1=$(vmhwm "$PID_K")
+  echo "   proxy VmHWM ${hwm0} kB before, ${hwm1} kB after"
+  if [ $sanitized = no ]; then
+    check "peak RSS grew by under 32 MB" test $((hwm1 - hwm0)) -lt 32768
+  fi
+  stop KA
+  stop K
+fi
 
 stop_all # every program exits now, so what sanitizers say at exit is in the logs
 no_sanitizer_reports "$T"
