@@ -14,8 +14,10 @@
 #   6. limits and defaults: 431 for a head over --max-header-list-size or
 #      --max-headers; SETTINGS_MAX_HEADER_LIST_SIZE seen by an h2c client;
 #      --admin-listen PORT bound to 127.0.0.1
-#   7. the process budget of header bytes against 700 clients that stall
-#      their requests and never read: 431 past it, gauge bounded, RSS bounded
+#   7. the header-byte budgets against clients that stall their requests
+#      and never read: the process one (700 HTTP/1.1 clients, 431 past it)
+#      and the per-connection one (30 h2c streams, RST_STREAM past it);
+#      gauge bounded, RSS bounded
 # Helpers: tests/adversarial/{h2evil,probe,jsoncheck}. Every client has a
 # deadline and every process is stopped by the EXIT trap. Skips (77)
 # without curl or protoc. By hand:
@@ -475,6 +477,66 @@ PY
   check "the budget is given back when they leave (header_bytes_held 0)" wait_until 10 back
   got=$(curl -s -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_K/)
   check "the proxy serves a normal request afterwards" test "$got" = "hello from backend"
+  # the per-connection budget (16 x 1024 = 16 KiB): one h2c client opens 30
+  # streams of ~960 header bytes each whose bodies never come, never reading
+  cat >"$T/h2hold.py" <<'PY'
+import select, socket, struct, sys, time
+port, n, hold, flag = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def hint(v, bits):
+    m = (1 << bits) - 1
+    if v < m:
+        return bytes([v])
+    out, v = [m], v - m
+    while v >= 128:
+        out.append(v % 128 + 128)
+        v //= 128
+    return bytes(out + [v])
+def lit(name, value):
+    return b"\x00" + hint(len(name), 7) + name + hint(len(value), 7) + value
+def frame(typ, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([typ, flags]) + struct.pack(">I", sid) + payload
+block = b"".join(lit(k, v) for k, v in [(b":method", b"POST"), (b":scheme", b"http"),
+    (b":path", b"/echo"), (b":authority", b"x"), (b"x-remote-node-id", b"edge-1"),
+    (b"x-pad", b"p" * 700)])
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
+for i in range(n):
+    out += frame(1, 4, 2 * i + 1, block)  # END_HEADERS, the body never comes
+s.sendall(out)
+buf, resets, acked, end = b"", 0, False, time.time() + 2
+while time.time() < end:
+    if not select.select([s], [], [], 0.1)[0]:
+        continue
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+    while len(buf) >= 9:
+        ln = int.from_bytes(buf[:3], "big")
+        if len(buf) < 9 + ln:
+            break
+        typ, fl = buf[3], buf[4]
+        if typ == 4 and not fl & 1 and not acked:
+            s.sendall(frame(4, 1, 0, b""))
+            acked = True
+        if typ == 3:
+            resets += 1
+        buf = buf[9 + ln:]
+print("streams %d reset %d" % (n, resets), flush=True)
+open(flag, "w").close()
+time.sleep(hold)
+PY
+  rm -f "$T/h2held.flag"
+  timeout 60 python3 "$T/h2hold.py" "$CLI_K" 30 4 "$T/h2held.flag" >"$T/h2hold.out" 2>&1 &
+  hpid=$!
+  wait_until 30 test -f "$T/h2held.flag"
+  held=$(stat 127.0.0.1:$ADM_K revtun_proxy_header_bytes_held)
+  wait $hpid
+  echo "   h2c: $(cat "$T/h2hold.out"); while held: header_bytes_held $held"
+  check "one h2c connection holds at most its 16 KiB budget" \
+    test "${held:-0}" -gt 12000 -a "${held:-0}" -le 16384
+  check "the streams past it were reset" sh -c "grep -q 'reset [1-9]' '$T/h2hold.out'"
+  check "and the budget is given back when it leaves" wait_until 10 back
   hwm1=$(vmhwm "$PID_K")
   echo "   proxy VmHWM ${hwm0} kB before, ${hwm1} kB after"
   if [ $sanitized = no ]; then
