@@ -472,6 +472,37 @@ START_TEST(pending_handshakes_share_a_buffer_budget) {
 }
 END_TEST
 
+/* ------------------------------------------------- fixed jitter seed */
+
+/* A host or test may fix the keepalive jitter seed; that must not fix the id
+ * hash key, or every handle with that seed would hash ids alike and one set
+ * of colliding ids would fit them all. */
+START_TEST(a_fixed_jitter_seed_leaves_the_hash_key_random) {
+  tu_rec_init(&rec);
+  revtun_options_t *o1, *o2;
+  ck_assert_int_eq(revtun_options_new(&o1), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_new(&o2), REVTUN_OK);
+  tu_options(o1, &rec);
+  tu_options(o2, &rec);
+  ck_assert_int_eq(revtun_options_set_seed(o1, 7), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_set_seed(o2, 7), REVTUN_OK);
+  revtun_t *a = tu_new_opts("empty", o1, 0);
+  revtun_t *b = tu_new_opts("empty", o2, 0);
+  /* the seed took: both jitter generators run alike */
+  ck_assert_uint_eq(a->rng, b->rng);
+  ck_assert_uint_eq(rt_random(a), rt_random(b));
+  /* and the hash keys were drawn apart from it */
+  ck_assert_msg(a->hkey.k0 != b->hkey.k0 || a->hkey.k1 != b->hkey.k1,
+                "same seed, same hash key %016llx%016llx", (unsigned long long)a->hkey.k0,
+                (unsigned long long)a->hkey.k1);
+  ck_assert_uint_ne(rt_siphash(&a->hkey, "node-1", 6), rt_siphash(&b->hkey, "node-1", 6));
+  revtun_free(a);
+  revtun_free(b);
+  revtun_options_free(o1);
+  revtun_options_free(o2);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("adversarial");
   TCase *tc = tcase_create("library");
@@ -484,6 +515,7 @@ int main(void) {
   tcase_add_test(tc, a_fin_behind_unread_bytes_is_never_handed_off);
   tcase_add_test(tc, every_time_value_is_bounded);
   tcase_add_test(tc, pending_handshakes_share_a_buffer_budget);
+  tcase_add_test(tc, a_fixed_jitter_seed_leaves_the_hash_key_random);
   suite_add_tcase(s, tc);
   return tu_run(s);
 }

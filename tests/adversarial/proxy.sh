@@ -11,6 +11,13 @@
 #   5. /tunnels valid JSON for any id bytes; admin port free at once on
 #      SIGTERM; idle sessions shrink; a frozen agent is no black hole;
 #      client tokens (401/403, authorization never forwarded)
+#   6. limits and defaults: 431 for a head over --max-header-list-size or
+#      --max-headers; SETTINGS_MAX_HEADER_LIST_SIZE seen by an h2c client;
+#      --admin-listen PORT bound to 127.0.0.1
+#   7. the header-byte budgets against clients that stall their requests
+#      and never read: the process one (700 HTTP/1.1 clients, 431 past it)
+#      and the per-connection one (30 h2c streams, RST_STREAM past it);
+#      gauge bounded, RSS bounded
 # Helpers: tests/adversarial/{h2evil,probe,jsoncheck}. Every client has a
 # deadline and every process is stopped by the EXIT trap. Skips (77)
 # without curl or protoc. By hand:
@@ -386,6 +393,158 @@ kill -CONT "$PID_FA"
 stop FA
 stop FB
 stop F
+
+# ------------------------------------------------- 6. limits and defaults
+echo "# 6. header limits (431), advertised SETTINGS, admin on loopback"
+proxy G plain || fail "proxy G did not start"
+agent GA G edge-1 edge acme "$BP_t1"
+wait_until 20 node_has_idle 127.0.0.1:$ADM_G edge-1
+HG='Host: x\r\nx-remote-node-id: edge-1\r\n'
+# the defaults (examples/proxy/proxy.h): --max-header-list-size 65536 bytes,
+# --max-headers 100 fields
+big=$(head -c 70000 /dev/zero | tr '\0' a)
+got=$(printf "GET / HTTP/1.1\\r\\n${HG}x-big: ${big}\\r\\n\\r\\n" | "$AD/probe" raw 127.0.0.1:$CLI_G)
+check "a 70000-byte request head (limit 65536) -> 431 (got $got)" test "$got" = 431
+many=$(i=0; while [ $i -lt 101 ]; do printf 'x-f%d: v\\r\\n' $i; i=$((i + 1)); done)
+got=$(printf "GET / HTTP/1.1\\r\\n${HG}${many}\\r\\n" | "$AD/probe" raw 127.0.0.1:$CLI_G)
+check "a request head of 103 fields (limit 100) -> 431 (got $got)" test "$got" = 431
+few=$(i=0; while [ $i -lt 90 ]; do printf 'x-f%d: v\\r\\n' $i; i=$((i + 1)); done)
+got=$(printf "GET / HTTP/1.1\\r\\n${HG}${few}\\r\\n" | "$AD/probe" raw 127.0.0.1:$CLI_G)
+check "and one of 92 fields passes (got $got)" test "$got" = 200
+got=$(curl -s -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_G/)
+check "the proxy still serves after the 431s" test "$got" = "hello from backend"
+# SETTINGS_MAX_HEADER_LIST_SIZE, as an h2c client receives it
+nghttp -v -t 10 -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_G/ >"$T/nghttp.out" 2>&1
+sed -n '/recv SETTINGS frame/,/^$/p' "$T/nghttp.out" | head -8 | sed 's/^/   /'
+check "the h2c client side advertises SETTINGS_MAX_HEADER_LIST_SIZE 65536" \
+  grep -q 'SETTINGS_MAX_HEADER_LIST_SIZE(0x06):65536' "$T/nghttp.out"
+# --admin-listen PORT (what proxy() passes): bound to 127.0.0.1 only
+adm_hex=$(printf '%04X' "$ADM_G")
+awk -v p=":$adm_hex" '$4 == "0A" && substr($2, 9) == p { print "   /proc/net/tcp listener: " $2 }' /proc/net/tcp
+check "--admin-listen PORT listens on 127.0.0.1" \
+  grep -Eq "^ *[0-9]+: 0100007F:$adm_hex 00000000:0000 0A" /proc/net/tcp
+check "and not on 0.0.0.0 or ::" \
+  sh -c "! grep -Eq '^ *[0-9]+: (00000000|0{32}):$adm_hex [0-9A-F:]+ 0A' /proc/net/tcp /proc/net/tcp6"
+stop GA
+stop G
+
+# --------------------------------------------- 7. header-byte budgets
+echo "# 7. header-byte budgets against clients that never read"
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "   skipped: no python3 for the stalling clients"
+else
+  # --max-header-list-size 1024 makes the process budget 512 x 1024 = 512 KiB.
+  # 700 HTTP/1.1 clients each send a ~900-byte head for a POST whose body
+  # never comes, and never read: each exchange keeps its request header bytes.
+  proxy K plain --max-header-list-size 1024 || fail "proxy K did not start"
+  agent KA K edge-1 edge acme "$BP_t1"
+  wait_until 20 node_has_idle 127.0.0.1:$ADM_K edge-1
+  hwm0=$(vmhwm "$PID_K")
+  cat >"$T/holders.py" <<'PY'
+import select, socket, sys, time
+port, n, hold, flag = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+head = ("POST /echo HTTP/1.1\r\nHost: x\r\nx-remote-node-id: edge-1\r\n"
+        "content-length: 100000\r\nx-pad: " + "p" * 700 + "\r\n\r\n").encode()
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(head)
+    socks.append(s)
+time.sleep(2)
+r431 = 0
+for s in socks:
+    if select.select([s], [], [], 0)[0]:
+        try:
+            if s.recv(64).startswith(b"HTTP/1.1 431"):
+                r431 += 1
+        except OSError:
+            pass
+print("sent %d refused-431 %d" % (n, r431), flush=True)
+open(flag, "w").close()
+time.sleep(hold)
+PY
+  timeout 60 python3 "$T/holders.py" "$CLI_K" 700 6 "$T/held.flag" >"$T/holders.out" 2>&1 &
+  hpid=$!
+  wait_until 30 test -f "$T/held.flag"
+  held=$(stat 127.0.0.1:$ADM_K revtun_proxy_header_bytes_held)
+  inflight=$(stat 127.0.0.1:$ADM_K revtun_proxy_requests_in_flight)
+  wait $hpid
+  echo "   $(cat "$T/holders.out"); while held: header_bytes_held $held, requests_in_flight $inflight"
+  check "the stalled clients filled the process budget to near its limit" \
+    test "${held:-0}" -gt 400000 -a "${held:-0}" -le 524288
+  check "the heads past the budget got 431" sh -c "grep -q 'refused-431 [1-9]' '$T/holders.out'"
+  back() { test "$(stat 127.0.0.1:$ADM_K revtun_proxy_header_bytes_held)" = 0; }
+  check "the budget is given back when they leave (header_bytes_held 0)" wait_until 10 back
+  got=$(curl -s -H 'x-remote-node-id: edge-1' http://127.0.0.1:$CLI_K/)
+  check "the proxy serves a normal request afterwards" test "$got" = "hello from backend"
+  # the per-connection budget (16 x 1024 = 16 KiB): one h2c client opens 30
+  # streams of ~960 header bytes each whose bodies never come, never reading
+  cat >"$T/h2hold.py" <<'PY'
+import select, socket, struct, sys, time
+port, n, hold, flag = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+def hint(v, bits):
+    m = (1 << bits) - 1
+    if v < m:
+        return bytes([v])
+    out, v = [m], v - m
+    while v >= 128:
+        out.append(v % 128 + 128)
+        v //= 128
+    return bytes(out + [v])
+def lit(name, value):
+    return b"\x00" + hint(len(name), 7) + name + hint(len(value), 7) + value
+def frame(typ, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([typ, flags]) + struct.pack(">I", sid) + payload
+block = b"".join(lit(k, v) for k, v in [(b":method", b"POST"), (b":scheme", b"http"),
+    (b":path", b"/echo"), (b":authority", b"x"), (b"x-remote-node-id", b"edge-1"),
+    (b"x-pad", b"p" * 700)])
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"")
+for i in range(n):
+    out += frame(1, 4, 2 * i + 1, block)  # END_HEADERS, the body never comes
+s.sendall(out)
+buf, resets, acked, end = b"", 0, False, time.time() + 2
+while time.time() < end:
+    if not select.select([s], [], [], 0.1)[0]:
+        continue
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+    while len(buf) >= 9:
+        ln = int.from_bytes(buf[:3], "big")
+        if len(buf) < 9 + ln:
+            break
+        typ, fl = buf[3], buf[4]
+        if typ == 4 and not fl & 1 and not acked:
+            s.sendall(frame(4, 1, 0, b""))
+            acked = True
+        if typ == 3:
+            resets += 1
+        buf = buf[9 + ln:]
+print("streams %d reset %d" % (n, resets), flush=True)
+open(flag, "w").close()
+time.sleep(hold)
+PY
+  rm -f "$T/h2held.flag"
+  timeout 60 python3 "$T/h2hold.py" "$CLI_K" 30 4 "$T/h2held.flag" >"$T/h2hold.out" 2>&1 &
+  hpid=$!
+  wait_until 30 test -f "$T/h2held.flag"
+  held=$(stat 127.0.0.1:$ADM_K revtun_proxy_header_bytes_held)
+  wait $hpid
+  echo "   h2c: $(cat "$T/h2hold.out"); while held: header_bytes_held $held"
+  check "one h2c connection holds at most its 16 KiB budget" \
+    test "${held:-0}" -gt 12000 -a "${held:-0}" -le 16384
+  check "the streams past it were reset" sh -c "grep -q 'reset [1-9]' '$T/h2hold.out'"
+  check "and the budget is given back when it leaves" wait_until 10 back
+  hwm1=$(vmhwm "$PID_K")
+  echo "   proxy VmHWM ${hwm0} kB before, ${hwm1} kB after"
+  if [ $sanitized = no ]; then
+    check "peak RSS grew by under 32 MB" test $((hwm1 - hwm0)) -lt 32768
+  fi
+  stop KA
+  stop K
+fi
 
 stop_all # every program exits now, so what sanitizers say at exit is in the logs
 no_sanitizer_reports "$T"
