@@ -40,6 +40,7 @@
 #define MAX_HEAD 65536  /* an HTTP/1 response head: handshake answer or backend */
 #define MAX_HEADERS 100 /* fields of such a head, as the proxy accepts by default */
 #define BACKOFF_BASE_MS 1000
+#define MAX_UPSTREAMS 16 /* --upstream values: the proxies of a fleet, tried in turn */
 #define RETRY_AFTER_MAX_S 3600
 #define DRAIN_GRACE_S 5
 #define LINGER_S 2                /* half-closed tunnel waits this long for the proxy's close */
@@ -75,7 +76,9 @@ struct addr {
 #define HEADER_TUNNEL_BUDGET_FACTOR 16
 
 struct config {
-  struct addr upstream, backend;
+  struct addr upstream[MAX_UPSTREAMS]; /* in the order given; slots dial ag->cur_up */
+  unsigned n_upstreams;
+  struct addr backend;
   struct addr bind; /* source address of the tunnels (port 0); len 0: the kernel's */
   uint32_t max_header_list, max_headers;
   const char *node, *cluster, *tenant, *path, *upstream_cluster;
@@ -105,6 +108,7 @@ struct slot {
   struct agent *ag;
   unsigned idx;
   enum slot_state state;
+  unsigned up;         /* the upstream its connection went to (cfg.upstream index) */
   struct sock sk;      /* sk.fd < 0: no socket */
   SSL *ssl;            /* the handshake-phase TLS session, until the park */
   struct evbuffer *in; /* the handshake answer being read */
@@ -186,11 +190,14 @@ struct agent {
   struct bconn *idle;
   unsigned nidle;
   uint64_t next_conn_id;
+  unsigned cur_up; /* the upstream new dials go to; the next one after it fails */
   int stopping;
   struct event *grace_ev;
-  SSL_CTX *tls_ctx;   /* --tls: client context of the handshake phase */
-  char tls_name[256]; /* the name the upstream's certificate must carry */
-  int tls_name_is_ip; /* ... as an IP SAN (no SNI is sent) */
+  SSL_CTX *tls_ctx; /* --tls: client context of the handshake phase */
+  /* per upstream: the name its certificate must carry (--sni, else its host),
+   * and whether that is an IP, checked against IP SANs (no SNI is sent) */
+  char tls_name[MAX_UPSTREAMS][256];
+  int tls_name_is_ip[MAX_UPSTREAMS];
 };
 
 static inline uint64_t now_epoch_ms(void) {
@@ -213,10 +220,11 @@ int agent_dial(const struct addr *a, const struct addr *src);
 void slot_connect(struct slot *sl);
 void slot_close(struct slot *sl);
 void slot_retry(struct slot *sl, int64_t delay_ms, const char *why);
+void slot_upstream_failed(struct slot *sl, const char *why);
 void slot_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* tls.c */
-int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t errlen);
+int agent_tls_setup(struct agent *ag, const char *const *upstreams, char *err, size_t errlen);
 void agent_tls_free(struct agent *ag);
 int slot_tls_begin(struct slot *sl);
 void slot_tls_park(struct slot *sl);

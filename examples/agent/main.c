@@ -90,7 +90,12 @@ static void usage(FILE *f) {
         "upstream proxy, answers RPING, serves HTTP/2 on taken tunnels and\n"
         "forwards each request to a local HTTP/1.1 backend.\n"
         "\n"
-        "  --upstream ADDR:PORT          tunnel listener of the upstream proxy (required)\n"
+        "  --upstream ADDR:PORT[,...]    tunnel listener of the upstream proxy (required);\n"
+        "                                repeat it or give a comma list for the proxies\n"
+        "                                of a fleet: tunnels go to the first; when a\n"
+        "                                proxy refuses, resets or times out a dial, or\n"
+        "                                answers 429/5xx, the next one is dialed (up to\n"
+        "                                16 proxies)\n"
         "  --bind ADDR                   source address of the tunnels (an IP address;\n"
         "                                default: the kernel's choice)\n"
         "  --node ID                     x-envoy-reverse-tunnel-node-id (required)\n"
@@ -112,8 +117,8 @@ static void usage(FILE *f) {
         "                                chain to\n"
         "  --cert FILE, --key FILE       client certificate chain and key to present\n"
         "  --sni NAME                    server name to send and verify (default: the\n"
-        "                                --upstream host; an IP is checked against IP\n"
-        "                                SANs and sends no SNI)\n"
+        "                                host of the --upstream dialed; an IP is checked\n"
+        "                                against IP SANs and sends no SNI)\n"
         "  --verbose                     log every RPING and request\n"
         "  --help                        show this help and exit\n",
         f);
@@ -126,6 +131,26 @@ static int resolve(const char *spec, struct addr *a) {
     return -1;
   addr_format((struct sockaddr *)&a->ss, a->len, a->text, sizeof(a->text));
   return ((struct sockaddr_in *)&a->ss)->sin_port == 0 ? -1 : 0;
+}
+
+/* One --upstream value: ADDR:PORT, or a comma list of them, appended to
+ * cfg->upstream (specs keeps each one's text for TLS names). 0, or -1 with
+ * the reason printed. */
+static int add_upstreams(struct config *cfg, char *value, const char **specs) {
+  char *save = NULL, *one;
+
+  for (one = strtok_r(value, ",", &save); one; one = strtok_r(NULL, ",", &save)) {
+    if (cfg->n_upstreams == MAX_UPSTREAMS) {
+      fprintf(stderr, PROG ": at most %d --upstream proxies\n", MAX_UPSTREAMS);
+      return -1;
+    }
+    if (resolve(one, &cfg->upstream[cfg->n_upstreams]) < 0) {
+      fprintf(stderr, PROG ": cannot resolve --upstream '%s'\n", one);
+      return -1;
+    }
+    specs[cfg->n_upstreams++] = one;
+  }
+  return 0;
 }
 
 /* --bind: a numeric IPv4 or IPv6 address, port 0 (the kernel picks one). */
@@ -181,7 +206,9 @@ int main(int argc, char **argv) {
   };
   struct agent ag;
   struct config *cfg = &ag.cfg;
-  const char *upstream = NULL, *backend = "127.0.0.1:8081", *bind_ip = NULL;
+  const char *upstream_specs[MAX_UPSTREAMS], *backend = "127.0.0.1:8081", *bind_ip = NULL;
+  char upstream_list[MAX_UPSTREAMS * (sizeof(cfg->upstream[0].text) + 2) + 8];
+  size_t listed = 0;
   struct event *sig_int, *sig_term;
   char tls_err[512];
   unsigned i;
@@ -197,7 +224,10 @@ int main(int argc, char **argv) {
   cfg->path = "/reverse_connections/request";
   while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
-    case 'u': upstream = optarg; break;
+    case 'u':
+      if (add_upstreams(cfg, optarg, upstream_specs) < 0)
+        return 2;
+      break;
     case 'B': bind_ip = optarg; break;
     case 'n': cfg->node = optarg; break;
     case 'c': cfg->cluster = optarg; break;
@@ -232,7 +262,7 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
   }
-  if (optind != argc || !upstream || !cfg->node || !cfg->cluster || !cfg->tenant) {
+  if (optind != argc || !cfg->n_upstreams || !cfg->node || !cfg->cluster || !cfg->tenant) {
     fprintf(stderr, PROG ": --upstream, --node, --cluster and --tenant are required\n");
     usage(stderr);
     return 2;
@@ -241,10 +271,6 @@ int main(int argc, char **argv) {
       !header_safe(cfg->path) || cfg->path[0] != '/' ||
       (cfg->upstream_cluster && !header_safe(cfg->upstream_cluster))) {
     fprintf(stderr, PROG ": identifiers and path must be printable ASCII without spaces\n");
-    return 2;
-  }
-  if (resolve(upstream, &cfg->upstream) < 0) {
-    fprintf(stderr, PROG ": cannot resolve --upstream '%s'\n", upstream);
     return 2;
   }
   if (bind_ip && bind_address(bind_ip, &cfg->bind) < 0) {
@@ -259,7 +285,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, PROG ": --ca, --cert, --key and --sni need --tls\n");
     return 2;
   }
-  if (agent_tls_setup(&ag, upstream, tls_err, sizeof(tls_err)) < 0) {
+  if (agent_tls_setup(&ag, upstream_specs, tls_err, sizeof(tls_err)) < 0) {
     fprintf(stderr, PROG ": %s\n", tls_err);
     return 2;
   }
@@ -283,9 +309,15 @@ int main(int argc, char **argv) {
   event_add(sig_int, NULL);
   event_add(sig_term, NULL);
 
-  logmsg("node %s cluster %s tenant %s: keeping %u tunnel(s) to %s%s, "
+  upstream_list[0] = '\0';
+  for (i = 1; i < cfg->n_upstreams && listed < sizeof(upstream_list); i++)
+    listed += (size_t)snprintf(upstream_list + listed, sizeof(upstream_list) - listed, "%s%s",
+                               i == 1 ? " (then " : ", ", cfg->upstream[i].text);
+  if (cfg->n_upstreams > 1 && listed < sizeof(upstream_list) - 1)
+    snprintf(upstream_list + listed, sizeof(upstream_list) - listed, ")");
+  logmsg("node %s cluster %s tenant %s: keeping %u tunnel(s) to %s%s%s, "
          "backend %s",
-         cfg->node, cfg->cluster, cfg->tenant, cfg->count, cfg->upstream.text,
+         cfg->node, cfg->cluster, cfg->tenant, cfg->count, cfg->upstream[0].text, upstream_list,
          cfg->tls ? " over TLS" : "", cfg->backend.text);
   for (i = 0; i < cfg->count; i++) {
     ag.slots[i].ag = &ag;

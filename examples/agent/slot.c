@@ -5,6 +5,16 @@
  * backoff, or after its Retry-After), echoes RPING while parked, and hands
  * the socket to the HTTP/2 side (tunnel.c) at the first other byte, then
  * dials again so --count tunnels stay parked.
+ *
+ * Failover: with several --upstream proxies, every slot dials the current
+ * one. A dial that is refused, reset or times out, a handshake cut short
+ * and a 429 or 5xx answer make the next one current (once per failure of
+ * the current one, however many slots saw it), so the agent's tunnels
+ * reappear under another proxy of the fleet without a restart. A parked
+ * tunnel closed by its proxy is re-dialed at the same proxy first: a live
+ * proxy closes tunnels too, and a dead one refuses that dial. The backoff
+ * grows once per round through the list, so a dead proxy costs one short
+ * delay before the next one is tried.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -56,9 +66,9 @@ void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
   if (delay_ms < 0) {
     uint64_t d =
         ag->cfg.max_backoff_ms < BACKOFF_BASE_MS ? ag->cfg.max_backoff_ms : BACKOFF_BASE_MS;
-    unsigned i;
+    unsigned i, rounds = sl->failures / ag->cfg.n_upstreams;
 
-    for (i = 0; i < sl->failures && d < ag->cfg.max_backoff_ms; i++)
+    for (i = 0; i < rounds && d < ag->cfg.max_backoff_ms; i++)
       d *= 2;
     if (d > ag->cfg.max_backoff_ms)
       d = ag->cfg.max_backoff_ms;
@@ -71,12 +81,26 @@ void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
   evtimer_add(sl->timer, &tv);
 }
 
+/* The upstream sl dialed did not take it (why): when that one is still the
+ * current upstream, the next one becomes current; then the slot retries. */
+void slot_upstream_failed(struct slot *sl, const char *why) {
+  struct agent *ag = sl->ag;
+  unsigned n = ag->cfg.n_upstreams;
+
+  if (n > 1 && sl->up == ag->cur_up && !ag->stopping) {
+    ag->cur_up = (ag->cur_up + 1) % n;
+    logmsg("upstream %s failed (%s): switching to %s", ag->cfg.upstream[sl->up].text, why,
+           ag->cfg.upstream[ag->cur_up].text);
+  }
+  slot_retry(sl, -1, why);
+}
+
 static void slot_send_handshake(struct slot *sl) {
   const struct config *c = &sl->ag->cfg;
   struct evbuffer *out = sl->sk.out;
 
   /* Byte for byte what Envoy's HTTP/1 client codec produces for it. */
-  evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nhost: %s\r\n", c->path, c->upstream.text);
+  evbuffer_add_printf(out, "GET %s HTTP/1.1\r\nhost: %s\r\n", c->path, c->upstream[sl->up].text);
   if (c->upgrade)
     evbuffer_add_printf(out, "connection: upgrade\r\n"
                              "upgrade: reverse-tunnel\r\n");
@@ -149,6 +173,14 @@ static void slot_finish_rejection(struct slot *sl, int complete) {
     delay = s * 1000;
     if (delay > (int64_t)sl->ag->cfg.max_backoff_ms)
       delay = sl->ag->cfg.max_backoff_ms;
+  }
+  /* An overloaded or failing proxy: another one of the fleet may take it. A
+   * policy answer (403, 400, ...) would be the same everywhere. */
+  if (sl->status == 429 || sl->status >= 500) {
+    if (sl->ag->cfg.n_upstreams > 1)
+      delay = -1; /* the next proxy need not wait for this one's Retry-After */
+    slot_upstream_failed(sl, why);
+    return;
   }
   slot_retry(sl, delay, why);
 }
@@ -295,9 +327,9 @@ static void slot_handshake_input(struct slot *sl) {
   if (rc == H1_INCOMPLETE)
     return;
   if (rc != H1_OK) {
-    slot_retry(sl, -1,
-               rc == H1_TOO_LARGE || rc == H1_TOO_MANY ? "handshake response head too large"
-                                                       : "malformed handshake response");
+    slot_upstream_failed(sl, rc == H1_TOO_LARGE || rc == H1_TOO_MANY
+                                 ? "handshake response head too large"
+                                 : "malformed handshake response");
     return;
   }
   if (hd.status == want) {
@@ -352,7 +384,10 @@ static void slot_failed(struct slot *sl, const char *what) {
                                           : "handshake",
            what,
            sl->ssl && sl->state == SLOT_HANDSHAKE ? " inside TLS (our certificate refused?)" : "");
-  slot_retry(sl, -1, why);
+  if (sl->state == SLOT_PARKED)
+    slot_retry(sl, -1, why); /* the same proxy first: see the top of this file */
+  else
+    slot_upstream_failed(sl, why);
 }
 
 /* Drives the TLS handshake; once done, sends the tunnel handshake in it. */
@@ -375,7 +410,7 @@ static void slot_tls_step(struct slot *sl) {
   if (r == 0)
     return;
   VLOG("slot %u: TLS %s with %s, sending handshake", sl->idx, tls_version(sl->ssl),
-       sl->ag->cfg.upstream.text);
+       sl->ag->cfg.upstream[sl->up].text);
   sock_set_filter(&sl->sk, &tls_filter, sl->ssl);
   sl->state = SLOT_HANDSHAKE;
   slot_send_handshake(sl);
@@ -435,8 +470,8 @@ static void slot_write_cb(evutil_socket_t fd, short what, void *arg) {
       slot_failed(sl, strerror(err));
       return;
     }
-    VLOG("slot %u: connected to %s (connection-id %" PRIu64 ")", sl->idx, sl->ag->cfg.upstream.text,
-         sl->conn_id);
+    VLOG("slot %u: connected to %s (connection-id %" PRIu64 ")", sl->idx,
+         sl->ag->cfg.upstream[sl->up].text, sl->conn_id);
     if (sl->ag->tls_ctx) {
       sl->state = SLOT_TLS;
       if (slot_tls_begin(sl) < 0)
@@ -469,10 +504,15 @@ void slot_connect(struct slot *sl) {
   sl->conn_id = ++ag->next_conn_id;
   sl->ping_match = 0;
   sl->state = SLOT_CONNECTING;
-  if ((!sl->in && !(sl->in = evbuffer_new())) ||
-      (fd = agent_dial(&ag->cfg.upstream, &ag->cfg.bind)) < 0) {
-    snprintf(why, sizeof(why), "connect to %s failed: %s", ag->cfg.upstream.text, strerror(errno));
-    slot_retry(sl, -1, why);
+  sl->up = ag->cur_up;
+  if (!sl->in && !(sl->in = evbuffer_new())) {
+    slot_retry(sl, -1, "out of memory");
+    return;
+  }
+  if ((fd = agent_dial(&ag->cfg.upstream[sl->up], &ag->cfg.bind)) < 0) {
+    snprintf(why, sizeof(why), "connect to %s failed: %s", ag->cfg.upstream[sl->up].text,
+             strerror(errno));
+    slot_upstream_failed(sl, why);
     return;
   }
   if (sock_init(&sl->sk, ag->base, fd, slot_read_cb, slot_write_cb, sl) < 0) {

@@ -1,8 +1,9 @@
 /*
  * revtun-downstream-agent: TLS on the handshake phase (--tls). The slot
  * dials, runs a TLS handshake as the client (verifying the upstream against
- * --ca and --sni, else the --upstream host; an IP is checked against the
- * certificate's IP SANs and sends no SNI), presents --cert, sends the
+ * --ca and --sni, else the host of the --upstream it dialed; an IP is
+ * checked against the certificate's IP SANs and sends no SNI), presents
+ * --cert, sends the
  * tunnel handshake and reads the answer inside TLS, then abandons the
  * session with a quiet shutdown: the parked tunnel is raw TCP, its RPINGs
  * outside TLS, as with Envoy's initiator.
@@ -19,7 +20,7 @@
 #include <openssl/x509v3.h>
 #endif
 
-int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t errlen) {
+int agent_tls_setup(struct agent *ag, const char *const *upstreams, char *err, size_t errlen) {
   const struct config *c = &ag->cfg;
   unsigned char ip[16];
   uint16_t port;
@@ -30,18 +31,21 @@ int agent_tls_setup(struct agent *ag, const char *upstream, char *err, size_t er
     snprintf(err, errlen, "--tls needs --ca, and --cert with --key (or neither)");
     return -1;
   }
-  if (c->sni) {
-    if (strlen(c->sni) >= sizeof(ag->tls_name)) {
-      snprintf(err, errlen, "--sni: name too long");
-      return -1;
-    }
-    snprintf(ag->tls_name, sizeof(ag->tls_name), "%s", c->sni);
-  } else if (hostport_split(upstream, ag->tls_name, sizeof(ag->tls_name), &port) < 0) {
-    snprintf(err, errlen, "--upstream %s: no host to verify (use --sni)", upstream);
+  if (c->sni && strlen(c->sni) >= sizeof(ag->tls_name[0])) {
+    snprintf(err, errlen, "--sni: name too long");
     return -1;
   }
-  ag->tls_name_is_ip =
-      inet_pton(AF_INET, ag->tls_name, ip) == 1 || inet_pton(AF_INET6, ag->tls_name, ip) == 1;
+  for (unsigned i = 0; i < c->n_upstreams; i++) {
+    char *name = ag->tls_name[i];
+
+    if (c->sni) {
+      snprintf(name, sizeof(ag->tls_name[i]), "%s", c->sni);
+    } else if (hostport_split(upstreams[i], name, sizeof(ag->tls_name[i]), &port) < 0) {
+      snprintf(err, errlen, "--upstream %s: no host to verify (use --sni)", upstreams[i]);
+      return -1;
+    }
+    ag->tls_name_is_ip[i] = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+  }
   if (!(ag->tls_ctx = tls_ctx_new(c->ca, c->cert, c->key, err, errlen)))
     return -1;
   return 0;
@@ -57,14 +61,15 @@ int slot_tls_begin(struct slot *sl) {
 #ifdef EXAMPLES_TLS
   struct agent *ag = sl->ag;
   SSL *ssl = tls_new(ag->tls_ctx, sl->sk.fd);
+  const char *name = ag->tls_name[sl->up];
   X509_VERIFY_PARAM *vp;
 
   if (!ssl)
     return -1;
   vp = SSL_get0_param(ssl);
-  if (ag->tls_name_is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, ag->tls_name) != 1
-                         : (SSL_set1_host(ssl, ag->tls_name) != 1 ||
-                            SSL_set_tlsext_host_name(ssl, ag->tls_name) != 1)) {
+  if (ag->tls_name_is_ip[sl->up]
+          ? X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1
+          : (SSL_set1_host(ssl, name) != 1 || SSL_set_tlsext_host_name(ssl, name) != 1)) {
     tls_quiet_free(ssl);
     return -1;
   }
