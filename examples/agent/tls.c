@@ -3,10 +3,9 @@
  * dials, runs a TLS handshake as the client (verifying the upstream against
  * --ca and --sni, else the host of the --upstream it dialed; an IP is
  * checked against the certificate's IP SANs and sends no SNI), presents
- * --cert, sends the
- * tunnel handshake and reads the answer inside TLS, then abandons the
- * session with a quiet shutdown: the parked tunnel is raw TCP, its RPINGs
- * outside TLS, as with Envoy's initiator.
+ * --cert, sends the tunnel handshake and reads the answer inside TLS, then
+ * abandons the session with a quiet shutdown: the parked tunnel is raw TCP,
+ * its RPINGs outside TLS, as with Envoy's initiator.
  */
 #define _POSIX_C_SOURCE 200809L
 
