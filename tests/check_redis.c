@@ -728,6 +728,30 @@ START_TEST(cached_answers_are_invalidated_by_pubsub) {
 }
 END_TEST
 
+START_TEST(a_cached_owner_that_dies_is_forgotten_within_two_ttls) {
+  /* a dead instance publishes no invalidation: only its claim's expiry in
+   * Redis tells, and a cached answer must not outlive that by more than a
+   * TTL, however long the cache lifetime */
+  struct cfg c = {.heartbeat = 100, .ttl = 400, .cache_ttl = 60000};
+  struct inst a, b;
+  inst_open(&a, 1, &c);
+  inst_open(&b, 2, &c);
+  struct tun t = tun_open(&a, "doomed", "edge", NULL);
+  wait_published(&a, 2);
+  owned_by(&b, 'n', "doomed", NULL, "proxy-1");
+  ru_run_for(base, 50); /* a late message of proxy-1's publication may drop it */
+  owned_by(&b, 'n', "doomed", NULL, "proxy-1");
+  ck_assert_int_eq(ask(&b, 'n', "doomed", NULL).sync, 1); /* cached */
+  inst_crash(&a);
+  /* 60 s of cache lifetime, but the answer goes within 2 x 400 ms */
+  expect(&b, 'n', "doomed", NULL, NULL, 5000);
+  tun_close(&t);
+  revtun_free(a.h);
+  revtun_libevent_free(a.le);
+  inst_close(&b);
+}
+END_TEST
+
 START_TEST(handed_off_sessions_serve_until_goaway) {
   struct cfg c = {.no_cache = true};
   struct inst a, b;
@@ -1028,6 +1052,7 @@ int main(void) {
   tcase_add_test(tc, two_claims_have_one_deterministic_answer);
   tcase_add_test(tc, hostile_values_are_bounded_and_counted);
   tcase_add_test(tc, cached_answers_are_invalidated_by_pubsub);
+  tcase_add_test(tc, a_cached_owner_that_dies_is_forgotten_within_two_ttls);
   tcase_add_test(tc, handed_off_sessions_serve_until_goaway);
   tcase_add_test(tc, stop_releases_the_claim_at_once);
   tcase_add_test(tc, a_stalled_redis_times_out);

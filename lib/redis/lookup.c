@@ -5,7 +5,12 @@
  * for cache_ttl_ms, and only while the subscriber connection is up: writers
  * publish the keys whose answers they change, and each message drops those
  * keys here, so a hot node costs no round trip per request and a change is
- * seen as soon as its message arrives. A query whose key was invalidated
+ * seen as soon as its message arrives. An instance that dies publishes
+ * nothing: its claim just expires in Redis, one TTL after its last
+ * heartbeat. So an answer that names an owner is kept at most one TTL (this
+ * directory's, which the fleet shares) whatever cache_ttl_ms says: a dead
+ * owner is forgotten here at most two TTLs after its death, as it is in
+ * Redis within one. A query whose key was invalidated
  * while it was in flight answers its waiters but is not cached, and later
  * lookups of that key start a new query.
  *
@@ -80,7 +85,10 @@ static void cache_put(revtun_redis_t *r, const char *key, size_t len, const stru
   inst[il] = addr[al] = '\0';
   c->status = a->status;
   c->owner = (struct revtun_redis_owner){inst, addr, il, al, a->generation, a->claim};
-  c->expires = now + r->o.cache_ttl_ms;
+  uint32_t life = r->o.cache_ttl_ms;
+  if (a->status == REVTUN_OK && r->o.ttl_ms < life)
+    life = r->o.ttl_ms; /* an owner's death is seen only as its claim's expiry */
+  c->expires = now + life;
   c->bytes = bytes;
   c->hn.key = c->mem;
   c->hn.keylen = len;
