@@ -88,6 +88,9 @@ static void usage(FILE *f) {
         "                              heartbeat every DUR/3 (default 15s)\n"
         "  --fleet-timeout DUR         Redis answer deadline; past it the connection is\n"
         "                              dropped and opened again (default 1s)\n"
+        "  --fleet-cache-ttl DUR       keep lookup answers up to DUR; a change an instance\n"
+        "                              publishes drops them at once (0: no cache;\n"
+        "                              default 1s, at most 1h)\n"
         "  --verbose                   log requests and every tunnel lifecycle record\n"
         "  --version                   print the library version and exit\n"
         "  --help                      show this help and exit\n"
@@ -253,7 +256,7 @@ static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) 
 }
 
 /* Long options without a short letter (the letters are all taken). */
-enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_CRL };
+enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_CRL, OPT_FLEET_CACHE_TTL };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -286,6 +289,7 @@ int main(int argc, char **argv) {
       {"instance-id", required_argument, NULL, 'E'},
       {"fleet-ttl", required_argument, NULL, 'L'},
       {"fleet-timeout", required_argument, NULL, 'O'},
+      {"fleet-cache-ttl", required_argument, NULL, OPT_FLEET_CACHE_TTL},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -331,6 +335,14 @@ int main(int argc, char **argv) {
     case OPT_TLS_CA: cfg->tls_ca = optarg; break;
     case OPT_TLS_CRL: cfg->tls_crl = optarg; break;
     case 'R': cfg->fleet_redis = optarg; break;
+    case OPT_FLEET_CACHE_TTL:
+      if (parse_duration_ms(optarg, &cfg->fleet_cache_ttl_ms) < 0 ||
+          cfg->fleet_cache_ttl_ms > 3600000) {
+        fprintf(stderr, PROG ": --fleet-cache-ttl: bad duration '%s' (at most 1h)\n", optarg);
+        return 2;
+      }
+      cfg->fleet_cache_set = 1;
+      break;
     case 'P': cfg->fleet_password = optarg; break;
     case 'W': cfg->fleet_password_file = optarg; break;
     case 'K': cfg->fleet_prefix = optarg; break;

@@ -98,7 +98,7 @@ int fleet_check_settings(struct proxy *p) {
 
   if (!cfg->fleet_redis) {
     if (cfg->fleet_password || cfg->fleet_password_file || cfg->fleet_prefix || cfg->advertise ||
-        cfg->instance_id || cfg->fleet_ttl_ms || cfg->fleet_timeout_ms) {
+        cfg->instance_id || cfg->fleet_ttl_ms || cfg->fleet_timeout_ms || cfg->fleet_cache_set) {
       fprintf(stderr, PROG ": the --fleet-*, --advertise and --instance-id options need "
                            "--fleet-redis\n");
       return -1;
@@ -218,6 +218,8 @@ int fleet_new(struct proxy *p) {
       revtun_redis_options_set_heartbeat(o, beat, cfg->fleet_ttl_ms) != REVTUN_OK ||
       revtun_redis_options_set_backoff(o, 100, backoff_max) != REVTUN_OK ||
       revtun_redis_options_set_timeout(o, cfg->fleet_timeout_ms) != REVTUN_OK ||
+      (cfg->fleet_cache_set &&
+       revtun_redis_options_set_cache_ttl(o, cfg->fleet_cache_ttl_ms) != REVTUN_OK) ||
       revtun_redis_options_set_tenant_isolation(o, revtun_config_tenant_isolation(p->h)) !=
           REVTUN_OK ||
       revtun_redis_options_set_log_cb(o, on_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN,
@@ -507,7 +509,8 @@ int fleet_check_settings(struct proxy *p) {
   const struct settings *cfg = &p->cfg;
 
   if (cfg->fleet_redis || cfg->fleet_password || cfg->fleet_password_file || cfg->fleet_prefix ||
-      cfg->advertise || cfg->instance_id || cfg->fleet_ttl_ms || cfg->fleet_timeout_ms) {
+      cfg->advertise || cfg->instance_id || cfg->fleet_ttl_ms || cfg->fleet_timeout_ms ||
+      cfg->fleet_cache_set) {
     fprintf(stderr, PROG ": built without hiredis: no --fleet-* options\n");
     return -1;
   }

@@ -104,6 +104,8 @@ struct settings {
   const char *fleet_redis, *fleet_password, *fleet_password_file, *fleet_prefix;
   const char *advertise, *instance_id;
   uint32_t fleet_ttl_ms, fleet_timeout_ms;
+  uint32_t fleet_cache_ttl_ms; /* with fleet_cache_set; else the directory's default */
+  int fleet_cache_set;
 };
 
 /* Header bytes held, against a limit. */
