@@ -26,7 +26,7 @@ tests_adversarial_http1_cases_LDADD = examples/libexcommon.la
 # examples/configs/README), the end-to-end tests run by
 # `make check`, the e2e benchmark and its relay.
 EXAMPLE_CONFIGS_TXT = examples/configs/upstream.txtpb examples/configs/acceptor.txtpb
-EXTRA_DIST += $(EXAMPLE_CONFIGS_TXT) examples/configs/README tests/e2e_lib.sh \
+EXTRA_DIST += $(EXAMPLE_CONFIGS_TXT) examples/configs/README tests/e2e_lib.sh tests/fleet_lib.sh \
 	bench/e2e.sh bench/README-e2e.md
 
 if HAVE_EXAMPLES
@@ -87,9 +87,12 @@ bench_relay_LDADD = $(LIBEVENT_LIBS)
 # Real programs on loopback: curl, nghttp, h2load through proxy and agent.
 TESTS += tests/e2e.sh
 dist_check_SCRIPTS += tests/e2e.sh
-# Three proxies sharing a private redis-server: forwarding across the fleet.
-TESTS += tests/fleet.sh
-dist_check_SCRIPTS += tests/fleet.sh
+# Three proxies sharing a private redis-server: forwarding across the fleet
+# and agent failover (fleet.sh); Redis killed under traffic, the lookup
+# cache and its invalidation, two instances claiming one node
+# (fleet_faults.sh).
+TESTS += tests/fleet.sh tests/fleet_faults.sh
+dist_check_SCRIPTS += tests/fleet.sh tests/fleet_faults.sh
 
 # The attacks of a security review, replayed against the real programs:
 # hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines
@@ -109,7 +112,8 @@ tests_adversarial_jsoncheck_CFLAGS = $(WARN_CFLAGS)
 TESTS += tests/adversarial/proxy.sh
 dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
-EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh tests/fleet.sh examples/proxy/fleet.c \
+EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh tests/fleet.sh tests/fleet_faults.sh \
+	examples/proxy/fleet.c \
 	bench/relay.c \
 	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	examples/tls.c examples/tls.h examples/agent/tls.c examples/proxy/tls.c \
