@@ -863,6 +863,34 @@ static void free_in_callback(revtun_redis_t *r, int status, const revtun_redis_o
   ck_assert_int_eq(revtun_redis_lookup_node(r, "x", NULL, on_answer, NULL), REVTUN_E_STATE);
 }
 
+START_TEST(a_loop_turn_longer_than_the_timeout_drops_nothing) {
+  /* a starved or busy host runs one turn for longer than the timeout while
+   * Redis answers at once: the answer is in the socket, not late */
+  struct cfg c = {.timeout = 200, .no_cache = true, .heartbeat = 1000, .ttl = 30000};
+  struct inst a, b;
+  inst_open(&a, 1, &c);
+  inst_open(&b, 2, &c);
+  struct tun t = tun_open(&a, "busy", "edge", NULL);
+  wait_published(&a, 2);
+  uint64_t to = st(&b, "redis.timeouts"), rc0 = st(&b, "redis.reconnects");
+  for (int round = 0; round < 3; round++) {
+    struct ans r;
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(revtun_redis_lookup_node(b.r, "busy", NULL, on_answer, &r), REVTUN_OK);
+    event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK); /* the flush: the lookup is sent */
+    usleep(3 * 200 * 1000 * (useconds_t)slow);            /* then a turn of 3 timeouts */
+    ck_assert(ru_run_until(base, answered, &r, 5000 * slow));
+    ck_assert_msg(r.status == REVTUN_OK && strcmp(r.inst, "proxy-1") == 0, "round %d: %s %s", round,
+                  revtun_redis_status_name(r.status), r.inst);
+  }
+  ck_assert_uint_eq(st(&b, "redis.timeouts"), to);
+  ck_assert_uint_eq(st(&b, "redis.reconnects"), rc0);
+  tun_close(&t);
+  inst_close(&a);
+  inst_close(&b);
+}
+END_TEST
+
 START_TEST(free_cancels_lookups_and_may_come_from_a_callback) {
   int fds0 = tu_open_fds();
   struct cfg c = {.timeout = 5000, .no_cache = true};
@@ -1053,6 +1081,7 @@ int main(void) {
   tcase_add_test(tc, hostile_values_are_bounded_and_counted);
   tcase_add_test(tc, cached_answers_are_invalidated_by_pubsub);
   tcase_add_test(tc, a_cached_owner_that_dies_is_forgotten_within_two_ttls);
+  tcase_add_test(tc, a_loop_turn_longer_than_the_timeout_drops_nothing);
   tcase_add_test(tc, handed_off_sessions_serve_until_goaway);
   tcase_add_test(tc, stop_releases_the_claim_at_once);
   tcase_add_test(tc, a_stalled_redis_times_out);

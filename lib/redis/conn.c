@@ -9,13 +9,19 @@
  * that one flush writes, one round trip); each batch has a deadline, and the
  * connection's single timer watches the oldest one. A batch whose replies do
  * not arrive in time drops the connection: every pending callback then runs
- * with no reply, which fails its callers. A dropped connection is opened
+ * with no reply, which fails its callers. The deadline is meant to catch a
+ * Redis that does not answer, not a host loop that runs late: a batch is
+ * written to the socket when it is closed (not at the next turn's write
+ * readiness), and a deadline that comes due first reads what the socket
+ * holds, so a loop turn longer than the timeout (a starved or busy host)
+ * does not drop a connection whose answers are already there. A dropped connection is opened
  * again after a backoff that doubles from the minimum to the maximum and
  * returns to the minimum once a connection is up.
  *
  * Every command's callback runs exactly once (with its reply, or with NULL
  * when the connection goes), except SUBSCRIBE's, which runs once per message
  * until the connection goes. */
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +165,11 @@ void rr_conn_end(struct rr_conn *c) {
   c->tail = b;
   if (c->head == b)
     arm(c);
+  /* Out now: the deadline then measures Redis, not also the wait for the
+   * next loop turn. Not while connecting: hiredis would take a connect in
+   * progress for a finished one. */
+  if (c->ac && (c->ac->c.flags & REDIS_CONNECTED))
+    redisAsyncHandleWrite(c->ac); /* may drop the connection */
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
@@ -192,15 +203,36 @@ static void on_retry(evutil_socket_t fd, short what, void *arg) {
   rr_leave(c->r);
 }
 
+static bool overdue(const struct rr_conn *c) {
+  return c->ac && c->head && c->head->deadline <= rr_now(c->r);
+}
+
+/* The socket holds bytes (or an error) now. */
+static bool readable(const struct rr_conn *c) {
+  struct pollfd p = {.fd = c->ac->c.fd, .events = POLLIN};
+  return poll(&p, 1, 0) == 1 && p.revents;
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
   struct rr_conn *c = arg;
   revtun_redis_t *r = c->r;
   rr_enter(r);
-  if (c->head && c->head->deadline <= rr_now(r)) {
+  /* The answers may be in the socket, unread because the loop ran late:
+   * read them first, as the read event would (bounded: a reply that keeps
+   * coming is a Redis that answers). */
+  for (int i = 0; i < 64 && overdue(c) && readable(c); i++) {
+    if (rr_guard_overfull(&c->guard, c->ac->c.reader)) {
+      c->guard.rejected++;
+      rr_conn_drop(c, "a reply exceeds the size bound");
+    } else {
+      redisAsyncHandleRead(c->ac); /* may drop the connection */
+    }
+  }
+  if (overdue(c)) {
     r->stats[RS_TIMEOUTS]++;
     rr_conn_drop(c, "no answer within the timeout");
-  } else {
+  } else if (c->ac) {
     arm(c);
   }
   rr_leave(r);
