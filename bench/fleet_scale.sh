@@ -4,7 +4,7 @@
 # source addresses (agent --bind 127.0.0.x). See bench/README.md.
 #
 #   bench/fleet_scale.sh [--build DIR] [--proxies P] [--agents A] [--tunnels N]
-#                        [--idle S] [--fleet-timeout DUR]
+#                        [--idle S] [--fleet-timeout DUR] [--ping-interval-ms MS]
 #
 # Defaults are small (3 proxies, 6 agents, 3,000 tunnels); the large run
 # is --proxies 6 --agents 24 --tunnels 100000. Agent i is node n<i>, parks
@@ -15,8 +15,12 @@
 # idle for S seconds (default 5), Redis memory of the fleet's keys per node
 # and per tunnel (and used_memory's change, which is noisy), and then sends
 # one request per node through a proxy that does not hold it (all must
-# answer 200). --fleet-timeout goes to every proxy (the Redis answer
-# deadline, default the proxy's 1s).
+# answer 200), each failure with its reason and time, the slowest answer,
+# and each proxy's directory counters (timeouts, reconnects, ...).
+# --fleet-timeout goes to every proxy (the Redis answer deadline, default
+# the proxy's 1s); --ping-interval-ms is the RPING interval of the parked
+# tunnels (default the library's 2000), the idle work that grows with the
+# tunnels.
 set -u
 
 top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +32,7 @@ A=6
 N=3000
 IDLE=5
 FLEET_TIMEOUT=1s
+IVL=
 FD_LIMIT=20000
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,7 +42,8 @@ while [ $# -gt 0 ]; do
     --tunnels) N=$2; shift ;;
     --idle) IDLE=$2; shift ;;
     --fleet-timeout) FLEET_TIMEOUT=$2; shift ;;
-    *) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 2 ;;
+    --ping-interval-ms) IVL=$2; shift ;;
+    *) sed -n '2,25s/^# \{0,1\}//p' "$0"; exit 2 ;;
   esac
   shift
 done
@@ -66,6 +72,16 @@ redis_keys() {
   done | awk '{ s += $1; n++ } END { printf "%d %d", s, n }'
 }
 
+ACC=
+if [ -n "$IVL" ]; then
+  cat >"$T/acceptor.txtpb" <<EOF
+# proto-message: envoy.extensions.filters.network.reverse_tunnel.v3.ReverseTunnel
+ping_interval { seconds: $((IVL / 1000)) nanos: $((IVL % 1000 * 1000000)) }
+EOF
+  encode "$T/acceptor.txtpb" "$T/acceptor.bin" || { echo "cannot encode the acceptor config" >&2; exit 1; }
+  ACC="--acceptor-config $T/acceptor.bin"
+fi
+
 pick_port REDIS
 pick_port BACK
 spawn redis "$T/redis.log" redis-server --port "$REDIS" --bind 127.0.0.1 --save "" \
@@ -80,7 +96,7 @@ while [ $i -lt "$P" ]; do
   eval "_c=\$CLI_$i _t=\$TUN_$i _a=\$ADM_$i"
   spawn "proxy_$i" "$T/proxy_$i.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$_t \
     --listen 127.0.0.1:$_c --admin-listen 127.0.0.1:$_a --fleet-redis 127.0.0.1:$REDIS \
-    --instance-id "p$i" --max-clients 100 --fleet-timeout "$FLEET_TIMEOUT"
+    --instance-id "p$i" --max-clients 100 --fleet-timeout "$FLEET_TIMEOUT" $ACC
   i=$((i + 1))
 done
 i=0
@@ -97,7 +113,7 @@ while [ $i -lt "$P" ]; do
   i=$((i + 1))
 done
 
-echo "# bench/fleet_scale.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), --fleet-timeout $FLEET_TIMEOUT; $P proxies, $A agents x $PER_AGENT tunnels = $((A * PER_AGENT)) tunnels"
+echo "# bench/fleet_scale.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), --fleet-timeout $FLEET_TIMEOUT, RPING every ${IVL:-2000} ms; $P proxies, $A agents x $PER_AGENT tunnels = $((A * PER_AGENT)) tunnels"
 START=$(date +%s)
 i=0
 while [ $i -lt "$A" ]; do
@@ -141,7 +157,19 @@ sum_ticks() {
 }
 t0p=$(sum_ticks proxy "$P")
 t0a=$(sum_ticks agent "$A")
-sleep "$IDLE"
+# meanwhile, how late each proxy's loop answers its admin listener (the
+# slowest of a few /stats; a lagging loop answers Redis just as late)
+lag_end=$(($(date +%s) + IDLE))
+: >"$T/lag"
+while [ "$(date +%s)" -lt $lag_end ]; do
+  i=0
+  while [ $i -lt "$P" ]; do
+    eval "_a=\$ADM_$i"
+    curl -s --max-time 10 -o /dev/null -w "$i %{time_total}\n" "http://127.0.0.1:$_a/stats" >>"$T/lag"
+    i=$((i + 1))
+  done
+  sleep 0.5
+done
 t1p=$(sum_ticks proxy "$P")
 t1a=$(sum_ticks agent "$A")
 HZ=$(getconf CLK_TCK)
@@ -164,21 +192,39 @@ MEM1=$(redis_mem)
 KEYS=$(redis_keys)
 TOTAL=$((A * PER_AGENT))
 awk -v n="$TOTAL" -v p="$prss" -v p0="$prss0" -v a="$arss" -v m0="$MEM0" -v m1="$MEM1" \
-  -v kb="${KEYS% *}" -v kn="${KEYS#* }" -v nodes="$A" -v cp=$((t1p - t0p)) -v ca=$((t1a - t0a)) -v hz="$HZ" -v s="$IDLE" 'BEGIN {
+  -v kb="${KEYS% *}" -v kn="${KEYS#* }" -v nodes="$A" -v cp=$((t1p - t0p)) -v ca=$((t1a - t0a)) -v hz="$HZ" -v s="$IDLE" -v lag="$(sort -k2 -n "$T/lag" | tail -1 | cut -d' ' -f2)" 'BEGIN {
   printf "proxies: RSS %.1f MiB in all, %.0f B per tunnel over their RSS before (%.1f MiB)\n", p / 1024, (p - p0) * 1024 / n, p0 / 1024
   printf "agents:  RSS %.1f MiB in all, %.0f B per tunnel\n", a / 1024, a * 1024 / n
   printf "idle CPU: proxies %.1f%% of one core in all, agents %.1f%% (over %d s)\n", cp / hz / s * 100, ca / hz / s * 100, s
+  printf "admin answer time while idle (loop lag), slowest: %s s\n", lag
   printf "redis: %d keys of the fleet, %d B (MEMORY USAGE): %.0f B per node (%d nodes), %.3f B per tunnel; used_memory %+d B\n", kn, kb, kb / nodes, nodes, kb / n, m1 - m0
 }'
 
-# one request per node, through a proxy that does not hold it
+# one request per node, through a proxy that does not hold it: its status,
+# reason (x-revtun-error) and time, and each failure shown
 okn=0
 i=0
 while [ $i -lt "$A" ]; do
   eval "_c=\$CLI_$(((i + 1) % P))"
-  _code=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -H "x-remote-node-id: n$i" "http://127.0.0.1:$_c/")
-  [ "$_code" = 200 ] && okn=$((okn + 1))
+  _r=$(curl -s --max-time 10 -o /dev/null -D "$T/head" -w '%{http_code} %{time_total}' \
+    -H "x-remote-node-id: n$i" "http://127.0.0.1:$_c/")
+  if [ "${_r% *}" = 200 ]; then
+    okn=$((okn + 1))
+  else
+    echo "  n$i through p$(((i + 1) % P)): $_r s $(tr -d '\r' <"$T/head" | sed -n 's/^x-revtun-error: //Ip')"
+  fi
+  echo "${_r#* }" >>"$T/times"
   i=$((i + 1))
 done
-echo "requests through another proxy: $okn of $A nodes answered 200"
+echo "requests through another proxy: $okn of $A nodes answered 200 (slowest $(sort -n "$T/times" | tail -1) s)"
+# what each proxy's directory went through since it started
+i=0
+while [ $i -lt "$P" ]; do
+  eval "_a=\$ADM_$i"
+  curl -s --max-time 10 "http://127.0.0.1:$_a/stats" | awk -v p="p$i" '
+    $1 ~ /^revtun_proxy_fleet_(redis_(timeouts|reconnects|republishes|lookups_unavailable|connect_failures)|forward_failures|directory_unavailable)$/ {
+      sub(/^revtun_proxy_fleet_/, "", $1); s = s " " $1 "=" $2 }
+    END { print "  " p ":" s }'
+  i=$((i + 1))
+done
 [ $okn -eq "$A" ]
