@@ -220,7 +220,7 @@ int agent_dial(const struct addr *a, const struct addr *src);
 void slot_connect(struct slot *sl);
 void slot_close(struct slot *sl);
 void slot_retry(struct slot *sl, int64_t delay_ms, const char *why);
-void slot_upstream_failed(struct slot *sl, const char *why);
+void slot_upstream_failed(struct slot *sl, int64_t delay_ms, const char *why);
 void slot_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* tls.c */

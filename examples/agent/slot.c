@@ -82,8 +82,9 @@ void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
 }
 
 /* The upstream sl dialed did not take it (why): when that one is still the
- * current upstream, the next one becomes current; then the slot retries. */
-void slot_upstream_failed(struct slot *sl, const char *why) {
+ * current upstream, the next one becomes current; then the slot retries
+ * after delay_ms (-1: the backoff). */
+void slot_upstream_failed(struct slot *sl, int64_t delay_ms, const char *why) {
   struct agent *ag = sl->ag;
   unsigned n = ag->cfg.n_upstreams;
 
@@ -92,7 +93,7 @@ void slot_upstream_failed(struct slot *sl, const char *why) {
     logmsg("upstream %s failed (%s): switching to %s", ag->cfg.upstream[sl->up].text, why,
            ag->cfg.upstream[ag->cur_up].text);
   }
-  slot_retry(sl, -1, why);
+  slot_retry(sl, delay_ms, why);
 }
 
 static void slot_send_handshake(struct slot *sl) {
@@ -179,7 +180,7 @@ static void slot_finish_rejection(struct slot *sl, int complete) {
   if (sl->status == 429 || sl->status >= 500) {
     if (sl->ag->cfg.n_upstreams > 1)
       delay = -1; /* the next proxy need not wait for this one's Retry-After */
-    slot_upstream_failed(sl, why);
+    slot_upstream_failed(sl, delay, why);
     return;
   }
   slot_retry(sl, delay, why);
@@ -327,9 +328,10 @@ static void slot_handshake_input(struct slot *sl) {
   if (rc == H1_INCOMPLETE)
     return;
   if (rc != H1_OK) {
-    slot_upstream_failed(sl, rc == H1_TOO_LARGE || rc == H1_TOO_MANY
-                                 ? "handshake response head too large"
-                                 : "malformed handshake response");
+    slot_upstream_failed(sl, -1,
+                         rc == H1_TOO_LARGE || rc == H1_TOO_MANY
+                             ? "handshake response head too large"
+                             : "malformed handshake response");
     return;
   }
   if (hd.status == want) {
@@ -387,7 +389,7 @@ static void slot_failed(struct slot *sl, const char *what) {
   if (sl->state == SLOT_PARKED)
     slot_retry(sl, -1, why); /* the same proxy first: see the top of this file */
   else
-    slot_upstream_failed(sl, why);
+    slot_upstream_failed(sl, -1, why);
 }
 
 /* Drives the TLS handshake; once done, sends the tunnel handshake in it. */
@@ -512,7 +514,7 @@ void slot_connect(struct slot *sl) {
   if ((fd = agent_dial(&ag->cfg.upstream[sl->up], &ag->cfg.bind)) < 0) {
     snprintf(why, sizeof(why), "connect to %s failed: %s", ag->cfg.upstream[sl->up].text,
              strerror(errno));
-    slot_upstream_failed(sl, why);
+    slot_upstream_failed(sl, -1, why);
     return;
   }
   if (sock_init(&sl->sk, ag->base, fd, slot_read_cb, slot_write_cb, sl) < 0) {
