@@ -8,10 +8,13 @@
 # live id is refused; hostile directory entries are refused; a killed
 # instance gives a clear error (no hang), its entries expire, and its node
 # is reachable again through every other proxy once its agent (given all
-# three proxies) fails over to another one by itself; with Redis stopped local
+# three proxies) fails over to another one by itself; an agent whose first
+# proxy answers 503 parks at the next one, one whose first proxy answers 403
+# keeps retrying it (a policy answer is the same everywhere); with Redis stopped local
 # tunnels are still served and remote ones get 503, and after Redis is back
 # forwarding resumes. No timing assertions: every wait is a bounded poll.
-# Skips (77) without curl or redis-server, unless CI is set (then it fails).
+# Skips (77) without curl, redis-server or python3 (the refusing proxies),
+# unless CI is set (then it fails).
 # By hand: top_builddir=build top_srcdir=. tests/fleet.sh
 set -u
 
@@ -19,7 +22,7 @@ top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
 . "$top_srcdir/tests/fleet_lib.sh"
-fleet_require
+fleet_require python3
 
 e2e_begin fleet 30
 fleet_ports
@@ -79,6 +82,55 @@ rcli sadd "${PREFIX}n:n-huge" evil2 >/dev/null
 _c=$(code a n-huge)
 check "entry with a 100 kB address: 50x ($_c), no crash" sh -c "[ $_c = 502 ] || [ $_c = 503 ]"
 check "proxy a still serves after the hostile entries" is a n-b
+
+echo "# agent failover on a refusing proxy"
+# fake_upstream NAME STATUS: a listener that answers every handshake with
+# STATUS (and retry-after: 1); its port in FAKE_NAME.
+fake_upstream() {
+  pick_port "FAKE_$1"
+  eval "_p=\$FAKE_$1"
+  spawn "fake_$1" "$T/fake_$1.log" python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    try:
+        d = b""
+        while b"\r\n\r\n" not in d:
+            x = c.recv(4096)
+            if not x:
+                break
+            d += x
+        c.sendall(b"HTTP/1.1 " + sys.argv[2].encode() + b" No\r\ncontent-length: 2\r\nretry-after: 1\r\n\r\nno")
+    except OSError:
+        pass
+    c.close()
+' "$_p" "$2"
+  wait_until 10 sh -c "curl -s -o /dev/null http://127.0.0.1:$_p/; [ \$? != 7 ]"
+}
+fake_upstream busy 503
+fake_upstream deny 403
+spawn agent_f "$T/agent_f.log" "$EX/revtun-downstream-agent" \
+  --upstream "127.0.0.1:$FAKE_busy,127.0.0.1:$TUN_a" --node n-f --cluster edge --tenant acme \
+  --backend 127.0.0.1:$BACK --max-backoff-ms 500
+check "a proxy answering 503: the agent switches to the next one" wait_until 10 \
+  node_has_idle "$(adm a)" n-f
+check "  and logs why" grep -q "upstream 127.0.0.1:$FAKE_busy failed (handshake rejected: 503" \
+  "$T/agent_f.log"
+check "n-f through b: 200" wait_until 5 is b n-f
+spawn agent_g "$T/agent_g.log" "$EX/revtun-downstream-agent" \
+  --upstream "127.0.0.1:$FAKE_deny,127.0.0.1:$TUN_a" --node n-g --cluster edge --tenant acme \
+  --backend 127.0.0.1:$BACK --max-backoff-ms 500
+check "a proxy answering 403 (policy) is retried, three times" wait_until 15 sh -c \
+  "[ \$(grep -c 'handshake rejected: 403' '$T/agent_g.log') -ge 3 ]"
+check "  without switching to the next proxy" sh -c \
+  "! grep -q switching '$T/agent_g.log' && node_gone() { ! curl -s http://$(adm a)/tunnels | grep -q '\"node\": \"n-g\"'; }; node_gone"
+stop agent_f
+stop agent_g
 
 echo "# a second instance with a live id is refused"
 start_proxy d b
