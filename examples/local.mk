@@ -59,7 +59,8 @@ examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
-	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
+	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
+	examples/tls.c examples/tls.h
 examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(EXAMPLES_TLS_CPPFLAGS)
 examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
 examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \

@@ -9,6 +9,11 @@
 
 #ifdef EXAMPLES_TLS
 
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/x509_vfy.h>
 
@@ -158,6 +163,180 @@ void tls_quiet_free(SSL *ssl) {
   ERR_clear_error();
 }
 
+/* ---------------------------------------------- the post-handoff server */
+
+/* ALPN: the session after a handoff carries HTTP/2 and nothing else. */
+static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                     const unsigned char *in, unsigned int inlen, void *arg) {
+  static const unsigned char h2[] = {2, 'h', '2'};
+  (void)ssl, (void)arg;
+  if (SSL_select_next_proto((unsigned char **)out, outlen, h2, sizeof(h2), in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *tls_server_ctx_new(const char *ca, const char *cert, const char *key, char *err,
+                            size_t errlen) {
+  SSL_CTX *ctx;
+
+  ERR_clear_error();
+  if (!(ctx = SSL_CTX_new(TLS_server_method()))) {
+    tls_why(NULL, "SSL_CTX_new", err, errlen);
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    tls_why(NULL, cert, err, errlen);
+    goto fail;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    tls_why(NULL, key, err, errlen);
+    goto fail;
+  }
+  /* A client certificate the upstream presents must chain to ca; none is
+   * also accepted (the upstream proved itself on the handshake phase). */
+  if (ca) {
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+      tls_why(NULL, ca, err, errlen);
+      goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  }
+  return ctx;
+fail:
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+/* A BIO that gives the bytes already read off the socket (the ClientHello's
+ * start, read while RPINGs were being echoed) before reading the socket. */
+struct prefix_bio {
+  int fd;
+  size_t len, off;
+  unsigned char bytes[];
+};
+
+static int pbio_create(BIO *b) {
+  BIO_set_init(b, 0);
+  BIO_set_data(b, NULL);
+  return 1;
+}
+
+static int pbio_destroy(BIO *b) {
+  free(BIO_get_data(b)); /* the fd is the caller's */
+  BIO_set_data(b, NULL);
+  return 1;
+}
+
+static int pbio_read(BIO *b, char *out, int outl) {
+  struct prefix_bio *s = BIO_get_data(b);
+  ssize_t r;
+
+  BIO_clear_retry_flags(b);
+  if (outl <= 0)
+    return 0;
+  if (s->off < s->len) {
+    size_t n = s->len - s->off < (size_t)outl ? s->len - s->off : (size_t)outl;
+    memcpy(out, s->bytes + s->off, n);
+    s->off += n;
+    return (int)n;
+  }
+  do
+    r = recv(s->fd, out, (size_t)outl, 0);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    BIO_set_retry_read(b);
+  return (int)r;
+}
+
+static int pbio_write(BIO *b, const char *in, int inl) {
+  struct prefix_bio *s = BIO_get_data(b);
+  ssize_t r;
+
+  BIO_clear_retry_flags(b);
+  do
+    r = send(s->fd, in, (size_t)inl, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    BIO_set_retry_write(b);
+  return (int)r;
+}
+
+static long pbio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  struct prefix_bio *s = BIO_get_data(b);
+
+  (void)num, (void)ptr;
+  switch (cmd) {
+  case BIO_CTRL_FLUSH: return 1;
+  case BIO_CTRL_PENDING: return (long)(s->len - s->off);
+  default: return 0;
+  }
+}
+
+static BIO_METHOD *prefix_method;
+static pthread_once_t prefix_once = PTHREAD_ONCE_INIT;
+
+static void make_prefix_method(void) {
+  prefix_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "prefix then fd");
+  if (prefix_method) {
+    BIO_meth_set_create(prefix_method, pbio_create);
+    BIO_meth_set_destroy(prefix_method, pbio_destroy);
+    BIO_meth_set_read(prefix_method, pbio_read);
+    BIO_meth_set_write(prefix_method, pbio_write);
+    BIO_meth_set_ctrl(prefix_method, pbio_ctrl);
+  }
+}
+
+SSL *tls_server_new(SSL_CTX *ctx, int fd, const void *prefix, size_t plen, const void *rest,
+                    size_t restlen) {
+  struct prefix_bio *s;
+  SSL *ssl;
+  BIO *bio;
+
+  pthread_once(&prefix_once, make_prefix_method);
+  if (!prefix_method || plen > 16 || restlen > (1u << 20))
+    return NULL;
+  if (!(s = malloc(sizeof(*s) + plen + restlen)))
+    return NULL;
+  s->fd = fd;
+  s->off = 0;
+  s->len = plen + restlen;
+  if (plen)
+    memcpy(s->bytes, prefix, plen);
+  if (restlen)
+    memcpy(s->bytes + plen, rest, restlen);
+  if (!(ssl = SSL_new(ctx)) || !(bio = BIO_new(prefix_method))) {
+    SSL_free(ssl);
+    free(s);
+    ERR_clear_error();
+    return NULL;
+  }
+  BIO_set_data(bio, s);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl, bio, bio);
+  SSL_set_accept_state(ssl);
+  return ssl;
+}
+
+int tls_alpn_is_h2(const SSL *ssl) {
+  const unsigned char *p = NULL;
+  unsigned int n = 0;
+
+  SSL_get0_alpn_selected(ssl, &p, &n);
+  return n == 2 && p[0] == 'h' && p[1] == '2';
+}
+
+void tls_free(SSL *ssl) {
+  SSL_free(ssl);
+  ERR_clear_error();
+}
+
 #else /* without OpenSSL */
 
 int tls_available(void) { return 0; }
@@ -201,5 +380,25 @@ const char *tls_version(const SSL *ssl) {
 }
 
 void tls_quiet_free(SSL *ssl) { (void)ssl; }
+
+SSL_CTX *tls_server_ctx_new(const char *ca, const char *cert, const char *key, char *err,
+                            size_t errlen) {
+  (void)ca, (void)cert, (void)key;
+  snprintf(err, errlen, "built without OpenSSL: no TLS");
+  return NULL;
+}
+
+SSL *tls_server_new(SSL_CTX *ctx, int fd, const void *prefix, size_t plen, const void *rest,
+                    size_t restlen) {
+  (void)ctx, (void)fd, (void)prefix, (void)plen, (void)rest, (void)restlen;
+  return NULL;
+}
+
+int tls_alpn_is_h2(const SSL *ssl) {
+  (void)ssl;
+  return 0;
+}
+
+void tls_free(SSL *ssl) { (void)ssl; }
 
 #endif

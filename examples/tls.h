@@ -52,4 +52,22 @@ const char *tls_version(const SSL *ssl);
  * leaves the raw stream to the parked tunnel (NULL: nothing). */
 void tls_quiet_free(SSL *ssl);
 
+/* After the handoff the agent is the TLS server of a new session (ALPN h2
+ * only), with its certificate; a client certificate the upstream presents
+ * must chain to ca (NULL: none is asked for). */
+SSL_CTX *tls_server_ctx_new(const char *ca, const char *cert, const char *key, char *err,
+                            size_t errlen);
+
+/* A server session on fd (which stays the caller's) that first reads the
+ * bytes already taken off the socket: prefix (at most 16, a held partial
+ * RPING that was data) then rest (at most 1 MiB). NULL on failure. */
+SSL *tls_server_new(SSL_CTX *ctx, int fd, const void *prefix, size_t plen, const void *rest,
+                    size_t restlen);
+
+/* 1 when the session negotiated ALPN "h2". */
+int tls_alpn_is_h2(const SSL *ssl);
+
+/* Frees a session that is ending anyway (no alert is sent). */
+void tls_free(SSL *ssl);
+
 #endif

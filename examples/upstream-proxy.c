@@ -75,6 +75,20 @@ static void usage(FILE *f) {
         "  --tunnel-tls-crl FILE       refuse agent certificates revoked by this CRL\n"
         "                              (needs --tunnel-tls-ca); SIGHUP reloads all four\n"
         "                              files, parked tunnels stay\n"
+        "  --handoff-tls-ca FILE       after a handoff, open a new TLS session on the\n"
+        "                              tunnel as the client (ALPN h2): the agent's\n"
+        "                              certificate must chain to this CA bundle and\n"
+        "                              name the node (see --handoff-tls-verify)\n"
+        "  --handoff-tls-cert FILE, --handoff-tls-key FILE\n"
+        "                              client certificate to present there (optional)\n"
+        "  --handoff-tls-verify node|none\n"
+        "                              node (default): a DNS or URI SAN of the agent's\n"
+        "                              certificate equals the node id; none: the chain\n"
+        "                              only. A failed handshake is retried on another\n"
+        "                              tunnel twice, then answered 502 with\n"
+        "                              x-revtun-error: handoff-tls-failed\n"
+        "  --handoff-tls-timeout DUR   deadline of that handshake (default 5s);\n"
+        "                              SIGHUP reloads the --handoff-tls-* files too\n"
         "  --fleet-redis HOST:PORT     join a fleet: publish this instance's nodes in\n"
         "                              Redis and forward requests for nodes held by\n"
         "                              other instances to them (default: off)\n"
@@ -256,7 +270,18 @@ static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) 
 }
 
 /* Long options without a short letter (the letters are all taken). */
-enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_CRL, OPT_FLEET_CACHE_TTL };
+enum {
+  OPT_TLS_CERT = 256,
+  OPT_TLS_KEY,
+  OPT_TLS_CA,
+  OPT_TLS_CRL,
+  OPT_FLEET_CACHE_TTL,
+  OPT_HANDOFF_CA,
+  OPT_HANDOFF_CERT,
+  OPT_HANDOFF_KEY,
+  OPT_HANDOFF_VERIFY,
+  OPT_HANDOFF_TIMEOUT
+};
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
@@ -281,6 +306,11 @@ int main(int argc, char **argv) {
       {"tunnel-tls-key", required_argument, NULL, OPT_TLS_KEY},
       {"tunnel-tls-ca", required_argument, NULL, OPT_TLS_CA},
       {"tunnel-tls-crl", required_argument, NULL, OPT_TLS_CRL},
+      {"handoff-tls-ca", required_argument, NULL, OPT_HANDOFF_CA},
+      {"handoff-tls-cert", required_argument, NULL, OPT_HANDOFF_CERT},
+      {"handoff-tls-key", required_argument, NULL, OPT_HANDOFF_KEY},
+      {"handoff-tls-verify", required_argument, NULL, OPT_HANDOFF_VERIFY},
+      {"handoff-tls-timeout", required_argument, NULL, OPT_HANDOFF_TIMEOUT},
       {"fleet-redis", required_argument, NULL, 'R'},
       {"fleet-redis-password", required_argument, NULL, 'P'},
       {"fleet-redis-password-file", required_argument, NULL, 'W'},
@@ -312,6 +342,7 @@ int main(int argc, char **argv) {
   cfg->ka_timeout_ms = 5000;
   cfg->grace_ms = 10000;
   cfg->session_idle_ms = 60000;
+  cfg->handoff_timeout_ms = 5000;
   cfg->max_header_list = DEFAULT_MAX_HEADER_LIST;
   cfg->max_headers = DEFAULT_MAX_HEADERS;
   cfg->max_clients = default_max_clients();
@@ -334,6 +365,23 @@ int main(int argc, char **argv) {
     case OPT_TLS_KEY: cfg->tls_key = optarg; break;
     case OPT_TLS_CA: cfg->tls_ca = optarg; break;
     case OPT_TLS_CRL: cfg->tls_crl = optarg; break;
+    case OPT_HANDOFF_CA: cfg->handoff_ca = optarg; break;
+    case OPT_HANDOFF_CERT: cfg->handoff_cert = optarg; break;
+    case OPT_HANDOFF_KEY: cfg->handoff_key = optarg; break;
+    case OPT_HANDOFF_VERIFY:
+      if (strcmp(optarg, "node") && strcmp(optarg, "none")) {
+        fprintf(stderr, PROG ": --handoff-tls-verify: node or none, not '%s'\n", optarg);
+        return 2;
+      }
+      cfg->handoff_verify_none = !strcmp(optarg, "none");
+      break;
+    case OPT_HANDOFF_TIMEOUT:
+      if (parse_duration_ms(optarg, &cfg->handoff_timeout_ms) < 0 || cfg->handoff_timeout_ms == 0 ||
+          cfg->handoff_timeout_ms > 600000) {
+        fprintf(stderr, PROG ": --handoff-tls-timeout: bad duration '%s' (up to 10m)\n", optarg);
+        return 2;
+      }
+      break;
     case 'R': cfg->fleet_redis = optarg; break;
     case OPT_FLEET_CACHE_TTL:
       if (parse_duration_ms(optarg, &cfg->fleet_cache_ttl_ms) < 0 ||

@@ -39,7 +39,7 @@ echo "# proxy: TLS tunnel listener :$TUN, client CA, CRL, node id = certificate 
 spawn proxy "$T/proxy.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN \
   --listen 127.0.0.1:$CLI --admin-listen $ADMIN --acceptor-config "$T/acceptor.bin" \
   --tunnel-tls-cert "$T/server.pem" --tunnel-tls-key "$T/server.key" \
-  --tunnel-tls-ca "$P/ca.pem" --tunnel-tls-crl "$P/crl.pem" --verbose
+  --tunnel-tls-ca "$P/ca.pem" --tunnel-tls-crl "$P/crl.pem" --handoff-tls-ca "$P/ca.pem" --verbose
 wait_until 30 curl -sf "http://$ADMIN/tunnels" || { echo "FAIL - proxy did not start"; exit 1; }
 check "no identity-binding warning (the config binds the node id)" \
   sh -c "! grep -q 'without identity binding' '$T/proxy.log'"

@@ -211,12 +211,17 @@ TESTS += tests/readme_envoy.sh
 
 # e2e_tls.sh: the programs over real TLS (scripts/quickstart's set-up with
 # certificates), with tls_pki making the PKI (expired and revoked included).
-EXTRA_DIST += tests/tls_pki.c
-dist_check_SCRIPTS += tests/e2e_tls.sh
+# e2e_tls_handoff.sh: TLS after the handoff (proxy as TLS client, agent as
+# server) with bad agents, a stalled handshake and RPINGs injected at the
+# handoff by rping_relay.
+EXTRA_DIST += tests/tls_pki.c tests/rping_relay.c
+dist_check_SCRIPTS += tests/e2e_tls.sh tests/e2e_tls_handoff.sh
 if HAVE_OPENSSL
 if HAVE_EXAMPLES
-check_PROGRAMS += tests/tls_pki
-TESTS += tests/e2e_tls.sh
+check_PROGRAMS += tests/tls_pki tests/rping_relay
+TESTS += tests/e2e_tls.sh tests/e2e_tls_handoff.sh
+tests_rping_relay_SOURCES = tests/rping_relay.c
+tests_rping_relay_CFLAGS = $(WARN_CFLAGS)
 tests_tls_pki_SOURCES = tests/tls_pki.c tests/tls_certs.c tests/tls_certs.h
 tests_tls_pki_CPPFLAGS = $(OPENSSL_CFLAGS)
 tests_tls_pki_CFLAGS = $(WARN_CFLAGS)

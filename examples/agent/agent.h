@@ -138,6 +138,8 @@ struct tunnel {
   uint64_t conn_id;
   int dying, lingering, flush_pending;
   size_t hdr_held; /* header bytes of its streams' requests */
+  SSL *ssl;        /* --tls: the session the upstream opened after the handoff */
+  int tls_handshaking;
 };
 
 enum bstate { B_HEAD, B_LENGTH, B_CHUNKED, B_UNTIL_CLOSE, B_DONE };
@@ -193,7 +195,8 @@ struct agent {
   unsigned cur_up; /* the upstream new dials go to; the next one after it fails */
   int stopping;
   struct event *grace_ev;
-  SSL_CTX *tls_ctx; /* --tls: client context of the handshake phase */
+  SSL_CTX *tls_ctx;     /* --tls: client context of the handshake phase */
+  SSL_CTX *tls_srv_ctx; /* --tls --cert: server context after the handoff */
   /* per upstream: the name its certificate must carry (--sni, else its host),
    * and whether that is an IP, checked against IP SANs (no SNI is sent) */
   char tls_name[MAX_UPSTREAMS][256];
@@ -228,6 +231,10 @@ int agent_tls_setup(struct agent *ag, const char *const *upstreams, char *err, s
 void agent_tls_free(struct agent *ag);
 int slot_tls_begin(struct slot *sl);
 void slot_tls_park(struct slot *sl);
+void agent_tls_reload(struct agent *ag);
+int tunnel_tls_begin(struct tunnel *t, const char *prefix, size_t plen, const uint8_t *rest,
+                     size_t restlen);
+int tunnel_tls_step(struct tunnel *t);
 
 /* tunnel.c */
 int h2_setup(void);

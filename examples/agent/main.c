@@ -82,6 +82,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   agent_stop(ag);
 }
 
+static void hup_cb(evutil_socket_t sig, short what, void *arg) {
+  (void)sig, (void)what;
+  agent_tls_reload(arg);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void usage(FILE *f) {
@@ -112,7 +117,12 @@ static void usage(FILE *f) {
         "  --max-headers N               header fields per request (default 100)\n"
         "  --tls                         dial with TLS: the handshake runs inside it,\n"
         "                                the parked tunnel is raw TCP after a quiet\n"
-        "                                shutdown (needs --ca)\n"
+        "                                shutdown (needs --ca); with --cert, the\n"
+        "                                upstream opens a new TLS session after the\n"
+        "                                handoff and the agent serves it (ALPN h2,\n"
+        "                                the same certificate; a cleartext HTTP/2\n"
+        "                                preface is refused). SIGHUP reloads --ca,\n"
+        "                                --cert and --key\n"
         "  --ca FILE                     CA bundle the upstream's certificate must\n"
         "                                chain to\n"
         "  --cert FILE, --key FILE       client certificate chain and key to present\n"
@@ -209,7 +219,7 @@ int main(int argc, char **argv) {
   const char *upstream_specs[MAX_UPSTREAMS], *backend = "127.0.0.1:8081", *bind_ip = NULL;
   char upstream_list[MAX_UPSTREAMS * (sizeof(cfg->upstream[0].text) + 2) + 8];
   size_t listed = 0;
-  struct event *sig_int, *sig_term;
+  struct event *sig_int, *sig_term, *sig_hup;
   char tls_err[512];
   unsigned i;
   int c;
@@ -306,8 +316,10 @@ int main(int argc, char **argv) {
   }
   sig_int = evsignal_new(ag.base, SIGINT, signal_cb, &ag);
   sig_term = evsignal_new(ag.base, SIGTERM, signal_cb, &ag);
+  sig_hup = evsignal_new(ag.base, SIGHUP, hup_cb, &ag);
   event_add(sig_int, NULL);
   event_add(sig_term, NULL);
+  event_add(sig_hup, NULL);
 
   upstream_list[0] = '\0';
   for (i = 1; i < cfg->n_upstreams && listed < sizeof(upstream_list); i++)
@@ -343,6 +355,7 @@ int main(int argc, char **argv) {
     event_free(ag.grace_ev);
   event_free(sig_int);
   event_free(sig_term);
+  event_free(sig_hup);
   event_base_free(ag.base);
   h2_teardown();
   agent_tls_free(&ag);

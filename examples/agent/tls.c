@@ -6,10 +6,17 @@
  * --cert, sends the tunnel handshake and reads the answer inside TLS, then
  * abandons the session with a quiet shutdown: the parked tunnel is raw TCP,
  * its RPINGs outside TLS, as with Envoy's initiator.
+ *
+ * After the handoff the roles flip: the upstream opens a new session on the
+ * raw stream as the TLS client, and the agent is its server, with --cert
+ * and ALPN h2; the HTTP/2 session runs inside it. A cleartext HTTP/2
+ * preface is refused. SIGHUP loads --ca, --cert and --key again for the
+ * connections that start from then on.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,12 +54,91 @@ int agent_tls_setup(struct agent *ag, const char *const *upstreams, char *err, s
   }
   if (!(ag->tls_ctx = tls_ctx_new(c->ca, c->cert, c->key, err, errlen)))
     return -1;
+  if (c->cert && !(ag->tls_srv_ctx = tls_server_ctx_new(c->ca, c->cert, c->key, err, errlen)))
+    return -1;
   return 0;
+}
+
+/* SIGHUP: new contexts for the connections dialed and taken from now on;
+ * sessions in progress keep a reference to theirs. A file that does not
+ * load keeps the previous ones. */
+void agent_tls_reload(struct agent *ag) {
+  const struct config *c = &ag->cfg;
+  SSL_CTX *cl, *srv = NULL;
+  char err[512];
+
+  if (!c->tls) {
+    logmsg("SIGHUP: no TLS configured, nothing to reload");
+    return;
+  }
+  if (!(cl = tls_ctx_new(c->ca, c->cert, c->key, err, sizeof(err))) ||
+      (c->cert && !(srv = tls_server_ctx_new(c->ca, c->cert, c->key, err, sizeof(err))))) {
+    tls_ctx_free(cl);
+    logmsg("SIGHUP: reload failed, keeping the previous certificates: %s", err);
+    return;
+  }
+  tls_ctx_free(ag->tls_ctx);
+  tls_ctx_free(ag->tls_srv_ctx);
+  ag->tls_ctx = cl;
+  ag->tls_srv_ctx = srv;
+  logmsg("SIGHUP: CA, certificate and key reloaded");
 }
 
 void agent_tls_free(struct agent *ag) {
   tls_ctx_free(ag->tls_ctx);
-  ag->tls_ctx = NULL;
+  tls_ctx_free(ag->tls_srv_ctx);
+  ag->tls_ctx = ag->tls_srv_ctx = NULL;
+}
+
+/* The upstream took the tunnel: its first bytes (a held partial RPING that
+ * was data, then the rest of the read) must open a TLS session. 0, or -1
+ * with the reason logged (the caller ends the tunnel). */
+int tunnel_tls_begin(struct tunnel *t, const char *prefix, size_t plen, const uint8_t *rest,
+                     size_t restlen) {
+  const struct timeval deadline = {HANDSHAKE_TIMEOUT_S, 0};
+  uint8_t first = plen ? (uint8_t)prefix[0] : restlen ? rest[0] : 0x16;
+
+  if (first != 0x16) { /* a TLS handshake record starts with content type 22 */
+    logmsg("tunnel %" PRIu64 ": cleartext after the handoff (%s), but --tls expects a TLS "
+           "ClientHello: refused",
+           t->conn_id, first == 'P' ? "an HTTP/2 preface" : "not a TLS record");
+    return -1;
+  }
+  if (!(t->ssl = tls_server_new(t->ag->tls_srv_ctx, t->sk.fd, prefix, plen, rest, restlen))) {
+    logmsg("tunnel %" PRIu64 ": cannot start TLS after the handoff", t->conn_id);
+    return -1;
+  }
+  sock_set_filter(&t->sk, &tls_filter, t->ssl);
+  t->tls_handshaking = 1;
+  evtimer_add(t->kill_ev, &deadline); /* a stalled handshake ends the tunnel */
+  return 0;
+}
+
+/* One step of the post-handoff handshake: 1 done (HTTP/2 may flow), 0 not
+ * yet, -1 failed (logged; the caller ends the tunnel). */
+int tunnel_tls_step(struct tunnel *t) {
+  char why[384];
+  int r = tls_handshake(t->ssl, why, sizeof(why));
+
+  if (r == 2) {
+    sock_want_write(&t->sk);
+    return 0;
+  }
+  if (t->sk.writing) { /* no longer waiting for room */
+    event_del(t->sk.wev);
+    t->sk.writing = 0;
+  }
+  if (r == 0)
+    return 0;
+  if (r < 0) {
+    logmsg("tunnel %" PRIu64 ": TLS after the handoff failed: %s", t->conn_id, why);
+    return -1;
+  }
+  t->tls_handshaking = 0;
+  evtimer_del(t->kill_ev);
+  logmsg("tunnel %" PRIu64 ": %s after the handoff (ALPN %s), serving HTTP/2", t->conn_id,
+         tls_version(t->ssl), tls_alpn_is_h2(t->ssl) ? "h2" : "none");
+  return 1;
 }
 
 /* The slot's TCP connection is up: its TLS session, ready to handshake. */

@@ -314,6 +314,7 @@ void tunnel_free(struct tunnel *t) {
   while (t->wq)
     tunnel_unqueue_write(t->wq);
   sock_close(&t->sk);
+  tls_free(t->ssl); /* the tunnel ends with its socket: no alert */
   close(t->sk.fd);
   event_free(t->kill_ev);
   event_free(t->flush_ev);
@@ -329,9 +330,14 @@ void tunnel_free(struct tunnel *t) {
 }
 
 static void tunnel_kill_cb(evutil_socket_t fd, short what, void *arg) {
+  struct tunnel *t = arg;
+
   (void)fd;
   (void)what;
-  tunnel_free(arg);
+  if (t->tls_handshaking && !t->dying) /* the handshake's deadline */
+    logmsg("tunnel %" PRIu64 ": TLS after the handoff timed out (%ds)", t->conn_id,
+           HANDSHAKE_TIMEOUT_S);
+  tunnel_free(t);
 }
 
 /*
@@ -372,6 +378,8 @@ static void tunnel_flush(struct tunnel *t) {
   int rv, wr;
 
   t->flush_pending = 0;
+  if (t->tls_handshaking)
+    return; /* frames wait for the session (tunnel_read_cb flushes after it) */
   /* Requests to the backends first: what they take frees request window. */
   while (t->wq) {
     struct bconn *c = t->wq;
@@ -460,6 +468,13 @@ static void tunnel_read_cb(evutil_socket_t fd, short what, void *arg) {
   size_t budget = READ_BUDGET;
 
   (void)fd, (void)what;
+  if (t->tls_handshaking && !t->dying) {
+    int r = tunnel_tls_step(t);
+    if (r < 0)
+      tunnel_kill(t, "TLS handshake failed");
+    if (r <= 0)
+      return;
+  }
   while (budget > 0 && (!t->dying || t->lingering)) {
     ssize_t n = sock_read(&t->sk, buf, sizeof(buf));
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -473,8 +488,8 @@ static void tunnel_read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (!t->lingering) /* a lingering tunnel only waits for the close */
       tunnel_feed(t, buf, (size_t)n);
-    if ((size_t)n < sizeof(buf))
-      break; /* drained */
+    if (!t->ssl && (size_t)n < sizeof(buf))
+      break; /* drained (TLS gives a record at a time: read until EAGAIN) */
     budget -= (size_t)n < budget ? (size_t)n : budget;
   }
   tunnel_want_flush(t);
@@ -486,6 +501,14 @@ static void tunnel_write_cb(evutil_socket_t fd, short what, void *arg) {
   (void)fd, (void)what;
   if (t->dying)
     return;
+  if (t->tls_handshaking) {
+    int r = tunnel_tls_step(t);
+    if (r < 0)
+      tunnel_kill(t, "TLS handshake failed");
+    else if (r > 0)
+      tunnel_read_cb(t->sk.fd, EV_READ, t); /* what came with the last flight */
+    return;
+  }
   if (sock_write(&t->sk) < 0)
     tunnel_kill(t, strerror(errno));
   else if (evbuffer_get_length(t->sk.out) <= TUN_OUT_LOW)
@@ -567,8 +590,15 @@ void tunnel_start(struct slot *sl, const char *prefix, size_t plen, const uint8_
   nghttp2_submit_settings(t->h2, NGHTTP2_FLAG_NONE, settings,
                           sizeof(settings) / sizeof(settings[0]));
   nghttp2_session_set_local_window_size(t->h2, NGHTTP2_FLAG_NONE, 0, 16 << 20);
-  tunnel_feed(t, (const uint8_t *)prefix, plen);
-  tunnel_feed(t, rest, restlen);
+  if (ag->tls_srv_ctx) { /* --tls: the upstream opens a TLS session first */
+    if (tunnel_tls_begin(t, prefix, plen, rest, restlen) < 0)
+      tunnel_kill(t, "no TLS after the handoff");
+    else
+      tunnel_read_cb(t->sk.fd, EV_READ, t); /* the ClientHello already read */
+  } else {
+    tunnel_feed(t, (const uint8_t *)prefix, plen);
+    tunnel_feed(t, rest, restlen);
+  }
   tunnel_want_flush(t);
 
   /* Keep --count tunnels parked: replace this one right away. */

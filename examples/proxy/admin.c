@@ -87,6 +87,9 @@ static void stats(struct proxy *p, struct evbuffer *b, unsigned flags) {
   admin_metric(b, prom, "idle_sessions_closed", "counter", p->st.idle_sessions_closed);
   admin_metric(b, prom, "accept_pauses", "counter", p->st.accept_pauses);
   admin_metric(b, prom, "auth_failures", "counter", p->st.auth_failures);
+  admin_metric(b, prom, "handoff_tls_handshakes", "counter", p->st.handoff_tls_handshakes);
+  admin_metric(b, prom, "handoff_tls_failures", "counter", p->st.handoff_tls_failures);
+  admin_metric(b, prom, "handoff_tls_timeouts", "counter", p->st.handoff_tls_timeouts);
   admin_metric(b, prom, "sessions", "gauge", p->n_sessions);
   admin_metric(b, prom, "client_connections", "gauge", p->n_conns);
   admin_metric(b, prom, "requests_in_flight", "gauge", p->n_xchg);

@@ -90,6 +90,10 @@ void xchg_dispatch(struct xchg *x) {
     return;
   }
   u = up_route(p, x, why, sizeof(why));
+  if (!u && x->handoff_tls_failed) { /* the tunnels there failed TLS */
+    xchg_local_reply_hdr(x, 502, why, "x-revtun-error", "handoff-tls-failed");
+    return;
+  }
   if (!u) {
     /* with --fleet-redis, another instance may hold the node */
     if (!p->fleet || !fleet_route(x, why, sizeof(why)))
@@ -163,6 +167,33 @@ int xchg_retry(struct xchg *x) {
   x->p->st.requests--; /* counted once */
   xchg_dispatch(x);
   return 0;
+}
+
+/* The TLS session on x's tunnel failed before any frame went out: nothing
+ * of the request reached the agent (its body is still in req_body), so it
+ * is routed again, twice at most; then 502 handoff-tls-failed. */
+void xchg_handoff_failed(struct xchg *x, const char *error) {
+  struct proxy *p = x->p;
+
+  if (!x->u)
+    return;
+  x->handoff_tls_failed = 1;
+  detach_upstream(x);
+  if (x->c && !p->stopping && x->retries < 2) {
+    x->retries++;
+    p->st.requests--; /* counted once */
+    xchg_dispatch(x);
+    return;
+  }
+  xchg_hold(x);
+  if (x->c) {
+    char text[512];
+    p->st.upstream_resets++;
+    snprintf(text, sizeof(text), "reverse tunnel to %s failed: %s", x->target ? x->target : "?",
+             error);
+    xchg_local_reply_hdr(x, 502, text, "x-revtun-error", "handoff-tls-failed");
+  }
+  xchg_release(x);
 }
 
 /* The upstream stream closed (error NULL), was reset, or its session died. */

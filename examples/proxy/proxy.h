@@ -100,6 +100,10 @@ struct settings {
   uint32_t max_clients;     /* client connections at once */
   /* --tunnel-tls-*: the tunnel listener speaks TLS (tls.c) */
   const char *tls_cert, *tls_key, *tls_ca, *tls_crl;
+  /* --handoff-tls-*: TLS as the client after the handoff (tls.c) */
+  const char *handoff_ca, *handoff_cert, *handoff_key;
+  int handoff_verify_none; /* chain only, the node id is not checked */
+  uint32_t handoff_timeout_ms;
   /* fleet (fleet.c): NULL fleet_redis = no fleet */
   const char *fleet_redis, *fleet_password, *fleet_password_file, *fleet_prefix;
   const char *advertise, *instance_id;
@@ -117,6 +121,7 @@ struct counters {
   uint64_t requests, local_replies, handoffs, sessions_opened, sessions_closed;
   uint64_t keepalive_timeouts, goaways, upstream_resets;
   uint64_t header_limit_resets, idle_sessions_closed, accept_pauses, auth_failures;
+  uint64_t handoff_tls_handshakes, handoff_tls_failures, handoff_tls_timeouts;
 };
 
 /* A listening socket that stops accepting while file descriptors run out
@@ -160,7 +165,8 @@ struct proxy {
   struct conn *dead_conns;      /* closed, freed by the reaper */
   struct upsess *dead_sessions; /* same */
   struct counters st;
-  struct revtun_openssl *tls; /* the acceptor's TLS transport, or NULL */
+  struct revtun_openssl *tls;     /* the acceptor's TLS transport, or NULL */
+  struct ssl_ctx_st *handoff_ctx; /* --handoff-tls-ca: client context after handoffs */
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
@@ -215,8 +221,9 @@ struct xchg {
   int resp_too_large; /* the agent's header section broke a limit */
   char *auth;         /* the authorization value when --client-auth is on */
   size_t auth_len;
-  int fleet_wait; /* a directory lookup is pending: keep the request body */
-  int fleet_fwd;  /* we added x-revtun-forwarded: sent to another instance */
+  int fleet_wait;         /* a directory lookup is pending: keep the request body */
+  int fleet_fwd;          /* we added x-revtun-forwarded: sent to another instance */
+  int handoff_tls_failed; /* a tunnel's TLS session failed: no tunnel is a 502 */
 };
 
 /* One HTTP/2 client session on a handed-off tunnel. */
@@ -232,8 +239,11 @@ struct upsess {
   unsigned active; /* streams submitted and not closed */
   int got_settings, goaway, dying, flush_pending, ping_outstanding;
   struct event *flush_ev, *ka_ev, *idle_ev;
-  struct hbudget hb; /* response header bytes held for this session's streams */
-  int peer;          /* an h2c connection to another instance, not a tunnel */
+  struct hbudget hb;    /* response header bytes held for this session's streams */
+  int peer;             /* an h2c connection to another instance, not a tunnel */
+  struct ssl_st *ssl;   /* --handoff-tls-ca: the session on the tunnel, else NULL */
+  int tls_handshaking;  /* frames wait until the session is up */
+  struct event *tls_ev; /* the handshake's deadline */
 };
 
 /* The sessions of one node. Keyed by (tenant, id) as two fields, never a
@@ -269,6 +279,7 @@ void xchg_request_data(struct xchg *x);
 void xchg_client_done(struct xchg *x);
 void xchg_upstream_done(struct xchg *x, const char *error);
 int xchg_retry(struct xchg *x);
+void xchg_handoff_failed(struct xchg *x, const char *error);
 void xchg_local_reply(struct xchg *x, int status, const char *text);
 void xchg_local_reply_hdr(struct xchg *x, int status, const char *text, const char *hname,
                           const char *hvalue);
@@ -288,6 +299,9 @@ void proxy_check_done(struct proxy *p);
 int proxy_tls_setup(struct proxy *p, const uint8_t *aconf, size_t aconf_len);
 void proxy_tls_reload(struct proxy *p);
 void proxy_tls_free(struct proxy *p);
+/* The session on a handed-off tunnel, or NULL (logged) when it cannot start. */
+struct ssl_st *proxy_handoff_ssl(struct proxy *p, int fd, revtun_strip_t strip,
+                                 const char *node_id);
 
 /* listeners.c */
 int listeners_start(struct proxy *p);

@@ -8,6 +8,12 @@
  * right after the handoff, strips late RPING echoes from its first bytes,
  * sends PING keepalives, stops taking streams after the agent's GOAWAY, and
  * tells the library how it ended (revtun_mark_dead) before closing the fd.
+ *
+ * With --handoff-tls-ca a session first opens TLS on the tunnel as the
+ * client (tls.c makes the SSL: late RPING echoes are stripped below it, the
+ * agent's certificate must name the node); nghttp2's frames wait until the
+ * handshake is done, so when it fails or times out no byte of a request has
+ * left and the requests go to another tunnel (exchange.c).
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -18,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../tls.h"
 #include "proxy.h"
 
 static nghttp2_session_callbacks *callbacks;
@@ -118,10 +125,15 @@ static void up_close(struct upsess *u, int reason, const char *why) {
   event_del(u->s.wev);
   evtimer_del(u->ka_ev);
   evtimer_del(u->idle_ev);
+  if (u->tls_ev)
+    evtimer_del(u->tls_ev);
   while (u->xs) {
     struct xchg *x = u->xs;
     nghttp2_session_set_stream_user_data(u->h2, x->uid, NULL);
-    xchg_upstream_done(x, why);
+    if (u->tls_handshaking) /* nothing of x was sent: it may go elsewhere */
+      xchg_handoff_failed(x, why);
+    else
+      xchg_upstream_done(x, why);
   }
   if (u->prev)
     u->prev->next = u->next;
@@ -145,10 +157,13 @@ static void up_close(struct upsess *u, int reason, const char *why) {
 static void up_free(struct upsess *u) {
   nghttp2_session_del(u->h2);
   sock_close(&u->s);
+  tls_free(u->ssl); /* the session ends with its socket: no alert */
   close(u->s.fd);
   event_free(u->flush_ev);
   event_free(u->ka_ev);
   event_free(u->idle_ev);
+  if (u->tls_ev)
+    event_free(u->tls_ev);
   recycle_free(u);
 }
 
@@ -169,12 +184,85 @@ void up_close_all(struct proxy *p) {
   up_reap(p);
 }
 
+/* ------------------------------------------------ TLS after the handoff */
+
+/* The handshake failed or timed out: the session ends, its requests go to
+ * another tunnel (up_close). */
+static void up_tls_failed(struct upsess *u, const char *why) {
+  char id[64];
+
+  u->p->st.handoff_tls_failures++;
+  logmsg("session %llu (node %s, fd %d): TLS after the handoff failed: %s",
+         (unsigned long long)u->id, log_safe(id, sizeof(id), u->node->id, u->node->id_len), u->s.fd,
+         why);
+  up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "TLS after the handoff failed");
+}
+
+/* One step of the handshake; once it is done, the frames queued meanwhile
+ * (the preface, SETTINGS, requests) go out. */
+static void up_tls_step(struct upsess *u) {
+  char why[384], id[64];
+  int r = tls_handshake(u->ssl, why, sizeof(why));
+
+  if (r == 2) {
+    sock_want_write(&u->s);
+    return;
+  }
+  if (u->s.writing) { /* no longer waiting for room */
+    event_del(u->s.wev);
+    u->s.writing = 0;
+  }
+  if (r == 0)
+    return;
+  if (r < 0) {
+    up_tls_failed(u, why);
+    return;
+  }
+  u->tls_handshaking = 0;
+  evtimer_del(u->tls_ev);
+  u->p->st.handoff_tls_handshakes++;
+  logmsg("session %llu: %s with the agent of node %s (ALPN %s), speaking HTTP/2",
+         (unsigned long long)u->id, tls_version(u->ssl),
+         log_safe(id, sizeof(id), u->node->id, u->node->id_len),
+         tls_alpn_is_h2(u->ssl) ? "h2" : "none");
+  up_flush(u);
+}
+
+static void tls_timeout_cb(evutil_socket_t fd, short what, void *arg) {
+  struct upsess *u = arg;
+
+  (void)fd, (void)what;
+  if (u->dying || !u->tls_handshaking)
+    return;
+  u->p->st.handoff_tls_timeouts++;
+  up_tls_failed(u, "TLS handshake timed out");
+}
+
+/* Opens TLS on a tunnel session (--handoff-tls-ca): 0, or -1. */
+static int up_tls_begin(struct upsess *u, revtun_strip_t strip) {
+  struct proxy *p = u->p;
+  uint32_t ms = p->cfg.handoff_timeout_ms;
+  struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+  if (!(u->tls_ev = evtimer_new(p->base, tls_timeout_cb, u)) ||
+      !(u->ssl = proxy_handoff_ssl(p, u->s.fd, strip, u->node->id)))
+    return -1;
+  sock_set_filter(&u->s, &tls_filter, u->ssl);
+  u->tls_handshaking = 1;
+  evtimer_add(u->tls_ev, &tv);
+  return 0;
+}
+
 /* nghttp2's frames to the socket, until one of them is full. */
 static void up_flush(struct upsess *u) {
   struct evbuffer *out = u->s.out;
   int rv, wr;
 
   u->flush_pending = 0;
+  if (u->tls_handshaking && !u->dying) {
+    up_tls_step(u); /* calls us again once the session is up */
+    return;
+  }
   for (;;) {
     size_t before, produced;
     if (u->dying)
@@ -212,7 +300,7 @@ static int feed(struct upsess *u, const uint8_t *data, size_t len) {
   static uint8_t stripped[16384 + 4];
   ssize_t rv;
 
-  while (!u->peer && revtun_rping_strip_active(u->strip) && len > 0) {
+  while (!u->peer && !u->ssl && revtun_rping_strip_active(u->strip) && len > 0) {
     size_t take = len < 16384 ? len : 16384, out = 0, pings = 0;
     if (revtun_rping_strip(&u->strip, data, take, stripped, &out, &pings) != REVTUN_OK) {
       up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, "RPING echo flood after handoff");
@@ -240,6 +328,11 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
   size_t budget = READ_BUDGET;
 
   (void)fd, (void)what;
+  if (u->tls_handshaking && !u->dying) {
+    up_tls_step(u);
+    if (u->tls_handshaking)
+      return;
+  }
   while (!u->dying && budget > 0) {
     ssize_t n = sock_read(&u->s, buf, sizeof(buf));
     if (n == 0) {
@@ -255,8 +348,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (feed(u, buf, (size_t)n) < 0)
       return;
-    if ((size_t)n < sizeof(buf))
-      break; /* drained */
+    if (!u->ssl && (size_t)n < sizeof(buf))
+      break; /* drained (TLS gives a record at a time: read until EAGAIN) */
     budget -= (size_t)n < budget ? (size_t)n : budget;
   }
   up_flush(u);
@@ -266,6 +359,10 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
   struct upsess *u = arg;
 
   (void)fd, (void)what;
+  if (u->tls_handshaking && !u->dying) {
+    up_tls_step(u);
+    return;
+  }
   if (sock_write(&u->s) < 0)
     up_close(u, REVTUN_CLOSE_REMOTE_CLOSE, strerror(errno));
   else if (evbuffer_get_length(u->s.out) <= OUT_LOW)
@@ -386,9 +483,13 @@ static struct upsess *session_open(struct proxy *p, struct node *n, int fd, revt
            (unsigned long long)u->id, fd, log_safe(id, sizeof(id), n->id, n->id_len),
            log_safe(cl, sizeof(cl), n->cluster, strlen(n->cluster)));
   }
+  if (!peer && p->handoff_ctx && up_tls_begin(u, strip) < 0) {
+    up_close(u, REVTUN_CLOSE_LOCAL_CLOSE, "cannot start TLS after the handoff");
+    return NULL;
+  }
   arm_keepalive(u, p->cfg.ka_interval_ms);
   arm_idle(u);
-  up_flush(u); /* the client preface and SETTINGS go out now */
+  up_flush(u); /* the client preface and SETTINGS go out now (after TLS) */
   return u->dying ? NULL : u;
 }
 
