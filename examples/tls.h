@@ -60,9 +60,14 @@ SSL_CTX *tls_server_ctx_new(const char *ca, const char *cert, const char *key, c
 
 /* A server session on fd (which stays the caller's) that first reads the
  * bytes already taken off the socket: prefix (at most 16, a held partial
- * RPING that was data) then rest (at most 1 MiB). NULL on failure. */
+ * RPING that was data) then rest (at most 1 MiB). It reads ahead (see
+ * tls_has_pending). NULL on failure. */
 SSL *tls_server_new(SSL_CTX *ctx, int fd, const void *prefix, size_t plen, const void *rest,
                     size_t restlen);
+
+/* 1 when the session holds bytes read from the socket and not yet
+ * returned (read ahead): the reader must not wait for readability. */
+int tls_has_pending(const SSL *ssl);
 
 /* 1 when the session negotiated ALPN "h2". */
 int tls_alpn_is_h2(const SSL *ssl);

@@ -225,5 +225,5 @@ e2e_finish() {
       tail -n "${1:-30}" "$_log"
     done
   fi
-  rm -rf "$E2E_TMP"
+  [ -n "${E2E_KEEP:-}" ] && cp -r "$E2E_TMP" "$E2E_KEEP"; rm -rf "$E2E_TMP"
 }

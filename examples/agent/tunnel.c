@@ -488,8 +488,8 @@ static void tunnel_read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (!t->lingering) /* a lingering tunnel only waits for the close */
       tunnel_feed(t, buf, (size_t)n);
-    if (!t->ssl && (size_t)n < sizeof(buf))
-      break; /* drained (TLS gives a record at a time: read until EAGAIN) */
+    if ((size_t)n < sizeof(buf) && !(t->ssl && tls_has_pending(t->ssl)))
+      break; /* drained (TLS returns a record at a time, more may be held) */
     budget -= (size_t)n < budget ? (size_t)n : budget;
   }
   tunnel_want_flush(t);

@@ -90,6 +90,7 @@ SSL *proxy_handoff_ssl(struct proxy *p, int fd, revtun_strip_t strip, const char
     logmsg("tunnel fd %d: cannot start TLS after the handoff: %s", fd, err);
     return NULL;
   }
+  SSL_set_read_ahead(ssl, 1); /* whole reads, not a record per recv */
   return ssl;
 }
 

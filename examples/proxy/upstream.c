@@ -348,8 +348,8 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (feed(u, buf, (size_t)n) < 0)
       return;
-    if (!u->ssl && (size_t)n < sizeof(buf))
-      break; /* drained (TLS gives a record at a time: read until EAGAIN) */
+    if ((size_t)n < sizeof(buf) && !(u->ssl && tls_has_pending(u->ssl)))
+      break; /* drained (TLS returns a record at a time, more may be held) */
     budget -= (size_t)n < budget ? (size_t)n : budget;
   }
   up_flush(u);
@@ -489,7 +489,14 @@ static struct upsess *session_open(struct proxy *p, struct node *n, int fd, revt
   }
   arm_keepalive(u, p->cfg.ka_interval_ms);
   arm_idle(u);
-  up_flush(u); /* the client preface and SETTINGS go out now (after TLS) */
+  /* The client preface and SETTINGS go out now; with TLS the ClientHello
+   * goes out on the next loop turn instead: the agent's whole answer may be
+   * in by the time OpenSSL reads after sending it, and a handshake that
+   * ended here would end before the caller gave the session its request. */
+  if (u->tls_handshaking)
+    up_want_flush(u);
+  else
+    up_flush(u);
   return u->dying ? NULL : u;
 }
 
