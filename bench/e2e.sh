@@ -5,8 +5,8 @@
 #
 #   bench/e2e.sh [--build DIR] [--duration S] [--rounds N] [--connections C]
 #                [--streams M] [--size BYTES] [--rate REQ_PER_S] [--backend nginx|demo]
-#                [--h1] [--pin] [--cpus N] [--client-threads T] [--backend-workers W]
-#                [--dry-run]
+#                [--h1] [--tls] [--pin] [--cpus N] [--client-threads T]
+#                [--backend-workers W] [--dry-run]
 #
 # Every path gets the same h2load load: C connections (default 32), M
 # concurrent streams each (10), S seconds (8) after 1 s of warm-up,
@@ -14,7 +14,11 @@
 # the latency that comes with it), then at a fixed REQ_PER_S (3200, latency).
 # --h1: every client speaks HTTP/1.1 (h2load --h1), one request at a time
 # per connection (M = 1), and every path reaches the backend's HTTP/1.1
-# listener. --pin (more than 4 CPUs): client, proxy, agent, backend, each
+# listener. --tls: the tunnel is encrypted end to end as scripts/quickstart
+# runs it: mutual TLS on the handshake, and after each handoff a new TLS
+# session (proxy as client, ALPN h2) that carries the HTTP/2 (a throwaway
+# CA and certificates made with the openssl command); with --h1 the
+# tunnel/ssh -R target is then 2 (both paths encrypted). --pin (more than 4 CPUs): client, proxy, agent, backend, each
 # relay, sshd and ssh on cores of their own (taskset); the client gets T
 # threads and nginx W workers, by default as many as their cores. --dry-run
 # prints that plan (for --cpus N, default this machine's) and exits.
@@ -41,6 +45,7 @@ SIZE=1024
 RATE_TOTAL=3200
 BACKEND=auto
 H1=no
+TLS=no
 PIN=no
 DRY=no
 CPUS=$(nproc)
@@ -55,6 +60,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2; shift ;;
     --streams) STREAMS=$2; STREAMS_SET=yes; shift ;;
     --h1) H1=yes ;;
+    --tls) TLS=yes ;;
     --pin) PIN=yes ;;
     --cpus) CPUS=$2; shift ;;
     --client-threads) CLIENT_THREADS=$2; shift ;;
@@ -63,7 +69,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift ;;
     --backend) BACKEND=$2; shift ;;
     --rate) RATE_TOTAL=$2; shift ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "bench/e2e.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -184,12 +190,41 @@ if [ $H1 = yes ]; then
   BACK_DIRECT=$BACK_H1
 fi
 
+# ------------------------------------------------ --tls: a throwaway PKI
+PROXY_TLS="" AGENT_TLS=""
+if [ $TLS = yes ]; then
+  command -v openssl >/dev/null 2>&1 || die "--tls needs the openssl command"
+  P=$T/pki
+  mkdir "$P"
+  EC="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+  # cert NAME EXTENSIONS: NAME.pem/NAME.key signed by the CA
+  cert() {
+    printf '%s\n' "$2" >"$P/$1.ext"
+    # shellcheck disable=SC2086 # EC is words
+    openssl req -new $EC -keyout "$P/$1.key" -out "$P/$1.csr" -subj "/CN=$1" 2>>"$T/openssl.log" &&
+      openssl x509 -req -in "$P/$1.csr" -CA "$P/ca.pem" -CAkey "$P/ca.key" -CAcreateserial \
+        -days 1 -out "$P/$1.pem" -extfile "$P/$1.ext" 2>>"$T/openssl.log"
+  }
+  # shellcheck disable=SC2086
+  openssl req -x509 $EC -keyout "$P/ca.key" -out "$P/ca.pem" -days 1 -subj "/CN=bench CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    2>>"$T/openssl.log" &&
+    cert upstream "subjectAltName=DNS:localhost
+extendedKeyUsage=serverAuth" &&
+    cert bench "subjectAltName=DNS:bench
+extendedKeyUsage=clientAuth,serverAuth" || die "openssl failed (see $T/openssl.log)"
+  PROXY_TLS="--tunnel-tls-cert $P/upstream.pem --tunnel-tls-key $P/upstream.key --tunnel-tls-ca $P/ca.pem --handoff-tls-ca $P/ca.pem"
+  AGENT_TLS="--tls --ca $P/ca.pem --sni localhost --cert $P/bench.pem --key $P/bench.key"
+fi
+
 # ----------------------------------------------------- tunnel: proxy + agent
+# shellcheck disable=SC2086 # the TLS flags are words
 spawn proxy "$T/proxy.log" $(on PROXY) "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN \
-  --listen 127.0.0.1:$CLI --admin-listen 127.0.0.1:$ADM
+  --listen 127.0.0.1:$CLI --admin-listen 127.0.0.1:$ADM $PROXY_TLS
 wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADM/tunnels" || die "proxy did not start"
+# shellcheck disable=SC2086
 spawn agent "$T/agent.log" $(on AGENT) "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
-  --node bench --cluster bench --tenant bench --count 4 --backend 127.0.0.1:$BACK_H1
+  --node bench --cluster bench --tenant bench --count 4 --backend 127.0.0.1:$BACK_H1 $AGENT_TLS
 wait_until 10 node_has_idle 127.0.0.1:$ADM bench || die "agent did not park tunnels"
 
 # ------------------------------------------------------------- relays
@@ -294,8 +329,11 @@ paths() {
 
 TUN_PROTO=h2c
 [ $H1 = yes ] && TUN_PROTO=h1
+TUN_ENC=""
+[ $TLS = yes ] && TUN_ENC=", TLS"
 say "# bench/e2e.sh: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), $([ $PINNED = yes ] && echo "pinned (client $CORES_CLIENT, backend $CORES_BACKEND, middle 0 and 1)" || echo "not pinned")"
 say "# clients: $([ $H1 = yes ] && echo "HTTP/1.1 (h2load --h1)" || echo h2c), h2load -t $CLIENT_THREADS"
+[ $TLS = yes ] && say "# tunnel over TLS: mutual TLS handshake, HTTP/2 in a new TLS session after each handoff"
 say "# backend: $BACKEND_NAME; load: h2load -c $CONNS -m $STREAMS -D $DUR s (+1 s warm-up), $SIZE-byte responses, $ROUNDS round(s)"
 [ $WITH_SSH = yes ] || say "# ssh -R skipped (needs root, sshd and ssh)"
 : >"$T/results"
@@ -341,7 +379,7 @@ printf '%-40s %8s %7s %7s %7s %7s %7s %-11s %6s %6s %5s\n' "" "max" "p50" "p99" 
 printf '%-40s %8s %7s %7s %7s %7s %7s %-11s %6s %6s %5s\n' "path" "req/s" "ms" "ms" "@rate" "@rate" "us/req" "us/req" "x2" "-R" "errs"
 table_row "direct ($BACK_PROTO)" direct
 [ $BACKEND = nginx ] && [ $H1 = no ] && table_row "direct (HTTP/1.1)" direct1
-table_row "tunnel ($TUN_PROTO -> proxy -> agent -> h1)" tunnel
+table_row "tunnel ($TUN_PROTO -> proxy -> agent -> h1$TUN_ENC)" tunnel
 [ $WITH_SSH = yes ] && table_row "ssh -R ($SSH_CIPHER)" ssh
 table_row "relay x2 (bench/relay.c)" relay
 say "(@rate: at a fixed $((RATE * CONNS)) req/s; middle: CPU time per request of the processes"
@@ -366,7 +404,9 @@ else
 fi
 if [ $WITH_SSH = yes ]; then
   ts=$(ratio "$t_rps" "$S_RPS")
-  if [ $H1 = yes ]; then
+  if [ $H1 = yes ] && [ $TLS = yes ]; then
+    say "tunnel/ssh -R          = $ts   (both encrypted; target >= 2: $(verdict "$ts" 2))"
+  elif [ $H1 = yes ]; then
     say "tunnel/ssh -R          = $ts   (target >= 3: $(verdict "$ts" 3))"
   else
     say "tunnel/ssh -R          = $ts"
@@ -385,7 +425,7 @@ result() { # result METRIC VALUE TARGET(>=N, <=N or -)
     ">="*) _note=$(awk -v r="$_v" -v t="${_t#>=}" 'BEGIN { print (r != "n/a" && r + 0 >= t) ? "within" : "over" }') ;;
     "<="*) _note=$(awk -v r="$_v" -v t="${_t#<=}" 'BEGIN { print (r != "n/a" && r + 0 <= t) ? "within" : "over" }') ;;
   esac
-  echo "RESULT|e2e|$1 ($TUN_PROTO)|$_v|x|$_t|$_note"
+  echo "RESULT|e2e|$1 ($TUN_PROTO$TUN_ENC)|$_v|x|$_t|$_note"
 }
 if [ $H1 = no ]; then
   result "tunnel/relay x2 req/s" "$tr" ">=0.85"
@@ -396,6 +436,6 @@ else
   result "tunnel/relay x2 req/s" "$tr" -
   result "agent CPU/relay hop" "$ag" -
   result "proxy CPU/relay hop" "$px" -
-  [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" ">=3"
+  [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" "$([ $TLS = yes ] && echo ">=2" || echo ">=3")"
 fi
 exit 0
