@@ -95,11 +95,15 @@ static int filter_write(void *ctx, struct evbuffer *out) {
 
 const struct sock_filter tls_filter = {filter_read, filter_write};
 
-SSL_CTX *tls_ctx_new(const char *ca, const char *cert, const char *key, char *err, size_t errlen) {
+/* A context of either side with the settings both share, presenting cert
+ * and key (both or neither), verifying peers against ca (NULL: no peer
+ * certificate is asked for). NULL on failure, with the reason in err. */
+static SSL_CTX *ctx_new(const SSL_METHOD *method, const char *ca, const char *cert, const char *key,
+                        char *err, size_t errlen) {
   SSL_CTX *ctx;
 
   ERR_clear_error();
-  if (!(ctx = SSL_CTX_new(TLS_client_method()))) {
+  if (!(ctx = SSL_CTX_new(method))) {
     tls_why(NULL, "SSL_CTX_new", err, errlen);
     return NULL;
   }
@@ -116,15 +120,25 @@ SSL_CTX *tls_ctx_new(const char *ca, const char *cert, const char *key, char *er
     tls_why(NULL, key, err, errlen);
     goto fail;
   }
-  if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-    tls_why(NULL, ca, err, errlen);
-    goto fail;
+  if (ca) {
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+      tls_why(NULL, ca, err, errlen);
+      goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
   return ctx;
 fail:
   SSL_CTX_free(ctx);
   return NULL;
+}
+
+SSL_CTX *tls_ctx_new(const char *ca, const char *cert, const char *key, char *err, size_t errlen) {
+  if (!ca) {
+    snprintf(err, errlen, "a CA bundle is needed to verify the server");
+    return NULL;
+  }
+  return ctx_new(TLS_client_method(), ca, cert, key, err, errlen);
 }
 
 void tls_ctx_free(SSL_CTX *ctx) { SSL_CTX_free(ctx); }
@@ -182,42 +196,19 @@ static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen,
   return SSL_TLSEXT_ERR_OK;
 }
 
+/* A client certificate the upstream presents must chain to ca; none is also
+ * accepted (the upstream proved itself on the handshake phase). */
 SSL_CTX *tls_server_ctx_new(const char *ca, const char *cert, const char *key, char *err,
                             size_t errlen) {
   SSL_CTX *ctx;
 
-  ERR_clear_error();
-  if (!(ctx = SSL_CTX_new(TLS_server_method()))) {
-    tls_why(NULL, "SSL_CTX_new", err, errlen);
+  if (!cert || !key) {
+    snprintf(err, errlen, "a certificate and its key are needed to serve TLS");
     return NULL;
   }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-    tls_why(NULL, cert, err, errlen);
-    goto fail;
-  }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-      SSL_CTX_check_private_key(ctx) != 1) {
-    tls_why(NULL, key, err, errlen);
-    goto fail;
-  }
-  /* A client certificate the upstream presents must chain to ca; none is
-   * also accepted (the upstream proved itself on the handshake phase). */
-  if (ca) {
-    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-      tls_why(NULL, ca, err, errlen);
-      goto fail;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-  }
+  if ((ctx = ctx_new(TLS_server_method(), ca, cert, key, err, errlen)))
+    SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
   return ctx;
-fail:
-  SSL_CTX_free(ctx);
-  return NULL;
 }
 
 /* A BIO that gives the bytes already read off the socket (the ClientHello's

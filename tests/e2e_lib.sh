@@ -216,7 +216,8 @@ no_sanitizer_reports() {
 
 # e2e_finish [LINES]: a test's EXIT trap: stops every program, prints the
 # last LINES (default 30) lines of each log in $E2E_TMP when a check failed,
-# and removes $E2E_TMP.
+# and removes $E2E_TMP (copied to $E2E_KEEP first when that is set: the logs
+# of a run to read afterwards).
 e2e_finish() {
   stop_all
   if [ $fails -ne 0 ]; then
