@@ -199,6 +199,16 @@ sleep 0.5
 fd_after=$(fds $PROXY_PID)
 check "proxy fds back at rest ($fd_before -> $fd_after)" test "$fd_after" -le "$fd_before"
 
+echo "# flags the proxy refuses"
+check "--handoff-tls-verify maybe: usage error (2)" \
+  sh -c "'$EX/revtun-upstream-proxy' --handoff-tls-verify maybe 2>/dev/null; [ \$? -eq 2 ]"
+check "--handoff-tls-timeout 0: usage error (2)" \
+  sh -c "'$EX/revtun-upstream-proxy' --handoff-tls-timeout 0 2>/dev/null; [ \$? -eq 2 ]"
+check "--handoff-tls-cert without --handoff-tls-ca: refused at start" \
+  sh -c "'$EX/revtun-upstream-proxy' --handoff-tls-cert '$P/edge-1.pem' --handoff-tls-key '$P/edge-1.key' 2>&1 | grep -q 'need --handoff-tls-ca'"
+check "a --handoff-tls-ca that is not a CA file: refused at start" \
+  sh -c "'$EX/revtun-upstream-proxy' --handoff-tls-ca '$T/body' 2>&1 | grep -q 'handoff TLS:'"
+
 stop proxy TERM
 rc=$?
 check "proxy exits 0 on SIGTERM" test $rc -eq 0
