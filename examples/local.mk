@@ -86,8 +86,8 @@ bench_relay_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_relay_LDADD = $(LIBEVENT_LIBS)
 
 # Real programs on loopback: curl, nghttp, h2load through proxy and agent.
-TESTS += tests/e2e.sh
-dist_check_SCRIPTS += tests/e2e.sh
+TESTS += tests/e2e.sh tests/e2e_hostsel.sh
+dist_check_SCRIPTS += tests/e2e.sh tests/e2e_hostsel.sh
 # Three proxies sharing a private redis-server: forwarding across the fleet
 # and agent failover (fleet.sh); Redis killed under traffic, the lookup
 # cache and its invalidation, two instances claiming one node
