@@ -58,6 +58,7 @@ examples_revtun_demo_backend_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
 examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
+	examples/proxy/select.c \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
 	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	examples/tls.c examples/tls.h
@@ -86,8 +87,8 @@ bench_relay_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_relay_LDADD = $(LIBEVENT_LIBS)
 
 # Real programs on loopback: curl, nghttp, h2load through proxy and agent.
-TESTS += tests/e2e.sh
-dist_check_SCRIPTS += tests/e2e.sh
+TESTS += tests/e2e.sh tests/e2e_hostsel.sh
+dist_check_SCRIPTS += tests/e2e.sh tests/e2e_hostsel.sh
 # Three proxies sharing a private redis-server: forwarding across the fleet
 # and agent failover (fleet.sh); Redis killed under traffic, the lookup
 # cache and its invalidation, two instances claiming one node

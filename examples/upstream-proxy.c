@@ -46,11 +46,23 @@ static void usage(FILE *f) {
         "                              (default: empty message, Envoy's defaults)\n"
         "  --acceptor-config FILE      serialized ReverseTunnel for the handshake\n"
         "                              (default: empty message, Envoy's defaults)\n"
-        "  --node-header NAME          routes to a node (default x-remote-node-id)\n"
-        "  --cluster-header NAME       routes to a cluster, round robin\n"
+        "  --host-id-format FMT        the tunnel key, Envoy's host_id_format over the\n"
+        "                              request headers (%REQ(name)%, %REQ(a?b)%, text);\n"
+        "                              tried as a cluster first, then as a node\n"
+        "                              (default %REQ(x-remote-node-id?x-remote-cluster-id)%,\n"
+        "                              from the two shorthands below)\n"
+        "  --tenant-id-format FMT      the tunnel's tenant under tenant isolation\n"
+        "                              (default %REQ(x-remote-tenant-id)%)\n"
+        "  --node-header NAME          shorthand: --host-id-format %REQ(NAME?C)%, C the\n"
+        "                              cluster header (default x-remote-node-id)\n"
+        "  --cluster-header NAME       shorthand: the alternative in that format, used\n"
+        "                              when the node header is absent\n"
         "                              (default x-remote-cluster-id)\n"
-        "  --tenant-header NAME        tenant of the node or cluster\n"
-        "                              (default x-remote-tenant-id)\n"
+        "  --tenant-header NAME        shorthand: --tenant-id-format %REQ(NAME)%\n"
+        "                              (default x-remote-tenant-id); with an explicit\n"
+        "                              --host-id-format or --tenant-id-format the\n"
+        "                              shorthand it replaces only names the headers\n"
+        "                              checked for control bytes\n"
         "  --keepalive-interval DUR    HTTP/2 PING interval on tunnels (default 10s)\n"
         "  --keepalive-timeout DUR     PING ACK deadline (default 5s)\n"
         "  --max-streams N             streams per tunnel session (default 0: the\n"
@@ -280,7 +292,9 @@ enum {
   OPT_HANDOFF_CERT,
   OPT_HANDOFF_KEY,
   OPT_HANDOFF_VERIFY,
-  OPT_HANDOFF_TIMEOUT
+  OPT_HANDOFF_TIMEOUT,
+  OPT_HOST_ID_FORMAT,
+  OPT_TENANT_ID_FORMAT
 };
 
 int main(int argc, char **argv) {
@@ -293,6 +307,8 @@ int main(int argc, char **argv) {
       {"node-header", required_argument, NULL, 'n'},
       {"cluster-header", required_argument, NULL, 'C'},
       {"tenant-header", required_argument, NULL, 't'},
+      {"host-id-format", required_argument, NULL, OPT_HOST_ID_FORMAT},
+      {"tenant-id-format", required_argument, NULL, OPT_TENANT_ID_FORMAT},
       {"keepalive-interval", required_argument, NULL, 'i'},
       {"keepalive-timeout", required_argument, NULL, 'k'},
       {"max-streams", required_argument, NULL, 'm'},
@@ -329,6 +345,7 @@ int main(int argc, char **argv) {
   struct settings *cfg = &p.cfg;
   const char *node_h = "x-remote-node-id", *cluster_h = "x-remote-cluster-id",
              *tenant_h = "x-remote-tenant-id";
+  const char *host_fmt = NULL, *tenant_fmt = NULL;
   uint8_t *conf = NULL, *aconf = NULL;
   size_t conf_len, aconf_len;
   revtun_options_t *opts = NULL;
@@ -359,6 +376,8 @@ int main(int argc, char **argv) {
     case 'n': node_h = optarg; break;
     case 'C': cluster_h = optarg; break;
     case 't': tenant_h = optarg; break;
+    case OPT_HOST_ID_FORMAT: host_fmt = optarg; break;
+    case OPT_TENANT_ID_FORMAT: tenant_fmt = optarg; break;
     case 'v': verbose = 1; break;
     case 'u': cfg->client_auth = optarg; break;
     case OPT_TLS_CERT: cfg->tls_cert = optarg; break;
@@ -442,7 +461,8 @@ int main(int argc, char **argv) {
   }
   if (header_name("--node-header", node_h, &cfg->node_header) < 0 ||
       header_name("--cluster-header", cluster_h, &cfg->cluster_header) < 0 ||
-      header_name("--tenant-header", tenant_h, &cfg->tenant_header) < 0) {
+      header_name("--tenant-header", tenant_h, &cfg->tenant_header) < 0 ||
+      select_setup(&p, host_fmt, tenant_fmt) < 0) {
     rc = 2;
     goto out;
   }
@@ -511,9 +531,10 @@ int main(int argc, char **argv) {
     goto out;
 
   logmsg("ready: RPING every %u ms on idle tunnels, HTTP/2 PING every %u ms (timeout %u ms) on "
-         "used ones; routing by %s, then %s",
+         "used ones; tunnel key %s (a cluster, else a node), tenant %s",
          revtun_acceptor_ping_interval_ms(p.acc), cfg->ka_interval_ms, cfg->ka_timeout_ms,
-         cfg->node_header, cfg->cluster_header);
+         host_fmt ? host_fmt : "from the node header, else the cluster header",
+         tenant_fmt ? tenant_fmt : cfg->tenant_header);
 
   event_base_dispatch(p.base);
   rc = p.fatal ? 1 : 0;
@@ -535,6 +556,7 @@ out:
   if (p.h)
     revtun_free(p.h); /* closes the idle tunnels, each with its tunnel_closed record */
   fleet_free(&p);     /* answers the lookups still waiting */
+  select_free(&p);
   if (p.n_xchg)
     logmsg("internal error: %u exchange(s) leaked", p.n_xchg);
   revtun_libevent_free(p.le);

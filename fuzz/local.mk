@@ -22,6 +22,22 @@ fuzz_replay_api_SOURCES = fuzz/replay.c fuzz/fuzz_api.c
 fuzz_replay_api_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/api"'
 fuzz_replay_api_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_replay_api_LDADD = lib/libupstream-revtun.la
+# host selection: hostile formats and headers through the public API
+check_PROGRAMS += fuzz/replay_hostsel
+TESTS += fuzz/replay_hostsel
+VALGRIND_TESTS += fuzz/replay_hostsel
+fuzz_replay_hostsel_SOURCES = fuzz/replay.c fuzz/fuzz_hostsel.c
+fuzz_replay_hostsel_CPPFLAGS = $(FUZZ_CPPFLAGS) -DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/hostsel"'
+fuzz_replay_hostsel_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_replay_hostsel_LDADD = lib/libupstream-revtun.la
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_hostsel
+fuzz_fuzz_hostsel_SOURCES = fuzz/fuzz_hostsel.c
+fuzz_fuzz_hostsel_CPPFLAGS = $(FUZZ_CPPFLAGS)
+fuzz_fuzz_hostsel_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_hostsel_LDFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_hostsel_LDADD = lib/libupstream-revtun.la
+endif
 # the Prometheus exporter with hostile ids, its output through the strict
 # parser of the tests
 check_PROGRAMS += fuzz/replay_prometheus

@@ -96,6 +96,7 @@ lib_libupstream_revtun_core_la_SOURCES = \
 	lib/format/format_time.c \
 	lib/pool/directory.c lib/pool/directory.h \
 	lib/pool/handoff.c \
+	lib/pool/hostsel.c \
 	lib/pool/keepalive.c lib/pool/keepalive.h \
 	lib/pool/move.c lib/pool/move.h \
 	lib/pool/pool.c lib/pool/pool.h lib/pool/pool_int.h \

@@ -64,6 +64,10 @@ dist_man_MANS += \
 	man/revtun_handoff_by_cluster.3 \
 	man/revtun_handoff_cancel.3 \
 	man/revtun_handoff_request.3 \
+	man/revtun_handoff_select.3 \
+	man/revtun_hostsel_free.3 \
+	man/revtun_hostsel_new.3 \
+	man/revtun_hostsel_render.3 \
 	man/revtun_idle_count.3 \
 	man/revtun_idle_count_cluster.3 \
 	man/revtun_import_socket.3 \

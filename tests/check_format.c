@@ -281,6 +281,43 @@ START_TEST(addresses) {
 }
 END_TEST
 
+/* The access log types Envoy's upstream socket manager gives its synthetic
+ * lifecycle records, and %CONNECTION_ID% as Envoy renders a stream without
+ * a connection id. */
+START_TEST(access_log_type_and_connection_id) {
+  struct revtun_event ev;
+  make_event(&ev);
+  ck_assert_str_eq(life("%ACCESS_LOG_TYPE%", &ev), "UpstreamEnd"); /* closed after handoff */
+  ev.socket_state = REVTUN_SOCK_IDLE;
+  ck_assert_str_eq(life("%ACCESS_LOG_TYPE%", &ev), "TcpConnectionEnd"); /* closed while parked */
+  static const struct {
+    int kind;
+    const char *type;
+  } want[] = {
+      {REVTUN_EV_TUNNEL_SETUP, "TcpUpstreamConnected"},
+      {REVTUN_EV_PING_SENT, "TcpUpstreamConnected"},
+      {REVTUN_EV_PING_ACK, "TcpUpstreamConnected"},
+      {REVTUN_EV_PING_MISS, "TcpUpstreamConnected"},
+      {REVTUN_EV_PING_TIMEOUT, "TcpUpstreamConnected"},
+      {REVTUN_EV_SOCKET_HANDOFF, "UpstreamPoolReady"},
+      {REVTUN_EV_HANDSHAKE_FAILED, "TcpConnectionEnd"},
+      {REVTUN_EV_SOCKET_EXPORTED, "TcpUpstreamConnected"},
+      {REVTUN_EV_SOCKET_IMPORTED, "TcpUpstreamConnected"},
+      {REVTUN_EV_H2_KEEPALIVE_TIMEOUT, "UpstreamPeriodic"},
+  };
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+    ev.kind = want[i].kind;
+    ck_assert_str_eq(life("%ACCESS_LOG_TYPE%", &ev), want[i].type);
+  }
+  ck_assert_str_eq(life("%CONNECTION_ID%", &ev), "0");
+  ck_assert_str_eq(life("%ACCESS_LOG_TYPE%:%CONNECTION_ID%", &ev), "UpstreamPeriodic:0");
+  /* the operators describe a record: handshake validation formats refuse them */
+  ck_assert_str_eq(compile_err("%ACCESS_LOG_TYPE%", RT_FMT_OPS_HANDSHAKE),
+                   "unsupported command operator %ACCESS_LOG_TYPE% at offset 0 (not available "
+                   "in this context)");
+}
+END_TEST
+
 START_TEST(termination_details) {
   struct revtun_event ev;
   make_event(&ev);
@@ -796,6 +833,7 @@ int main(void) {
   tcase_add_test(t, filter_state_every_key);
   tcase_add_test(t, addresses);
   tcase_add_test(t, termination_details);
+  tcase_add_test(t, access_log_type_and_connection_id);
   tcase_add_test(t, request_headers);
   tcase_add_test(t, start_time);
   tcase_add_test(t, omit_empty_values_and_null_flag);

@@ -43,6 +43,7 @@ CHECK_SUITES = \
 	tests/check_handshake \
 	tests/check_config \
 	tests/check_pool \
+	tests/check_hostsel \
 	tests/check_keepalive \
 	tests/check_nomem \
 	tests/check_adversarial \
@@ -85,6 +86,10 @@ tests_check_directory_SOURCES = tests/check_directory.c
 tests_check_directory_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_directory_CFLAGS = $(TEST_CFLAGS) $(PTHREAD_CFLAGS)
 tests_check_directory_LDADD = $(TEST_LDADD) $(PTHREAD_LIBS)
+tests_check_hostsel_SOURCES = tests/check_hostsel.c
+tests_check_hostsel_CPPFLAGS = $(TEST_CPPFLAGS)
+tests_check_hostsel_CFLAGS = $(TEST_CFLAGS)
+tests_check_hostsel_LDADD = $(TEST_LDADD)
 tests_check_pool_SOURCES = tests/check_pool.c
 tests_check_pool_CPPFLAGS = $(TEST_CPPFLAGS)
 tests_check_pool_CFLAGS = $(TEST_CFLAGS)

@@ -251,13 +251,14 @@ static const struct auth_entry *token_lookup(const struct auth_table *t, const c
   return found;
 }
 
-static int span_eq(const char *a, size_t an, const nghttp2_nv *b) {
-  return b && b->valuelen == an && !memcmp(a, b->value, an);
+static int span_eq(const char *a, size_t an, const char *b) {
+  return b && strlen(b) == an && !memcmp(a, b, an);
 }
 
 /* Does one of e's grants cover this tenant and node? A grant naming a
- * node covers only requests routed by that node's id. */
-static int granted(const struct auth_entry *e, const nghttp2_nv *tenant, const nghttp2_nv *node) {
+ * node covers only requests whose tunnel key is that node's id (not a
+ * cluster). Both are what the host selector rendered (NULL: none). */
+static int granted(const struct auth_entry *e, const char *tenant, const char *node) {
   for (size_t i = 0; i < e->ngrants; i++) {
     const struct grant *g = &e->grants[i];
     if (g->tenant && !span_eq(g->tenant, g->tenant_len, tenant))
@@ -283,9 +284,9 @@ int access_check(struct proxy *p, struct xchg *x, const char **hname, const char
                               hdrs_find(&x->req, cfg->cluster_header),
                               hdrs_find(&x->req, cfg->tenant_header)};
   const char *names[3] = {cfg->node_header, cfg->cluster_header, cfg->tenant_header};
-  const nghttp2_nv *node = ids[0] && ids[0]->valuelen ? ids[0] : NULL, *tenant = ids[2];
   const struct auth_entry *e = NULL;
   int isolation = revtun_config_tenant_isolation(p->h);
+  int status;
 
   if (p->auth) {
     if (!x->auth) {
@@ -319,15 +320,38 @@ int access_check(struct proxy *p, struct xchg *x, const char **hname, const char
       return 400;
     }
   }
-  if (isolation && (!tenant || tenant->valuelen == 0)) {
-    snprintf(why, whylen, "tenant isolation is on: a non-empty %s header is required",
-             cfg->tenant_header);
+  /* what the tunnel is selected by, checked as the ids above */
+  if ((status = select_render(p, x, why, whylen)) != 0)
+    return status;
+  const char *sel[2] = {x->key, x->key_tenant};
+  for (int i = 0; i < 2; i++) {
+    for (const char *c = sel[i]; *c; c++)
+      if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+        snprintf(why, whylen, "the tunnel %s holds control bytes", i ? "tenant" : "key");
+        return 400;
+      }
+    if (isolation && strchr(sel[i], ':')) {
+      snprintf(why, whylen, "the tunnel %s may not contain ':' with tenant isolation",
+               i ? "tenant" : "key");
+      return 400;
+    }
+  }
+  if (isolation && !x->key_tenant[0]) {
+    if (p->tenant_shorthand)
+      snprintf(why, whylen, "tenant isolation is on: a non-empty %s header is required",
+               cfg->tenant_header);
+    else
+      snprintf(why, whylen, "tenant isolation is on: --tenant-id-format renders no tenant");
     return 400;
   }
+  /* A key that is a cluster here grants as a cluster (no node). */
+  const char *tenant = x->key_tenant[0] ? x->key_tenant : NULL;
+  const char *node = x->key_ok && !select_names_cluster(p, x) ? x->key : NULL;
   if (e && !granted(e, tenant, node)) {
     p->st.auth_failures++;
     snprintf(why, whylen, "this token does not grant the %s and %s of this request",
-             cfg->tenant_header, node ? cfg->node_header : "cluster");
+             p->tenant_shorthand ? cfg->tenant_header : "tenant",
+             node ? (p->sel_shorthand ? cfg->node_header : "node") : "cluster");
     return 403;
   }
   return 0;

@@ -321,11 +321,7 @@ static void reply(struct xchg *x, int status, const char *reason, const char *fm
 
 /* The node or cluster the request names (x->target points into x->req,
  * which hdrs_add may move). */
-static const char *target(struct xchg *x) {
-  const char *node = hdrs_get(&x->req, x->p->cfg.node_header);
-
-  return node && *node ? node : hdrs_get(&x->req, x->p->cfg.cluster_header);
-}
+static const char *target(struct xchg *x) { return x->key; }
 
 /* The directory names instance/address (owner) for the request: send it there. */
 static void forward(struct xchg *x, const revtun_redis_owner_t *owner) {
@@ -431,16 +427,15 @@ static void on_owner(revtun_redis_t *r, int status, const revtun_redis_owner_t *
 int fleet_route(struct xchg *x, char *why, size_t whylen) {
   struct proxy *p = x->p;
   struct fleet *f = p->fleet;
-  const char *node = hdrs_get(&x->req, p->cfg.node_header);
-  const char *cluster = hdrs_get(&x->req, p->cfg.cluster_header);
-  const char *tenant = hdrs_get(&x->req, p->cfg.tenant_header);
+  const char *tenant = x->key_tenant[0] ? x->key_tenant : NULL;
   const nghttp2_nv *from = hdrs_find(&x->req, FWD_HEADER);
-  int rc;
+  int is_cluster, rc;
 
   (void)why, (void)whylen;
-  if (!(node && *node) && !(cluster && *cluster))
+  if (!x->key_ok)
     return 0; /* no destination: the caller's "missing header" */
-  x->target = node && *node ? node : cluster;
+  x->target = x->key;
+  is_cluster = select_names_cluster(p, x);
   if (from && !x->fleet_fwd) {
     char who[64];
     f->loops_refused++;
@@ -454,8 +449,8 @@ int fleet_route(struct xchg *x, char *why, size_t whylen) {
   f->lookups++;
   x->fleet_wait = 1;
   xchg_hold(x);
-  rc = node && *node ? revtun_redis_lookup_node(f->r, node, tenant, on_owner, x)
-                     : revtun_redis_lookup_cluster(f->r, cluster, tenant, on_owner, x);
+  rc = is_cluster ? revtun_redis_lookup_cluster(f->r, x->key, tenant, on_owner, x)
+                  : revtun_redis_lookup_node(f->r, x->key, tenant, on_owner, x);
   if (rc != REVTUN_OK) /* the callback will not come */
     on_owner(f->r, rc == REVTUN_E_NOT_FOUND ? rc : REVTUN_REDIS_E_UNAVAILABLE, NULL, x);
   return 1;

@@ -151,6 +151,9 @@ struct proxy {
   struct log_limit accept_log;
   struct hbudget hb; /* header bytes held by the whole process */
   struct auth_table *auth;
+  revtun_hostsel_t *sel;      /* --host-id-format, --tenant-id-format */
+  int sel_shorthand;          /* the host-id format is the shorthand headers' */
+  int tenant_shorthand;       /* the tenant-id format is --tenant-header's */
   struct h1_field *h1_fields; /* max_headers entries: the parser's scratch */
   nghttp2_nv *nv_scratch;     /* max_headers + NV_SCRATCH_EXTRA: a response head for h2c */
   struct conn *conns;
@@ -214,6 +217,10 @@ struct xchg {
   size_t req_unconsumed;  /* h2c: request bytes not yet credited back to the client */
   size_t resp_unconsumed; /* response bytes not yet credited back to the agent */
   const char *target;     /* node or cluster, for logs */
+  /* the request's tunnel key and tenant as the host selector renders them
+   * (select.c); key_ok when the key names something (not empty, not "-") */
+  char key[REVTUN_HOSTSEL_KEY_MAX + 1], key_tenant[REVTUN_HOSTSEL_KEY_MAX + 1];
+  int key_ok, key_is_cluster;
   /* header limits: decoded bytes of each side's header sections, and what
    * of them is charged to the client connection, the session, the process */
   size_t req_cost, resp_cost, charged_conn, charged_sess, charged_proc;
@@ -344,6 +351,18 @@ void conn_reap(struct proxy *p);
 int up_setup(void);
 void up_teardown(void);
 struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whylen);
+
+/* select.c: which tunnel a request names (--host-id-format, --tenant-id-format) */
+int select_setup(struct proxy *p, const char *host_id_format, const char *tenant_id_format);
+void select_free(struct proxy *p);
+/* Renders x's key and tenant (x->key, x->key_tenant, x->key_ok); 0, or an
+ * HTTP status with why when the request's headers cannot be used. */
+int select_render(struct proxy *p, struct xchg *x, char *why, size_t whylen);
+/* Why nothing was found for x, in the words of the shorthand headers when
+ * the formats are theirs. */
+void select_miss(struct proxy *p, const struct xchg *x, char *why, size_t whylen);
+/* Does x's key name a cluster (here, or by the shorthand cluster header)? */
+int select_names_cluster(struct proxy *p, const struct xchg *x);
 int up_submit(struct upsess *u, struct xchg *x);
 void up_want_flush(struct upsess *u);
 void up_resume(struct xchg *x);

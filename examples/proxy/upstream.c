@@ -627,26 +627,23 @@ static struct upsess *for_cluster(struct proxy *p, const char *cluster, const ch
   return NULL;
 }
 
+/* The key select_render() gave x, tried as a cluster first and then as a
+ * node, as revtun_handoff_select(3) tries it. */
 struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whylen) {
-  const char *node = hdrs_get(&x->req, p->cfg.node_header);
-  const char *cluster = hdrs_get(&x->req, p->cfg.cluster_header);
-  const char *tenant = hdrs_get(&x->req, p->cfg.tenant_header);
+  const char *tenant = x->key_tenant[0] ? x->key_tenant : NULL;
   struct upsess *u;
 
-  if (node && *node) {
-    x->target = node;
-    if (!(u = for_node(p, node, tenant)))
-      snprintf(why, whylen, "no reverse tunnel for node %s", node);
-    return u;
+  x->key_is_cluster = 0;
+  if (!x->key_ok) {
+    select_miss(p, x, why, whylen);
+    return NULL;
   }
-  if (cluster && *cluster) {
-    x->target = cluster;
-    if (!(u = for_cluster(p, cluster, tenant)))
-      snprintf(why, whylen, "no reverse tunnel for cluster %s", cluster);
-    return u;
-  }
-  snprintf(why, whylen, "missing %s header", p->cfg.node_header);
-  return NULL;
+  x->target = x->key;
+  x->key_is_cluster = revtun_cluster_node_count(p->h, x->key, tenant) > 0;
+  u = x->key_is_cluster ? for_cluster(p, x->key, tenant) : for_node(p, x->key, tenant);
+  if (!u)
+    select_miss(p, x, why, whylen);
+  return u;
 }
 
 /* ------------------------------------------------------------- streams */

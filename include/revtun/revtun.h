@@ -350,6 +350,47 @@ REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff_request(revtun_t *h, int lookup
 /* Since 0.2: no callback for this ticket; a socket still on its way parks here. */
 REVTUN_API int revtun_handoff_cancel(revtun_t *h, uint64_t ticket);
 
+/* Since 0.2: host selection as Envoy's envoy.clusters.reverse_connection
+ * does it. A selector is compiled once from a host-id format and an optional
+ * tenant-id format (Envoy's substitution syntax: literal text, %REQ(name)%,
+ * %REQ(name?alternative)%, ":Z" truncation, "%%"); for each request the host
+ * passes the request's headers, the library renders the key and hands off a
+ * socket: the key is tried as a cluster (round robin over its members) and,
+ * when no such cluster exists, as a node. Under tenant isolation the tenant
+ * format is required and the lookup is scoped to the rendered tenant. A key
+ * (or tenant) that renders empty or "-" finds nothing. */
+typedef struct revtun_hostsel revtun_hostsel_t;
+/* One request header; name and value need not be NUL-terminated. */
+typedef struct revtun_header {
+  const char *name;
+  size_t name_len;
+  const char *value;
+  size_t value_len;
+} revtun_header_t;
+#define REVTUN_HEADER_MAX_COUNT 100    /* headers per request (Envoy's default) */
+#define REVTUN_HEADER_MAX_BYTES 61440  /* names and values together (Envoy's 60 KiB) */
+#define REVTUN_HOSTSEL_FORMAT_MAX 8192 /* bytes of a host-id or tenant-id format */
+#define REVTUN_HOSTSEL_KEY_MAX 1024    /* bytes of a rendered key or tenant */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_hostsel_new(const char *host_id_format,
+                                                     const char *tenant_id_format,
+                                                     revtun_hostsel_t **out, char *errbuf,
+                                                     size_t errbuf_len);
+REVTUN_API void revtun_hostsel_free(revtun_hostsel_t *sel);
+/* Renders the key (and the tenant, when the selector has a tenant format)
+ * into key[0..key_cap) and tenant[0..tenant_cap), NUL-terminated. */
+REVTUN_API int revtun_hostsel_render(const revtun_hostsel_t *sel, const revtun_header_t *headers,
+                                     size_t n_headers, char *key, size_t key_cap,
+                                     size_t *key_len_out, char *tenant, size_t tenant_cap,
+                                     size_t *tenant_len_out);
+/* REVTUN_OK with the socket (as revtun_handoff), or REVTUN_E_NOT_FOUND;
+ * *lookup_out (optional) says what the key was tried as: REVTUN_LOOKUP_CLUSTER,
+ * REVTUN_LOOKUP_NODE, or 0 when it rendered nothing a socket can be filed under. */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_handoff_select(revtun_t *h, const revtun_hostsel_t *sel,
+                                                        const revtun_header_t *headers,
+                                                        size_t n_headers, revtun_time_ms_t now,
+                                                        int *fd_out, revtun_strip_t *strip_out,
+                                                        int *lookup_out);
+
 /* Since 0.2: moving an idle socket to another handle or process. The state
  * is a versioned byte string of at most REVTUN_SOCKET_STATE_MAX bytes. */
 #define REVTUN_SOCKET_STATE_MAX 5168

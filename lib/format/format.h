@@ -13,6 +13,10 @@
  *   %FILTER_STATE(envoy.reverse_tunnel.<k>[:PLAIN|:TYPED])%
  *   %DOWNSTREAM_{REMOTE,LOCAL}_ADDRESS[_WITHOUT_PORT]%, %DOWNSTREAM_{REMOTE,LOCAL}_PORT%
  *   %CONNECTION_TERMINATION_DETAILS%         the close reason
+ *   %ACCESS_LOG_TYPE%                        the record's Envoy access log type: what
+ *                                            Envoy's synthetic lifecycle records carry
+ *   %CONNECTION_ID%                          0, Envoy's value for a stream without a
+ *                                            connection id (records belong to none)
  *   %REQ(name[?alternative])%                request header (acceptor context)
  *   %DOWNSTREAM_PEER_{URI_SAN,DNS_SAN,SUBJECT,ISSUER,FINGERPRINT_256,SERIAL}%,
  *   %DOWNSTREAM_TLS_VERSION%                 the peer identity a transport gives
@@ -47,11 +51,13 @@ enum rt_fmt_ops {
   RT_FMT_OP_DOWNSTREAM_ADDRESS = 1u << 3, /* the _ADDRESS, _WITHOUT_PORT and _PORT forms */
   RT_FMT_OP_TERMINATION_DETAILS = 1u << 4,
   RT_FMT_OP_REQ = 1u << 5,
-  RT_FMT_OP_PEER = 1u << 6 /* %DOWNSTREAM_PEER_*% and %DOWNSTREAM_TLS_VERSION% */
+  RT_FMT_OP_PEER = 1u << 6,  /* %DOWNSTREAM_PEER_*% and %DOWNSTREAM_TLS_VERSION% */
+  RT_FMT_OP_RECORD = 1u << 7 /* %ACCESS_LOG_TYPE%, %CONNECTION_ID% */
 };
 #define RT_FMT_OPS_LIFECYCLE                                                                       \
   (RT_FMT_OP_START_TIME | RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE |                    \
-   RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS | RT_FMT_OP_PEER)
+   RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS | RT_FMT_OP_PEER |                 \
+   RT_FMT_OP_RECORD)
 #define RT_FMT_OPS_HANDSHAKE                                                                       \
   (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME | RT_FMT_OP_PEER)
 

@@ -30,8 +30,10 @@ enum rt_fmt_opcode {
   RT_OP_PORT,
   RT_OP_TERMINATION,
   RT_OP_REQ,
-  RT_OP_PEER,     /* a field of the peer's identity (key: enum revtun_peer_field) */
-  RT_OP_PEER_TIME /* a validity time of the peer's certificate, rendered as a time */
+  RT_OP_PEER,      /* a field of the peer's identity (key: enum revtun_peer_field) */
+  RT_OP_PEER_TIME, /* a validity time of the peer's certificate, rendered as a time */
+  RT_OP_LOG_TYPE,  /* %ACCESS_LOG_TYPE% */
+  RT_OP_CONN_ID    /* %CONNECTION_ID% */
 };
 
 /* Part flags. */

@@ -42,6 +42,8 @@ static const struct rt_fmt_opdef ops[] = {
      REVTUN_PEER_CERT_V_START},
     {"DOWNSTREAM_PEER_CERT_V_END", RT_OP_PEER_TIME, 0, RT_FMT_OP_PEER, RT_ARG_OPTIONAL,
      REVTUN_PEER_CERT_V_END},
+    {"ACCESS_LOG_TYPE", RT_OP_LOG_TYPE, 0, RT_FMT_OP_RECORD, RT_ARG_NONE, 0},
+    {"CONNECTION_ID", RT_OP_CONN_ID, 0, RT_FMT_OP_RECORD, RT_ARG_NONE, 0},
 };
 
 const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len) {
@@ -446,6 +448,25 @@ static void eval_time(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_
   v->len = n;
 }
 
+/* The access log type Envoy's upstream socket manager gives each synthetic
+ * lifecycle record: TcpUpstreamConnected while a tunnel is parked (setup,
+ * RPINGs sent, acked, missed, timed out), UpstreamPoolReady at handoff, and
+ * at close UpstreamEnd for a socket that was handed off, TcpConnectionEnd
+ * otherwise. The records Envoy does not emit are named by the same rules:
+ * a failed handshake is a connection that ended, a moved idle socket is
+ * still parked, and an HTTP/2 keepalive timeout on a handed-off socket is a
+ * periodic note on an upstream connection. */
+static const char *access_log_type(const revtun_event_t *ev) {
+  switch (revtun_event_kind(ev)) {
+  case REVTUN_EV_SOCKET_HANDOFF: return "UpstreamPoolReady";
+  case REVTUN_EV_TUNNEL_CLOSED:
+    return revtun_event_socket_state(ev) == REVTUN_SOCK_IN_USE ? "UpstreamEnd" : "TcpConnectionEnd";
+  case REVTUN_EV_HANDSHAKE_FAILED: return "TcpConnectionEnd";
+  case REVTUN_EV_H2_KEEPALIVE_TIMEOUT: return "UpstreamPeriodic";
+  default: return "TcpUpstreamConnected";
+  }
+}
+
 void rt_fmt_eval(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_val *v) {
   v->kind = RT_V_NULL;
   v->quote_text = false;
@@ -458,6 +479,11 @@ void rt_fmt_eval(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_v
   case RT_OP_PORT: eval_address(p, c, v); break;
   case RT_OP_PEER: eval_peer(p, c, v); break;
   case RT_OP_PEER_TIME: eval_peer_time(p, r, v); break;
+  case RT_OP_LOG_TYPE: set_str(v, c->ev ? access_log_type(c->ev) : "NotSet"); break;
+  case RT_OP_CONN_ID:
+    v->kind = RT_V_NUM; /* Envoy: the connection id, or 0 without one */
+    v->num = 0;
+    break;
   case RT_OP_TERMINATION:
     if (c->ev && revtun_event_close_reason(c->ev))
       set_str(v, revtun_close_reason_name(revtun_event_close_reason(c->ev)));
