@@ -58,6 +58,7 @@ examples_revtun_demo_backend_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS)
 examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
+	examples/proxy/handover.c examples/proxy/handover_wire.c examples/proxy/handover_wire.h \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
 	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h
 examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(EXAMPLES_TLS_CPPFLAGS)
