@@ -94,6 +94,12 @@ dist_check_SCRIPTS += tests/e2e.sh
 # (fleet_faults.sh).
 TESTS += tests/fleet.sh tests/fleet_faults.sh
 dist_check_SCRIPTS += tests/fleet.sh tests/fleet_faults.sh
+# Restarting the proxy with --takeover under h2load traffic (h2c and
+# HTTP/1.1): no failed request, no agent reconnect; and peers that speak
+# the handover protocol badly (tests/handover_peer.py).
+TESTS += tests/e2e_restart.sh
+dist_check_SCRIPTS += tests/e2e_restart.sh
+EXTRA_DIST += tests/handover_peer.py
 
 # The attacks of a security review, replayed against the real programs:
 # hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines

@@ -485,6 +485,26 @@ static void old_conn_cb(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+/* A refusal must be read: closing a unix socket with its peer's HELLO
+ * unread makes the peer's next read fail with ECONNRESET, the REFUSE lost.
+ * So the HELLO is read first, waiting at most REFUSE_WAIT_MS for it (only
+ * our own user can connect: the socket is mode 0600). */
+#define REFUSE_WAIT_MS 200
+static void refuse_after_hello(int fd, const char *why) {
+  struct timeval tv = {0, REFUSE_WAIT_MS * 1000};
+  uint8_t b[HO_HEADER];
+  int fds[HO_MAX_FDS];
+  size_t nfds;
+  const char *ignored;
+
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (ho_recv(fd, b, sizeof(b), fds, &nfds, 0, &ignored) >= 0)
+    close_fds(fds, nfds);
+  (void)send_simple(fd, HO_REFUSE, why, strlen(why));
+  close(fd);
+}
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
   struct handover *ho = arg;
   int fd = accept4((int)lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -496,15 +516,12 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
     return;
   if (!same_user(fd, &pid)) {
     logmsg("handover: refused a connection from pid %ld: not our user", (long)pid);
-    (void)send_simple(fd, HO_REFUSE, "not the same user", 17);
-    close(fd);
+    refuse_after_hello(fd, "not the same user");
     return;
   }
   if (ho->cfd >= 0 || ho->state != HO_ST_IDLE) {
     logmsg("handover: refused a takeover from pid %ld: %s", (long)pid, busy);
-    set_timeouts(fd);
-    (void)send_simple(fd, HO_REFUSE, busy, strlen(busy));
-    close(fd);
+    refuse_after_hello(fd, busy);
     return;
   }
   set_timeouts(fd); /* blocking sends, bounded; reads are MSG_DONTWAIT */
