@@ -128,7 +128,10 @@ static void usage(FILE *f) {
         "                                host of the --upstream dialed; an IP is checked\n"
         "                                against IP SANs and sends no SNI)\n"
         "  --verbose                     log every RPING and request\n"
-        "  --help                        show this help and exit\n",
+        "  --help                        show this help and exit\n"
+        "\n"
+        "SIGUSR1 (and exiting) logs reconnects=N: re-dials after a failure since the\n"
+        "first tunnel parked.\n",
         f);
 }
 
