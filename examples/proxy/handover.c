@@ -784,6 +784,15 @@ int handover_start(struct proxy *p) {
   struct handover *ho = p->ho;
 
   if (ho && ho->state == HO_ST_TAKER) {
+    /* a listener this instance has no flag for (an admin port without
+     * --admin-listen) is closed, not left with connections nobody accepts */
+    for (int k = 1; k <= HO_L_MAX; k++)
+      if (p->inherited_fd[k] >= 0) {
+        logmsg("handover: closing the old instance's %s listener: not configured here",
+               k == HO_L_ADMIN ? "admin" : "other");
+        close(p->inherited_fd[k]);
+        p->inherited_fd[k] = -1;
+      }
     /* listening on the inherited sockets already: the old one may stop */
     if (send_simple(ho->cfd, HO_SERVING, NULL, 0) < 0) {
       logmsg("handover: telling the old instance we serve: %s", strerror(errno));
