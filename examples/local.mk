@@ -59,6 +59,7 @@ examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/proxy.h examples/proxy/util.c examples/proxy/exchange.c \
 	examples/proxy/client.c examples/proxy/client_h2.c examples/proxy/upstream.c \
 	examples/proxy/select.c \
+	examples/proxy/handover.c examples/proxy/handover_wire.c examples/proxy/handover_wire.h \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
 	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	examples/tls.c examples/tls.h
@@ -95,6 +96,12 @@ dist_check_SCRIPTS += tests/e2e.sh tests/e2e_hostsel.sh
 # (fleet_faults.sh).
 TESTS += tests/fleet.sh tests/fleet_faults.sh
 dist_check_SCRIPTS += tests/fleet.sh tests/fleet_faults.sh
+# Restarting the proxy with --takeover under h2load traffic (h2c and
+# HTTP/1.1): no failed request, no agent reconnect; and peers that speak
+# the handover protocol badly (tests/handover_peer.py).
+TESTS += tests/e2e_restart.sh
+dist_check_SCRIPTS += tests/e2e_restart.sh
+EXTRA_DIST += tests/handover_peer.py
 
 # The attacks of a security review, replayed against the real programs:
 # hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines

@@ -76,7 +76,8 @@ static void usage(FILE *f) {
         "                              descriptor limit less a quarter)\n"
         "  --client-auth FILE          bearer tokens and the tenants/nodes each may\n"
         "                              reach (default: clients are not authenticated)\n"
-        "  --grace-period DUR          shutdown: time for requests in flight (default 10s)\n"
+        "  --grace-period DUR          shutdown, or after a handover: time for requests\n"
+        "                              in flight (default 10s)\n"
         "  --tunnel-tls-cert FILE      the tunnel listener speaks TLS only, with this\n"
         "                              certificate chain (PEM); needs --tunnel-tls-key\n"
         "  --tunnel-tls-key FILE       its private key (PEM)\n"
@@ -101,6 +102,12 @@ static void usage(FILE *f) {
         "                              x-revtun-error: handoff-tls-failed\n"
         "  --handoff-tls-timeout DUR   deadline of that handshake (default 5s);\n"
         "                              SIGHUP reloads the --handoff-tls-* files too\n"
+        "  --handover-socket PATH      listen on this unix socket for a new instance\n"
+        "                              to take over (restart without dropping tunnels)\n"
+        "  --takeover PATH             start by taking over the listeners and parked\n"
+        "                              tunnels of the instance listening on PATH (give\n"
+        "                              the same flags); it drains within its\n"
+        "                              --grace-period and exits\n"
         "  --fleet-redis HOST:PORT     join a fleet: publish this instance's nodes in\n"
         "                              Redis and forward requests for nodes held by\n"
         "                              other instances to them (default: off)\n"
@@ -199,7 +206,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg) {
   event_base_loopbreak(p->base);
 }
 
-static void begin_shutdown(struct proxy *p, const char *why) {
+void proxy_begin_shutdown(struct proxy *p, const char *why) {
   struct timeval tv = {(time_t)(p->cfg.grace_ms / 1000),
                        (suseconds_t)(p->cfg.grace_ms % 1000) * 1000};
 
@@ -228,7 +235,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(p->base);
     return;
   }
-  begin_shutdown(p, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  proxy_begin_shutdown(p, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 /* ---------------------------------------------------------------- main */
@@ -294,7 +301,9 @@ enum {
   OPT_HANDOFF_VERIFY,
   OPT_HANDOFF_TIMEOUT,
   OPT_HOST_ID_FORMAT,
-  OPT_TENANT_ID_FORMAT
+  OPT_TENANT_ID_FORMAT,
+  OPT_HANDOVER_SOCKET,
+  OPT_TAKEOVER
 };
 
 int main(int argc, char **argv) {
@@ -336,6 +345,8 @@ int main(int argc, char **argv) {
       {"fleet-ttl", required_argument, NULL, 'L'},
       {"fleet-timeout", required_argument, NULL, 'O'},
       {"fleet-cache-ttl", required_argument, NULL, OPT_FLEET_CACHE_TTL},
+      {"handover-socket", required_argument, NULL, OPT_HANDOVER_SOCKET},
+      {"takeover", required_argument, NULL, OPT_TAKEOVER},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -364,6 +375,8 @@ int main(int argc, char **argv) {
   cfg->max_headers = DEFAULT_MAX_HEADERS;
   cfg->max_clients = default_max_clients();
   p.reserve_fd = p.admin_reserve_fd = -1;
+  for (size_t k = 0; k < sizeof(p.inherited_fd) / sizeof(p.inherited_fd[0]); k++)
+    p.inherited_fd[k] = -1;
   log_prog = PROG;
   recycle_libevent(); /* before libevent allocates anything */
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -402,6 +415,8 @@ int main(int argc, char **argv) {
       }
       break;
     case 'R': cfg->fleet_redis = optarg; break;
+    case OPT_HANDOVER_SOCKET: cfg->handover_path = optarg; break;
+    case OPT_TAKEOVER: cfg->takeover_path = optarg; break;
     case OPT_FLEET_CACHE_TTL:
       if (parse_duration_ms(optarg, &cfg->fleet_cache_ttl_ms) < 0 ||
           cfg->fleet_cache_ttl_ms > 3600000) {
@@ -516,8 +531,8 @@ int main(int argc, char **argv) {
   }
   if (proxy_tls_setup(&p, aconf, aconf_len) < 0)
     goto out;
-  if (fleet_new(&p) < 0 || listeners_start(&p) < 0 ||
-      (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0))
+  if (fleet_new(&p) < 0 || handover_takeover(&p) < 0 || listeners_start(&p) < 0 ||
+      (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0) || handover_start(&p) < 0)
     goto out;
   fleet_start(&p);
   if (!p.auth)
@@ -548,8 +563,12 @@ out:
     conn_reap(&p);
     up_close_all(&p);
   }
+  handover_free(&p); /* before the pool: the tunnels that parked while draining */
   admin_stop(&p);
   listeners_free(&p);
+  for (size_t k = 0; k < sizeof(p.inherited_fd) / sizeof(p.inherited_fd[0]); k++)
+    if (p.inherited_fd[k] >= 0)
+      close(p.inherited_fd[k]); /* e.g. an admin listener and no --admin-listen */
   if (p.acc)
     revtun_acceptor_free(p.acc);
   proxy_tls_free(&p); /* after the acceptor that used it */

@@ -139,3 +139,20 @@ fuzz_fuzz_sockstate_CFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_sockstate_LDFLAGS = -fsanitize=fuzzer,address,undefined
 fuzz_fuzz_sockstate_LDADD = $(LIB_CORE_LIBS)
 endif
+
+# ---- the proxy's restart handover messages (examples/proxy/handover_wire.c):
+# what another process sends over --handover-socket. Needs only libc.
+check_PROGRAMS += fuzz/replay_handover
+TESTS += fuzz/replay_handover
+VALGRIND_TESTS += fuzz/replay_handover
+fuzz_replay_handover_SOURCES = fuzz/replay.c fuzz/fuzz_handover.c examples/proxy/handover_wire.c
+fuzz_replay_handover_CPPFLAGS = -I$(top_srcdir)/examples \
+	-DCORPUS_DIR='"$(abs_srcdir)/fuzz/corpus/handover"'
+fuzz_replay_handover_CFLAGS = $(FUZZ_CFLAGS)
+if ENABLE_FUZZERS
+noinst_PROGRAMS += fuzz/fuzz_handover
+fuzz_fuzz_handover_SOURCES = fuzz/fuzz_handover.c examples/proxy/handover_wire.c
+fuzz_fuzz_handover_CPPFLAGS = -I$(top_srcdir)/examples
+fuzz_fuzz_handover_CFLAGS = -fsanitize=fuzzer,address,undefined
+fuzz_fuzz_handover_LDFLAGS = -fsanitize=fuzzer,address,undefined
+endif

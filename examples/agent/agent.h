@@ -194,6 +194,11 @@ struct agent {
   uint64_t next_conn_id;
   unsigned cur_up; /* the upstream new dials go to; the next one after it fails */
   int stopping;
+  /* re-dials after a failure once a tunnel has parked (slot_retry): a
+   * restarted or failing proxy shows here; replacing a tunnel taken into
+   * use is not one. Printed on exit and on SIGUSR1. */
+  int ever_parked;
+  uint64_t reconnects;
   struct event *grace_ev;
   SSL_CTX *tls_ctx;     /* --tls: client context of the handshake phase */
   SSL_CTX *tls_srv_ctx; /* --tls --cert: server context after the handoff */

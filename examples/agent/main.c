@@ -69,10 +69,18 @@ static void agent_stop(struct agent *ag) {
     evtimer_add(ag->grace_ev, &grace);
 }
 
+static void report_reconnects(const struct agent *ag) {
+  logmsg("reconnects=%" PRIu64, ag->reconnects);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   struct agent *ag = arg;
 
   (void)what;
+  if (sig == SIGUSR1) {
+    report_reconnects(ag);
+    return;
+  }
   if (ag->stopping) {
     logmsg("second signal, exiting now");
     event_base_loopbreak(ag->base);
@@ -130,7 +138,10 @@ static void usage(FILE *f) {
         "                                host of the --upstream dialed; an IP is checked\n"
         "                                against IP SANs and sends no SNI)\n"
         "  --verbose                     log every RPING and request\n"
-        "  --help                        show this help and exit\n",
+        "  --help                        show this help and exit\n"
+        "\n"
+        "SIGUSR1 (and exiting) logs reconnects=N: re-dials after a failure since the\n"
+        "first tunnel parked.\n",
         f);
 }
 
@@ -220,6 +231,7 @@ int main(int argc, char **argv) {
   char upstream_list[MAX_UPSTREAMS * (sizeof(cfg->upstream[0].text) + 2) + 8];
   size_t listed = 0;
   struct event *sig_int, *sig_term, *sig_hup;
+  struct event *sig_int, *sig_term, *sig_usr1;
   char tls_err[512];
   unsigned i;
   int c;
@@ -320,6 +332,8 @@ int main(int argc, char **argv) {
   event_add(sig_int, NULL);
   event_add(sig_term, NULL);
   event_add(sig_hup, NULL);
+  sig_usr1 = evsignal_new(ag.base, SIGUSR1, signal_cb, &ag);
+  event_add(sig_usr1, NULL);
 
   upstream_list[0] = '\0';
   for (i = 1; i < cfg->n_upstreams && listed < sizeof(upstream_list); i++)
@@ -356,10 +370,12 @@ int main(int argc, char **argv) {
   event_free(sig_int);
   event_free(sig_term);
   event_free(sig_hup);
+  event_free(sig_usr1);
   event_base_free(ag.base);
   h2_teardown();
   agent_tls_free(&ag);
   recycle_release();
+  report_reconnects(&ag);
   logmsg("exiting");
   return 0;
 }

@@ -76,6 +76,8 @@ void slot_retry(struct slot *sl, int64_t delay_ms, const char *why) {
     delay_ms = (int64_t)(d + (uint64_t)rand() % (d * 15 / 100 + 1));
   }
   sl->failures++;
+  if (ag->ever_parked)
+    ag->reconnects++;
   logmsg("slot %u: %s; retrying in %.2fs", sl->idx, why, (double)delay_ms / 1000.0);
   tv = ms_tv((uint64_t)delay_ms);
   evtimer_add(sl->timer, &tv);
@@ -340,6 +342,7 @@ static void slot_handshake_input(struct slot *sl) {
       slot_tls_park(sl);
     logmsg("slot %u: tunnel parked (connection-id %" PRIu64 ", %d)", sl->idx, sl->conn_id, want);
     sl->state = SLOT_PARKED;
+    sl->ag->ever_parked = 1;
     sl->failures = 0;
     sl->episode_ms = 0;
     sl->ping_match = 0;

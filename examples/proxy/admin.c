@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "handover_wire.h"
 #include "proxy.h"
 
 static int plain_stat(const char *name, int type, uint64_t value, void *user) {
@@ -237,7 +239,16 @@ int admin_start(struct proxy *p, const char *spec) {
   evhttp_set_max_body_size(p->admin, 4096);
   evhttp_set_timeout(p->admin, 10);
   evhttp_set_gencb(p->admin, handle, p);
-  if (!(bs = evhttp_bind_socket_with_handle(p->admin, host, port))) {
+  if (p->inherited_fd[HO_L_ADMIN] >= 0) {
+    /* taken over from the previous instance (handover.c) */
+    evutil_make_socket_nonblocking(p->inherited_fd[HO_L_ADMIN]);
+    bs = evhttp_accept_socket_with_handle(p->admin, p->inherited_fd[HO_L_ADMIN]);
+    if (!bs)
+      close(p->inherited_fd[HO_L_ADMIN]);
+    p->inherited_fd[HO_L_ADMIN] = -1;
+  } else
+    bs = evhttp_bind_socket_with_handle(p->admin, host, port);
+  if (!bs) {
     logmsg("cannot listen on %s (admin)", spec);
     return -1;
   }

@@ -227,15 +227,21 @@ void client_accept(struct proxy *p, int fd) {
 }
 
 /* Shutdown: idle HTTP/1.1 connections close now, busy ones after their
- * response; h2c connections get GOAWAY and finish their streams. */
+ * response; h2c connections get GOAWAY and finish their streams. After a
+ * handover (handover.c) no connection is cut: a client may be sending its
+ * next request on an idle one right now, and a close without
+ * "connection: close" fails that request; each HTTP/1.1 connection closes
+ * after its next response instead (h1_response_head: p->stopping), and
+ * h2c ones get their GOAWAY from handover.c. */
 void proxy_drain_clients(struct proxy *p) {
   struct conn *c, *next;
 
   for (c = p->conns; c; c = next) {
     next = c->next;
-    if (c->mode == C_H2)
-      h2c_drain(c);
-    else if (c->mode == C_DETECT || !c->cur)
+    if (c->mode == C_H2) {
+      if (!p->handing_over)
+        h2c_drain(c);
+    } else if (!p->handing_over && (c->mode == C_DETECT || !c->cur))
       conn_kill(c, "proxy shutting down");
     else
       c->keepalive = 0;

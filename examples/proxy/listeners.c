@@ -28,6 +28,7 @@
 
 #include <event2/listener.h>
 
+#include "handover_wire.h"
 #include "proxy.h"
 
 #define BACKOFF_FIRST_MS 100
@@ -155,21 +156,29 @@ static int plistener_init(struct proxy *p, struct plistener *pl, const char *wha
   return (pl->resume_ev = evtimer_new(p->base, resume_cb, pl)) ? 0 : -1;
 }
 
-static int listen_on(struct proxy *p, struct plistener *pl, const char *spec, const char *what,
-                     evconnlistener_cb cb) {
+static int listen_on(struct proxy *p, struct plistener *pl, const char *spec, int inherited,
+                     const char *what, evconnlistener_cb cb) {
   struct sockaddr_storage ss;
   socklen_t len;
   char name[128];
 
   if (plistener_init(p, pl, what) < 0)
     return -1;
-  if (addr_resolve(spec, 1, &ss, &len) < 0) {
+  if (inherited >= 0) {
+    /* taken over from the previous instance (handover.c): the same socket,
+     * with the connections already in its accept queue */
+    evutil_make_socket_nonblocking(inherited);
+    pl->l = evconnlistener_new(p->base, cb, p, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
+                               inherited);
+    if (!pl->l)
+      close(inherited);
+  } else if (addr_resolve(spec, 1, &ss, &len) < 0) {
     logmsg("bad address '%s' for %s", spec, what);
     return -1;
-  }
-  pl->l = evconnlistener_new_bind(p->base, cb, p,
-                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                  1024, (struct sockaddr *)&ss, (int)len);
+  } else
+    pl->l = evconnlistener_new_bind(
+        p->base, cb, p, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
+        (struct sockaddr *)&ss, (int)len);
   if (!pl->l) {
     logmsg("cannot listen on %s (%s): %s", spec, what, strerror(errno));
     return -1;
@@ -190,9 +199,12 @@ int listeners_start(struct proxy *p) {
   open_reserve(p);
   if (p->reserve_fd < 0)
     logmsg("warning: cannot open /dev/null as a reserve descriptor: %s", strerror(errno));
-  if (listen_on(p, &p->tunnel_l, p->cfg.tunnel_listen, "tunnels (agents)", on_tunnel) < 0 ||
-      listen_on(p, &p->client_l, p->cfg.listen, "clients (HTTP/1.1, h2c)", on_client) < 0)
+  if (listen_on(p, &p->tunnel_l, p->cfg.tunnel_listen, p->inherited_fd[HO_L_TUNNEL],
+                "tunnels (agents)", on_tunnel) < 0 ||
+      listen_on(p, &p->client_l, p->cfg.listen, p->inherited_fd[HO_L_CLIENT],
+                "clients (HTTP/1.1, h2c)", on_client) < 0)
     return -1;
+  p->inherited_fd[HO_L_TUNNEL] = p->inherited_fd[HO_L_CLIENT] = -1; /* owned by the listeners */
   logmsg("at most %u client connections at once", p->cfg.max_clients);
   return 0;
 }

@@ -110,6 +110,8 @@ struct settings {
   uint32_t fleet_ttl_ms, fleet_timeout_ms;
   uint32_t fleet_cache_ttl_ms; /* with fleet_cache_set; else the directory's default */
   int fleet_cache_set;
+  /* restarts (handover.c): NULL = off */
+  const char *handover_path, *takeover_path;
 };
 
 /* Header bytes held, against a limit. */
@@ -137,6 +139,7 @@ struct plistener {
 
 struct auth_table;
 struct fleet;
+struct handover;
 
 struct proxy {
   struct settings cfg;
@@ -170,6 +173,12 @@ struct proxy {
   struct counters st;
   struct revtun_openssl *tls;     /* the acceptor's TLS transport, or NULL */
   struct ssl_ctx_st *handoff_ctx; /* --handoff-tls-ca: client context after handoffs */
+  /* restarts (handover.c): listening sockets received from the instance
+   * taken over, by enum ho_listener (-1: none; index 0 unused), and
+   * whether this instance is draining after handing over */
+  struct handover *ho;
+  int inherited_fd[4];
+  int handing_over;
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
@@ -299,6 +308,17 @@ void xchg_release(struct xchg *x);
 /* upstream-proxy.c */
 void proxy_schedule_reap(struct proxy *p);
 void proxy_check_done(struct proxy *p);
+void proxy_begin_shutdown(struct proxy *p, const char *why);
+
+/* handover.c: restarting without dropping tunnels. takeover: with
+ * --takeover, receives the listeners and parked tunnels of the running
+ * instance (before listeners_start, which uses them); 0, or -1 with a
+ * message on stderr. start: after the listeners, tells the old instance we
+ * serve, or listens on --handover-socket. free: at exit, hands over the
+ * last tunnels that parked while draining. */
+int handover_takeover(struct proxy *p);
+int handover_start(struct proxy *p);
+void handover_free(struct proxy *p);
 
 /* tls.c: the tunnel listener's TLS. setup: 0, or -1 with a message on
  * stderr; reload: new certificates, keys and CRL for the handshakes that

@@ -1,0 +1,196 @@
+#!/bin/sh
+# Restarting revtun-upstream-proxy without dropping tunnels: a new instance
+# started with --takeover receives the listeners and parked tunnels of the
+# running one (--handover-socket), which drains and exits. Under steady
+# h2load traffic (h2c and HTTP/1.1) no request fails and the agent never
+# re-dials; RPING goes on; a peer that speaks the handover protocol badly
+# (tests/handover_peer.py) gets a clear error, leaks no descriptor, and the
+# running instance keeps every tunnel. Run by `make check`; by hand:
+#   top_builddir=build top_srcdir=. tests/e2e_restart.sh
+set -u
+
+top_builddir=${top_builddir:-$(pwd)}
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+. "$top_srcdir/tests/e2e_lib.sh"
+
+e2e_require curl h2load python3 protoc
+
+fails=0
+e2e_begin e2e_restart 40
+
+curl() { command curl --max-time 30 "$@"; }
+h2load() { timeout 120 h2load "$@"; }
+PEER="python3 $top_srcdir/tests/handover_peer.py"
+
+e2e_ports
+NODE="x-remote-node-id: edge-1"
+COUNT=4
+SOCK=$T/handover.sock
+
+# RPING every 200 ms: a tunnel whose keepalive phase were lost in a move
+# would show as a ping timeout within a second.
+cat >"$T/acceptor.txtpb" <<EOF2
+# proto-message: envoy.extensions.filters.network.reverse_tunnel.v3.ReverseTunnel
+ping_interval { nanos: 200000000 }
+EOF2
+if ! encode "$T/acceptor.txtpb" "$T/acceptor.bin"; then
+  echo "FAIL - cannot encode the acceptor config with protoc"
+  exit 1
+fi
+
+n=0
+# start_proxy [--takeover PATH]: instance n+1, its pid in PID_p<n>, log p<n>.log
+start_proxy() {
+  n=$((n + 1))
+  spawn "p$n" "$T/p$n.log" ${PROXY_WRAP:-} "$EX/revtun-upstream-proxy" \
+    --tunnel-listen 127.0.0.1:$TUN --listen 127.0.0.1:$CLI --admin-listen $ADMIN \
+    --acceptor-config "$T/acceptor.bin" --handover-socket "$SOCK" --grace-period 20s \
+    --verbose "$@"
+}
+# pid_of N
+pid_of() { eval "echo \${PID_p$1:-}"; }
+# exited N: instance N has exited (with status 0, checked by stop)
+exited() { ! running "$(pid_of "$1")"; }
+# reconnects: the agent's count, asked for with SIGUSR1
+reconnects() {
+  kill -USR1 "$PID_agent"
+  sleep 0.3
+  sed -n 's/.*reconnects=\([0-9]*\).*/\1/p' "$T/agent.log" | tail -n 1
+}
+idle() { node_field $ADMIN edge-1 idle; }
+idle_is() { [ "$(idle)" = "$1" ]; }
+fd_count() { ls "/proc/$1/fd" | wc -l; }
+# h2load_clean OUT: h2load's own counts say nothing failed or errored
+h2load_clean() {
+  grep -q "^requests: .* 0 failed, 0 errored" "$1" &&
+    grep -q "^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" "$1"
+}
+# restart: a new instance takes over; the old one exits 0
+restart() {
+  _old=$n
+  start_proxy --takeover "$SOCK"
+  wait_until 40 exited $_old && stop "p$_old" && wait_until 10 test -S "$SOCK"
+}
+
+spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK
+wait_until 10 curl -sf "http://127.0.0.1:$BACK/" || { echo "FAIL - backend did not start"; exit 1; }
+start_proxy
+wait_until 20 curl -sf "http://$ADMIN/tunnels" || { echo "FAIL - proxy did not start"; exit 1; }
+spawn agent "$T/agent.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
+  --node edge-1 --cluster edge --tenant acme --count $COUNT --backend 127.0.0.1:$BACK \
+  --max-backoff-ms 1000
+check "agent parks $COUNT tunnels" wait_until 20 idle_is $COUNT
+
+echo "# restart without traffic"
+restart
+check "old instance exited 0 after handing over" test $? -eq 0
+check "the new instance holds all $COUNT parked tunnels" idle_is $COUNT
+check "old instance: $COUNT tunnels handed over, none closed" \
+  sh -c "grep -q 'handover: $COUNT tunnel(s) handed over in all' '$T/p1.log' && ! grep -q 'record tunnel_closed' '$T/p1.log'"
+check "new instance imported $COUNT" test "$(grep -c 'record socket_imported' "$T/p2.log")" -eq $COUNT
+sleep 1.5
+check "RPING goes on in the new instance" grep -q "record idle_ping_ack" "$T/p2.log"
+check "agent: reconnects=0" test "$(reconnects)" = 0
+got=$(curl -sS -H "$NODE" "$URL/")
+check "a request through the new instance" test "$got" = "hello from backend"
+
+# traffic_restart NAME H2LOAD-ARGS...: h2load runs, a restart happens in its
+# middle; nothing fails
+traffic_restart() {
+  _tn=$1
+  shift
+  h2load "$@" -H "$NODE" "$URL/size/512" >"$T/h2load-$_tn.out" 2>&1 &
+  _h=$!
+  sleep 1
+  _before=$n
+  restart
+  _rc=$?
+  wait $_h
+  grep -E "^requests:|^status codes:" "$T/h2load-$_tn.out" | sed 's/^/     /'
+  check "$_tn: the restart happened while h2load ran (old exited 0)" test $_rc -eq 0
+  check "$_tn: the new instance took client connections" \
+    grep -q "handover: taking over" "$T/p$n.log"
+  check "$_tn: h2load: 0 failed, 0 errored, all 2xx" h2load_clean "$T/h2load-$_tn.out"
+  check "$_tn: agent: reconnects=0" test "$(reconnects)" = 0
+  check "$_tn: no tunnel closed for a ping timeout" \
+    sh -c "! grep -h 'record tunnel_closed' '$T'/p*.log | grep -q ping"
+  check "$_tn: the new instance parks tunnels" wait_until 10 node_has_idle $ADMIN edge-1
+}
+
+# h2c clients stay on the old instance until GOAWAY, which it sends halfway
+# through the grace period (10 s here); h2load never opens a new connection
+# after a GOAWAY and counts what it had left as failed, so this run is
+# bounded in time (4 s, also under sanitizers) rather than in requests.
+echo "# restart under h2c traffic"
+traffic_restart h2c -D 4 -c 4 -m 4
+echo "# restart under HTTP/1.1 traffic"
+traffic_restart h1 --h1 -n 40000 -c 8 -m 1
+
+echo "# a bad would-be new instance: refused, every tunnel stays, no descriptor leaks"
+P=$(pid_of $n)
+sleep 0.5
+fds0=$(fd_count "$P")
+for c in garbage truncated oversized lying version fds toomanyfds; do
+  out=$($PEER new "$SOCK" $c 2>&1)
+  check "new peer '$c': refused or closed ($out)" test $? -eq 0
+done
+grep "handover: takeover abandoned" "$T/p$n.log" | sed 's/.*handover: /     /' | sort | uniq -c | head -n 10
+check "bad peers: the proxy still has $COUNT parked tunnels" wait_until 5 idle_is $COUNT
+check "bad peers: no descriptor leaked ($fds0 before)" test "$(fd_count "$P")" -eq "$fds0"
+
+out=$($PEER new "$SOCK" crash 2>&1)
+echo "     crash: $out"
+check "a new instance that crashes mid-takeover: all $COUNT tunnels parked again" \
+  sh -c "echo '$out' | grep -q 'got 3 listeners $COUNT tunnels' && $(command -v sh) -c true"
+check "crash: the proxy has $COUNT parked tunnels again" wait_until 5 idle_is $COUNT
+check "crash: parked again in the log" grep -q "$COUNT of $COUNT tunnel(s) parked here again" "$T/p$n.log"
+out=$($PEER new "$SOCK" two 2>&1)
+echo "     two: $(echo $out)"
+check "two takeovers at once: the second is refused" \
+  sh -c "echo '$out' | grep -q 'refused: another takeover is in progress'"
+check "two: the proxy has $COUNT parked tunnels again" wait_until 5 idle_is $COUNT
+sleep 1
+check "faults: no descriptor leaked" test "$(fd_count "$P")" -eq "$fds0"
+check "faults: agent: reconnects=0" test "$(reconnects)" = 0
+check "faults: no tunnel_closed record in the running instance" \
+  sh -c "! grep -q 'record tunnel_closed' '$T/p$n.log'"
+got=$(curl -sS -H "$NODE" "$URL/")
+check "faults: the proxy still serves" test "$got" = "hello from backend"
+
+echo "# a bad old instance: the new one exits 1 with a clear error"
+pick_port TUN2
+pick_port CLI2
+for c in nofds toomanyfds lying version refuse truncated hangup; do
+  $PEER old "$T/bad.sock" $c >"$T/peer-old-$c.out" 2>&1 &
+  _pp=$!
+  wait_until 5 test -S "$T/bad.sock"
+  "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN2 --listen 127.0.0.1:$CLI2 \
+    --takeover "$T/bad.sock" >"$T/bad-$c.out" 2>&1
+  _rc=$?
+  wait $_pp
+  rm -f "$T/bad.sock"
+  check "bad old '$c': the new instance exits 1: $(grep -- '--takeover' "$T/bad-$c.out" | sed 's/.*--takeover [^ ]*: //')" \
+    test $_rc -eq 1
+done
+
+$PEER old "$T/bad.sock" badstate >"$T/peer-old-badstate.out" 2>&1 &
+_pp=$!
+wait_until 5 test -S "$T/bad.sock"
+spawn bad "$T/bad-badstate.log" "$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN2 \
+  --listen 127.0.0.1:$CLI2 --takeover "$T/bad.sock" --verbose
+check "bad old 'badstate': the state is refused with a clear error" \
+  wait_until 10 grep -q "a tunnel's state was refused" "$T/bad-badstate.log"
+check "badstate: nothing parked, no record" sh -c "! grep -q 'record ' '$T/bad-badstate.log'"
+wait $_pp
+stop bad
+
+echo "# the last instance stops on SIGTERM"
+stop "p$n"
+check "last instance exited 0" test $? -eq 0
+check "handover socket removed at exit" test ! -e "$SOCK"
+stop agent
+check "agent prints reconnects on exit" grep -q "reconnects=" "$T/agent.log"
+no_sanitizer_reports "$T"
+
+[ $fails -eq 0 ] && echo "# all restart checks passed"
+exit $((fails != 0))
