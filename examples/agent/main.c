@@ -230,8 +230,7 @@ int main(int argc, char **argv) {
   const char *upstream_specs[MAX_UPSTREAMS], *backend = "127.0.0.1:8081", *bind_ip = NULL;
   char upstream_list[MAX_UPSTREAMS * (sizeof(cfg->upstream[0].text) + 2) + 8];
   size_t listed = 0;
-  struct event *sig_int, *sig_term, *sig_hup;
-  struct event *sig_int, *sig_term, *sig_usr1;
+  struct event *sig_int, *sig_term, *sig_hup, *sig_usr1;
   char tls_err[512];
   unsigned i;
   int c;
