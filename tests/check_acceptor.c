@@ -594,9 +594,9 @@ static revtun_conn_meta_t *allowlist(const char *node) {
   revtun_conn_meta_t *m = NULL;
   ck_assert_int_eq(revtun_conn_meta_new(&m), REVTUN_OK);
   static const char ns[] = "envoy.reverse_tunnel.allowlist";
-  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, ns, strlen(ns), "expected_node_id", 16, node,
-                                                strlen(node)),
-                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_conn_meta_set_dynamic(m, ns, strlen(ns), "expected_node_id", 16, node, strlen(node)),
+      REVTUN_OK);
   return m;
 }
 

@@ -33,7 +33,7 @@ struct rt_acc_config {
   char *required_cluster_name; /* NULL: not checked */
   bool use_upgrade, enable_connection_limit;
   struct rt_fmt *id_format[RT_ACC_N_IDS]; /* NULL: not validated */
-  bool reads_conn_meta; /* a format names %DYNAMIC_METADATA% or %FILTER_STATE% */
+  bool reads_conn_meta;                   /* a format names %DYNAMIC_METADATA% or %FILTER_STATE% */
   bool emit_metadata;
   char *md_namespace;
 };

@@ -62,7 +62,7 @@ enum rt_fmt_ops {
    RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS | RT_FMT_OP_PEER |                 \
    RT_FMT_OP_RECORD)
 #define RT_FMT_OPS_HANDSHAKE                                                                       \
-  (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME | RT_FMT_OP_PEER |           \
+  (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME | RT_FMT_OP_PEER |          \
    RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE)
 
 /* Compile flags. */
