@@ -68,6 +68,7 @@ EXTRA_DIST += $(PROTO_FILES) lib/proto/README lib/libupstream-revtun.sym
 # fuzzers) reach the internal API too.
 noinst_LTLIBRARIES += lib/libupstream-revtun-core.la
 lib_libupstream_revtun_core_la_SOURCES = \
+	lib/base/conn_meta.c lib/base/conn_meta.h \
 	lib/base/deadline_heap.c lib/base/deadline_heap.h \
 	lib/base/hash.c lib/base/hash.h \
 	lib/base/ids.c lib/base/ids.h \

@@ -7,6 +7,7 @@
 # must stay quiet.
 dist_man_MANS += \
 	man/revtun_acceptor_accept.3 \
+	man/revtun_acceptor_accept_with_meta.3 \
 	man/revtun_acceptor_config_validate.3 \
 	man/revtun_acceptor_free.3 \
 	man/revtun_acceptor_new.3 \
@@ -28,6 +29,10 @@ dist_man_MANS += \
 	man/revtun_config_stat_prefix.3 \
 	man/revtun_config_tenant_isolation.3 \
 	man/revtun_config_validate.3 \
+	man/revtun_conn_meta_free.3 \
+	man/revtun_conn_meta_new.3 \
+	man/revtun_conn_meta_set_dynamic.3 \
+	man/revtun_conn_meta_set_filter_state.3 \
 	man/revtun_directory_free.3 \
 	man/revtun_directory_new.3 \
 	man/revtun_event_close_reason.3 \

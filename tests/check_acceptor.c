@@ -44,16 +44,24 @@ struct outcome {
   int closed;          /* the client saw EOF after the response */
 };
 
-/* Delivers req in chunks of `chunk` bytes (0 = whole) over a socketpair and
- * collects what the acceptor answered. */
-static struct outcome run(revtun_t *h, revtun_acceptor_t *acc, const char *req, size_t req_len,
-                          size_t chunk) {
+/* Delivers req in chunks of `chunk` bytes (0 = whole) over a socketpair,
+ * accepted with the connection metadata meta (NULL: none, which is
+ * revtun_acceptor_accept), and collects what the acceptor answered. With
+ * free_meta, meta is freed as soon as the accept returned: the acceptor
+ * keeps its own copy. */
+static struct outcome run_meta(revtun_t *h, revtun_acceptor_t *acc, revtun_conn_meta_t *meta,
+                               bool free_meta, const char *req, size_t req_len, size_t chunk) {
   struct outcome o;
   memset(&o, 0, sizeof(o));
   int sv[2];
   tu_socketpair(sv);
   int fd = sv[0], cl = sv[1];
-  ck_assert_int_eq(revtun_acceptor_accept(acc, fd, NULL, 1), REVTUN_OK);
+  if (meta)
+    ck_assert_int_eq(revtun_acceptor_accept_with_meta(acc, fd, NULL, meta, 1), REVTUN_OK);
+  else
+    ck_assert_int_eq(revtun_acceptor_accept(acc, fd, NULL, 1), REVTUN_OK);
+  if (free_meta)
+    revtun_conn_meta_free(meta);
   if (!chunk)
     chunk = req_len;
   for (size_t off = 0; off < req_len; off += chunk) {
@@ -77,6 +85,11 @@ static struct outcome run(revtun_t *h, revtun_acceptor_t *acc, const char *req, 
     close(cl);
   }
   return o;
+}
+
+static struct outcome run(revtun_t *h, revtun_acceptor_t *acc, const char *req, size_t req_len,
+                          size_t chunk) {
+  return run_meta(h, acc, NULL, false, req, req_len, chunk);
 }
 
 #define OK_200 "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
@@ -511,6 +524,235 @@ START_TEST(metadata_on_setup_record) {
 }
 END_TEST
 
+/* The connection metadata object: every bound and every bad argument. */
+START_TEST(conn_meta_bounds) {
+  revtun_conn_meta_t *m = NULL;
+  ck_assert_int_eq(revtun_conn_meta_new(NULL), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_new(&m), REVTUN_OK);
+  revtun_conn_meta_free(NULL);
+  char name[REVTUN_CONN_META_MAX_NAME + 1], value[REVTUN_CONN_META_MAX_VALUE + 1];
+  memset(name, 'n', sizeof(name));
+  memset(value, 'v', sizeof(value));
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(NULL, "ns", 2, "k", 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, NULL, 2, "k", 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 0, "k", 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, NULL, 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "k", 0, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "k", 1, NULL, 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(NULL, "k", 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, NULL, 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "k", 0, "v", 1), REVTUN_E_INVAL);
+  /* embedded NUL (lengths are given) and ':' (the operators split on it) */
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "a\0b", 3, "k", 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "k\0", 2, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "k", 1, "v\0w", 3), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "a:b", 3, "k", 1, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "a:b", 3, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "a:b", 3, "v", 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "k", 1, "v\0", 2), REVTUN_E_INVAL);
+  /* sizes: the constants are the largest accepted */
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, name, sizeof(name), "k", 1, "v", 1),
+                   REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, name, sizeof(name), "v", 1),
+                   REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "k", 1, value, sizeof(value)),
+                   REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, name, sizeof(name), "v", 1),
+                   REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "k", 1, value, sizeof(value)),
+                   REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, name, sizeof(name) - 1, name, sizeof(name) - 1,
+                                                value, sizeof(value) - 1),
+                   REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "empty", 5, NULL, 0), REVTUN_OK);
+  /* a bounded count; setting an existing entry replaces it and costs nothing */
+  for (int i = 2; i < REVTUN_CONN_META_MAX_ENTRIES; i++) {
+    char k[16];
+    int n = snprintf(k, sizeof(k), "k%d", i);
+    ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, k, (size_t)n, "v", 1), REVTUN_OK);
+  }
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "one-more", 8, "v", 1), REVTUN_E_LIMIT);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "one-more", 8, "v", 1), REVTUN_E_LIMIT);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "ns", 2, "k2", 2, "replaced", 8), REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "empty", 5, "now-set", 7), REVTUN_OK);
+  revtun_conn_meta_free(m);
+}
+END_TEST
+
+static const char *const LINE = "GET /reverse_connections/request HTTP/1.1";
+
+static const char *ids_request(const char *node, const char *cluster, const char *tenant) {
+  char hdrs[1024];
+  snprintf(hdrs, sizeof(hdrs),
+           "x-envoy-reverse-tunnel-node-id: %s\r\nx-envoy-reverse-tunnel-cluster-id: %s\r\n"
+           "x-envoy-reverse-tunnel-tenant-id: %s\r\n",
+           node, cluster, tenant);
+  return request(LINE, hdrs);
+}
+
+static revtun_conn_meta_t *allowlist(const char *node) {
+  revtun_conn_meta_t *m = NULL;
+  ck_assert_int_eq(revtun_conn_meta_new(&m), REVTUN_OK);
+  static const char ns[] = "envoy.reverse_tunnel.allowlist";
+  ck_assert_int_eq(
+      revtun_conn_meta_set_dynamic(m, ns, strlen(ns), "expected_node_id", 16, node, strlen(node)),
+      REVTUN_OK);
+  return m;
+}
+
+/* Envoy's documented example: node_id_format
+ * %DYNAMIC_METADATA(envoy.reverse_tunnel.allowlist:expected_node_id)%. */
+START_TEST(validation_dynamic_metadata) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  revtun_acceptor_t *acc = acceptor(h, "acc_val_dynmeta");
+  const char *r = ids_request("edge-1", "c", "t");
+  for (size_t i = 0; i < 3; i++) { /* freed right after accept: the acceptor has a copy */
+    struct outcome o = run_meta(h, acc, allowlist("edge-1"), true, r, strlen(r), chunks[i]);
+    ck_assert_str_eq(o.response, OK_200);
+    ck_assert(o.registered);
+  }
+  revtun_conn_meta_t *m = allowlist("edge-2");
+  struct outcome o = run_meta(h, acc, m, false, r, strlen(r), 0); /* not on the list */
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  /* the object is reusable, and setting the key again replaces the value */
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "envoy.reverse_tunnel.allowlist", 30,
+                                                "expected_node_id", 16, "edge-1", 6),
+                   REVTUN_OK);
+  o = run_meta(h, acc, m, true, r, strlen(r), 0);
+  ck_assert_str_eq(o.response, OK_200);
+  /* nothing attached renders "-", which fails closed as a missing header does */
+  o = run(h, acc, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  o = run(h, acc, ids_request("-", "c", "t"), strlen(ids_request("-", "c", "t")), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  /* another namespace or key, or filter state of that name, is not the entry */
+  ck_assert_int_eq(revtun_conn_meta_new(&m), REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "other", 5, "expected_node_id", 16, "edge-1", 6),
+                   REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "expected_node_id", 16, "edge-1", 6),
+                   REVTUN_OK);
+  o = run_meta(h, acc, m, true, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  /* an empty value is present but renders empty: refused */
+  m = allowlist("");
+  o = run_meta(h, acc, m, true, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.validation_failed"), 5);
+  ck_assert_uint_eq(tu_stat(h, "reverse_tunnel.handshake.accepted"), 4);
+  revtun_free(h);
+}
+END_TEST
+
+static revtun_conn_meta_t *filter_state(const char *node, const char *cluster) {
+  revtun_conn_meta_t *m = NULL;
+  ck_assert_int_eq(revtun_conn_meta_new(&m), REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_filter_state(m, "expected_node_id", 16, node, strlen(node)),
+                   REVTUN_OK);
+  ck_assert_int_eq(
+      revtun_conn_meta_set_filter_state(m, "expected_cluster_id", 19, cluster, strlen(cluster)),
+      REVTUN_OK);
+  return m;
+}
+
+/* %FILTER_STATE(key:PLAIN)% is the raw string; TYPED (the default, Envoy's
+ * documented example) is a JSON string, quotes included, as Envoy prints a
+ * string object; FIELD is refused (a string has no fields). */
+START_TEST(validation_filter_state) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  revtun_acceptor_t *acc = acceptor(h, "acc_val_fs");
+  const char *r = ids_request("validated-node", "validated-cluster", "t");
+  struct outcome o =
+      run_meta(h, acc, filter_state("validated-node", "validated-cluster"), true, r, strlen(r), 0);
+  ck_assert_str_eq(o.response, OK_200);
+  r = ids_request("wrong-node", "wrong-cluster", "t");
+  o = run_meta(h, acc, filter_state("validated-node", "validated-cluster"), true, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  r = ids_request("validated-node", "wrong-cluster", "t");
+  o = run_meta(h, acc, filter_state("validated-node", "validated-cluster"), true, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  revtun_acceptor_free(acc);
+
+  acc = acceptor(h, "acc_val_fs_typed");
+  r = ids_request("n", "my-cluster", "t");
+  o = run_meta(h, acc, filter_state("n", "my-cluster"), true, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  r = ids_request("n", "\"my-cluster\"", "t");
+  o = run_meta(h, acc, filter_state("n", "my-cluster"), true, r, strlen(r), 0);
+  ck_assert_str_eq(o.response, OK_200);
+  revtun_free(h);
+
+  size_t len;
+  uint8_t *cfg = tu_config("acc_val_fs_field", &len);
+  char err[256];
+  ck_assert_int_eq(revtun_acceptor_config_validate(cfg, len, err, sizeof(err)), REVTUN_E_CONFIG);
+  ck_assert_str_eq(err, "Failed to parse tenant_id_format: command operator "
+                        "%FILTER_STATE(k:FIELD:f)% at offset 0: only the PLAIN and TYPED "
+                        "serializations are supported");
+  free(cfg);
+}
+END_TEST
+
+/* A whole namespace renders as a JSON object of its entries (in the order
+ * they were first set), ":N" truncates, a path below a string is absent. */
+START_TEST(validation_dynamic_metadata_shapes) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  revtun_acceptor_t *acc = acceptor(h, "acc_val_dynmeta_shapes");
+  revtun_conn_meta_t *m = NULL;
+  ck_assert_int_eq(revtun_conn_meta_new(&m), REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "allow", 5, "tenant", 6, "acme-corp", 9),
+                   REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "allow", 5, "q", 1, "a\"b", 3), REVTUN_OK);
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "else", 4, "x", 1, "y", 1), REVTUN_OK);
+  const char *r = ids_request("{\"tenant\":\"acme-corp\",\"q\":\"a\\\"b\"}", "c", "acm");
+  struct outcome o = run_meta(h, acc, m, false, r, strlen(r), 0);
+  ck_assert_str_eq(o.response, OK_200);
+  r = ids_request("{\"tenant\":\"acme-corp\",\"q\":\"a\\\"b\"}", "c", "acme-corp");
+  o = run_meta(h, acc, m, false, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  revtun_acceptor_free(acc);
+
+  acc = acceptor(h, "acc_val_dynmeta_deep");
+  ck_assert_int_eq(revtun_conn_meta_set_dynamic(m, "allow", 5, "cluster", 7, "c", 1), REVTUN_OK);
+  r = ids_request("n", "c", "t");
+  o = run_meta(h, acc, m, true, r, strlen(r), 0);
+  expect_reject(&o, 403, "Forbidden", "validation_failed");
+  revtun_free(h);
+}
+END_TEST
+
+/* The acceptor's copy counts against the bytes pending handshakes may hold;
+ * an acceptor whose formats do not read metadata keeps none. */
+START_TEST(conn_meta_budget) {
+  tu_rec_init(&rec);
+  revtun_t *h = tu_new("empty", &rec, 0);
+  revtun_acceptor_t *acc = acceptor(h, "acc_val_dynmeta");
+  ck_assert_int_eq(revtun_acceptor_set_limit(acc, REVTUN_ACCEPTOR_MAX_BUFFERED_BYTES, 64),
+                   REVTUN_OK);
+  revtun_conn_meta_t *m = allowlist("edge-1");
+  int sv[2];
+  tu_socketpair(sv);
+  int fl = fcntl(sv[0], F_GETFL);
+  ck_assert_int_eq(revtun_acceptor_accept_with_meta(acc, sv[0], NULL, m, 1), REVTUN_E_LIMIT);
+  ck_assert_uint_eq(revtun_acceptor_pending(acc), 0);
+  ck_assert_int_eq(fcntl(sv[0], F_GETFL), fl); /* the caller gets the fd back as it was */
+  ck_assert_int_eq(revtun_acceptor_accept_with_meta(NULL, sv[0], NULL, m, 1), REVTUN_E_INVAL);
+  ck_assert_int_eq(revtun_acceptor_accept_with_meta(acc, -1, NULL, m, 1), REVTUN_E_INVAL);
+  revtun_acceptor_free(acc);
+  acc = acceptor(h, "acc_default");
+  ck_assert_int_eq(revtun_acceptor_set_limit(acc, REVTUN_ACCEPTOR_MAX_BUFFERED_BYTES, 64),
+                   REVTUN_OK);
+  const char *r = ids_request("n", "c", "t");
+  struct outcome o = run_meta(h, acc, m, true, r, strlen(r), 0);
+  ck_assert_str_eq(o.response, OK_200);
+  close(sv[0]);
+  close(sv[1]);
+  revtun_free(h);
+}
+END_TEST
+
 START_TEST(handshake_timeout) {
   tu_rec_init(&rec);
   revtun_t *h = tu_new("empty", &rec, 0);
@@ -770,6 +1012,11 @@ int main(void) {
   tcase_add_test(tc, limit_not_enforced_without_enable);
   tcase_add_test(tc, identity_validation);
   tcase_add_test(tc, metadata_on_setup_record);
+  tcase_add_test(tc, conn_meta_bounds);
+  tcase_add_test(tc, validation_dynamic_metadata);
+  tcase_add_test(tc, validation_filter_state);
+  tcase_add_test(tc, validation_dynamic_metadata_shapes);
+  tcase_add_test(tc, conn_meta_budget);
   tcase_add_test(tc, handshake_timeout);
   tcase_add_test(tc, pipelined_bytes_are_tunnel_bytes);
   tcase_add_test(tc, accept_misuse);

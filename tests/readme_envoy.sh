@@ -2,7 +2,8 @@
 # README "Where it differs from Envoy" agrees with the code where a number or
 # a name can be compared: the stat_prefix cap, the histogram names, the
 # Prometheus flags, the operators it says are refused or not yet supported,
-# and the host selector's operators and limits.
+# the connection metadata's bounds, and the host selector's operators and
+# limits.
 set -eu
 src=${top_srcdir:-.}
 readme=$src/README.md
@@ -43,6 +44,18 @@ for pair in DYNAMIC_METADATA:RT_FMT_OP_DYNAMIC_METADATA FILTER_STATE:RT_FMT_OP_F
     echo "$todo" | grep -q "%$op(" || fail "validation formats lack %$op(...)% and README does not say so"
   fi
 done
+# the connection metadata validation formats read: its bounds are revtun.h's,
+# and FIELD, which lib/format refuses, is listed as refused
+flat=$(echo "$section" | tr '\n' ' ' | tr -s ' ')
+e=$(define REVTUN_CONN_META_MAX_ENTRIES) nm=$(define REVTUN_CONN_META_MAX_NAME)
+v=$(define REVTUN_CONN_META_MAX_VALUE)
+echo "$flat" | grep -q "read what the host attached with \`revtun_acceptor_accept_with_meta()\`" ||
+  fail "README does not say where validation's %DYNAMIC_METADATA/%FILTER_STATE values come from"
+echo "$flat" | grep -q "at most $e entries, names of at most $nm bytes without \`:\`, values of at most $v bytes" ||
+  fail "README's connection metadata bounds differ from revtun.h ($e, $nm, $v)"
+grep -q "only the PLAIN and TYPED serializations are supported" "$src/lib/format/format_ops.c" &&
+  { echo "$flat" | grep -q "%FILTER_STATE(key:FIELD:f)%\` is a config error" ||
+    fail "lib/format refuses FILTER_STATE's FIELD and README does not say so"; }
 # host selection: only %REQ(...)%, and the header limits of revtun.h
 grep -q "rt_fmt_compile(.*RT_FMT_OP_REQ, " "$src/lib/pool/hostsel.c" ||
   fail "lib/pool/hostsel.c compiles with more than %REQ(...)%; README says only that"

@@ -490,6 +490,33 @@ REVTUN_API int revtun_acceptor_set_header_prefix(revtun_acceptor_t *acc, const c
 REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd,
                                                          void *sock_user, revtun_time_ms_t now);
 REVTUN_API size_t revtun_acceptor_pending(const revtun_acceptor_t *acc);
+
+/* Since 0.2: what the host knows of a connection before it hands it to the
+ * acceptor, for %DYNAMIC_METADATA(ns:key)% and %FILTER_STATE(key)% in the
+ * acceptor's validation formats (Envoy's connection dynamic metadata and
+ * filter state, as earlier network filters set them). Entries are strings,
+ * given with their lengths; names hold no NUL and no ':' (the operators
+ * split on it), values no NUL. Setting an entry that exists replaces its
+ * value. The acceptor copies what it needs: the object may be freed or
+ * reused as soon as revtun_acceptor_accept_with_meta() returns. */
+typedef struct revtun_conn_meta revtun_conn_meta_t;
+#define REVTUN_CONN_META_MAX_ENTRIES 64 /* dynamic metadata and filter state together */
+#define REVTUN_CONN_META_MAX_NAME 255   /* bytes of a namespace or a key */
+#define REVTUN_CONN_META_MAX_VALUE 1024 /* bytes of a value (the longest id) */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_conn_meta_new(revtun_conn_meta_t **out);
+REVTUN_API void revtun_conn_meta_free(revtun_conn_meta_t *meta);
+REVTUN_API int revtun_conn_meta_set_dynamic(revtun_conn_meta_t *meta, const char *ns, size_t ns_len,
+                                            const char *key, size_t key_len, const char *value,
+                                            size_t value_len);
+REVTUN_API int revtun_conn_meta_set_filter_state(revtun_conn_meta_t *meta, const char *key,
+                                                 size_t key_len, const char *value,
+                                                 size_t value_len);
+/* Since 0.2: revtun_acceptor_accept() with the connection's metadata (NULL:
+ * none, which is revtun_acceptor_accept()). */
+REVTUN_API REVTUN_WARN_UNUSED int revtun_acceptor_accept_with_meta(revtun_acceptor_t *acc, int fd,
+                                                                   void *sock_user,
+                                                                   const revtun_conn_meta_t *meta,
+                                                                   revtun_time_ms_t now);
 REVTUN_API uint32_t revtun_acceptor_ping_interval_ms(const revtun_acceptor_t *acc);
 
 /* ------------------------------------------------ histograms, Prometheus */

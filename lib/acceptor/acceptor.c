@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "acceptor/acceptor_int.h"
+#include "base/conn_meta.h"
 #include "base/sockaddr.h"
 #include "base/text.h"
 #include "core/host.h"
@@ -54,6 +55,8 @@ static void free_conn(revtun_t *h, struct rt_hs_conn *c) {
   rt_free(&h->mem, c->buf);
   rt_free(&h->mem, c->ids);
   rt_free(&h->mem, c->meta_keys);
+  c->acc->buffered -= c->conn_meta_bytes;
+  rt_conn_meta_free_copy(&h->mem, c->conn_meta);
   rt_free(&h->mem, c);
 }
 
@@ -570,7 +573,32 @@ uint32_t revtun_acceptor_ping_interval_ms(const revtun_acceptor_t *acc) {
   return acc ? acc->cfg.ping_interval_ms : 0;
 }
 
+/* Keeps a copy of the host's metadata when a validation format reads it;
+ * the copy counts against the bytes all pending handshakes may hold. */
+static int copy_conn_meta(revtun_t *h, revtun_acceptor_t *acc, struct rt_hs_conn *c,
+                          const revtun_conn_meta_t *meta) {
+  if (!meta || !acc->cfg.reads_conn_meta)
+    return REVTUN_OK;
+  size_t size = 0;
+  c->conn_meta = rt_conn_meta_copy(&h->mem, meta, &size);
+  if (!c->conn_meta)
+    return REVTUN_E_NOMEM;
+  if (size > acc->max_buffered - acc->buffered) {
+    rt_conn_meta_free_copy(&h->mem, c->conn_meta);
+    c->conn_meta = NULL;
+    return REVTUN_E_LIMIT;
+  }
+  acc->buffered += size;
+  c->conn_meta_bytes = size;
+  return REVTUN_OK;
+}
+
 int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revtun_time_ms_t now) {
+  return revtun_acceptor_accept_with_meta(acc, fd, sock_user, NULL, now);
+}
+
+int revtun_acceptor_accept_with_meta(revtun_acceptor_t *acc, int fd, void *sock_user,
+                                     const revtun_conn_meta_t *meta, revtun_time_ms_t now) {
   if (!acc || fd < 0)
     return REVTUN_E_INVAL;
   if (acc->free_pending)
@@ -592,6 +620,8 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
     rc = REVTUN_E_NOMEM;
   else if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
     rc = REVTUN_E_IO;
+  if (!rc)
+    rc = copy_conn_meta(h, acc, c, meta);
   if (!rc) {
     c->ent.fd = fd;
     c->ent.kind = RT_FD_HANDSHAKE;
@@ -617,6 +647,10 @@ int revtun_acceptor_accept(revtun_acceptor_t *acc, int fd, void *sock_user, revt
       fcntl(fd, F_SETFL, fl); /* refused: the caller gets the fd back as it was */
     if (c && c->tp_conn)
       c->tp.close(c->tp_conn);
+    if (c) {
+      acc->buffered -= c->conn_meta_bytes;
+      rt_conn_meta_free_copy(&h->mem, c->conn_meta);
+    }
     rt_free(&h->mem, c);
     rt_leave(h);
     return rc;

@@ -80,6 +80,8 @@ static int parse_validation(const struct rt_mem *m, const Validation *v, struct 
                         msg, sizeof(msg));
     if (rc)
       return rt_fail(rc, err, errlen, "Failed to parse %s: %s", names[i], msg);
+    if (rt_fmt_ops_used(c->id_format[i]) & (RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE))
+      c->reads_conn_meta = true;
   }
   if ((rc = check_len("validation.dynamic_metadata_namespace", v->dynamic_metadata_namespace, 255,
                       err, errlen)))

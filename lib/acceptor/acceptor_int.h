@@ -33,6 +33,7 @@ struct rt_acc_config {
   char *required_cluster_name; /* NULL: not checked */
   bool use_upgrade, enable_connection_limit;
   struct rt_fmt *id_format[RT_ACC_N_IDS]; /* NULL: not validated */
+  bool reads_conn_meta;                   /* a format names %DYNAMIC_METADATA% or %FILTER_STATE% */
   bool emit_metadata;
   char *md_namespace;
 };
@@ -60,6 +61,8 @@ struct rt_hs_conn {
   char *ids;
   struct rt_meta_kv meta[4];
   char *meta_keys;
+  revtun_conn_meta_t *conn_meta; /* the acceptor's copy of what the host attached */
+  size_t conn_meta_bytes;        /* its size, counted against max_buffered */
 };
 
 struct revtun_acceptor {

@@ -86,6 +86,7 @@ static bool identity_ok(revtun_acceptor_t *acc, struct rt_hs_conn *c,
     ctx.peer = session_peer;
     ctx.peer_user = c;
   }
+  ctx.conn_meta = c->conn_meta; /* NULL: nothing attached, every such operator is absent */
   for (int i = 0; i < RT_ACC_N_IDS; i++) {
     if (!acc->cfg.id_format[i])
       continue;

@@ -35,6 +35,23 @@ void rt_fmt_free(const struct rt_mem *m, struct rt_fmt *f) {
   rt_free(m, f);
 }
 
+unsigned rt_fmt_ops_used(const struct rt_fmt *f) {
+  if (!f)
+    return 0;
+  if (f->json)
+    return ~0u; /* not needed by any caller yet: every family may be used */
+  unsigned ops = 0;
+  for (size_t i = 0; i < f->seq.n; i++) {
+    switch (f->seq.parts[i].op) {
+    case RT_OP_DYN_META: ops |= RT_FMT_OP_DYNAMIC_METADATA; break;
+    case RT_OP_FILTER_STATE: ops |= RT_FMT_OP_FILTER_STATE; break;
+    case RT_OP_LITERAL: break;
+    default: ops |= ~(unsigned)(RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE); break;
+    }
+  }
+  return ops;
+}
+
 static size_t render_pass(const struct rt_fmt *f, struct rt_rctx *r, char *out, size_t cap) {
   struct rt_sink s = {.p = out, .cap = cap, .budget = SIZE_MAX};
   if (f->json)

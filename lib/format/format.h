@@ -9,8 +9,11 @@
  * Operators (Envoy spelling; ":Z" after the closing parenthesis or the name
  * truncates the value to Z bytes, as in Envoy):
  *   %START_TIME%, %START_TIME(strftime)%     UTC; extra %f %1f..%9f %s %E<n>S %E*S %Ez
- *   %DYNAMIC_METADATA(ns[:key[:...]])%       ns envoy.reverse_tunnel.lifecycle only
- *   %FILTER_STATE(envoy.reverse_tunnel.<k>[:PLAIN|:TYPED])%
+ *   %DYNAMIC_METADATA(ns[:key[:...]])%       a record: ns envoy.reverse_tunnel.lifecycle and
+ *                                            the acceptor's validation metadata; a
+ *                                            handshake: what the host attached
+ *   %FILTER_STATE(key[:PLAIN|:TYPED])%       a record: envoy.reverse_tunnel.<k>; a
+ *                                            handshake: what the host attached
  *   %DOWNSTREAM_{REMOTE,LOCAL}_ADDRESS[_WITHOUT_PORT]%, %DOWNSTREAM_{REMOTE,LOCAL}_PORT%
  *   %CONNECTION_TERMINATION_DETAILS%         the close reason
  *   %ACCESS_LOG_TYPE%                        the record's Envoy access log type: what
@@ -59,7 +62,8 @@ enum rt_fmt_ops {
    RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_TERMINATION_DETAILS | RT_FMT_OP_PEER |                 \
    RT_FMT_OP_RECORD)
 #define RT_FMT_OPS_HANDSHAKE                                                                       \
-  (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME | RT_FMT_OP_PEER)
+  (RT_FMT_OP_REQ | RT_FMT_OP_DOWNSTREAM_ADDRESS | RT_FMT_OP_START_TIME | RT_FMT_OP_PEER |          \
+   RT_FMT_OP_DYNAMIC_METADATA | RT_FMT_OP_FILTER_STATE)
 
 /* Compile flags. */
 enum rt_fmt_flags {
@@ -91,6 +95,9 @@ struct rt_fmt_ctx {
   rt_fmt_peer_fn peer; /* %DOWNSTREAM_PEER_*%, used when ev is NULL */
   const void *peer_user;
   const struct timespec *wall; /* START_TIME; NULL = read CLOCK_REALTIME at render */
+  /* DYNAMIC_METADATA and FILTER_STATE when ev is NULL: what the host attached
+   * to a connection before accept (base/conn_meta.h) */
+  const struct revtun_conn_meta *conn_meta;
 };
 
 struct rt_fmt;
@@ -117,6 +124,9 @@ int rt_fmt_from_sfs(const struct rt_mem *m,
                     size_t errbuf_len);
 
 void rt_fmt_free(const struct rt_mem *m, struct rt_fmt *f);
+
+/* The operator families (RT_FMT_OP_*) a compiled format uses. */
+unsigned rt_fmt_ops_used(const struct rt_fmt *f);
 
 /* Renders one record into out[0..cap) and returns its length (never more than
  * cap; nothing is NUL-terminated). A record that does not fit has its values

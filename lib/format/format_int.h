@@ -53,7 +53,8 @@ struct rt_fmt_part {
   const char *a;    /* literal bytes; START_TIME and PEER_TIME strftime (NULL = default);
                        metadata key (NULL = whole namespace); REQ header name */
   size_t len;       /* literal length */
-  const char *b;    /* REQ alternative header, or NULL */
+  const char *b;    /* REQ alternative header, or NULL; DYNAMIC_METADATA: the argument, from
+                       its namespace up to its first ':' */
 };
 
 struct rt_fmt_seq {
@@ -143,8 +144,11 @@ const struct rt_fmt_opdef *rt_fmt_find_op(const char *name, size_t len);
 /* Checks and splits the argument (in place, in the pool) for part p. */
 int rt_fmt_parse_arg(struct rt_fmt_part *p, char *arg, char *err, size_t errlen);
 void rt_fmt_eval(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_val *v);
-/* Writes the whole lifecycle namespace as a JSON object at escaping depth level. */
-void rt_fmt_put_meta_object(struct rt_sink *s, const struct rt_rctx *r, unsigned level);
+/* Writes a whole namespace (v of kind RT_V_META) as a JSON object at escaping
+ * depth level: the record's lifecycle namespace, or a namespace of the
+ * connection's metadata (named by v->s, v->len). */
+void rt_fmt_put_meta_object(struct rt_sink *s, const struct rt_rctx *r, const struct rt_fmt_val *v,
+                            unsigned level);
 
 /* format_time.c */
 int rt_fmt_check_time_format(const char *f, char *err, size_t errlen);

@@ -201,7 +201,7 @@ static void put_typed(struct rt_sink *s, const struct rt_fmt_val *v, const struc
     rt_sink_json_string(s, v->s, len, 0);
     return;
   case RT_V_NUM: rt_sink_number(s, (double)v->num, 0); return;
-  case RT_V_META: rt_fmt_put_meta_object(s, r, 0); return;
+  case RT_V_META: rt_fmt_put_meta_object(s, r, v, 0); return;
   default: rt_sink_raw(s, "null", 4);
   }
 }

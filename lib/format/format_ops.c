@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/conn_meta.h"
 #include "format/format_int.h"
 #include "revtun/revtun.h"
 #include "revtun/transport.h"
@@ -183,6 +184,7 @@ int rt_fmt_parse_arg(struct rt_fmt_part *p, char *arg, char *err, size_t errlen)
         p->flags |= RT_PF_DEEP; /* every value is a scalar: no path below a key */
       }
     }
+    p->b = arg; /* the namespace, for a connection's metadata (up to a ':' once joined) */
     if (strcmp(arg, LIFECYCLE_NS) != 0) {
       if (!key) {
         p->flags |= RT_PF_OTHER_NS; /* whole foreign namespaces are never set */
@@ -316,6 +318,49 @@ static void eval_meta(const struct rt_fmt_part *p, const revtun_event_t *ev, str
     v->kind = RT_V_NUM;
   else
     set_present(v, val);
+}
+
+/* %DYNAMIC_METADATA(ns[:key])% over what the host attached to a connection:
+ * every value is a string, so a path below a key is absent (as Envoy finds
+ * no field in a string value), and a whole namespace is its entries as a JSON
+ * object, absent when it has none. */
+static void eval_conn_meta(const struct rt_fmt_part *p, const revtun_conn_meta_t *m,
+                           struct rt_fmt_val *v) {
+  if (!m || (p->flags & RT_PF_DEEP))
+    return;
+  size_t ns_len = strcspn(p->b, ":");
+  if (!p->a) {
+    for (size_t i = 0; i < m->n; i++)
+      if (m->e[i].ns && m->e[i].ns_len == ns_len && memcmp(m->e[i].ns, p->b, ns_len) == 0) {
+        v->kind = RT_V_META;
+        v->s = p->b;
+        v->len = ns_len;
+        return;
+      }
+    return;
+  }
+  const char *key = p->a == p->b ? p->a + ns_len + 1 : p->a; /* "ns:key" once joined */
+  size_t len = 0;
+  const char *val = rt_conn_meta_find(m, p->b, ns_len, key, strlen(key), &len);
+  if (val) {
+    v->kind = RT_V_STR; /* present, even when empty, as a string value in Envoy */
+    v->s = val;
+    v->len = len;
+  }
+}
+
+/* %FILTER_STATE(key)% over a connection's metadata: each value is a string
+ * object, which TYPED prints as a JSON string and PLAIN as it is. */
+static void eval_conn_filter_state(const struct rt_fmt_part *p, const revtun_conn_meta_t *m,
+                                   struct rt_fmt_val *v) {
+  size_t len = 0;
+  const char *val = m ? rt_conn_meta_find(m, NULL, 0, p->a, strlen(p->a), &len) : NULL;
+  if (!val)
+    return;
+  v->kind = RT_V_STR;
+  v->s = val;
+  v->len = len;
+  v->quote_text = !(p->flags & RT_PF_PLAIN);
 }
 
 static void eval_filter_state(const struct rt_fmt_part *p, const revtun_event_t *ev,
@@ -473,8 +518,18 @@ void rt_fmt_eval(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_v
   const struct rt_fmt_ctx *c = r->ctx;
   switch (p->op) {
   case RT_OP_START_TIME: eval_time(p, r, v); break;
-  case RT_OP_DYN_META: eval_meta(p, c->ev, v); break;
-  case RT_OP_FILTER_STATE: eval_filter_state(p, c->ev, v); break;
+  case RT_OP_DYN_META:
+    if (c->ev)
+      eval_meta(p, c->ev, v);
+    else
+      eval_conn_meta(p, c->conn_meta, v);
+    break;
+  case RT_OP_FILTER_STATE:
+    if (c->ev)
+      eval_filter_state(p, c->ev, v);
+    else
+      eval_conn_filter_state(p, c->conn_meta, v);
+    break;
   case RT_OP_ADDRESS:
   case RT_OP_PORT: eval_address(p, c, v); break;
   case RT_OP_PEER: eval_peer(p, c, v); break;
@@ -505,8 +560,32 @@ void rt_fmt_eval(const struct rt_fmt_part *p, struct rt_rctx *r, struct rt_fmt_v
   }
 }
 
-void rt_fmt_put_meta_object(struct rt_sink *s, const struct rt_rctx *r, unsigned level) {
+static void put_conn_namespace(struct rt_sink *s, const struct rt_rctx *r,
+                               const struct rt_fmt_val *v, unsigned level) {
+  const revtun_conn_meta_t *m = r->ctx->conn_meta;
+  bool first = true;
+  rt_sink_esc(s, "{", 1, level);
+  for (size_t i = 0; m && i < m->n; i++) {
+    const struct rt_cm_entry *e = &m->e[i];
+    if (!e->ns || e->ns_len != v->len || memcmp(e->ns, v->s, v->len) != 0)
+      continue;
+    if (!first)
+      rt_sink_esc(s, ",", 1, level);
+    first = false;
+    rt_sink_json_string(s, e->key, e->key_len, level);
+    rt_sink_esc(s, ":", 1, level);
+    rt_sink_json_string(s, e->val, e->val_len < r->value_cap ? e->val_len : r->value_cap, level);
+  }
+  rt_sink_esc(s, "}", 1, level);
+}
+
+void rt_fmt_put_meta_object(struct rt_sink *s, const struct rt_rctx *r, const struct rt_fmt_val *v,
+                            unsigned level) {
   const revtun_event_t *ev = r->ctx->ev;
+  if (!ev) {
+    put_conn_namespace(s, r, v, level);
+    return;
+  }
   size_t n = revtun_event_meta_count(ev);
   rt_sink_esc(s, "{", 1, level);
   for (size_t i = 0; i < n; i++) {

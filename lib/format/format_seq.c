@@ -206,7 +206,7 @@ void rt_fmt_put_value_text(struct rt_sink *s, const struct rt_fmt_val *v, const 
   }
   case RT_V_META:
     s->budget = saved;
-    rt_fmt_put_meta_object(s, r, s->esc);
+    rt_fmt_put_meta_object(s, r, v, s->esc);
     return;
   }
   s->budget = saved;
