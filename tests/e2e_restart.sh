@@ -244,7 +244,7 @@ check "drain handshake: the old instance handed over and drains" \
 check "drain handshake: edge-2 has no tunnel yet" test -z "$(node_field $ADMIN edge-2 idle)"
 touch "$T/release"
 check "drain handshake: edge-2's tunnel parks in the new instance" \
-  wait_until 10 test "$(node_field $ADMIN edge-2 idle)" = 1
+  wait_until 10 grep -q "record socket_imported node=edge-2" "$T/p$n.log"
 check "drain handshake: the old instance handed it over" \
   grep -q "handover: 1 more tunnel(s) handed over" "$T/p$_old.log"
 check "drain handshake: the old instance is still draining" running "$(pid_of $_old)"
