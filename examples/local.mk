@@ -101,7 +101,7 @@ dist_check_SCRIPTS += tests/fleet.sh tests/fleet_faults.sh
 # the handover protocol badly (tests/handover_peer.py).
 TESTS += tests/e2e_restart.sh
 dist_check_SCRIPTS += tests/e2e_restart.sh
-EXTRA_DIST += tests/handover_peer.py
+EXTRA_DIST += tests/handover_peer.py tests/hold_relay.py
 
 # The attacks of a security review, replayed against the real programs:
 # hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines

@@ -107,7 +107,8 @@ static void usage(FILE *f) {
         "  --takeover PATH             start by taking over the listeners and parked\n"
         "                              tunnels of the instance listening on PATH (give\n"
         "                              the same flags); it drains within its\n"
-        "                              --grace-period and exits\n"
+        "                              --grace-period and exits (neither goes with\n"
+        "                              --fleet-redis)\n"
         "  --fleet-redis HOST:PORT     join a fleet: publish this instance's nodes in\n"
         "                              Redis and forward requests for nodes held by\n"
         "                              other instances to them (default: off)\n"
@@ -235,6 +236,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(p->base);
     return;
   }
+  if (handover_on_signal(p, sig == SIGTERM ? "SIGTERM" : "SIGINT"))
+    return;
   proxy_begin_shutdown(p, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 

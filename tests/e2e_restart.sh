@@ -157,6 +157,117 @@ check "faults: no tunnel_closed record in the running instance" \
 got=$(curl -sS -H "$NODE" "$URL/")
 check "faults: the proxy still serves" test "$got" = "hello from backend"
 
+echo "# a real new instance killed -9 at each step of its takeover: the old one keeps serving"
+# REVTUN_PROXY_TEST_TAKEOVER_PAUSE=STEP: the new instance logs "test pause
+# at STEP" and stops itself (SIGSTOP) there.
+# paused_proxy STEP [ARGS...]: instance n+1 started with --takeover, stopped at STEP
+paused_proxy() {
+  _step=$1
+  shift
+  export REVTUN_PROXY_TEST_TAKEOVER_PAUSE=$_step
+  start_proxy --takeover "$SOCK" "$@"
+  unset REVTUN_PROXY_TEST_TAKEOVER_PAUSE
+  wait_until 20 grep -q "test pause at $_step" "$T/p$n.log"
+}
+abandoned() { grep -c "handover: takeover abandoned" "$T/p$1.log"; }
+# parked_closed N: instance N closed no parked tunnel (every tunnel_closed
+# record is that of an HTTP/2 session it ran, which ends when it exits)
+parked_closed_none() {
+  test "$(grep -c 'record tunnel_closed' "$T/p$1.log")" -eq "$(grep -c 'session .*: closed:' "$T/p$1.log")"
+}
+P=$(pid_of $n)
+old=$n
+fds0=$(fd_count "$P")
+for step in connected hello listeners tunnels done; do
+  _a=$(abandoned $old)
+  paused_proxy $step
+  check "crash at '$step': the new instance stopped there" test $? -eq 0
+  kill -9 "$(pid_of $n)"
+  check "crash at '$step': the old instance abandons the takeover" \
+    wait_until 10 test "$(abandoned $old)" -gt "$_a"
+  check "crash at '$step': the old instance parks $COUNT tunnels" wait_until 5 idle_is $COUNT
+  got=$(curl -sS -H "$NODE" "$URL/")
+  check "crash at '$step': a request through the old instance" test "$got" = "hello from backend"
+done
+sleep 1
+check "crashes: no descriptor leaked in the old instance ($fds0 before)" \
+  test "$(fd_count "$P")" -eq "$fds0"
+check "crashes: agent: reconnects=0" test "$(reconnects)" = 0
+check "crashes: no tunnel_closed record in the old instance" \
+  sh -c "! grep -q 'record tunnel_closed' '$T/p$old.log'"
+check "crashes: every tunnel sent was parked again" \
+  test "$(grep -c "$COUNT of $COUNT tunnel(s) parked here again" "$T/p$old.log")" -ge 4
+
+echo "# SIGTERM to the old instance mid-takeover: it finishes the takeover, then drains"
+_old=$old
+paused_proxy done
+kill -TERM "$(pid_of $_old)"
+check "SIGTERM mid-takeover: the old instance finishes the takeover first" \
+  wait_until 10 grep -q "handover: SIGTERM during a takeover: finishing it first" "$T/p$_old.log"
+kill -CONT "$(pid_of $n)"
+check "SIGTERM mid-takeover: the old instance exits" wait_until 40 exited $_old
+stop "p$_old"
+check "SIGTERM mid-takeover: ... with status 0" test $? -eq 0
+wait_until 10 test -S "$SOCK"
+check "SIGTERM mid-takeover: the new instance holds all $COUNT tunnels" wait_until 5 idle_is $COUNT
+check "SIGTERM mid-takeover: the old instance closed no parked tunnel" parked_closed_none $_old
+check "SIGTERM mid-takeover: the new one imported $COUNT" \
+  test "$(grep -c 'record socket_imported' "$T/p$n.log")" -eq $COUNT
+got=$(curl -sS -H "$NODE" "$URL/")
+check "SIGTERM mid-takeover: a request through the new instance" test "$got" = "hello from backend"
+check "SIGTERM mid-takeover: agent: reconnects=0" test "$(reconnects)" = 0
+
+echo "# a handshake that finishes in the old instance while it drains is handed over"
+# edge-2's agent dials through a relay that holds its bytes: the old
+# instance accepts the connection before the takeover and reads the
+# handshake only after it; an idle HTTP/1.1 client keeps it draining.
+pick_port RELAY
+spawn relay "$T/relay.log" python3 "$top_srcdir/tests/hold_relay.py" $RELAY $TUN "$T/release"
+wait_until 10 sh -c "ss -ltn | grep -q ':$RELAY '"
+spawn agent2 "$T/agent2.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$RELAY \
+  --node edge-2 --cluster edge2 --tenant acme --count 1 --backend 127.0.0.1:$BACK \
+  --max-backoff-ms 1000
+check "drain handshake: the relay dialed the old instance" wait_until 10 grep -q "connected 1" "$T/relay.log"
+python3 -c '
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-remote-node-id: edge-1\r\n\r\n")
+s.recv(65536)
+time.sleep(float(sys.argv[2]))
+' "$CLI" 15 &
+_idle=$!
+sleep 0.5
+_old=$n
+start_proxy --takeover "$SOCK"
+check "drain handshake: the old instance handed over and drains" \
+  wait_until 10 grep -q "the new instance serves: not accepting any more, draining" "$T/p$_old.log"
+check "drain handshake: edge-2 has no tunnel yet" test -z "$(node_field $ADMIN edge-2 idle)"
+touch "$T/release"
+check "drain handshake: edge-2's tunnel parks in the new instance" \
+  wait_until 10 grep -q "record socket_imported node=edge-2" "$T/p$n.log"
+check "drain handshake: the old instance handed it over" \
+  grep -q "handover: 1 more tunnel(s) handed over" "$T/p$_old.log"
+check "drain handshake: the old instance is still draining" running "$(pid_of $_old)"
+check "drain handshake: edge-2's agent dialed only once" \
+  test "$(grep -c connected "$T/relay.log")" -eq 1
+got=$(curl -sS -H "x-remote-node-id: edge-2" "$URL/")
+check "drain handshake: a request to edge-2 through the new instance" test "$got" = "hello from backend"
+kill "$_idle" 2>/dev/null
+wait "$_idle" 2>/dev/null
+check "drain handshake: the old instance exits once its client is gone" wait_until 20 exited $_old
+stop "p$_old"
+check "drain handshake: ... with status 0" test $? -eq 0
+check "drain handshake: the old instance closed no parked tunnel" parked_closed_none $_old
+check "drain handshake: agent: reconnects=0" test "$(reconnects)" = 0
+wait_until 10 test -S "$SOCK"
+
+echo "# --fleet-redis with a handover is refused"
+"$EX/revtun-upstream-proxy" --tunnel-listen 127.0.0.1:$TUN --listen 127.0.0.1:$CLI \
+  --fleet-redis 127.0.0.1:1 --handover-socket "$T/fleet.sock" >"$T/fleet.out" 2>&1
+check "--fleet-redis --handover-socket: exit 2 ($(cat "$T/fleet.out"))" test $? -eq 2
+check "--fleet-redis --handover-socket: the error says why" \
+  grep -q "cannot be combined with --handover-socket or --takeover" "$T/fleet.out"
+
 echo "# a bad old instance: the new one exits 1 with a clear error"
 pick_port TUN2
 pick_port CLI2
@@ -184,10 +295,27 @@ check "badstate: nothing parked, no record" sh -c "! grep -q 'record ' '$T/bad-b
 wait $_pp
 stop bad
 
-echo "# the last instance stops on SIGTERM"
-stop "p$n"
+echo "# SIGINT to the last instance while a takeover is starting: refused, it stops"
+_old=$n
+paused_proxy connected
+kill -INT "$(pid_of $_old)"
+check "SIGINT: the old instance refuses the takeover that was starting" \
+  wait_until 10 grep -q "handover: SIGINT: refusing the takeover that was starting" "$T/p$_old.log"
+kill -CONT "$(pid_of $n)"
+stop "p$_old" INT
 check "last instance exited 0" test $? -eq 0
 check "handover socket removed at exit" test ! -e "$SOCK"
+wait_until 20 exited $n
+stop "p$n"
+check "SIGINT: the new instance exits 1" test $? -eq 1
+check "SIGINT: ... saying why" \
+  grep -q -- "--takeover $SOCK: refused by the old instance: the old instance is shutting down" "$T/p$n.log"
+check "SIGINT: the new instance parked nothing" sh -c "! grep -q 'record socket_imported' '$T/p$n.log'"
+check "SIGINT: the $((COUNT + 1)) parked tunnels closed once each, in the old instance" \
+  test "$(grep -c 'record tunnel_closed' "$T/p$_old.log")" -eq \
+  $((COUNT + 1 + $(grep -c 'session .*: closed:' "$T/p$_old.log")))
+stop agent2
+stop relay
 stop agent
 check "agent prints reconnects on exit" grep -q "reconnects=" "$T/agent.log"
 no_sanitizer_reports "$T"

@@ -105,6 +105,14 @@ int fleet_check_settings(struct proxy *p) {
     }
     return 0;
   }
+  /* A handover moves tunnels the directory lists under this instance to
+   * another one, which would not publish them, while this one withdraws
+   * them when it exits: refused rather than a directory that lies. */
+  if (cfg->handover_path || cfg->takeover_path) {
+    fprintf(stderr, PROG ": --fleet-redis cannot be combined with --handover-socket or "
+                         "--takeover: the directory would not follow the tunnels that move\n");
+    return -1;
+  }
   if (cfg->fleet_password && cfg->fleet_password_file) {
     fprintf(stderr, PROG ": --fleet-redis-password and --fleet-redis-password-file are "
                          "exclusive\n");

@@ -32,11 +32,27 @@
  * connection for good, and clients that do not reconnect on it (h2load
  * counts every request it has left as failed) should first get the chance
  * to finish on their own. At the end of the grace period what is left is cut.
+ *
+ * SIGTERM or SIGINT to the old instance during a takeover: before anything
+ * was sent (no HELLO yet) the takeover is refused ("the old instance is
+ * shutting down"); once everything is sent the old one waits up to
+ * IO_TIMEOUT_S for SERVING, then drains and exits as after any handover;
+ * if the new one goes away or stays silent instead, the tunnels park here
+ * again and the shutdown goes on from there (they close with the pool).
+ * Either way each tunnel is in exactly one pool. The new instance, if it
+ * cannot say it serves, gives up what it imported without a close record.
+ *
+ * Tests: REVTUN_PROXY_TEST_TAKEOVER_PAUSE=STEP makes the new instance stop
+ * (log "handover: test pause at STEP", then SIGSTOP) at a step of the
+ * takeover: connected (HELLO not sent yet), hello (sent), listeners,
+ * tunnels (the first tunnels parked), done (everything received, SERVING
+ * not sent yet).
  */
 #define _GNU_SOURCE /* struct ucred, accept4 */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +94,8 @@ struct handover {
   ino_t ino;
   int cfd; /* the connection to the other instance, or -1 */
   struct event *cev, *sweep_ev, *goaway_ev;
+  struct event *stop_ev; /* a signal came mid-takeover: give up waiting at */
+  const char *stop_why;  /* that signal, while the takeover finishes */
   struct transit *tr;
   size_t ntr, cap;
   uint64_t moved;
@@ -318,10 +336,18 @@ static void conn_close(struct handover *ho) {
 
 /* The takeover in progress ends without the new instance serving. */
 static void abort_takeover(struct handover *ho, const char *why) {
-  logmsg("handover: takeover abandoned (%s): this instance keeps serving", why);
+  const char *stop = ho->stop_why;
+
+  logmsg("handover: takeover abandoned (%s): %s", why,
+         stop ? "the tunnels park here again and close at exit" : "this instance keeps serving");
   transit_restore(ho);
   conn_close(ho);
   ho->state = HO_ST_IDLE;
+  if (stop) {
+    ho->stop_why = NULL;
+    evtimer_del(ho->stop_ev);
+    proxy_begin_shutdown(ho->p, stop);
+  }
 }
 
 static void send_everything(struct handover *ho, pid_t pid) {
@@ -373,6 +399,11 @@ static void handed_over(struct handover *ho) {
   ho->moved += ho->ntr;
   transit_release(ho);
   ho->state = HO_ST_HANDED;
+  if (ho->stop_why) {
+    logmsg("handover: %s came during the takeover: draining as after any handover", ho->stop_why);
+    ho->stop_why = NULL;
+    evtimer_del(ho->stop_ev);
+  }
   if (ho->lev)
     event_free(ho->lev);
   ho->lev = NULL;
@@ -519,6 +550,11 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
     refuse_after_hello(fd, "not the same user");
     return;
   }
+  if (ho->p->stopping) {
+    logmsg("handover: refused a takeover from pid %ld: shutting down", (long)pid);
+    refuse_after_hello(fd, "the old instance is shutting down");
+    return;
+  }
   if (ho->cfd >= 0 || ho->state != HO_ST_IDLE) {
     logmsg("handover: refused a takeover from pid %ld: %s", (long)pid, busy);
     refuse_after_hello(fd, busy);
@@ -589,7 +625,61 @@ static int listen_path(struct handover *ho) {
   return 0;
 }
 
+/* A signal during a takeover that was sent: no SERVING in IO_TIMEOUT_S. */
+static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg) {
+  struct handover *ho = arg;
+
+  (void)fd, (void)what;
+  if (ho->state == HO_ST_SENT && ho->cfd >= 0)
+    old_conn_cb(ho->cfd, EV_READ, ho); /* a SERVING that already came counts */
+  if (ho->state == HO_ST_SENT)
+    abort_takeover(ho, "the new instance did not say it serves in time");
+}
+
+int handover_on_signal(struct proxy *p, const char *why) {
+  struct handover *ho = p->ho;
+  struct timeval tv = {IO_TIMEOUT_S, 0};
+
+  if (!ho || ho->cfd < 0)
+    return 0;
+  if (ho->state == HO_ST_IDLE) {
+    /* connected, nothing sent yet: the new instance gets nothing */
+    logmsg("handover: %s: refusing the takeover that was starting", why);
+    if (ho->cev)
+      event_free(ho->cev);
+    ho->cev = NULL;
+    refuse_after_hello(ho->cfd, "the old instance is shutting down");
+    ho->cfd = -1;
+    return 0;
+  }
+  if (ho->state != HO_ST_SENT)
+    return 0;
+  if (ho->stop_why) {
+    abort_takeover(ho, "a second signal"); /* shutdown begins */
+    logmsg("second signal: exiting now");
+    event_base_loopbreak(p->base);
+    return 1;
+  }
+  /* every tunnel is with the new instance now: stopping here would close
+   * sockets it holds; it either serves soon or the tunnels come back */
+  ho->stop_why = why;
+  evtimer_add(ho->stop_ev, &tv);
+  logmsg("handover: %s during a takeover: finishing it first (up to %d s)", why, IO_TIMEOUT_S);
+  return 1;
+}
+
 /* ------------------------------------------------- the new instance's side */
+
+/* REVTUN_PROXY_TEST_TAKEOVER_PAUSE=STEP: SIGSTOP at STEP (a test then
+ * kills it, or lets it go on with SIGCONT). */
+static void test_pause(const char *step) {
+  const char *want = getenv("REVTUN_PROXY_TEST_TAKEOVER_PAUSE");
+
+  if (!want || strcmp(want, step) != 0)
+    return;
+  logmsg("handover: test pause at %s", step);
+  raise(SIGSTOP);
+}
 
 static void import_tunnels(struct handover *ho, const struct ho_msg *m, int *fds) {
   for (size_t i = 0; i < m->n; i++) {
@@ -706,6 +796,7 @@ static int receive_all(struct handover *ho) {
       }
       for (size_t i = 0; i < m.n; i++)
         ho->p->inherited_fd[m.kinds[i]] = fds[i];
+      test_pause("listeners");
       for (size_t i = 0; i < m.n; i++)
         if (!is_listening_stream(fds[i]))
           return takeover_fail(ho, "bad message from the old instance",
@@ -721,6 +812,7 @@ static int receive_all(struct handover *ho) {
       }
       import_tunnels(ho, &m, fds);
       tunnels += m.n;
+      test_pause("tunnels");
       break;
     case HO_DONE:
       if (!got_listeners || m.total != tunnels)
@@ -729,6 +821,7 @@ static int receive_all(struct handover *ho) {
                                            : "DONE before LISTENERS");
       logmsg("handover: received %llu parked tunnel(s), %llu parked here",
              (unsigned long long)tunnels, (unsigned long long)ho->moved);
+      test_pause("done");
       return 0;
     default:
       close_fds(fds, nfds);
@@ -747,9 +840,12 @@ static struct handover *ho_new(struct proxy *p) {
   ho->p = p;
   ho->lfd = ho->cfd = -1;
   if (!(ho->sweep_ev = evtimer_new(p->base, sweep_cb, ho)) ||
-      !(ho->goaway_ev = evtimer_new(p->base, goaway_cb, ho))) {
+      !(ho->goaway_ev = evtimer_new(p->base, goaway_cb, ho)) ||
+      !(ho->stop_ev = evtimer_new(p->base, stop_timeout_cb, ho))) {
     if (ho->sweep_ev)
       event_free(ho->sweep_ev);
+    if (ho->goaway_ev)
+      event_free(ho->goaway_ev);
     free(ho);
     return NULL;
   }
@@ -774,9 +870,12 @@ int handover_takeover(struct proxy *p) {
   if (!same_user(ho->cfd, &pid))
     return takeover_fail(ho, "the instance listening there is not our user", NULL);
   set_timeouts(ho->cfd);
-  if (ho_send(ho->cfd, hello, ho_header(hello, HO_HELLO, 0), NULL, 0) < 0)
+  test_pause("connected");
+  /* EPIPE: the old instance closed after a REFUSE, which is still to be read */
+  if (ho_send(ho->cfd, hello, ho_header(hello, HO_HELLO, 0), NULL, 0) < 0 && errno != EPIPE)
     return takeover_fail(ho, "sending", strerror(errno));
   logmsg("handover: taking over from pid %ld", (long)pid);
+  test_pause("hello");
   return receive_all(ho);
 }
 
@@ -795,7 +894,11 @@ int handover_start(struct proxy *p) {
       }
     /* listening on the inherited sockets already: the old one may stop */
     if (send_simple(ho->cfd, HO_SERVING, NULL, 0) < 0) {
-      logmsg("handover: telling the old instance we serve: %s", strerror(errno));
+      /* the old one gave up (a signal and no SERVING in time): it parked
+       * the tunnels again, so they leave here without a close record */
+      fprintf(stderr, PROG ": --takeover %s: telling the old instance we serve: %s\n",
+              p->cfg.takeover_path, strerror(errno));
+      abandon(ho);
       return -1;
     }
     evutil_make_socket_nonblocking(ho->cfd);
@@ -837,6 +940,7 @@ void handover_free(struct proxy *p) {
     logmsg("handover: %llu tunnel(s) handed over in all", (unsigned long long)ho->moved);
   event_free(ho->sweep_ev);
   event_free(ho->goaway_ev);
+  event_free(ho->stop_ev);
   free(ho->tr);
   free(ho);
   p->ho = NULL;

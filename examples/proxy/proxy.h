@@ -319,6 +319,9 @@ void proxy_begin_shutdown(struct proxy *p, const char *why);
 int handover_takeover(struct proxy *p);
 int handover_start(struct proxy *p);
 void handover_free(struct proxy *p);
+/* SIGTERM/SIGINT (why names it): 1 if the handover takes it (a takeover
+ * was sent and must end first: the shutdown begins when it has), else 0 */
+int handover_on_signal(struct proxy *p, const char *why);
 
 /* tls.c: the tunnel listener's TLS. setup: 0, or -1 with a message on
  * stderr; reload: new certificates, keys and CRL for the handshakes that
