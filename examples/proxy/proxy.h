@@ -106,7 +106,10 @@ struct settings {
   uint32_t fleet_ttl_ms, fleet_timeout_ms;
   uint32_t fleet_cache_ttl_ms; /* with fleet_cache_set; else the directory's default */
   int fleet_cache_set;
+  uint32_t workers; /* threads, 1..WORKERS_MAX (workers.c) */
 };
+
+#define WORKERS_MAX 64 /* REVTUN_DIRECTORY_MAX_HANDLES */
 
 /* Header bytes held, against a limit. */
 struct hbudget {
@@ -132,6 +135,8 @@ struct plistener {
 
 struct auth_table;
 struct fleet;
+struct worker;
+struct workers;
 
 struct proxy {
   struct settings cfg;
@@ -161,6 +166,8 @@ struct proxy {
   struct upsess *dead_sessions; /* same */
   struct counters st;
   struct revtun_openssl *tls; /* the acceptor's TLS transport, or NULL */
+  struct worker *w;           /* with --workers N > 1: this loop's worker, else NULL */
+  struct workers *all;        /* the admin loop of --workers N > 1, else NULL */
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
@@ -217,6 +224,9 @@ struct xchg {
   size_t auth_len;
   int fleet_wait; /* a directory lookup is pending: keep the request body */
   int fleet_fwd;  /* we added x-revtun-forwarded: sent to another instance */
+  struct worker_wait *worker_wait; /* waiting for another worker's tunnel (workers.c) */
+  int worker_asked;                /* the directory was asked once: do not wait again */
+  int worker_fwd;                  /* sent to another worker's sessions */
 };
 
 /* One HTTP/2 client session on a handed-off tunnel. */
@@ -265,6 +275,7 @@ void hbudget_release(struct hbudget *b, size_t *charged);
 /* exchange.c */
 struct xchg *xchg_new(struct conn *c, int32_t cid);
 void xchg_dispatch(struct xchg *x);
+void xchg_route(struct xchg *x);
 void xchg_request_data(struct xchg *x);
 void xchg_client_done(struct xchg *x);
 void xchg_upstream_done(struct xchg *x, const char *error);
@@ -281,6 +292,10 @@ void xchg_release(struct xchg *x);
 /* upstream-proxy.c */
 void proxy_schedule_reap(struct proxy *p);
 void proxy_check_done(struct proxy *p);
+int proxy_open(struct proxy *p, const uint8_t *conf, size_t conf_len, const uint8_t *aconf,
+               size_t aconf_len, revtun_directory_t *dir);
+void proxy_close(struct proxy *p);
+void proxy_begin_shutdown(struct proxy *p, const char *why);
 
 /* tls.c: the tunnel listener's TLS. setup: 0, or -1 with a message on
  * stderr; reload: new certificates, keys and CRL for the handshakes that
@@ -330,6 +345,8 @@ void conn_reap(struct proxy *p);
 int up_setup(void);
 void up_teardown(void);
 struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whylen);
+struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip);
+struct upsess *up_for_worker(struct proxy *p, unsigned k, char *why, size_t whylen);
 int up_submit(struct upsess *u, struct xchg *x);
 void up_want_flush(struct upsess *u);
 void up_resume(struct xchg *x);
@@ -353,9 +370,29 @@ void fleet_free(struct proxy *p);
 int fleet_route(struct xchg *x, char *why, size_t whylen);
 void fleet_stats(struct proxy *p, struct evbuffer *b, int prom);
 
+/* workers.c: --workers N > 1 */
+int workers_check_settings(struct proxy *p);
+int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const uint8_t *aconf,
+                size_t aconf_len);
+int workers_set_options(struct proxy *p, revtun_options_t *opts, revtun_directory_t *dir);
+int workers_handoff(struct xchg *x, int lookup, const char *id, const char *tenant, int *fd,
+                    revtun_strip_t *strip);
+struct upsess *workers_forward(struct xchg *x, int lookup, const char *id, const char *tenant);
+int workers_connect(struct proxy *p, unsigned k);
+void workers_note_session(struct proxy *p, const struct node *n, int delta);
+int workers_admin_stats(struct workers *all, struct evbuffer *b, unsigned flags, int worker);
+void workers_admin_tunnels(struct workers *all, struct evbuffer *b);
+
 /* admin.c */
 void admin_metric(struct evbuffer *b, int prom, const char *name, const char *type, uint64_t v);
 int admin_start(struct proxy *p, const char *spec);
 void admin_stop(struct proxy *p);
+void admin_stats(struct proxy *p, struct evbuffer *b, unsigned flags);
+/* /tunnels' three lists, one JSON object per line; worker >= 0 adds a
+ * "worker" field to each */
+void admin_tunnel_lines(struct proxy *p, int worker, struct evbuffer *nodes,
+                        struct evbuffer *clusters, struct evbuffer *sessions);
+void admin_tunnels_join(struct evbuffer *b, struct evbuffer *nodes, struct evbuffer *clusters,
+                        struct evbuffer *sessions, size_t pending);
 
 #endif
