@@ -63,7 +63,7 @@ static int stats_flags(const char *query, unsigned n_workers, int *worker) {
     else if (!strcmp(kv->key, "labels") && !strcmp(kv->value, "0"))
       flags &= ~(int)REVTUN_PROM_LABELS;
     else if (n_workers > 1 && !strcmp(kv->key, "worker") &&
-             parse_u64(kv->value, n_workers - 1, &k) == 0)
+             parse_u64(kv->value, UINT32_MAX, &k) == 0 && k < n_workers)
       *worker = (int)k;
     else
       flags = -1;

@@ -101,6 +101,8 @@ void xchg_route(struct xchg *x) {
   u = up_route(p, x, why, sizeof(why));
   if (x->worker_wait)
     return; /* another worker's tunnel is on its way (workers.c) */
+  if (!u && p->w && workers_retry(x))
+    return; /* a tunnel may be moving between workers: look again shortly */
   if (!u) {
     /* with --fleet-redis, another instance may hold the node */
     if (!p->fleet || !fleet_route(x, why, sizeof(why)))

@@ -227,6 +227,7 @@ struct xchg {
   struct worker_wait *worker_wait; /* waiting for another worker's tunnel (workers.c) */
   int worker_asked;                /* the directory was asked once: do not wait again */
   int worker_fwd;                  /* sent to another worker's sessions */
+  revtun_time_ms_t worker_since;   /* first found no tunnel anywhere (workers_retry) */
 };
 
 /* One HTTP/2 client session on a handed-off tunnel. */
@@ -379,6 +380,7 @@ int workers_handoff(struct xchg *x, int lookup, const char *id, const char *tena
                     revtun_strip_t *strip);
 struct upsess *workers_forward(struct xchg *x, int lookup, const char *id, const char *tenant);
 int workers_connect(struct proxy *p, unsigned k);
+int workers_retry(struct xchg *x);
 void workers_note_session(struct proxy *p, const struct node *n, int delta);
 int workers_admin_stats(struct workers *all, struct evbuffer *b, unsigned flags, int worker);
 void workers_admin_tunnels(struct workers *all, struct evbuffer *b);

@@ -45,6 +45,8 @@
 #define INBOX_MAX 256      /* socket-pair ends waiting for a worker to serve them */
 #define REG_BUCKETS 4096   /* session registry hash buckets */
 #define WAIT_MS 2000       /* how long a request waits for another worker's tunnel */
+#define RETRY_MS 5         /* between two looks for a tunnel that is moving... */
+#define RETRY_FOR_MS 250   /* ...for at most this long */
 #define WORKER_HEADER "x-revtun-worker"
 
 enum { CMD_STOP = 1, CMD_STOP_NOW = 2, CMD_RELOAD = 4 };
@@ -293,6 +295,56 @@ int workers_handoff(struct xchg *x, int lookup, const char *id, const char *tena
   return REVTUN_E_PENDING;
 }
 
+static void retry_cb(evutil_socket_t fd, short what, void *arg) {
+  struct worker_wait *ww = arg;
+  struct xchg *x = ww->x;
+
+  (void)fd, (void)what;
+  wait_end(ww);
+  if (x->c) {
+    x->worker_asked = 0;
+    xchg_route(x);
+    if (x->c && !x->worker_wait)
+      xchg_request_data(x);
+  }
+  xchg_release(x);
+}
+
+/*
+ * No tunnel for x anywhere: none idle in any worker's pool, no session on
+ * one. A tunnel can be between two workers for a moment (given up by one,
+ * not yet a session at the other), or between sessions of the agent, so a
+ * worker looks again every RETRY_MS for up to RETRY_FOR_MS before the 503.
+ * 1 when x waits (x->worker_wait), 0 when the caller answers.
+ */
+int workers_retry(struct xchg *x) {
+  struct proxy *p = x->p;
+  struct worker_wait *ww;
+  struct timeval tv = {0, RETRY_MS * 1000};
+  revtun_time_ms_t now = revtun_libevent_now();
+
+  if (!x->target || !x->c)
+    return 0;
+  if (!x->worker_since)
+    x->worker_since = now;
+  if (now - x->worker_since >= RETRY_FOR_MS ||
+      !(ww = calloc(1, sizeof(*ww))))
+    return 0;
+  if (!(ww->timer = evtimer_new(p->base, retry_cb, ww))) {
+    free(ww);
+    return 0;
+  }
+  ww->x = x;
+  ww->next = p->w->waits;
+  if (ww->next)
+    ww->next->prev = ww;
+  p->w->waits = ww;
+  x->worker_wait = ww;
+  xchg_hold(x);
+  evtimer_add(ww->timer, &tv);
+  return 1;
+}
+
 /* The answer to workers_handoff()'s REVTUN_E_PENDING, on this thread. */
 static void on_arrival(revtun_t *h, uint64_t ticket, int status, int fd, revtun_strip_t strip,
                        void *request_user, void *user) {
@@ -453,7 +505,8 @@ static void *worker_main(void *arg) {
   }
   while (w->waits) {
     struct xchg *x = w->waits->x;
-    revtun_handoff_cancel(p->h, w->waits->ticket);
+    if (w->waits->ticket)
+      revtun_handoff_cancel(p->h, w->waits->ticket);
     wait_end(w->waits);
     xchg_release(x);
   }
