@@ -211,7 +211,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* The first bytes after handoff may still carry late RPING echoes. */
 static int feed(struct upsess *u, const uint8_t *data, size_t len) {
-  static uint8_t stripped[16384 + 4];
+  static _Thread_local uint8_t stripped[16384 + 4]; /* one per --workers thread */
   ssize_t rv;
 
   while (!u->peer && revtun_rping_strip_active(u->strip) && len > 0) {
@@ -237,7 +237,7 @@ static int feed(struct upsess *u, const uint8_t *data, size_t len) {
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
-  static uint8_t buf[READ_CHUNK];
+  static _Thread_local uint8_t buf[READ_CHUNK]; /* one per --workers thread */
   struct upsess *u = arg;
   size_t budget = READ_BUDGET;
 
