@@ -363,14 +363,7 @@ static int load(const char *flag, const char *path, uint8_t **buf, size_t *len) 
 }
 
 /* Long options without a short letter (the letters are all taken). */
-enum {
-  OPT_TLS_CERT = 256,
-  OPT_TLS_KEY,
-  OPT_TLS_CA,
-  OPT_TLS_CRL,
-  OPT_FLEET_CACHE_TTL,
-  OPT_WORKERS
-};
+enum { OPT_TLS_CERT = 256, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_CRL, OPT_FLEET_CACHE_TTL, OPT_WORKERS };
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {

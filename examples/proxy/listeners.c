@@ -172,8 +172,8 @@ static int listen_on(struct proxy *p, struct plistener *pl, const char *spec, co
   /* --workers: every worker listens on the same port, and the kernel
    * spreads the connections over them */
   pl->l = evconnlistener_new_bind(p->base, cb, p,
-                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
-                                      (p->w ? LEV_OPT_REUSEABLE_PORT : 0),
+                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                      LEV_OPT_CLOSE_ON_EXEC | (p->w ? LEV_OPT_REUSEABLE_PORT : 0),
                                   1024, (struct sockaddr *)&ss, (int)len);
   if (!pl->l) {
     logmsg("cannot listen on %s (%s): %s", spec, what, strerror(errno));

@@ -222,8 +222,8 @@ struct xchg {
   int resp_too_large; /* the agent's header section broke a limit */
   char *auth;         /* the authorization value when --client-auth is on */
   size_t auth_len;
-  int fleet_wait; /* a directory lookup is pending: keep the request body */
-  int fleet_fwd;  /* we added x-revtun-forwarded: sent to another instance */
+  int fleet_wait;                  /* a directory lookup is pending: keep the request body */
+  int fleet_fwd;                   /* we added x-revtun-forwarded: sent to another instance */
   struct worker_wait *worker_wait; /* waiting for another worker's tunnel (workers.c) */
   int worker_asked;                /* the directory was asked once: do not wait again */
   int worker_fwd;                  /* sent to another worker's sessions */

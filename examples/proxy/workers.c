@@ -42,11 +42,11 @@
 
 #include "proxy.h"
 
-#define INBOX_MAX 256      /* socket-pair ends waiting for a worker to serve them */
-#define REG_BUCKETS 4096   /* session registry hash buckets */
-#define WAIT_MS 2000       /* how long a request waits for another worker's tunnel */
-#define RETRY_MS 5         /* between two looks for a tunnel that is moving... */
-#define RETRY_FOR_MS 250   /* ...for at most this long */
+#define INBOX_MAX 256    /* socket-pair ends waiting for a worker to serve them */
+#define REG_BUCKETS 4096 /* session registry hash buckets */
+#define WAIT_MS 2000     /* how long a request waits for another worker's tunnel */
+#define RETRY_MS 5       /* between two looks for a tunnel that is moving... */
+#define RETRY_FOR_MS 250 /* ...for at most this long */
 #define WORKER_HEADER "x-revtun-worker"
 
 enum { CMD_STOP = 1, CMD_STOP_NOW = 2, CMD_RELOAD = 4 };
@@ -118,8 +118,9 @@ struct workers {
 
 int workers_check_settings(struct proxy *p) {
   if (p->cfg.workers > 1 && p->cfg.fleet_redis) {
-    fprintf(stderr, PROG ": --workers %u with --fleet-redis: not supported (the fleet "
-                         "directory publishes one handle's tunnels); use --workers 1 or no fleet\n",
+    fprintf(stderr,
+            PROG ": --workers %u with --fleet-redis: not supported (the fleet "
+                 "directory publishes one handle's tunnels); use --workers 1 or no fleet\n",
             p->cfg.workers);
     return -1;
   }
@@ -252,7 +253,8 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg) {
   revtun_handoff_cancel(x->p->h, ww->ticket); /* a socket still on its way parks here */
   wait_end(ww);
   if (x->c) {
-    snprintf(why, sizeof(why), "no reverse tunnel for %s: another worker's did not arrive within %u ms",
+    snprintf(why, sizeof(why),
+             "no reverse tunnel for %s: another worker's did not arrive within %u ms",
              x->target ? x->target : "?", WAIT_MS);
     xchg_local_reply(x, 503, why);
   }
@@ -327,8 +329,7 @@ int workers_retry(struct xchg *x) {
     return 0;
   if (!x->worker_since)
     x->worker_since = now;
-  if (now - x->worker_since >= RETRY_FOR_MS ||
-      !(ww = calloc(1, sizeof(*ww))))
+  if (now - x->worker_since >= RETRY_FOR_MS || !(ww = calloc(1, sizeof(*ww))))
     return 0;
   if (!(ww->timer = evtimer_new(p->base, retry_cb, ww))) {
     free(ww);
@@ -385,8 +386,8 @@ struct upsess *workers_forward(struct xchg *x, int lookup, const char *id, const
       (x->auth && hdrs_add(&x->req, "authorization", 13, x->auth, x->auth_len) < 0))
     return NULL;
   x->worker_fwd = 1;
-  x->target = hdrs_get(&x->req, lookup == REVTUN_LOOKUP_NODE ? p->cfg.node_header
-                                                             : p->cfg.cluster_header);
+  x->target =
+      hdrs_get(&x->req, lookup == REVTUN_LOOKUP_NODE ? p->cfg.node_header : p->cfg.cluster_header);
   if (!(u = up_for_worker(p, (unsigned)k, why, sizeof(why))))
     VLOG("%s: cannot send to worker %d: %s", x->target, k, why);
   return u;
