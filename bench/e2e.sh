@@ -6,7 +6,7 @@
 #   bench/e2e.sh [--build DIR] [--duration S] [--rounds N] [--connections C]
 #                [--streams M] [--size BYTES] [--rate REQ_PER_S] [--backend nginx|demo]
 #                [--h1] [--tls] [--pin] [--cpus N] [--client-threads T]
-#                [--backend-workers W] [--dry-run]
+#                [--backend-workers W] [--workers N] [--dry-run]
 #
 # Every path gets the same h2load load: C connections (default 32), M
 # concurrent streams each (10), S seconds (8) after 1 s of warm-up,
@@ -22,6 +22,10 @@
 # relay, sshd and ssh on cores of their own (taskset); the client gets T
 # threads and nginx W workers, by default as many as their cores. --dry-run
 # prints that plan (for --cpus N, default this machine's) and exits.
+# --workers N (N > 1): a second tunnel path through a proxy started with
+# --workers N (its own agent, 4 tunnels per worker), measured in the same
+# rounds as the one-worker tunnel; with --pin the proxy gets N cores, the
+# agent the next one, client and backend the rest (needs N + 3 cores).
 #   direct  h2load -> backend
 #   tunnel  h2load -h2c-> revtun-upstream-proxy -tunnel-> revtun-downstream-agent -> backend (HTTP/1.1)
 #   ssh -R  h2load -> sshd -ssh channel-> ssh -> backend
@@ -51,6 +55,7 @@ DRY=no
 CPUS=$(nproc)
 CLIENT_THREADS=
 BACKEND_WORKERS=
+WORKERS=1
 STREAMS_SET=no
 while [ $# -gt 0 ]; do
   case $1 in
@@ -66,10 +71,11 @@ while [ $# -gt 0 ]; do
     --client-threads) CLIENT_THREADS=$2; shift ;;
     --backend-workers) BACKEND_WORKERS=$2; shift ;;
     --dry-run) DRY=yes ;;
+    --workers) WORKERS=$2; shift ;;
     --size) SIZE=$2; shift ;;
     --backend) BACKEND=$2; shift ;;
     --rate) RATE_TOTAL=$2; shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "bench/e2e.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -80,23 +86,32 @@ case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 # ------------------------------------------------------------- core plan
 # span FIRST N: the taskset list of N cores from FIRST.
 span() { if [ "$2" -le 1 ]; then echo "$1"; else echo "$1-$(($1 + $2 - 1))"; fi; }
+case $WORKERS in
+  '' | *[!0-9]*) echo "bench/e2e.sh: --workers takes 1..64" >&2; exit 2 ;;
+esac
+[ "$WORKERS" -ge 1 ] && [ "$WORKERS" -le 64 ] || { echo "bench/e2e.sh: --workers takes 1..64" >&2; exit 2; }
+# the first core left for client and backend: after the middle's two, or
+# after the N cores of a --workers N proxy and its agent's one
+FREE=2
+[ "$WORKERS" -gt 1 ] && FREE=$((WORKERS + 1))
 PINNED=no
-if [ $PIN = yes ] && [ "$CPUS" -gt 4 ]; then
+if [ $PIN = yes ] && [ "$CPUS" -gt 4 ] && [ "$CPUS" -ge $((FREE + 2)) ]; then
   PINNED=yes
   # Paths are measured one at a time, so the two processes between client
   # and backend of each path (proxy and agent, relay and relay, sshd and
-  # ssh) get cores 0 and 1; the client gets half of the rest (rounded up),
-  # the backend the other half.
-  _client=$(((CPUS - 1) / 2))
-  _backend=$((CPUS - 2 - _client))
+  # ssh) get cores 0 and 1 (a --workers N proxy 0..N-1, its agent N); the
+  # client gets half of the rest (rounded up), the backend the other half.
+  _client=$(((CPUS - FREE + 1) / 2))
+  _backend=$((CPUS - FREE - _client))
   CORES_PROXY=0 CORES_RELAY1=0 CORES_SSHD=0
   CORES_AGENT=1 CORES_RELAY2=1 CORES_SSH=1
-  CORES_CLIENT=$(span 2 $_client)
-  CORES_BACKEND=$(span $((2 + _client)) $_backend)
+  CORES_PROXYW=$(span 0 "$WORKERS") CORES_AGENTW=$WORKERS
+  CORES_CLIENT=$(span $FREE $_client)
+  CORES_BACKEND=$(span $((FREE + _client)) $_backend)
   : "${CLIENT_THREADS:=$_client}"
   : "${BACKEND_WORKERS:=$_backend}"
 elif [ $PIN = yes ]; then
-  echo "# --pin: only $CPUS CPUs, so nothing is pinned (it needs more than 4)"
+  echo "# --pin: only $CPUS CPUs, so nothing is pinned (it needs more than 4, and $((FREE + 2)) with --workers $WORKERS)"
 fi
 : "${CLIENT_THREADS:=1}"
 : "${BACKEND_WORKERS:=1}"
@@ -108,7 +123,9 @@ on() {
 }
 if [ $DRY = yes ]; then
   echo "# bench/e2e.sh --dry-run: $CPUS CPUs, pinned: $PINNED, client: h2load -t $CLIENT_THREADS, backend: $BACKEND_WORKERS worker(s)"
-  for _who in CLIENT PROXY AGENT BACKEND RELAY1 RELAY2 SSHD SSH; do
+  _whos="CLIENT PROXY AGENT BACKEND RELAY1 RELAY2 SSHD SSH"
+  [ "$WORKERS" -gt 1 ] && _whos="$_whos PROXYW AGENTW"
+  for _who in $_whos; do
     printf '  %-8s %s\n' "$_who" "$(on $_who | sed 's/^taskset -c //;s/^$/(not pinned)/')"
   done
   echo "  mode: $([ $H1 = yes ] && echo "HTTP/1.1 clients, -c $CONNS -m $STREAMS" || echo "h2c clients, -c $CONNS -m $STREAMS")"
@@ -226,6 +243,17 @@ wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADM/tunnels" || die "prox
 spawn agent "$T/agent.log" $(on AGENT) "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
   --node bench --cluster bench --tenant bench --count 4 --backend 127.0.0.1:$BACK_H1 $AGENT_TLS
 wait_until 10 node_has_idle 127.0.0.1:$ADM bench || die "agent did not park tunnels"
+if [ "$WORKERS" -gt 1 ]; then
+  pick_port TUNW
+  pick_port CLIW
+  pick_port ADMW
+  spawn proxyw "$T/proxyw.log" $(on PROXYW) "$EX/revtun-upstream-proxy" --workers "$WORKERS" \
+    --tunnel-listen 127.0.0.1:$TUNW --listen 127.0.0.1:$CLIW --admin-listen 127.0.0.1:$ADMW
+  wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$ADMW/tunnels" || die "proxy --workers did not start"
+  spawn agentw "$T/agentw.log" $(on AGENTW) "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUNW \
+    --node bench --cluster bench --tenant bench --count $((4 * WORKERS)) --backend 127.0.0.1:$BACK_H1
+  wait_until 10 node_has_idle 127.0.0.1:$ADMW bench || die "agent of the --workers proxy did not park tunnels"
+fi
 
 # ------------------------------------------------------------- relays
 spawn relay2 "$T/relay.log" $(on RELAY2) "$BUILD/bench/relay" --listen 127.0.0.1:$RELAY2 --to 127.0.0.1:$BACK_DIRECT
@@ -323,6 +351,8 @@ paths() {
   run "direct$_ph" $BACK_PROTO $BACK_DIRECT "" "$@"
   [ $BACKEND = nginx ] && [ $H1 = no ] && run "direct1$_ph" h1 $BACK_H1 "" "$@"
   run "tunnel$_ph" $TUN_PROTO $CLI "$PID_proxy $PID_agent" -H "x-remote-node-id: bench" "$@"
+  [ "$WORKERS" -gt 1 ] &&
+    run "tunnelw$_ph" $TUN_PROTO $CLIW "$PID_proxyw $PID_agentw" -H "x-remote-node-id: bench" "$@"
   [ $WITH_SSH = yes ] && run "ssh$_ph" $BACK_PROTO $SSH_R "$PID_sshd $PID_ssh" "$@"
   run "relay$_ph" $BACK_PROTO $RELAY1 "$PID_relay1 $PID_relay2" "$@"
 }
@@ -380,6 +410,7 @@ printf '%-40s %8s %7s %7s %7s %7s %7s %-11s %6s %6s %5s\n' "path" "req/s" "ms" "
 table_row "direct ($BACK_PROTO)" direct
 [ $BACKEND = nginx ] && [ $H1 = no ] && table_row "direct (HTTP/1.1)" direct1
 table_row "tunnel ($TUN_PROTO -> proxy -> agent -> h1$TUN_ENC)" tunnel
+[ "$WORKERS" -gt 1 ] && table_row "tunnel, proxy --workers $WORKERS" tunnelw
 [ $WITH_SSH = yes ] && table_row "ssh -R ($SSH_CIPHER)" ssh
 table_row "relay x2 (bench/relay.c)" relay
 say "(@rate: at a fixed $((RATE * CONNS)) req/s; middle: CPU time per request of the processes"
@@ -412,7 +443,12 @@ if [ $WITH_SSH = yes ]; then
     say "tunnel/ssh -R          = $ts"
   fi
 fi
-say "tunnel/direct          = $(ratio "$t_rps" "$d_rps")"
+say "tunnel/direct          = $(ratio "$t_rps" "$d_rps")   (proxy --workers 1)"
+if [ "$WORKERS" -gt 1 ]; then
+  w_rps=$(val tunnelw 1)
+  say "tunnel/direct          = $(ratio "$w_rps" "$d_rps")   (proxy --workers $WORKERS)"
+  say "workers $WORKERS/workers 1    = $(ratio "$w_rps" "$t_rps")"
+fi
 say "relay x2/direct        = $(ratio "$R_RPS" "$d_rps")"
 if [ $WITH_SSH = yes ]; then
   say "tunnel p99 $(val tunnel 3) ms vs ssh -R p50 $(val ssh 2) ms at full load; at $((RATE * CONNS)) req/s: tunnel p99 $(val tunnel@rate 3) ms, ssh -R p50 $(val ssh@rate 2) ms"
@@ -429,6 +465,7 @@ result() { # result METRIC VALUE TARGET(>=N, <=N or -)
 }
 if [ $H1 = no ]; then
   result "tunnel/relay x2 req/s" "$tr" ">=0.85"
+  [ "$WORKERS" -gt 1 ] && result "tunnel --workers $WORKERS/direct req/s" "$(ratio "$w_rps" "$d_rps")" -
   result "agent CPU/relay hop" "$ag" "<=1.5"
   result "proxy CPU/relay hop" "$px" "<=1.2"
   [ $WITH_SSH = yes ] && result "tunnel/ssh -R req/s" "$ts" -

@@ -28,10 +28,12 @@ static void vlog_line(const char *suffix, const char *fmt, va_list ap) {
   clock_gettime(CLOCK_REALTIME, &ts);
   localtime_r(&ts.tv_sec, &tm);
   strftime(when, sizeof(when), "%H:%M:%S", &tm);
+  flockfile(stderr); /* one whole line at a time, whichever thread logs */
   fprintf(stderr, "%s.%03ld %s: ", when, ts.tv_nsec / 1000000, log_prog);
   vfprintf(stderr, fmt, ap);
   fputs(suffix, stderr);
   fputc('\n', stderr);
+  funlockfile(stderr);
 }
 
 void logmsg(const char *fmt, ...) {

@@ -47,9 +47,10 @@ examples_revtun_downstream_agent_SOURCES = examples/agent/agent.h examples/agent
 	examples/agent/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	examples/tls.c examples/tls.h
 examples_revtun_downstream_agent_CPPFLAGS = $(EXAMPLES_TLS_CPPFLAGS)
-examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
+examples_revtun_downstream_agent_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS) \
+	$(PTHREAD_CFLAGS)
 examples_revtun_downstream_agent_LDADD = examples/libexcommon.la $(LIBEVENT_LIBS) $(NGHTTP2_LIBS) \
-	$(EXAMPLES_TLS_LIBS)
+	$(EXAMPLES_TLS_LIBS) $(PTHREAD_LIBS)
 
 examples_revtun_demo_backend_SOURCES = examples/demo-backend.c
 examples_revtun_demo_backend_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS)
@@ -61,12 +62,13 @@ examples_revtun_upstream_proxy_SOURCES = examples/upstream-proxy.c \
 	examples/proxy/select.c \
 	examples/proxy/handover.c examples/proxy/handover_wire.c examples/proxy/handover_wire.h \
 	examples/proxy/admin.c examples/proxy/access.c examples/proxy/listeners.c \
-	examples/proxy/tls.c examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
-	examples/tls.c examples/tls.h
+	examples/proxy/tls.c examples/proxy/workers.c examples/sock.c examples/sock.h \
+	examples/recycle.c examples/recycle.h examples/tls.c examples/tls.h
 examples_revtun_upstream_proxy_CPPFLAGS = -I$(top_srcdir)/include -Iinclude $(EXAMPLES_TLS_CPPFLAGS)
-examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS)
+examples_revtun_upstream_proxy_CFLAGS = $(WARN_CFLAGS) $(LIBEVENT_CFLAGS) $(NGHTTP2_CFLAGS) \
+	$(PTHREAD_CFLAGS)
 examples_revtun_upstream_proxy_LDADD = lib/libupstream-revtun.la examples/libexcommon.la \
-	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS) $(EXAMPLES_TLS_LIBADD)
+	$(LIBEVENT_LIBS) $(NGHTTP2_LIBS) $(EXAMPLES_TLS_LIBADD) $(PTHREAD_LIBS)
 # --fleet-redis: with hiredis, the proxy links the fleet directory.
 examples_revtun_upstream_proxy_SOURCES += examples/proxy/fleet.c
 if HAVE_REDIS
@@ -90,6 +92,9 @@ bench_relay_LDADD = $(LIBEVENT_LIBS)
 # Real programs on loopback: curl, nghttp, h2load through proxy and agent.
 TESTS += tests/e2e.sh tests/e2e_hostsel.sh
 dist_check_SCRIPTS += tests/e2e.sh tests/e2e_hostsel.sh
+# --workers 4: any worker serves any node, /stats and /tunnels add up.
+TESTS += tests/e2e_workers.sh
+dist_check_SCRIPTS += tests/e2e_workers.sh
 # Three proxies sharing a private redis-server: forwarding across the fleet
 # and agent failover (fleet.sh); Redis killed under traffic, the lookup
 # cache and its invalidation, two instances claiming one node
@@ -121,8 +126,8 @@ tests_adversarial_jsoncheck_CFLAGS = $(WARN_CFLAGS)
 TESTS += tests/adversarial/proxy.sh
 dist_check_SCRIPTS += tests/adversarial/proxy.sh
 else
-EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh tests/fleet.sh tests/fleet_faults.sh \
-	examples/proxy/fleet.c \
+EXTRA_DIST += man/revtun-upstream-proxy.1 tests/e2e.sh tests/e2e_workers.sh tests/fleet.sh tests/fleet_faults.sh \
+	examples/proxy/fleet.c examples/proxy/workers.c \
 	bench/relay.c \
 	examples/sock.c examples/sock.h examples/recycle.c examples/recycle.h \
 	examples/tls.c examples/tls.h examples/agent/tls.c examples/proxy/tls.c \

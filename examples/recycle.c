@@ -1,6 +1,7 @@
 /* Size-class free lists for the example programs' heap (see recycle.h). */
 #include "recycle.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,14 +57,20 @@ struct freeblock {
   struct freeblock *next;
 };
 
-static struct freeblock *lists[N_CLASSES];
-static size_t kept[N_CLASSES]; /* blocks on each list */
-static size_t kept_total;      /* bytes on all lists */
-static uint64_t n_from_malloc, n_reused;
-static void **slabs; /* every slab, for recycle_release() */
+/* Each thread has its own lists and carves its own slabs, so the fast
+ * paths take no lock (the proxy's --workers threads each run one loop). A
+ * block freed on another thread than the one that took it joins the
+ * freeing thread's list. Only the registry of slabs is shared: it is
+ * touched once per 64 KiB slab, under slabs_lock. */
+static _Thread_local struct freeblock *lists[N_CLASSES];
+static _Thread_local size_t kept[N_CLASSES]; /* blocks on each list */
+static _Thread_local size_t kept_total;      /* bytes on all lists */
+static _Thread_local uint64_t n_from_malloc, n_reused;
+static _Thread_local char *bump[N_CLASSES]; /* the current slab of each small class */
+static _Thread_local size_t bump_left[N_CLASSES];
+static pthread_mutex_t slabs_lock = PTHREAD_MUTEX_INITIALIZER;
+static void **slabs; /* every slab of every thread, for recycle_release() */
 static size_t n_slabs, slabs_cap;
-static char *bump[N_CLASSES]; /* the current slab of each small class */
-static size_t bump_left[N_CLASSES];
 
 static size_t class_size(unsigned c) {
   return c < N_SMALL ? (size_t)(c + 1) * SMALL_STEP : (size_t)SMALL_MAX << (c - N_SMALL + 1);
@@ -88,17 +95,22 @@ static void *slab_block(unsigned c) {
   union header *b;
 
   if (bump_left[c] < stride) {
+    char *slab = NULL;
+    pthread_mutex_lock(&slabs_lock);
     if (n_slabs == slabs_cap) {
       size_t cap = slabs_cap ? slabs_cap * 2 : 64;
       void **v = realloc(slabs, cap * sizeof(*v));
-      if (!v)
-        return NULL;
-      slabs = v;
-      slabs_cap = cap;
+      if (v) {
+        slabs = v;
+        slabs_cap = cap;
+      }
     }
-    if (!(bump[c] = malloc(SLAB_BYTES)))
+    if (n_slabs < slabs_cap && (slab = malloc(SLAB_BYTES)))
+      slabs[n_slabs++] = slab;
+    pthread_mutex_unlock(&slabs_lock);
+    if (!slab)
       return NULL;
-    slabs[n_slabs++] = bump[c];
+    bump[c] = slab;
     bump_left[c] = SLAB_BYTES;
     n_from_malloc++;
   }
@@ -227,7 +239,7 @@ void *recycle_malloc_unkept(size_t n) {
   return b + 1;
 }
 
-void recycle_release(void) {
+void recycle_release_thread(void) {
   for (unsigned c = 0; c < N_CLASSES; c++) {
     while (lists[c]) {
       struct freeblock *f = lists[c];
@@ -238,13 +250,19 @@ void recycle_release(void) {
     kept[c] = 0;
   }
   kept_total = 0;
+  memset(bump, 0, sizeof(bump));
+  memset(bump_left, 0, sizeof(bump_left));
+}
+
+void recycle_release(void) {
+  recycle_release_thread();
+  pthread_mutex_lock(&slabs_lock);
   for (size_t i = 0; i < n_slabs; i++)
     free(slabs[i]);
   free(slabs);
   slabs = NULL;
   n_slabs = slabs_cap = 0;
-  memset(bump, 0, sizeof(bump));
-  memset(bump_left, 0, sizeof(bump_left));
+  pthread_mutex_unlock(&slabs_lock);
 }
 
 void recycle_counts(uint64_t *from_malloc, uint64_t *reused) {

@@ -16,7 +16,8 @@
  * AddressSanitizer every call goes straight to malloc, so that
  * use-after-free and leaks are still found.
  *
- * Single-threaded, like the programs.
+ * Each thread keeps its own lists (no lock on the fast paths); a block may
+ * be freed on another thread than the one that allocated it.
  */
 #ifndef REVTUN_EXAMPLES_RECYCLE_H
 #define REVTUN_EXAMPLES_RECYCLE_H
@@ -48,8 +49,11 @@ void recycle_libevent(void);
 nghttp2_mem *recycle_nghttp2_mem(void);
 
 /* Gives every kept block back to malloc (at exit, so leak checkers see
- * only real leaks). */
+ * only real leaks): every slab, and the calling thread's lists. Call it
+ * once the other threads that allocated here have called
+ * recycle_release_thread() and ended. */
 void recycle_release(void);
+void recycle_release_thread(void);
 
 /* Blocks taken from malloc and blocks reused from a list so far. */
 void recycle_counts(uint64_t *from_malloc, uint64_t *reused);

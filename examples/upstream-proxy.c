@@ -10,13 +10,15 @@
  * x-remote-cluster-id, round robin over the cluster's nodes). The proxy
  * multiplexes requests for a node as streams on the HTTP/2 sessions it
  * already runs on that node's tunnels and takes a new tunnel from the pool
- * only when every session is full. Everything runs on one thread.
+ * only when every session is full. Everything runs on one thread, or with
+ * --workers N on N threads that share the library's directory (workers.c).
  *
  * Files: this one (flags, signals, shutdown) and examples/proxy/:
  * listeners.c (accepting, descriptor exhaustion), access.c (id rules,
  * client tokens), client.c (HTTP/1.1, protocol detection), client_h2.c
  * (h2c), exchange.c (request/response glue), upstream.c (tunnel sessions),
  * fleet.c (--fleet-redis: the directory, forwarding to other instances),
+ * workers.c (--workers: threads, cross-worker routing, the summed admin),
  * admin.c, util.c; examples/common.c (logging, parsing).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -125,6 +127,10 @@ static void usage(FILE *f) {
         "  --fleet-cache-ttl DUR       keep lookup answers up to DUR; a change an instance\n"
         "                              publishes drops them at once (0: no cache;\n"
         "                              default 1s, at most 1h)\n"
+        "  --workers N                 N threads (1..64, default 1), each with its own\n"
+        "                              loop, tunnel pool and listeners (SO_REUSEPORT);\n"
+        "                              any worker serves any node, /stats sums them\n"
+        "                              (?worker=K: one); not with --fleet-redis\n"
         "  --verbose                   log requests and every tunnel lifecycle record\n"
         "  --version                   print the library version and exit\n"
         "  --help                      show this help and exit\n"
@@ -241,6 +247,113 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   proxy_begin_shutdown(p, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* --------------------------------------------------- one loop's proxy */
+
+/*
+ * Everything that runs on one event loop: the loop itself, the library's
+ * handle and acceptor, the tunnel listener's TLS, the fleet directory and
+ * the tunnel and client listeners. With --workers 1 that is the whole
+ * proxy; with more, each worker thread has one (workers.c), all sharing
+ * dir. 0, or -1 with a message.
+ */
+int proxy_open(struct proxy *p, const uint8_t *conf, size_t conf_len, const uint8_t *aconf,
+               size_t aconf_len, revtun_directory_t *dir) {
+  struct settings *cfg = &p->cfg;
+  revtun_options_t *opts = NULL;
+  char err[512];
+  int rc = -1;
+
+  p->reserve_fd = p->admin_reserve_fd = -1;
+  p->hb.limit = (size_t)cfg->max_header_list * HEADER_PROCESS_BUDGET_FACTOR;
+  if (!(p->h1_fields = calloc(cfg->max_headers, sizeof(*p->h1_fields))) ||
+      !(p->nv_scratch =
+            calloc((size_t)cfg->max_headers + NV_SCRATCH_EXTRA, sizeof(*p->nv_scratch)))) {
+    fprintf(stderr, PROG ": out of memory\n");
+    return -1;
+  }
+  if (!(p->base = event_base_new()) || !(p->reap_ev = event_new(p->base, -1, 0, reap_cb, p)) ||
+      !(p->grace_ev = evtimer_new(p->base, grace_cb, p)) ||
+      !(p->trim_ev = evtimer_new(p->base, trim_cb, p)) || revtun_options_new(&opts) != REVTUN_OK ||
+      revtun_options_set_allocator(opts, lib_malloc, lib_realloc, lib_free, NULL) != REVTUN_OK ||
+      !(p->le = revtun_libevent_new(p->base, opts, p)) ||
+      (dir && workers_set_options(p, opts, dir) < 0)) {
+    fprintf(stderr, PROG ": initialisation failed\n");
+    goto out;
+  }
+  /* Records are only logged with --verbose; without a callback the library
+   * builds none (two per RPING round trip on every parked tunnel). */
+  if (verbose)
+    revtun_options_set_access_log_cb(opts, on_record);
+  /* the fleet directory follows the tunnels through the reporter events */
+  if (cfg->fleet_redis)
+    revtun_options_set_reporter_cb(opts, fleet_on_event);
+  revtun_options_set_log_cb(opts, on_lib_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN);
+  if (revtun_new(&p->h, conf, conf_len, opts, revtun_libevent_now(), err, sizeof(err)) !=
+      REVTUN_OK) {
+    fprintf(stderr, PROG ": %s: %s\n", cfg->config ? cfg->config : "default config", err);
+    goto out;
+  }
+  revtun_libevent_bind(p->le, p->h);
+  /* Pings and reply deadlines of parked tunnels are seconds apart: 10 ms
+   * late costs nothing and lets a tick serve all that fall in 10 ms. */
+  revtun_libevent_set_timer_slack(p->le, TIMER_SLACK_MS);
+  if (revtun_acceptor_new(&p->acc, p->h, aconf, aconf_len, err, sizeof(err)) != REVTUN_OK) {
+    fprintf(stderr, PROG ": %s: %s\n",
+            cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
+    goto out;
+  }
+  /* a takeover (handover.c) brings the listeners, so it comes before them */
+  if (proxy_tls_setup(p, aconf, aconf_len) < 0 || fleet_new(p) < 0 ||
+      (!dir && handover_takeover(p) < 0) || listeners_start(p) < 0)
+    goto out;
+  rc = 0;
+out:
+  revtun_options_free(opts);
+  return rc;
+}
+
+/* Client connections first (cancelling their streams), then the tunnel
+ * sessions (each reported with revtun_mark_dead), then the library. The
+ * loop itself stays (signal events may still be on it): the caller frees
+ * p->base. */
+void proxy_close(struct proxy *p) {
+  while (p->conns)
+    conn_kill(p->conns, "proxy exiting");
+  if (p->base) {
+    conn_reap(p);
+    up_close_all(p);
+  }
+  handover_free(p); /* before the pool: the tunnels that parked while draining */
+  admin_stop(p);
+  listeners_free(p);
+  for (size_t k = 0; k < sizeof(p->inherited_fd) / sizeof(p->inherited_fd[0]); k++)
+    if (p->inherited_fd[k] >= 0)
+      close(p->inherited_fd[k]); /* e.g. an admin listener and no --admin-listen */
+  if (p->acc)
+    revtun_acceptor_free(p->acc);
+  p->acc = NULL;
+  proxy_tls_free(p); /* after the acceptor that used it */
+  if (p->h)
+    revtun_free(p->h); /* closes the idle tunnels, each with its tunnel_closed record */
+  p->h = NULL;
+  fleet_free(p); /* answers the lookups still waiting */
+  if (p->n_xchg)
+    logmsg("internal error: %u exchange(s) leaked", p->n_xchg);
+  revtun_libevent_free(p->le);
+  p->le = NULL;
+  if (p->grace_ev)
+    event_free(p->grace_ev);
+  if (p->reap_ev)
+    event_free(p->reap_ev);
+  if (p->trim_ev)
+    event_free(p->trim_ev);
+  p->grace_ev = p->reap_ev = p->trim_ev = NULL;
+  free(p->h1_fields);
+  free(p->nv_scratch);
+  p->h1_fields = NULL;
+  p->nv_scratch = NULL;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int header_name(const char *flag, const char *v, const char **out) {
@@ -306,7 +419,8 @@ enum {
   OPT_HOST_ID_FORMAT,
   OPT_TENANT_ID_FORMAT,
   OPT_HANDOVER_SOCKET,
-  OPT_TAKEOVER
+  OPT_TAKEOVER,
+  OPT_WORKERS
 };
 
 int main(int argc, char **argv) {
@@ -350,6 +464,7 @@ int main(int argc, char **argv) {
       {"fleet-cache-ttl", required_argument, NULL, OPT_FLEET_CACHE_TTL},
       {"handover-socket", required_argument, NULL, OPT_HANDOVER_SOCKET},
       {"takeover", required_argument, NULL, OPT_TAKEOVER},
+      {"workers", required_argument, NULL, OPT_WORKERS},
       {"verbose", no_argument, NULL, 'v'},
       {"version", no_argument, NULL, 'V'},
       {"help", no_argument, NULL, 'h'},
@@ -362,9 +477,7 @@ int main(int argc, char **argv) {
   const char *host_fmt = NULL, *tenant_fmt = NULL;
   uint8_t *conf = NULL, *aconf = NULL;
   size_t conf_len, aconf_len;
-  revtun_options_t *opts = NULL;
   struct event *sig_int = NULL, *sig_term = NULL, *sig_hup = NULL;
-  char err[512];
   int c, rc = 1;
 
   cfg->tunnel_listen = "127.0.0.1:15000";
@@ -377,6 +490,7 @@ int main(int argc, char **argv) {
   cfg->max_header_list = DEFAULT_MAX_HEADER_LIST;
   cfg->max_headers = DEFAULT_MAX_HEADERS;
   cfg->max_clients = default_max_clients();
+  cfg->workers = 1;
   p.reserve_fd = p.admin_reserve_fd = -1;
   for (size_t k = 0; k < sizeof(p.inherited_fd) / sizeof(p.inherited_fd[0]); k++)
     p.inherited_fd[k] = -1;
@@ -427,6 +541,10 @@ int main(int argc, char **argv) {
         return 2;
       }
       cfg->fleet_cache_set = 1;
+      break;
+    case OPT_WORKERS:
+      if (flag_u32("--workers", optarg, 1, WORKERS_MAX, &cfg->workers) < 0)
+        return 2;
       break;
     case 'P': cfg->fleet_password = optarg; break;
     case 'W': cfg->fleet_password_file = optarg; break;
@@ -484,7 +602,7 @@ int main(int argc, char **argv) {
     rc = 2;
     goto out;
   }
-  if (fleet_check_settings(&p) < 0) {
+  if (fleet_check_settings(&p) < 0 || workers_check_settings(&p) < 0) {
     rc = 2;
     goto out;
   }
@@ -492,49 +610,16 @@ int main(int argc, char **argv) {
       load("--acceptor-config", cfg->acceptor_config, &aconf, &aconf_len) < 0 ||
       (cfg->client_auth && access_load(&p, cfg->client_auth) < 0))
     goto out;
-  p.hb.limit = (size_t)cfg->max_header_list * HEADER_PROCESS_BUDGET_FACTOR;
-  if (!(p.h1_fields = calloc(cfg->max_headers, sizeof(*p.h1_fields))) ||
-      !(p.nv_scratch =
-            calloc((size_t)cfg->max_headers + NV_SCRATCH_EXTRA, sizeof(*p.nv_scratch)))) {
-    fprintf(stderr, PROG ": out of memory\n");
-    goto out;
-  }
-
   signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an EPIPE, not a death */
-  if (h2c_setup() < 0 || up_setup() < 0 || !(p.base = event_base_new()) ||
-      !(p.reap_ev = event_new(p.base, -1, 0, reap_cb, &p)) ||
-      !(p.grace_ev = evtimer_new(p.base, grace_cb, &p)) ||
-      !(p.trim_ev = evtimer_new(p.base, trim_cb, &p)) || revtun_options_new(&opts) != REVTUN_OK ||
-      revtun_options_set_allocator(opts, lib_malloc, lib_realloc, lib_free, NULL) != REVTUN_OK ||
-      !(p.le = revtun_libevent_new(p.base, opts, &p))) {
+  if (h2c_setup() < 0 || up_setup() < 0) {
     fprintf(stderr, PROG ": initialisation failed\n");
     goto out;
   }
-  /* Records are only logged with --verbose; without a callback the library
-   * builds none (two per RPING round trip on every parked tunnel). */
-  if (verbose)
-    revtun_options_set_access_log_cb(opts, on_record);
-  /* the fleet directory follows the tunnels through the reporter events */
-  if (cfg->fleet_redis)
-    revtun_options_set_reporter_cb(opts, fleet_on_event);
-  revtun_options_set_log_cb(opts, on_lib_log, verbose ? REVTUN_LOG_INFO : REVTUN_LOG_WARN);
-  if (revtun_new(&p.h, conf, conf_len, opts, revtun_libevent_now(), err, sizeof(err)) !=
-      REVTUN_OK) {
-    fprintf(stderr, PROG ": %s: %s\n", cfg->config ? cfg->config : "default config", err);
+  if (cfg->workers > 1) { /* N threads, each its own loop: workers.c */
+    rc = workers_run(&p, conf, conf_len, aconf, aconf_len);
     goto out;
   }
-  revtun_libevent_bind(p.le, p.h);
-  /* Pings and reply deadlines of parked tunnels are seconds apart: 10 ms
-   * late costs nothing and lets a tick serve all that fall in 10 ms. */
-  revtun_libevent_set_timer_slack(p.le, TIMER_SLACK_MS);
-  if (revtun_acceptor_new(&p.acc, p.h, aconf, aconf_len, err, sizeof(err)) != REVTUN_OK) {
-    fprintf(stderr, PROG ": %s: %s\n",
-            cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
-    goto out;
-  }
-  if (proxy_tls_setup(&p, aconf, aconf_len) < 0)
-    goto out;
-  if (fleet_new(&p) < 0 || handover_takeover(&p) < 0 || listeners_start(&p) < 0 ||
+  if (proxy_open(&p, conf, conf_len, aconf, aconf_len, NULL) < 0 ||
       (cfg->admin_listen && admin_start(&p, cfg->admin_listen) < 0) || handover_start(&p) < 0)
     goto out;
   fleet_start(&p);
@@ -558,43 +643,14 @@ int main(int argc, char **argv) {
   rc = p.fatal ? 1 : 0;
 
 out:
-  /* Client connections first (cancelling their streams), then the tunnel
-   * sessions (each reported with revtun_mark_dead), then the library. */
-  while (p.conns)
-    conn_kill(p.conns, "proxy exiting");
-  if (p.base) {
-    conn_reap(&p);
-    up_close_all(&p);
-  }
-  handover_free(&p); /* before the pool: the tunnels that parked while draining */
-  admin_stop(&p);
-  listeners_free(&p);
-  for (size_t k = 0; k < sizeof(p.inherited_fd) / sizeof(p.inherited_fd[0]); k++)
-    if (p.inherited_fd[k] >= 0)
-      close(p.inherited_fd[k]); /* e.g. an admin listener and no --admin-listen */
-  if (p.acc)
-    revtun_acceptor_free(p.acc);
-  proxy_tls_free(&p); /* after the acceptor that used it */
-  if (p.h)
-    revtun_free(p.h); /* closes the idle tunnels, each with its tunnel_closed record */
-  fleet_free(&p);     /* answers the lookups still waiting */
-  select_free(&p);
-  if (p.n_xchg)
-    logmsg("internal error: %u exchange(s) leaked", p.n_xchg);
-  revtun_libevent_free(p.le);
-  revtun_options_free(opts);
+  proxy_close(&p);
+  select_free(&p); /* shared by the workers' proxies */
   if (sig_int)
     event_free(sig_int);
   if (sig_term)
     event_free(sig_term);
   if (sig_hup)
     event_free(sig_hup);
-  if (p.grace_ev)
-    event_free(p.grace_ev);
-  if (p.reap_ev)
-    event_free(p.reap_ev);
-  if (p.trim_ev)
-    event_free(p.trim_ev);
   if (p.base)
     event_base_free(p.base);
   h2c_teardown();
@@ -604,8 +660,6 @@ out:
   free((char *)cfg->node_header);
   free((char *)cfg->cluster_header);
   free((char *)cfg->tenant_header);
-  free(p.h1_fields);
-  free(p.nv_scratch);
   recycle_release();
   access_free(&p);
   if (rc == 0)

@@ -159,11 +159,12 @@ wait_until() {
   return 0
 }
 
-# node_field ADMIN NODE FIELD: a number from the node's /tunnels entry
-# (empty when the node is not listed).
+# node_field ADMIN NODE FIELD: a number from the node's /tunnels entry,
+# summed over its entries (one per worker with --workers; empty when the
+# node is not listed).
 node_field() {
   curl -s --max-time 2 "http://$1/tunnels" | grep "{\"node\": \"$2\"" |
-    sed -n "s/.*\"$3\": \([0-9]*\).*/\1/p"
+    sed -n "s/.*\"$3\": \([0-9]*\).*/\1/p" | awk '{ s += $1 } END { if (NR) print s }'
 }
 
 # node_has_idle ADMIN NODE: the node has at least one parked tunnel.

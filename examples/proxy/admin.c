@@ -8,6 +8,10 @@
  *                 in labels
  *   GET /tunnels  JSON: nodes and clusters with idle and live tunnel counts, and
  *                 the HTTP/2 sessions this proxy runs on handed-off tunnels
+ *
+ * With --workers N > 1 this listener runs on the main thread and sums the
+ * workers' answers (workers.c); /stats?worker=K shows one worker, and each
+ * /tunnels entry names its worker.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -38,11 +42,14 @@ void admin_metric(struct evbuffer *b, int prom, const char *name, const char *ty
 }
 
 /* The flags of /stats?hidden=include|exclude&labels=0|1 (as Envoy's admin
- * names the first); -1 for anything else. */
-static int stats_flags(const char *query) {
+ * names the first), and with --workers worker=K (*worker, else -1); -1 for
+ * anything else. */
+static int stats_flags(const char *query, unsigned n_workers, int *worker) {
   struct evkeyvalq q;
   int flags = 0;
+  uint64_t k;
 
+  *worker = -1;
   if (!query)
     return 0;
   TAILQ_INIT(&q);
@@ -57,6 +64,9 @@ static int stats_flags(const char *query) {
       flags |= REVTUN_PROM_LABELS;
     else if (!strcmp(kv->key, "labels") && !strcmp(kv->value, "0"))
       flags &= ~(int)REVTUN_PROM_LABELS;
+    else if (n_workers > 1 && !strcmp(kv->key, "worker") &&
+             parse_u64(kv->value, UINT32_MAX, &k) == 0 && k < n_workers)
+      *worker = (int)k;
     else
       flags = -1;
   }
@@ -64,7 +74,7 @@ static int stats_flags(const char *query) {
   return flags;
 }
 
-static void stats(struct proxy *p, struct evbuffer *b, unsigned flags) {
+void admin_stats(struct proxy *p, struct evbuffer *b, unsigned flags) {
   size_t len = 0;
   int prom = 1, rc = revtun_stats_prometheus_ex(p->h, flags, NULL, 0, &len);
 
@@ -103,8 +113,14 @@ static void stats(struct proxy *p, struct evbuffer *b, unsigned flags) {
 struct json_ctx {
   struct proxy *p;
   struct evbuffer *b;
-  int first;
+  int worker; /* >= 0: add "worker": K */
 };
+
+static void end_line(struct json_ctx *j) {
+  if (j->worker >= 0)
+    evbuffer_add_printf(j->b, ", \"worker\": %d", j->worker);
+  evbuffer_add(j->b, "}\n", 2);
+}
 
 static unsigned node_streams(const struct node *n) {
   unsigned streams = 0;
@@ -119,15 +135,15 @@ static int node_json(const char *node_id, const char *tenant, const char *cluste
   const char *tkey = revtun_config_tenant_isolation(j->p->h) && tenant ? tenant : "";
   struct node *n = node_find(j->p, tkey, strlen(tkey), node_id, strlen(node_id));
 
-  evbuffer_add_printf(j->b, "%s\n    {\"node\": ", j->first ? "" : ",");
+  evbuffer_add(j->b, "{\"node\": ", 9);
   json_string(j->b, node_id, strlen(node_id));
   evbuffer_add(j->b, ", \"tenant\": ", 12);
   json_string(j->b, tenant ? tenant : "", tenant ? strlen(tenant) : 0);
   evbuffer_add(j->b, ", \"cluster\": ", 13);
   json_string(j->b, cluster ? cluster : "", cluster ? strlen(cluster) : 0);
-  evbuffer_add_printf(j->b, ", \"idle\": %zu, \"live\": %zu, \"sessions\": %u, \"streams\": %u}",
+  evbuffer_add_printf(j->b, ", \"idle\": %zu, \"live\": %zu, \"sessions\": %u, \"streams\": %u",
                       idle, live, n ? n->n_sessions : 0, node_streams(n));
-  j->first = 0;
+  end_line(j);
   return 0;
 }
 
@@ -135,37 +151,72 @@ static int cluster_json(const char *cluster, const char *tenant, size_t nodes, s
                         size_t live, void *user) {
   struct json_ctx *j = user;
 
-  evbuffer_add_printf(j->b, "%s\n    {\"cluster\": ", j->first ? "" : ",");
+  evbuffer_add(j->b, "{\"cluster\": ", 12);
   json_string(j->b, cluster, strlen(cluster));
   evbuffer_add(j->b, ", \"tenant\": ", 12);
   json_string(j->b, tenant ? tenant : "", tenant ? strlen(tenant) : 0);
-  evbuffer_add_printf(j->b, ", \"nodes\": %zu, \"idle\": %zu, \"live\": %zu}", nodes, idle, live);
-  j->first = 0;
+  evbuffer_add_printf(j->b, ", \"nodes\": %zu, \"idle\": %zu, \"live\": %zu", nodes, idle, live);
+  end_line(j);
   return 0;
 }
 
-/* One object per line, so `grep '"node": "n1"'` finds a node's whole entry. */
-static void tunnels(struct proxy *p, struct evbuffer *b) {
-  struct json_ctx j = {p, b, 1};
+void admin_tunnel_lines(struct proxy *p, int worker, struct evbuffer *nodes,
+                        struct evbuffer *clusters, struct evbuffer *sessions) {
+  struct json_ctx j = {p, nodes, worker};
 
-  evbuffer_add_printf(b, "{\n  \"nodes\": [");
   revtun_foreach_node(p->h, node_json, &j);
-  evbuffer_add_printf(b, "%s],\n  \"clusters\": [", j.first ? "" : "\n  ");
-  j.first = 1;
+  j.b = clusters;
   revtun_foreach_cluster(p->h, cluster_json, &j);
-  evbuffer_add_printf(b, "%s],\n  \"sessions\": [", j.first ? "" : "\n  ");
-  j.first = 1;
+  j.b = sessions;
   for (struct node *n = p->nodes; n; n = n->next)
     for (struct upsess *u = n->sessions; u; u = u->next) {
-      evbuffer_add_printf(b, "%s\n    {\"id\": %llu, \"node\": ", j.first ? "" : ",",
-                          (unsigned long long)u->id);
-      json_string(b, n->id, n->id_len);
-      evbuffer_add_printf(b, ", \"fd\": %d, \"streams\": %u, \"goaway\": %s}", u->s.fd, u->active,
-                          u->goaway ? "true" : "false");
-      j.first = 0;
+      evbuffer_add_printf(sessions, "{\"id\": %llu, \"node\": ", (unsigned long long)u->id);
+      json_string(sessions, n->id, n->id_len);
+      evbuffer_add_printf(sessions, ", \"fd\": %d, \"streams\": %u, \"goaway\": %s", u->s.fd,
+                          u->active, u->goaway ? "true" : "false");
+      end_line(&j);
     }
-  evbuffer_add_printf(b, "%s],\n  \"pending_handshakes\": %zu\n}\n", j.first ? "" : "\n  ",
-                      revtun_acceptor_pending(p->acc));
+}
+
+/* One list: the lines of `lines` as array elements, one per line. */
+static void join_list(struct evbuffer *b, const char *name, struct evbuffer *lines) {
+  size_t eol;
+  int first = 1;
+
+  evbuffer_add_printf(b, "  \"%s\": [", name);
+  while (evbuffer_get_length(lines)) {
+    struct evbuffer_ptr nl = evbuffer_search(lines, "\n", 1, NULL);
+    eol = nl.pos < 0 ? evbuffer_get_length(lines) : (size_t)nl.pos;
+    evbuffer_add_printf(b, "%s\n    ", first ? "" : ",");
+    evbuffer_remove_buffer(lines, b, eol);
+    evbuffer_drain(lines, 1);
+    first = 0;
+  }
+  evbuffer_add_printf(b, "%s]", first ? "" : "\n  ");
+}
+
+/* One object per line, so `grep '"node": "n1"'` finds a node's whole entry. */
+void admin_tunnels_join(struct evbuffer *b, struct evbuffer *nodes, struct evbuffer *clusters,
+                        struct evbuffer *sessions, size_t pending) {
+  evbuffer_add(b, "{\n", 2);
+  join_list(b, "nodes", nodes);
+  evbuffer_add(b, ",\n", 2);
+  join_list(b, "clusters", clusters);
+  evbuffer_add(b, ",\n", 2);
+  join_list(b, "sessions", sessions);
+  evbuffer_add_printf(b, ",\n  \"pending_handshakes\": %zu\n}\n", pending);
+}
+
+static void tunnels(struct proxy *p, struct evbuffer *b) {
+  struct evbuffer *l[3] = {evbuffer_new(), evbuffer_new(), evbuffer_new()};
+
+  if (l[0] && l[1] && l[2]) {
+    admin_tunnel_lines(p, -1, l[0], l[1], l[2]);
+    admin_tunnels_join(b, l[0], l[1], l[2], revtun_acceptor_pending(p->acc));
+  }
+  for (int i = 0; i < 3; i++)
+    if (l[i])
+      evbuffer_free(l[i]);
 }
 
 static void handle(struct evhttp_request *req, void *arg) {
@@ -175,6 +226,8 @@ static void handle(struct evhttp_request *req, void *arg) {
   struct evkeyvalq *hdrs = evhttp_request_get_output_headers(req);
   struct evbuffer *b = evbuffer_new();
   int cmd = evhttp_request_get_command(req);
+  unsigned n_workers = p->all ? p->cfg.workers : 1;
+  int worker = -1;
 
   if (!b) {
     evhttp_send_error(req, HTTP_INTERNAL, NULL);
@@ -186,16 +239,24 @@ static void handle(struct evhttp_request *req, void *arg) {
     evhttp_add_header(hdrs, "Allow", "GET, HEAD");
     evbuffer_add_printf(b, "only GET\n");
     evhttp_send_reply(req, 405, "Method Not Allowed", b);
-  } else if (!strcmp(path, "/stats") && stats_flags(query) < 0) {
-    evbuffer_add_printf(b, "/stats takes hidden=include|exclude and labels=0|1\n");
+  } else if (!strcmp(path, "/stats") && stats_flags(query, n_workers, &worker) < 0) {
+    evbuffer_add_printf(b, "/stats takes hidden=include|exclude and labels=0|1%s\n",
+                        n_workers > 1 ? " and worker=0..N-1" : "");
     evhttp_add_header(hdrs, "Content-Type", "text/plain");
     evhttp_send_reply(req, HTTP_BADREQUEST, "Bad Request", b);
   } else if (!strcmp(path, "/stats")) {
-    stats(p, b, (unsigned)stats_flags(query));
+    unsigned flags = (unsigned)stats_flags(query, n_workers, &worker);
+    if (p->all)
+      workers_admin_stats(p->all, b, flags, worker);
+    else
+      admin_stats(p, b, flags);
     evhttp_add_header(hdrs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, HTTP_OK, "OK", b);
   } else if (!strcmp(path, "/tunnels")) {
-    tunnels(p, b);
+    if (p->all)
+      workers_admin_tunnels(p->all, b);
+    else
+      tunnels(p, b);
     evhttp_add_header(hdrs, "Content-Type", "application/json");
     evhttp_send_reply(req, HTTP_OK, "OK", b);
   } else if (!strcmp(path, "/")) {

@@ -79,7 +79,7 @@ void h2c_work(struct conn *c) {
 }
 
 void h2c_read(struct conn *c) {
-  static uint8_t buf[READ_CHUNK];
+  static _Thread_local uint8_t buf[READ_CHUNK]; /* one per --workers thread */
   size_t budget = READ_BUDGET;
 
   while (!c->dying && budget > 0) {

@@ -77,7 +77,6 @@ void xchg_dispatch(struct xchg *x) {
   struct proxy *p = x->p;
   const char *hname = NULL, *hvalue = NULL;
   char why[320];
-  struct upsess *u;
   int status;
 
   p->st.requests++;
@@ -89,11 +88,25 @@ void xchg_dispatch(struct xchg *x) {
     xchg_local_reply_hdr(x, status, why, hname, hvalue);
     return;
   }
+  xchg_route(x);
+}
+
+/* Sends an admitted request to a tunnel session, or answers 503. Again
+ * after another worker's answer came (workers.c). */
+void xchg_route(struct xchg *x) {
+  struct proxy *p = x->p;
+  char why[320];
+  struct upsess *u;
+
   u = up_route(p, x, why, sizeof(why));
+  if (x->worker_wait)
+    return; /* another worker's tunnel is on its way (workers.c) */
   if (!u && x->handoff_tls_failed) { /* the tunnels there failed TLS */
     xchg_local_reply_hdr(x, 502, why, "x-revtun-error", "handoff-tls-failed");
     return;
   }
+  if (!u && p->w && workers_retry(x))
+    return; /* a tunnel may be moving between workers: look again shortly */
   if (!u) {
     /* with --fleet-redis, another instance may hold the node */
     if (!p->fleet || !fleet_route(x, why, sizeof(why)))
@@ -106,8 +119,8 @@ void xchg_dispatch(struct xchg *x) {
 
 /* The client added request body bytes or finished the request. */
 void xchg_request_data(struct xchg *x) {
-  if (x->fleet_wait)
-    return; /* kept for the instance the directory names */
+  if (x->fleet_wait || x->worker_wait)
+    return; /* kept for the instance the directory names, or another worker's tunnel */
   if (x->u) {
     up_resume(x);
     return;

@@ -74,7 +74,9 @@ static struct plistener *find(struct proxy *p, struct evconnlistener *l) {
   return NULL;
 }
 
-static struct proxy *the_proxy; /* for find(): one proxy per process */
+/* for find(): one proxy per thread (--workers: one per worker, and the
+ * main thread's admin port) */
+static _Thread_local struct proxy *the_proxy;
 
 static void on_accept_error(struct evconnlistener *l, void *arg) {
   int err = EVUTIL_SOCKET_ERROR();
@@ -176,9 +178,12 @@ static int listen_on(struct proxy *p, struct plistener *pl, const char *spec, in
     logmsg("bad address '%s' for %s", spec, what);
     return -1;
   } else
-    pl->l = evconnlistener_new_bind(
-        p->base, cb, p, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-        (struct sockaddr *)&ss, (int)len);
+    /* --workers: every worker listens on the same port, and the kernel
+     * spreads the connections over them */
+    pl->l = evconnlistener_new_bind(p->base, cb, p,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                        LEV_OPT_CLOSE_ON_EXEC | (p->w ? LEV_OPT_REUSEABLE_PORT : 0),
+                                    1024, (struct sockaddr *)&ss, (int)len);
   if (!pl->l) {
     logmsg("cannot listen on %s (%s): %s", spec, what, strerror(errno));
     return -1;
@@ -211,6 +216,8 @@ int listeners_start(struct proxy *p) {
 
 /* The admin evhttp's own listener gets the same error handling. */
 int listeners_watch_admin(struct proxy *p, struct evconnlistener *l) {
+  the_proxy = p; /* with --workers, the main thread's admin port */
+  open_reserve(p);
   if (plistener_init(p, &p->admin_l, "admin") < 0)
     return -1;
   p->admin_l.l = l;

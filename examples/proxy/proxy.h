@@ -112,7 +112,10 @@ struct settings {
   int fleet_cache_set;
   /* restarts (handover.c): NULL = off */
   const char *handover_path, *takeover_path;
+  uint32_t workers; /* threads, 1..WORKERS_MAX (workers.c) */
 };
+
+#define WORKERS_MAX 64 /* REVTUN_DIRECTORY_MAX_HANDLES */
 
 /* Header bytes held, against a limit. */
 struct hbudget {
@@ -140,6 +143,8 @@ struct plistener {
 struct auth_table;
 struct fleet;
 struct handover;
+struct worker;
+struct workers;
 
 struct proxy {
   struct settings cfg;
@@ -179,6 +184,8 @@ struct proxy {
   struct handover *ho;
   int inherited_fd[4];
   int handing_over;
+  struct worker *w;           /* with --workers N > 1: this loop's worker, else NULL */
+  struct workers *all;        /* the admin loop of --workers N > 1, else NULL */
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
@@ -240,6 +247,10 @@ struct xchg {
   int fleet_wait;         /* a directory lookup is pending: keep the request body */
   int fleet_fwd;          /* we added x-revtun-forwarded: sent to another instance */
   int handoff_tls_failed; /* a tunnel's TLS session failed: no tunnel is a 502 */
+  struct worker_wait *worker_wait; /* waiting for another worker's tunnel (workers.c) */
+  int worker_asked;                /* the directory was asked once: do not wait again */
+  int worker_fwd;                  /* sent to another worker's sessions */
+  revtun_time_ms_t worker_since;   /* first found no tunnel anywhere (workers_retry) */
 };
 
 /* One HTTP/2 client session on a handed-off tunnel. */
@@ -291,6 +302,7 @@ void hbudget_release(struct hbudget *b, size_t *charged);
 /* exchange.c */
 struct xchg *xchg_new(struct conn *c, int32_t cid);
 void xchg_dispatch(struct xchg *x);
+void xchg_route(struct xchg *x);
 void xchg_request_data(struct xchg *x);
 void xchg_client_done(struct xchg *x);
 void xchg_upstream_done(struct xchg *x, const char *error);
@@ -322,6 +334,9 @@ void handover_free(struct proxy *p);
 /* SIGTERM/SIGINT (why names it): 1 if the handover takes it (a takeover
  * was sent and must end first: the shutdown begins when it has), else 0 */
 int handover_on_signal(struct proxy *p, const char *why);
+int proxy_open(struct proxy *p, const uint8_t *conf, size_t conf_len, const uint8_t *aconf,
+               size_t aconf_len, revtun_directory_t *dir);
+void proxy_close(struct proxy *p);
 
 /* tls.c: the tunnel listener's TLS. setup: 0, or -1 with a message on
  * stderr; reload: new certificates, keys and CRL for the handshakes that
@@ -386,6 +401,8 @@ int select_render(struct proxy *p, struct xchg *x, char *why, size_t whylen);
 void select_miss(struct proxy *p, const struct xchg *x, char *why, size_t whylen);
 /* Does x's key name a cluster (here, or by the shorthand cluster header)? */
 int select_names_cluster(struct proxy *p, const struct xchg *x);
+struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip);
+struct upsess *up_for_worker(struct proxy *p, unsigned k, char *why, size_t whylen);
 int up_submit(struct upsess *u, struct xchg *x);
 void up_want_flush(struct upsess *u);
 void up_resume(struct xchg *x);
@@ -409,9 +426,30 @@ void fleet_free(struct proxy *p);
 int fleet_route(struct xchg *x, char *why, size_t whylen);
 void fleet_stats(struct proxy *p, struct evbuffer *b, int prom);
 
+/* workers.c: --workers N > 1 */
+int workers_check_settings(struct proxy *p);
+int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const uint8_t *aconf,
+                size_t aconf_len);
+int workers_set_options(struct proxy *p, revtun_options_t *opts, revtun_directory_t *dir);
+int workers_handoff(struct xchg *x, int lookup, const char *id, const char *tenant, int *fd,
+                    revtun_strip_t *strip);
+struct upsess *workers_forward(struct xchg *x, int lookup, const char *id, const char *tenant);
+int workers_connect(struct proxy *p, unsigned k);
+int workers_retry(struct xchg *x);
+void workers_note_session(struct proxy *p, const struct node *n, int delta);
+int workers_admin_stats(struct workers *all, struct evbuffer *b, unsigned flags, int worker);
+void workers_admin_tunnels(struct workers *all, struct evbuffer *b);
+
 /* admin.c */
 void admin_metric(struct evbuffer *b, int prom, const char *name, const char *type, uint64_t v);
 int admin_start(struct proxy *p, const char *spec);
 void admin_stop(struct proxy *p);
+void admin_stats(struct proxy *p, struct evbuffer *b, unsigned flags);
+/* /tunnels' three lists, one JSON object per line; worker >= 0 adds a
+ * "worker" field to each */
+void admin_tunnel_lines(struct proxy *p, int worker, struct evbuffer *nodes,
+                        struct evbuffer *clusters, struct evbuffer *sessions);
+void admin_tunnels_join(struct evbuffer *b, struct evbuffer *nodes, struct evbuffer *clusters,
+                        struct evbuffer *sessions, size_t pending);
 
 #endif

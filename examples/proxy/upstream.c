@@ -29,7 +29,7 @@
 
 static nghttp2_session_callbacks *callbacks;
 static nghttp2_option *options;
-static uint64_t next_session_id;
+static uint64_t next_session_id; /* shared by the workers: atomic */
 
 /* ---------------------------------------------------------------- nodes */
 
@@ -143,6 +143,8 @@ static void up_close(struct upsess *u, int reason, const char *why) {
     u->next->prev = u->prev;
   n->n_sessions--;
   u->node = NULL;
+  if (!u->peer && p->w)
+    workers_note_session(p, n, -1);
   node_release(p, n);
   p->n_sessions--;
   p->st.sessions_closed++;
@@ -297,7 +299,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* The first bytes after handoff may still carry late RPING echoes. */
 static int feed(struct upsess *u, const uint8_t *data, size_t len) {
-  static uint8_t stripped[16384 + 4];
+  static _Thread_local uint8_t stripped[16384 + 4]; /* one per --workers thread */
   ssize_t rv;
 
   while (!u->peer && !u->ssl && revtun_rping_strip_active(u->strip) && len > 0) {
@@ -323,7 +325,7 @@ static int feed(struct upsess *u, const uint8_t *data, size_t len) {
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
-  static uint8_t buf[READ_CHUNK];
+  static _Thread_local uint8_t buf[READ_CHUNK]; /* one per --workers thread */
   struct upsess *u = arg;
   size_t budget = READ_BUDGET;
 
@@ -463,7 +465,7 @@ static struct upsess *session_open(struct proxy *p, struct node *n, int fd, revt
   u->p = p;
   u->peer = peer;
   u->hb.limit = (size_t)p->cfg.max_header_list * HEADER_CONN_BUDGET_FACTOR;
-  u->id = ++next_session_id;
+  u->id = __atomic_add_fetch(&next_session_id, 1, __ATOMIC_RELAXED);
   u->strip = strip;
   u->node = n;
   u->next = n->sessions;
@@ -474,6 +476,8 @@ static struct upsess *session_open(struct proxy *p, struct node *n, int fd, revt
   p->n_sessions++;
   if (!peer)
     p->st.handoffs++;
+  if (!peer && p->w)
+    workers_note_session(p, n, 1); /* other workers may send this node's requests here */
   p->st.sessions_opened++;
   {
     char id[64], cl[64];
@@ -501,11 +505,33 @@ static struct upsess *session_open(struct proxy *p, struct node *n, int fd, revt
 }
 
 /* Opens an HTTP/2 client session on a socket revtun_handoff*() gave us. */
-static struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
+struct upsess *up_open(struct proxy *p, int fd, revtun_strip_t strip) {
   const char *node_id = "", *cluster = "", *tenant = "";
 
   revtun_socket_identity(p->h, fd, &node_id, &cluster, &tenant);
   return session_open(p, node_get(p, tenant_key(p, tenant), node_id, cluster), fd, strip, 0);
+}
+
+/* A peer: another instance of the fleet (id its address, cluster its
+ * instance id) or another worker of this process (both "worker:K"). */
+static struct node *peer_new(struct proxy *p, const char *id, size_t il, const char *cluster,
+                             size_t cl) {
+  struct node *n = calloc(1, sizeof(*n));
+
+  if (!n || !(n->tenant = dup_bytes("", 0)) || !(n->id = dup_bytes(id, il)) ||
+      !(n->cluster = dup_bytes(cluster, cl))) {
+    if (n) {
+      free(n->tenant);
+      free(n->id);
+      free(n);
+    }
+    return NULL;
+  }
+  n->id_len = il;
+  n->peer = 1;
+  n->next = p->peers;
+  p->peers = n;
+  return n;
 }
 
 /* A session to the instance at addr (validated, NUL-terminated; sa its
@@ -527,22 +553,10 @@ struct upsess *up_for_peer(struct proxy *p, const char *instance, const char *ad
     snprintf(why, whylen, "cannot connect: %s", strerror(errno));
     return pick(n, 1);
   }
-  if (!n) {
-    if (!(n = calloc(1, sizeof(*n))) || !(n->tenant = dup_bytes("", 0)) ||
-        !(n->id = dup_bytes(addr, al)) || !(n->cluster = dup_bytes(instance, il))) {
-      if (n) {
-        free(n->tenant);
-        free(n->id);
-        free(n);
-      }
-      close(fd);
-      snprintf(why, whylen, "out of memory");
-      return NULL;
-    }
-    n->id_len = al;
-    n->peer = 1;
-    n->next = p->peers;
-    p->peers = n;
+  if (!n && !(n = peer_new(p, addr, al, instance, il))) {
+    close(fd);
+    snprintf(why, whylen, "out of memory");
+    return NULL;
   }
   if (!(u = session_open(p, n, fd, 0, 1)))
     snprintf(why, whylen, "cannot open a session");
@@ -586,9 +600,21 @@ static struct upsess *pick(struct node *n, int overflow) {
   return best;
 }
 
+/* A tunnel for x from the pool: this handle's, or with --workers another
+ * worker's through the directory (then maybe later: x->worker_wait). */
+static int take_tunnel(struct proxy *p, struct xchg *x, int lookup, const char *id,
+                       const char *tenant, int *fd, revtun_strip_t *strip) {
+  if (p->w)
+    return workers_handoff(x, lookup, id, tenant, fd, strip);
+  return lookup == REVTUN_LOOKUP_NODE
+             ? revtun_handoff(p->h, id, tenant, revtun_libevent_now(), fd, strip)
+             : revtun_handoff_by_cluster(p->h, id, tenant, revtun_libevent_now(), fd, strip);
+}
+
 /* tenant is the request's (NULL without the header); ids are validated
  * C strings (access_check). */
-static struct upsess *for_node(struct proxy *p, const char *node_id, const char *tenant) {
+static struct upsess *for_node(struct proxy *p, struct xchg *x, const char *node_id,
+                               const char *tenant) {
   const char *tkey = tenant_key(p, tenant);
   struct node *n = node_find(p, tkey, strlen(tkey), node_id, strlen(node_id));
   struct upsess *u;
@@ -597,14 +623,21 @@ static struct upsess *for_node(struct proxy *p, const char *node_id, const char 
 
   if ((u = pick(n, 0)))
     return u;
-  if (revtun_handoff(p->h, node_id, tenant, revtun_libevent_now(), &fd, &strip) == REVTUN_OK &&
+  if (take_tunnel(p, x, REVTUN_LOOKUP_NODE, node_id, tenant, &fd, &strip) == REVTUN_OK &&
       (u = up_open(p, fd, strip)))
     return u;
+  if (x->worker_wait)
+    return NULL;
   n = node_find(p, tkey, strlen(tkey), node_id, strlen(node_id)); /* up_open may have failed */
-  return pick(n, 1);
+  if ((u = pick(n, 1)) || !p->w)
+    return u;
+  /* every tunnel of the node is busy in another worker's sessions: queue
+   * there, as a single worker queues on its own busiest-but-one session */
+  return workers_forward(x, REVTUN_LOOKUP_NODE, node_id, tenant);
 }
 
-static struct upsess *for_cluster(struct proxy *p, const char *cluster, const char *tenant) {
+static struct upsess *for_cluster(struct proxy *p, struct xchg *x, const char *cluster,
+                                  const char *tenant) {
   const char *member;
   char *node_id;
   struct upsess *u;
@@ -615,16 +648,17 @@ static struct upsess *for_cluster(struct proxy *p, const char *cluster, const ch
    * The member id is copied: for_node may change the library's tables. */
   if (revtun_lookup_cluster(p->h, cluster, tenant, &member) == REVTUN_OK &&
       (node_id = strdup(member))) {
-    u = for_node(p, node_id, tenant);
+    u = for_node(p, x, node_id, tenant);
     free(node_id);
-    if (u)
+    if (u || x->worker_wait)
       return u;
   }
-  if (revtun_handoff_by_cluster(p->h, cluster, tenant, revtun_libevent_now(), &fd, &strip) ==
-          REVTUN_OK &&
+  if (take_tunnel(p, x, REVTUN_LOOKUP_CLUSTER, cluster, tenant, &fd, &strip) == REVTUN_OK &&
       (u = up_open(p, fd, strip)))
     return u;
-  return NULL;
+  if (x->worker_wait || !p->w)
+    return NULL;
+  return workers_forward(x, REVTUN_LOOKUP_CLUSTER, cluster, tenant);
 }
 
 /* The key select_render() gave x, tried as a cluster first and then as a
@@ -640,9 +674,39 @@ struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whyle
   }
   x->target = x->key;
   x->key_is_cluster = revtun_cluster_node_count(p->h, x->key, tenant) > 0;
-  u = x->key_is_cluster ? for_cluster(p, x->key, tenant) : for_node(p, x->key, tenant);
-  if (!u)
+  u = x->key_is_cluster ? for_cluster(p, x, x->key, tenant)
+                        : for_node(p, x, x->key, tenant);
+  if (!u && !x->worker_wait)
     select_miss(p, x, why, whylen);
+  return u;
+}
+
+/* A session to worker k of this process (workers.c): one with room, or a
+ * new h2c connection over a socket pair whose other end k serves as a
+ * client connection. */
+struct upsess *up_for_worker(struct proxy *p, unsigned k, char *why, size_t whylen) {
+  char name[32];
+  struct node *n;
+  struct upsess *u;
+  int fd;
+
+  snprintf(name, sizeof(name), "worker:%u", k);
+  for (n = p->peers; n; n = n->next)
+    if (!strcmp(n->id, name))
+      break;
+  if ((u = pick(n, 0)))
+    return u;
+  if ((fd = workers_connect(p, k)) < 0) {
+    snprintf(why, whylen, "worker %u is not taking connections", k);
+    return pick(n, 1);
+  }
+  if (!n && !(n = peer_new(p, name, strlen(name), name, strlen(name)))) {
+    close(fd);
+    snprintf(why, whylen, "out of memory");
+    return NULL;
+  }
+  if (!(u = session_open(p, n, fd, 0, 1)))
+    snprintf(why, whylen, "cannot open a session");
   return u;
 }
 
