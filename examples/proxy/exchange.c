@@ -100,7 +100,7 @@ void xchg_route(struct xchg *x) {
 
   u = up_route(p, x, why, sizeof(why));
   if (x->worker_wait)
-    return; /* another worker's tunnel is on its way (workers.c) */
+    return;                          /* another worker's tunnel is on its way (workers.c) */
   if (!u && x->handoff_tls_failed) { /* the tunnels there failed TLS */
     xchg_local_reply_hdr(x, 502, why, "x-revtun-error", "handoff-tls-failed");
     return;

@@ -184,8 +184,8 @@ struct proxy {
   struct handover *ho;
   int inherited_fd[4];
   int handing_over;
-  struct worker *w;           /* with --workers N > 1: this loop's worker, else NULL */
-  struct workers *all;        /* the admin loop of --workers N > 1, else NULL */
+  struct worker *w;    /* with --workers N > 1: this loop's worker, else NULL */
+  struct workers *all; /* the admin loop of --workers N > 1, else NULL */
 };
 
 enum conn_mode { C_DETECT, C_H1, C_H2 };
@@ -244,9 +244,9 @@ struct xchg {
   int resp_too_large; /* the agent's header section broke a limit */
   char *auth;         /* the authorization value when --client-auth is on */
   size_t auth_len;
-  int fleet_wait;         /* a directory lookup is pending: keep the request body */
-  int fleet_fwd;          /* we added x-revtun-forwarded: sent to another instance */
-  int handoff_tls_failed; /* a tunnel's TLS session failed: no tunnel is a 502 */
+  int fleet_wait;                  /* a directory lookup is pending: keep the request body */
+  int fleet_fwd;                   /* we added x-revtun-forwarded: sent to another instance */
+  int handoff_tls_failed;          /* a tunnel's TLS session failed: no tunnel is a 502 */
   struct worker_wait *worker_wait; /* waiting for another worker's tunnel (workers.c) */
   int worker_asked;                /* the directory was asked once: do not wait again */
   int worker_fwd;                  /* sent to another worker's sessions */

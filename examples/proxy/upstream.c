@@ -674,8 +674,7 @@ struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whyle
   }
   x->target = x->key;
   x->key_is_cluster = revtun_cluster_node_count(p->h, x->key, tenant) > 0;
-  u = x->key_is_cluster ? for_cluster(p, x, x->key, tenant)
-                        : for_node(p, x, x->key, tenant);
+  u = x->key_is_cluster ? for_cluster(p, x, x->key, tenant) : for_node(p, x, x->key, tenant);
   if (!u && !x->worker_wait)
     select_miss(p, x, why, whylen);
   return u;
