@@ -849,6 +849,8 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
     if (worker_init(all, k, tmpl, conf, conf_len, aconf, aconf_len) < 0)
       goto out;
   ctl.cfg = tmpl->cfg;
+  for (size_t k = 0; k < sizeof(ctl.inherited_fd) / sizeof(ctl.inherited_fd[0]); k++)
+    ctl.inherited_fd[k] = -1; /* no takeover with workers: nothing inherited */
   ctl.all = all;
   ctl.reserve_fd = ctl.admin_reserve_fd = -1;
   if (!(all->base = event_base_new()) ||
