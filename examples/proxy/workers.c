@@ -269,6 +269,20 @@ static void wait_timeout_cb(evutil_socket_t fd, short what, void *arg) {
   xchg_release(x);
 }
 
+/* x waits on ww (a cross-worker answer, or a look again): listed on this
+ * worker so a stop can answer it, the exchange held until the wait ends. */
+static void wait_start(struct proxy *p, struct xchg *x, struct worker_wait *ww,
+                       const struct timeval *tv) {
+  ww->x = x;
+  ww->next = p->w->waits;
+  if (ww->next)
+    ww->next->prev = ww;
+  p->w->waits = ww;
+  x->worker_wait = ww;
+  xchg_hold(x);
+  evtimer_add(ww->timer, tv);
+}
+
 /* revtun_handoff_request(): a tunnel now, or REVTUN_E_PENDING with x
  * waiting (x->worker_wait) for the arrival callback, at most WAIT_MS. */
 int workers_handoff(struct xchg *x, int lookup, const char *id, const char *tenant, int *fd,
@@ -293,15 +307,8 @@ int workers_handoff(struct xchg *x, int lookup, const char *id, const char *tena
     revtun_handoff_cancel(p->h, ticket);
     return REVTUN_E_NOMEM;
   }
-  ww->x = x;
   ww->ticket = ticket;
-  ww->next = p->w->waits;
-  if (ww->next)
-    ww->next->prev = ww;
-  p->w->waits = ww;
-  x->worker_wait = ww;
-  xchg_hold(x);
-  evtimer_add(ww->timer, &tv);
+  wait_start(p, x, ww, &tv);
   return REVTUN_E_PENDING;
 }
 
@@ -343,14 +350,7 @@ int workers_retry(struct xchg *x) {
     free(ww);
     return 0;
   }
-  ww->x = x;
-  ww->next = p->w->waits;
-  if (ww->next)
-    ww->next->prev = ww;
-  p->w->waits = ww;
-  x->worker_wait = ww;
-  xchg_hold(x);
-  evtimer_add(ww->timer, &tv);
+  wait_start(p, x, ww, &tv);
   return 1;
 }
 
