@@ -135,7 +135,9 @@ static void usage(FILE *f) {
         "  --version                   print the library version and exit\n"
         "  --help                      show this help and exit\n"
         "\n"
-        "DUR is milliseconds, or a number with ms, s or m.\n",
+        "DUR is milliseconds, or a number with ms, s or m. Signals: SIGTERM and SIGINT\n"
+        "stop (a second one at once), SIGHUP reloads the TLS files, SIGUSR1 reopens\n"
+        "the access-log files of --config (after logrotate moved them).\n",
         f);
 }
 
@@ -235,6 +237,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   if (sig == SIGHUP) {
     proxy_tls_reload(p);
+    return;
+  }
+  if (sig == SIGUSR1) {
+    logmsg("SIGUSR1: reopening the access logs");
+    proxy_reopen_logs(p);
     return;
   }
   if (p->stopping) {
@@ -477,7 +484,7 @@ int main(int argc, char **argv) {
   const char *host_fmt = NULL, *tenant_fmt = NULL;
   uint8_t *conf = NULL, *aconf = NULL;
   size_t conf_len, aconf_len;
-  struct event *sig_int = NULL, *sig_term = NULL, *sig_hup = NULL;
+  struct event *sig_int = NULL, *sig_term = NULL, *sig_hup = NULL, *sig_usr1 = NULL;
   int c, rc = 1;
 
   cfg->tunnel_listen = "127.0.0.1:15000";
@@ -629,8 +636,9 @@ int main(int argc, char **argv) {
   sig_int = evsignal_new(p.base, SIGINT, signal_cb, &p);
   sig_term = evsignal_new(p.base, SIGTERM, signal_cb, &p);
   sig_hup = evsignal_new(p.base, SIGHUP, signal_cb, &p);
-  if (!sig_int || !sig_term || !sig_hup || event_add(sig_int, NULL) || event_add(sig_term, NULL) ||
-      event_add(sig_hup, NULL))
+  sig_usr1 = evsignal_new(p.base, SIGUSR1, signal_cb, &p);
+  if (!sig_int || !sig_term || !sig_hup || !sig_usr1 || event_add(sig_int, NULL) ||
+      event_add(sig_term, NULL) || event_add(sig_hup, NULL) || event_add(sig_usr1, NULL))
     goto out;
 
   logmsg("ready: RPING every %u ms on idle tunnels, HTTP/2 PING every %u ms (timeout %u ms) on "
@@ -651,6 +659,8 @@ out:
     event_free(sig_term);
   if (sig_hup)
     event_free(sig_hup);
+  if (sig_usr1)
+    event_free(sig_usr1);
   if (p.base)
     event_base_free(p.base);
   h2c_teardown();

@@ -7,8 +7,10 @@
  * test; configs name them relative to it. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -477,6 +479,28 @@ END_TEST
 
 /* stdout is a pipe nobody reads yet: logging must not block; once the
  * reader drains it, every line arrives whole, in order, exactly once. */
+/* The parent's side of a child that logs to the pipe pfd: after 100 ms
+ * (the child fills the pipe meanwhile) it tells the child to go on through
+ * go, reads everything the child writes, and checks that it exited 0. */
+static char *read_child_output(pid_t pid, int pfd[2], int go[2]) {
+  close(pfd[1]);
+  close(go[0]);
+  usleep(100000);
+  ck_assert_int_eq(write(go[1], "g", 1), 1);
+  close(go[1]);
+  size_t cap = 1 << 20, len = 0;
+  char *all = malloc(cap);
+  ssize_t r;
+  while ((r = read(pfd[0], all + len, cap - len - 1)) > 0)
+    len += (size_t)r;
+  all[len] = '\0';
+  close(pfd[0]);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+  return all;
+}
+
 START_TEST(full_pipe_never_blocks_and_loses_nothing) {
   int pfd[2], go[2];
   ck_assert_int_eq(pipe(pfd), 0);
@@ -524,22 +548,8 @@ START_TEST(full_pipe_never_blocks_and_loses_nothing) {
     revtun_free(h);
     _exit(t == -1 && dropped == 0 ? 0 : 15);
   }
-  close(pfd[1]);
-  close(go[0]);
   /* the child filled the pipe without blocking (else alarm would kill it) */
-  usleep(100000);
-  ck_assert_int_eq(write(go[1], "g", 1), 1);
-  close(go[1]);
-  size_t cap = 1 << 20, len = 0;
-  char *all = malloc(cap);
-  ssize_t r;
-  while ((r = read(pfd[0], all + len, cap - len - 1)) > 0)
-    len += (size_t)r;
-  all[len] = '\0';
-  close(pfd[0]);
-  int status;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+  char *all = read_child_output(pid, pfd, go);
   char *line = all;
   for (int i = 0; i < n; i++) {
     char want[128];
@@ -783,6 +793,252 @@ START_TEST(reopen_failure_keeps_the_old_file) {
 }
 END_TEST
 
+/* ------------------------------------------- handles sharing a directory */
+
+/* Descriptors of this process open on name in the test directory. */
+static int fds_on(const char *name) {
+  char want[512], link[320], got[512];
+  snprintf(want, sizeof(want), "%s/%s", tmpdir, name);
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    snprintf(link, sizeof(link), "/proc/self/fd/%s", e->d_name);
+    ssize_t len = readlink(link, got, sizeof(got) - 1);
+    if (len > 0) {
+      got[len] = '\0';
+      n += strcmp(got, want) == 0;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+static void one_tunnel(revtun_t *h, const char *node, revtun_time_ms_t now) {
+  int p, s = pair(&p);
+  ck_assert_int_eq(tu_register(h, s, node, "c", NULL, 60000, now), REVTUN_OK);
+  ck_assert_int_eq(revtun_mark_dead(h, s, REVTUN_CLOSE_LOCAL_CLOSE, now), REVTUN_OK);
+  close(p);
+}
+
+static revtun_options_t *dir_options(revtun_directory_t **dir) {
+  revtun_options_t *o;
+  ck_assert_int_eq(revtun_directory_new(dir), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
+  tu_options(o, &rec);
+  ck_assert_int_eq(revtun_options_set_directory(o, *dir), REVTUN_OK);
+  return o;
+}
+
+START_TEST(handles_of_one_directory_open_and_reopen_a_file_once) {
+  revtun_directory_t *dir;
+  revtun_options_t *o = dir_options(&dir);
+  revtun_t *h1 = new_with("al_tour", o), *h2 = new_with("al_tour", o);
+  revtun_options_free(o);
+  revtun_directory_free(dir);            /* the handles (and their logs) keep it */
+  ck_assert_int_eq(fds_on("al.log"), 1); /* not one per handle */
+  one_tunnel(h1, "before1", 0);
+  one_tunnel(h2, "before2", 0);
+  ck_assert_int_eq(revtun_tick(h1, 1000), REVTUN_OK);
+  ck_assert_int_eq(revtun_tick(h2, 1000), REVTUN_OK);
+  /* logrotate: rename, then every handle is told; the first one reopens
+   * the shared file, the second finds it already current */
+  ck_assert_int_eq(rename("al.log", "al.log.1"), 0);
+  ck_assert_int_eq(revtun_reopen_logs(h1), REVTUN_OK);
+  ck_assert_int_eq(fds_on("al.log"), 1);
+  ck_assert_int_eq(fds_on("al.log.1"), 0);
+  ck_assert_int_eq(revtun_reopen_logs(h2), REVTUN_OK);
+  ck_assert_int_eq(fds_on("al.log"), 1);
+  one_tunnel(h2, "after2", 1000);
+  one_tunnel(h1, "after1", 1000);
+  revtun_free(h1);
+  ck_assert_int_eq(fds_on("al.log"), 1); /* h2 still writes there */
+  revtun_free(h2);
+  ck_assert_int_eq(fds_on("al.log"), 0);
+  char *old = slurp("al.log.1"), *cur = slurp("al.log");
+  ck_assert_ptr_nonnull(strstr(old, "tunnel_setup node=before1 "));
+  ck_assert_ptr_nonnull(strstr(old, "tunnel_closed node=before2 "));
+  ck_assert_ptr_null(strstr(old, "after"));
+  ck_assert_ptr_nonnull(strstr(cur, "tunnel_setup node=after1 "));
+  ck_assert_ptr_nonnull(strstr(cur, "tunnel_closed node=after2 "));
+  ck_assert_ptr_null(strstr(cur, "before"));
+  free(old);
+  free(cur);
+}
+END_TEST
+
+#define STRESS_THREADS 4
+#define STRESS_TUNNELS 400
+
+struct stress_arg {
+  revtun_t *h;
+  int index;
+  const char *failed; /* the call that failed, or NULL */
+};
+
+/* One worker: its own handle, tunnels opened and closed, a flush every few
+ * records (the flush deadline is 1 ms of injected time). */
+static void *stress_worker(void *arg) {
+  struct stress_arg *a = arg;
+  revtun_time_ms_t now = 0;
+  revtun_reg_t *reg;
+  if (revtun_reg_new(a->h, &reg) != REVTUN_OK) {
+    a->failed = "revtun_reg_new";
+    return NULL;
+  }
+  for (int i = 0; i < STRESS_TUNNELS && !a->failed; i++) {
+    char node[32];
+    snprintf(node, sizeof(node), "w%d-%04d", a->index, i);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+      a->failed = "socketpair";
+      break;
+    }
+    revtun_reg_set_ids(reg, node, "c", NULL);
+    if (revtun_register_socket(a->h, sv[0], reg, now) != REVTUN_OK)
+      a->failed = "revtun_register_socket";
+    else if (revtun_mark_dead(a->h, sv[0], REVTUN_CLOSE_LOCAL_CLOSE, now) != REVTUN_OK)
+      a->failed = "revtun_mark_dead";
+    else if (i % 7 == 0 && revtun_tick(a->h, now += 1) != REVTUN_OK)
+      a->failed = "revtun_tick";
+    close(sv[1]);
+  }
+  revtun_reg_free(reg);
+  return NULL;
+}
+
+START_TEST(threads_sharing_a_file_never_interleave_records) {
+  revtun_directory_t *dir;
+  revtun_options_t *o = dir_options(&dir);
+  ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_LOG_FLUSH_MS, 1), REVTUN_OK);
+  struct stress_arg a[STRESS_THREADS];
+  pthread_t tid[STRESS_THREADS];
+  for (int i = 0; i < STRESS_THREADS; i++)
+    a[i] = (struct stress_arg){new_with("al_tour", o), i, NULL};
+  revtun_options_free(o);
+  for (int i = 0; i < STRESS_THREADS; i++)
+    ck_assert_int_eq(pthread_create(&tid[i], NULL, stress_worker, &a[i]), 0);
+  for (int i = 0; i < STRESS_THREADS; i++) {
+    ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
+    ck_assert_msg(!a[i].failed, "worker %d: %s failed", i, a[i].failed);
+    revtun_free(a[i].h);
+  }
+  revtun_directory_free(dir);
+  /* every line whole: it starts with its event and ends with the format's
+   * tail; each worker's records are all there, once */
+  char *got = slurp("al.log");
+  int lines = 0, per[STRESS_THREADS] = {0};
+  for (char *line = got, *nl; *line; line = nl + 1) {
+    ck_assert_ptr_nonnull(nl = strchr(line, '\n'));
+    *nl = '\0';
+    ck_assert_msg(strncmp(line, "tunnel_setup node=w", 19) == 0 ||
+                      strncmp(line, "tunnel_closed node=w", 20) == 0,
+                  "torn line: %.80s", line);
+    ck_assert_msg(nl - line >= 5 && strcmp(nl - 5, " 100%") == 0, "torn line end: %.80s", line);
+    int w = line[strcspn(line, "w") + 1] - '0';
+    ck_assert(w >= 0 && w < STRESS_THREADS);
+    per[w]++;
+    lines++;
+  }
+  ck_assert_int_eq(lines, 2 * STRESS_THREADS * STRESS_TUNNELS);
+  for (int i = 0; i < STRESS_THREADS; i++)
+    ck_assert_int_eq(per[i], 2 * STRESS_TUNNELS);
+  free(got);
+}
+END_TEST
+
+/* Logs n tunnels named "<prefix>-<i>-padding..." on h. */
+static int log_tunnels(revtun_t *h, const char *prefix, int n, revtun_time_ms_t now) {
+  for (int i = 0; i < n; i++) {
+    int sv[2];
+    char node[64];
+    snprintf(node, sizeof(node), "%s-%04d-padding-padding-padding", prefix, i);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+      return -1;
+    revtun_reg_t *reg;
+    if (revtun_reg_new(h, &reg) || revtun_reg_set_ids(reg, node, "c", NULL) ||
+        revtun_register_socket(h, sv[0], reg, now))
+      return -1;
+    revtun_reg_free(reg);
+    revtun_mark_dead(h, sv[0], REVTUN_CLOSE_LOCAL_CLOSE, now);
+    close(sv[1]);
+  }
+  return 0;
+}
+
+/* Two handles of one directory on one stdout pipe that fills up: the first
+ * handle's flush stops inside a record; the second must not write its
+ * records into the gap, and nothing is lost. */
+START_TEST(shared_stdout_pipe_never_splits_a_record) {
+  int pfd[2], go[2];
+  ck_assert_int_eq(pipe(pfd), 0);
+  ck_assert_int_eq(pipe(go), 0);
+  const int n1 = 1200, n2 = 50; /* n1: ~80 KiB, more than a pipe holds */
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    close(pfd[0]);
+    close(go[1]);
+    alarm(20);
+    dup2(pfd[1], STDOUT_FILENO);
+    revtun_directory_t *dir;
+    revtun_options_t *o;
+    if (revtun_directory_new(&dir) || revtun_options_new(&o) ||
+        revtun_options_set_directory(o, dir))
+      _exit(10);
+    size_t len;
+    uint8_t *cfg = tu_config("al_stdout", &len);
+    revtun_t *h1, *h2;
+    if (revtun_new(&h1, cfg, len, o, 0, NULL, 0) || revtun_new(&h2, cfg, len, o, 0, NULL, 0))
+      _exit(11);
+    free(cfg);
+    revtun_options_free(o);
+    revtun_directory_free(dir);
+    revtun_time_ms_t now = 0;
+    if (log_tunnels(h1, "one", n1, now))
+      _exit(12);
+    revtun_tick(h1, now += 1000); /* fills the pipe; the rest stays pending */
+    if (log_tunnels(h2, "two", n2, now))
+      _exit(13);
+    char c = 0;
+    if (read(go[0], &c, 1) != 1)
+      _exit(14);
+    int64_t t1 = 0, t2 = 0;
+    for (int guard = 0; guard < 10000; guard++) {
+      now += 100;
+      revtun_tick(h2, now); /* h2 first: it would write into h1's gap */
+      revtun_tick(h1, now);
+      t1 = revtun_next_timeout_ms(h1, now);
+      t2 = revtun_next_timeout_ms(h2, now);
+      if (t1 < 0 && t2 < 0)
+        break;
+      usleep(500);
+    }
+    revtun_free(h1);
+    revtun_free(h2);
+    _exit(t1 == -1 && t2 == -1 ? 0 : 15);
+  }
+  char *all = read_child_output(pid, pfd, go);
+  /* every line whole, each handle's in order, all of them there */
+  int next[2] = {0, 0};
+  for (char *line = all, *nl; *line; line = nl + 1) {
+    ck_assert_ptr_nonnull(nl = strchr(line, '\n'));
+    *nl = '\0';
+    int who = strstr(line, " one-") ? 0 : 1, i = next[who] / 2;
+    char want[128];
+    snprintf(want, sizeof(want), "out %s %s-%04d-padding-padding-padding %s",
+             next[who] % 2 ? "tunnel_closed" : "tunnel_setup", who ? "two" : "one", i,
+             next[who] % 2 ? "local_close" : "-");
+    ck_assert_str_eq(line, want);
+    next[who]++;
+  }
+  ck_assert_int_eq(next[0], 2 * n1);
+  ck_assert_int_eq(next[1], 2 * n2);
+  free(all);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- config */
 
 START_TEST(config_errors_name_the_entry_and_field) {
@@ -896,6 +1152,9 @@ int main(void) {
   tcase_add_test(t, write_errors_are_counted_and_bytes_kept);
   tcase_add_test(t, reopen_while_writing_keeps_every_line_whole_and_once);
   tcase_add_test(t, reopen_failure_keeps_the_old_file);
+  tcase_add_test(t, handles_of_one_directory_open_and_reopen_a_file_once);
+  tcase_add_test(t, threads_sharing_a_file_never_interleave_records);
+  tcase_add_test(t, shared_stdout_pipe_never_splits_a_record);
   tcase_add_test(t, config_errors_name_the_entry_and_field);
   tcase_add_test(t, host_factory_name_wins_over_builtin);
   suite_add_tcase(s, t);

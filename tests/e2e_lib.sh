@@ -195,12 +195,11 @@ sha() { sha256sum | cut -c1-64; }
 # ("# proto-message: <full name>").
 encode() {
   _msg=$(sed -n '1s/^# proto-message: *//p' "$1")
-  case $_msg in
-    *ReverseTunnel) _proto=envoy/extensions/filters/network/reverse_tunnel/v3/reverse_tunnel.proto ;;
-    *) _proto=envoy/extensions/bootstrap/reverse_tunnel/upstream_socket_interface/v3/upstream_reverse_connection_socket_interface.proto ;;
-  esac
+  # every .proto of lib/proto, so that typed_config may name any of them
+  _protos=$(cd "$top_srcdir/lib/proto" && find . -name '*.proto' | sed 's#^\./##' | sort)
+  # shellcheck disable=SC2086 # one word per file name
   ${PROTOC:-protoc} -I "$top_srcdir/lib/proto" -I "${PROTOBUF_INCLUDE:-/usr/include}" \
-    --encode="$_msg" "$_proto" <"$1" >"$2"
+    --encode="$_msg" $_protos <"$1" >"$2"
 }
 
 # no_sanitizer_reports DIR: one ok/FAIL line: no AddressSanitizer,

@@ -6,8 +6,9 @@
 # worker whose sessions use them. Checks: every answer 200 with the exact
 # bytes, with 1 and 2 tunnels per node; /stats sums equal the per-worker
 # values; /tunnels lists every tunnel once; no descriptor leak; bad flags;
-# a clean stop in which every tunnel ends in exactly one tunnel_closed
-# record. Run by `make check`; by hand:
+# the config's access-log file open once for all workers, reopened once on
+# SIGUSR1 after a rename, no line torn; a clean stop in which every tunnel
+# ends in exactly one tunnel_closed record. Run by `make check`; by hand:
 #   top_builddir=build top_srcdir=. tests/e2e_workers.sh
 set -u
 
@@ -29,7 +30,19 @@ cat >"$T/acceptor.txtpb" <<EOF
 # proto-message: envoy.extensions.filters.network.reverse_tunnel.v3.ReverseTunnel
 ping_interval { nanos: 200000000 }
 EOF
-if ! encode "$top_srcdir/examples/configs/upstream.txtpb" "$T/upstream.bin" ||
+# the example config plus a built-in file access log
+cat "$top_srcdir/examples/configs/upstream.txtpb" - >"$T/upstream.txtpb" <<EOF
+access_log {
+  name: "envoy.access_loggers.file"
+  typed_config {
+    [type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog] {
+      path: "$T/access.log"
+      log_format { text_format_source { inline_string: "%DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:event)% %DYNAMIC_METADATA(envoy.reverse_tunnel.lifecycle:node_id)%\\n" } }
+    }
+  }
+}
+EOF
+if ! encode "$T/upstream.txtpb" "$T/upstream.bin" ||
    ! encode "$T/acceptor.txtpb" "$T/acceptor.bin"; then
   echo "FAIL - cannot encode the configs with protoc"
   exit 1
@@ -125,6 +138,20 @@ wait_until 20 sh -c "test \$(ls /proc/$PID_proxy/fd | wc -l) -le $fd0"
 fd1=$(fds)
 check "proxy descriptors back to $fd0 (now $fd1)" test "$fd1" -le "$fd0"
 
+echo "# the access log: one file for $W workers, reopened once after logrotate"
+# fds_on FILE: the proxy's descriptors open on FILE
+fds_on() { ls -l "/proc/$PID_proxy/fd" 2>/dev/null | grep -c " $1\$"; }
+check "access.log is open once, not once per worker ($(fds_on "$T/access.log"))" \
+  test "$(fds_on "$T/access.log")" -eq 1
+mv "$T/access.log" "$T/access.log.1"
+kill -USR1 "$PID_proxy"
+wait_until 10 test -f "$T/access.log"
+check "SIGUSR1 after a rename: access.log created again" test -f "$T/access.log"
+check "and open once ($(fds_on "$T/access.log")), the renamed file no longer ($(fds_on "$T/access.log.1"))" \
+  test "$(fds_on "$T/access.log")" -eq 1 -a "$(fds_on "$T/access.log.1")" -eq 0
+check "the proxy logs the reopen" grep -q "SIGUSR1: reopening the access logs" "$T/proxy.log"
+check "and no failure" sh -c "! grep -q 'reopening the access logs failed' '$T/proxy.log'"
+
 echo "# fault: an agent killed while its node is in use; the other node keeps answering"
 stop agent1 KILL
 h2load -n 200 -c 20 -m 2 -H "x-remote-node-id: edge-2" "$URL/bytes/1000" >"$T/h2load-after.out" 2>&1
@@ -147,5 +174,13 @@ arrived=$(grep -c "record socket_imported " "$T/proxy.log")
 check "sockets moved between workers: $moved exported, $arrived imported, equal" \
   test "$moved" -eq "$arrived"
 check "no 'leaked' in the log" sh -c "! grep -q leaked '$T/proxy.log'"
+cat "$T/access.log.1" "$T/access.log" >"$T/access.all"
+check "both access-log files have records ($(wc -l <"$T/access.log.1") before the rename, $(wc -l <"$T/access.log") after)" \
+  test -s "$T/access.log.1" -a -s "$T/access.log"
+check "every access-log line whole" sh -c "! grep -qvE '^[a-z_]+ [a-z0-9-]*\$' '$T/access.all'"
+asetup=$(grep -c "^tunnel_setup " "$T/access.all")
+aclosed=$(grep -c "^tunnel_closed " "$T/access.all")
+check "the access log has the same $setup tunnel_setup and $closed tunnel_closed records ($asetup, $aclosed)" \
+  test "$asetup" -eq "$setup" -a "$aclosed" -eq "$closed"
 
 [ $fails -eq 0 ]

@@ -115,8 +115,8 @@ tests_check_hash_LDADD = $(TEST_INTERNAL_LDADD)
 # (configs tests/configs/al_*, rep_*), and the format engine on its own
 tests_check_accesslog_SOURCES = tests/check_accesslog.c
 tests_check_accesslog_CPPFLAGS = $(TEST_CPPFLAGS)
-tests_check_accesslog_CFLAGS = $(TEST_CFLAGS)
-tests_check_accesslog_LDADD = $(TEST_LDADD)
+tests_check_accesslog_CFLAGS = $(TEST_CFLAGS) $(PTHREAD_CFLAGS)
+tests_check_accesslog_LDADD = $(TEST_LDADD) $(PTHREAD_LIBS)
 tests_check_format_SOURCES = tests/check_format.c
 tests_check_format_CPPFLAGS = $(TEST_INTERNAL_CPPFLAGS)
 tests_check_format_CFLAGS = $(TEST_CFLAGS)

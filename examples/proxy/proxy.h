@@ -343,6 +343,7 @@ void proxy_close(struct proxy *p);
  * start from now on (SIGHUP), parked tunnels untouched. */
 int proxy_tls_setup(struct proxy *p, const uint8_t *aconf, size_t aconf_len);
 void proxy_tls_reload(struct proxy *p);
+void proxy_reopen_logs(struct proxy *p);
 void proxy_tls_free(struct proxy *p);
 /* The session on a handed-off tunnel, or NULL (logged) when it cannot start. */
 struct ssl_st *proxy_handoff_ssl(struct proxy *p, int fd, revtun_strip_t strip,

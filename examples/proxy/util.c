@@ -1,5 +1,5 @@
-/* revtun-upstream-proxy: nghttp2 output to sockets, header lists and their budgets, JSON strings.
- */
+/* revtun-upstream-proxy: nghttp2 output to sockets, header lists and their budgets, JSON
+ * strings, reopening the access logs. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
@@ -206,4 +206,17 @@ void json_string(struct evbuffer *out, const char *s, size_t len) {
   } else {
     evbuffer_add(out, "\"\"", 2);
   }
+}
+
+/* ------------------------------------------------------------------ logs */
+
+/* SIGUSR1: the config's access-log files are opened again (after logrotate
+ * moved them). With --workers every worker is told; the handles share each
+ * file, so it is reopened once. Only a failure is logged here: the signal
+ * handler has said what it does. */
+void proxy_reopen_logs(struct proxy *p) {
+  int rc = revtun_reopen_logs(p->h);
+  if (rc != REVTUN_OK)
+    logmsg("SIGUSR1: reopening the access logs failed (%s); still writing to the old files",
+           revtun_status_name(rc));
 }

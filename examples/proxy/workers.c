@@ -18,8 +18,11 @@
  *   node sends the request to a worker that has one, as an h2c stream over a
  *   socket pair that the other worker serves as a client connection;
  * - each worker has a mailbox (under its lock) and an eventfd: the main
- *   thread posts commands (stop, stop now, reload TLS, a stats snapshot)
- *   and other workers post the socket-pair ends they want served.
+ *   thread posts commands (stop, stop now, reload TLS, reopen the access
+ *   logs, a stats snapshot) and other workers post the socket-pair ends
+ *   they want served;
+ * - the built-in access-log files of the config are opened once for all
+ *   workers: the library's loggers share them through the directory.
  * No lock is held across a system call other than the eventfd write.
  *
  * --fleet-redis is refused with --workers: its directory client runs in
@@ -49,7 +52,7 @@
 #define RETRY_FOR_MS 250 /* ...for at most this long */
 #define WORKER_HEADER "x-revtun-worker"
 
-enum { CMD_STOP = 1, CMD_STOP_NOW = 2, CMD_RELOAD = 4 };
+enum { CMD_STOP = 1, CMD_STOP_NOW = 2, CMD_RELOAD = 4, CMD_REOPEN_LOGS = 8 };
 enum { SNAP_STATS, SNAP_TUNNELS };
 
 /* One worker's part of an admin answer. */
@@ -481,6 +484,8 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
     render(w, snap);
   if (cmds & CMD_RELOAD)
     proxy_tls_reload(p);
+  if (cmds & CMD_REOPEN_LOGS) /* the first worker reopens a shared file, the others find it done */
+    proxy_reopen_logs(p);
   if ((cmds & CMD_STOP) && !p->stopping)
     proxy_begin_shutdown(p, w->all->stop_why);
   if (cmds & CMD_STOP_NOW)
@@ -777,6 +782,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     post(all, CMD_RELOAD);
     return;
   }
+  if (sig == SIGUSR1) {
+    logmsg("SIGUSR1: reopening the access logs");
+    post(all, CMD_REOPEN_LOGS);
+    return;
+  }
   if (all->stopping) {
     logmsg("second signal: exiting now");
     post(all, CMD_STOP_NOW);
@@ -826,9 +836,9 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
   struct workers *all = calloc(1, sizeof(*all));
   static struct proxy ctl; /* zeroed: only the admin port */
   struct main_ctx mc = {all, &ctl};
-  struct event *sigs[3] = {NULL, NULL, NULL};
+  struct event *sigs[4] = {NULL, NULL, NULL, NULL};
   struct event *done_ev = NULL;
-  const int signos[3] = {SIGINT, SIGTERM, SIGHUP};
+  const int signos[4] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
   sigset_t all_sigs, old;
   unsigned n = tmpl->cfg.workers;
   int rc = 1, fatal = 0;
@@ -863,7 +873,7 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
   ctl.base = all->base;
   if (tmpl->cfg.admin_listen && admin_start(&ctl, tmpl->cfg.admin_listen) < 0)
     goto out;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (!(sigs[i] = evsignal_new(all->base, signos[i], signal_cb, &mc)) || event_add(sigs[i], NULL))
       goto out;
   if (!tmpl->auth)
@@ -904,7 +914,7 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
 out:
   admin_stop(&ctl);
   listeners_free(&ctl);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     if (sigs[i])
       event_free(sigs[i]);
   if (done_ev)

@@ -83,15 +83,17 @@ static int create_builtin(revtun_t *h, struct rt_logger *l, const struct rt_ext_
   spec.fmt = NULL;
   size_t limit = h->opts.limits.log_buffer_bytes;
   if (spec.kind == RT_LOGGER_FILE) {
-    int err = rt_logfile_open(&h->mem, &l->out, spec.path, limit);
+    int err = rt_logfile_open(&h->mem, &l->out, spec.path, limit, h->opts.directory);
     if (err)
       rc = err == ENOMEM ? rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory")
                          : rt_fail(REVTUN_E_CONFIG, errbuf, errbuf_len,
                                    "access_log[%zu] ('%s'): cannot open '%s': %s", i, e->name,
                                    spec.path, strerror(err));
   } else {
-    rt_logfile_use_fd(&l->out, spec.kind == RT_LOGGER_STDOUT ? STDOUT_FILENO : STDERR_FILENO,
-                      limit);
+    if (rt_logfile_use_fd(&h->mem, &l->out,
+                          spec.kind == RT_LOGGER_STDOUT ? STDOUT_FILENO : STDERR_FILENO, limit,
+                          h->opts.directory))
+      rc = rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory");
   }
   rt_logspec_clear(&h->mem, &spec);
   return rc;
@@ -108,7 +110,6 @@ int rt_loggers_create(revtun_t *h, char *errbuf, size_t errbuf_len) {
     struct rt_logger *l = rt_calloc(&h->mem, 1, sizeof(*l));
     if (!l)
       return rt_fail(REVTUN_E_NOMEM, errbuf, errbuf_len, "out of memory");
-    l->out.fd = -1;
     l->index = i;
     h->loggers[h->n_loggers++] = l; /* rt_loggers_free copes with a half-built one */
     const struct rt_factory *f = host_factory(&h->opts, e);
@@ -173,7 +174,7 @@ static const char *target_name(const struct rt_logger *l) {
   switch (l->kind) {
   case RT_LOGGER_STDOUT: return "stdout";
   case RT_LOGGER_STDERR: return "stderr";
-  default: return l->out.path ? l->out.path : "?";
+  default: return rt_logfile_path(&l->out) ? rt_logfile_path(&l->out) : "?";
   }
 }
 

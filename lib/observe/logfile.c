@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
@@ -17,9 +18,33 @@
 #include <unistd.h>
 
 #include "observe/logfile.h"
+#include "pool/directory.h"
 
 #define MIN_BUFFER 4096u
 #define KEEP_BUFFER (4u * RT_LOGFILE_FLUSH_BYTES) /* larger idle buffers are given back */
+
+/* Where records go (logfile.h). Private to one logger, or shared through a
+ * process directory by the loggers of every handle that name the same file
+ * or standard stream. */
+struct rt_logtarget {
+  struct rt_logtarget *next; /* in the directory's list */
+  revtun_directory_t *dir;   /* NULL: one logger's own */
+  struct rt_mem mem;         /* what allocated it */
+  unsigned refs;             /* loggers using it; under the directory's lock */
+  /* Held for a write or a reopen: with one writer at a time the records of
+   * different handles cannot interleave inside one write. It is held across
+   * that write(2), which never waits (see the top of the file). */
+  pthread_mutex_t lock;
+  int fd;
+  bool owned; /* opened from path (closed on free/reopen); false for fds 1 and 2 */
+  uint8_t sink;
+  char *path; /* NULL for fds 1 and 2 */
+  /* A short write (a full pipe, a full disk) left part of this logger's
+   * pending bytes, perhaps half a record, unwritten: the other loggers wait
+   * until it has written the rest, so that their records do not land inside
+   * it. */
+  const struct rt_logfile *torn_by;
+};
 
 static uint8_t sink_of(int fd) {
   struct stat st;
@@ -40,26 +65,130 @@ static int open_path(const char *path) {
   return fd;
 }
 
-int rt_logfile_open(const struct rt_mem *m, struct rt_logfile *lf, const char *path, size_t limit) {
-  memset(lf, 0, sizeof(*lf));
-  lf->fd = -1;
-  lf->limit = limit;
-  if (!(lf->path = rt_strdup(m, path)))
+static void target_destroy(struct rt_logtarget *t) {
+  struct rt_mem m = t->mem;
+  if (t->owned && t->fd >= 0)
+    close(t->fd);
+  pthread_mutex_destroy(&t->lock);
+  rt_free(&m, t->path);
+  rt_free(&m, t);
+}
+
+/* A new target on path (opened here) or on fd; 0 or errno. */
+static int target_new(const struct rt_mem *m, const char *path, int fd, struct rt_logtarget **out) {
+  struct rt_logtarget *t = rt_calloc(m, 1, sizeof(*t));
+  if (!t)
     return ENOMEM;
-  lf->fd = open_path(path);
-  if (lf->fd < 0)
-    return errno;
-  lf->owned = true;
-  lf->sink = sink_of(lf->fd);
+  t->mem = *m;
+  t->fd = -1;
+  if (pthread_mutex_init(&t->lock, NULL)) {
+    rt_free(m, t);
+    return ENOMEM;
+  }
+  if (path) {
+    if (!(t->path = rt_strdup(m, path))) {
+      target_destroy(t);
+      return ENOMEM;
+    }
+    if ((t->fd = open_path(path)) < 0) {
+      int err = errno;
+      target_destroy(t);
+      return err;
+    }
+    t->owned = true;
+  } else {
+    t->fd = fd;
+  }
+  t->sink = sink_of(t->fd);
+  *out = t;
   return 0;
 }
 
-void rt_logfile_use_fd(struct rt_logfile *lf, int fd, size_t limit) {
-  memset(lf, 0, sizeof(*lf));
-  lf->fd = fd;
-  lf->limit = limit;
-  lf->sink = sink_of(fd);
+static struct rt_logtarget *find_shared(struct rt_logtarget *t, const char *path, int fd) {
+  for (; t; t = t->next)
+    if (path ? t->path && strcmp(t->path, path) == 0 : !t->path && t->fd == fd)
+      return t;
+  return NULL;
 }
+
+/* The target for path or fd: dir's shared one if there is one, else a new
+ * one (shared when dir is given). The file is opened outside the
+ * directory's lock; of two handles opening it at once, one keeps its
+ * target and the other joins it. */
+static int target_get(const struct rt_mem *m, revtun_directory_t *dir, const char *path, int fd,
+                      struct rt_logtarget **out) {
+  if (!dir)
+    return target_new(m, path, fd, out);
+  const struct rt_mem *dmem;
+  struct rt_logtarget **head = (struct rt_logtarget **)rt_dir_lock_logs(dir, &dmem);
+  struct rt_logtarget *t = find_shared(*head, path, fd);
+  if (t)
+    t->refs++;
+  rt_dir_unlock_logs(dir);
+  if (t) {
+    *out = t;
+    return 0;
+  }
+  struct rt_mem shared_mem = *dmem;
+  struct rt_logtarget *fresh;
+  int err = target_new(&shared_mem, path, fd, &fresh);
+  if (err)
+    return err;
+  head = (struct rt_logtarget **)rt_dir_lock_logs(dir, &dmem);
+  if ((t = find_shared(*head, path, fd))) {
+    t->refs++;
+  } else {
+    t = fresh;
+    fresh = NULL;
+    t->dir = dir;
+    t->refs = 1;
+    t->next = *head;
+    *head = t;
+    rt_dir_retain(dir);
+  }
+  rt_dir_unlock_logs(dir);
+  if (fresh)
+    target_destroy(fresh);
+  *out = t;
+  return 0;
+}
+
+static void target_put(struct rt_logtarget *t) {
+  revtun_directory_t *dir = t->dir;
+  if (!dir) {
+    target_destroy(t);
+    return;
+  }
+  const struct rt_mem *dmem;
+  struct rt_logtarget **p = (struct rt_logtarget **)rt_dir_lock_logs(dir, &dmem);
+  bool last = --t->refs == 0;
+  if (last) {
+    while (*p != t)
+      p = &(*p)->next;
+    *p = t->next;
+  }
+  rt_dir_unlock_logs(dir);
+  if (last) {
+    target_destroy(t);
+    rt_dir_release(dir);
+  }
+}
+
+int rt_logfile_open(const struct rt_mem *m, struct rt_logfile *lf, const char *path, size_t limit,
+                    revtun_directory_t *dir) {
+  memset(lf, 0, sizeof(*lf));
+  lf->limit = limit;
+  return target_get(m, dir, path, -1, &lf->t);
+}
+
+int rt_logfile_use_fd(const struct rt_mem *m, struct rt_logfile *lf, int fd, size_t limit,
+                      revtun_directory_t *dir) {
+  memset(lf, 0, sizeof(*lf));
+  lf->limit = limit;
+  return target_get(m, dir, NULL, fd, &lf->t);
+}
+
+const char *rt_logfile_path(const struct rt_logfile *lf) { return lf->t ? lf->t->path : NULL; }
 
 size_t rt_logfile_reserve(const struct rt_mem *m, struct rt_logfile *lf, size_t want, char **at) {
   size_t pending = rt_logfile_pending(lf);
@@ -112,15 +241,13 @@ static ssize_t write_no_sigpipe(int fd, const void *p, size_t n) {
 }
 
 /* One attempt; >0 bytes taken, 0 = no room now, -1 = error (errno). */
-static ssize_t write_some(struct rt_logfile *lf, int wait_ms) {
-  const char *p = lf->buf + lf->off;
-  size_t n = rt_logfile_pending(lf);
+static ssize_t write_some(struct rt_logtarget *t, const char *p, size_t n, int wait_ms) {
   ssize_t r;
-  switch (lf->sink) {
-  case RT_SINK_FILE: r = write(lf->fd, p, n); break;
-  case RT_SINK_SOCKET: r = send(lf->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL); break;
+  switch (t->sink) {
+  case RT_SINK_FILE: r = write(t->fd, p, n); break;
+  case RT_SINK_SOCKET: r = send(t->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL); break;
   default: {
-    struct pollfd pfd = {.fd = lf->fd, .events = POLLOUT};
+    struct pollfd pfd = {.fd = t->fd, .events = POLLOUT};
     int pr = poll(&pfd, 1, wait_ms);
     if (pr < 0)
       return errno == EINTR ? 0 : -1;
@@ -130,7 +257,7 @@ static ssize_t write_some(struct rt_logfile *lf, int wait_ms) {
       errno = EBADF;
       return -1;
     }
-    r = write_no_sigpipe(lf->fd, p, n < PIPE_BUF ? n : PIPE_BUF);
+    r = write_no_sigpipe(t->fd, p, n < PIPE_BUF ? n : PIPE_BUF);
   }
   }
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -140,21 +267,31 @@ static ssize_t write_some(struct rt_logfile *lf, int wait_ms) {
 
 int rt_logfile_flush(const struct rt_mem *m, struct rt_logfile *lf, int wait_ms) {
   int err = 0;
-  while (rt_logfile_pending(lf) && lf->fd >= 0) {
-    ssize_t r = write_some(lf, wait_ms);
-    if (r < 0) {
-      err = errno ? errno : EIO;
-      break;
+  struct rt_logtarget *t = lf->t;
+  if (rt_logfile_pending(lf) && t) {
+    pthread_mutex_lock(&t->lock);
+    if (t->torn_by && t->torn_by != lf) { /* another's record is half written */
+      pthread_mutex_unlock(&t->lock);
+      return 0;
     }
-    if (r == 0) {
-      if (lf->sink == RT_SINK_FILE) /* a regular file wrote nothing: treat as full disk */
-        err = ENOSPC;
-      break;
+    while (rt_logfile_pending(lf) && t->fd >= 0) {
+      ssize_t r = write_some(t, lf->buf + lf->off, rt_logfile_pending(lf), wait_ms);
+      if (r < 0) {
+        err = errno ? errno : EIO;
+        break;
+      }
+      if (r == 0) {
+        if (t->sink == RT_SINK_FILE) /* a regular file wrote nothing: treat as full disk */
+          err = ENOSPC;
+        break;
+      }
+      lf->off += (size_t)r;
     }
-    lf->off += (size_t)r;
+    if (t->fd < 0 && rt_logfile_pending(lf))
+      err = EBADF;
+    t->torn_by = rt_logfile_pending(lf) ? lf : NULL;
+    pthread_mutex_unlock(&t->lock);
   }
-  if (lf->fd < 0 && rt_logfile_pending(lf))
-    err = EBADF;
   if (!rt_logfile_pending(lf)) {
     lf->off = lf->len = 0;
     if (lf->cap > KEEP_BUFFER) { /* a burst should not pin its peak memory */
@@ -166,25 +303,44 @@ int rt_logfile_flush(const struct rt_mem *m, struct rt_logfile *lf, int wait_ms)
   return err;
 }
 
+/* path still names the file open on t's descriptor. */
+static bool still_current(const struct rt_logtarget *t) {
+  struct stat at_path, open_one;
+  return t->fd >= 0 && stat(t->path, &at_path) == 0 && fstat(t->fd, &open_one) == 0 &&
+         at_path.st_dev == open_one.st_dev && at_path.st_ino == open_one.st_ino;
+}
+
 int rt_logfile_reopen(const struct rt_mem *m, struct rt_logfile *lf) {
-  if (!lf->owned)
-    return rt_logfile_flush(m, lf, 0);
-  rt_logfile_flush(m, lf, 0); /* everything written so far belongs to the old file */
-  int fd = open_path(lf->path);
-  if (fd < 0)
-    return errno;
-  if (lf->fd >= 0)
-    close(lf->fd);
-  lf->fd = fd;
-  lf->sink = sink_of(fd);
-  return 0;
+  struct rt_logtarget *t = lf->t;
+  int err = rt_logfile_flush(m, lf, 0); /* everything written so far belongs to the old file */
+  if (!t || !t->owned)
+    return err;
+  err = 0;
+  pthread_mutex_lock(&t->lock);
+  if (!still_current(t)) {
+    int fd = open_path(t->path);
+    if (fd < 0) {
+      err = errno;
+    } else {
+      if (t->fd >= 0)
+        close(t->fd);
+      t->fd = fd;
+      t->sink = sink_of(fd);
+    }
+  }
+  pthread_mutex_unlock(&t->lock);
+  return err;
 }
 
 void rt_logfile_close(const struct rt_mem *m, struct rt_logfile *lf) {
-  if (lf->owned && lf->fd >= 0)
-    close(lf->fd);
+  struct rt_logtarget *t = lf->t;
+  if (t) {
+    pthread_mutex_lock(&t->lock);
+    if (t->torn_by == lf)
+      t->torn_by = NULL;
+    pthread_mutex_unlock(&t->lock);
+    target_put(t);
+  }
   rt_free(m, lf->buf);
-  rt_free(m, lf->path);
   memset(lf, 0, sizeof(*lf));
-  lf->fd = -1;
 }

@@ -39,6 +39,7 @@ struct revtun_directory {
   int isolation;    /* -1 until the first handle attaches */
   uint64_t serials; /* attachments so far */
   struct rt_htable index;
+  void *logs; /* shared log targets (observe/logfile.c); each holds a reference */
   struct dir_slot slots[REVTUN_DIRECTORY_MAX_HANDLES];
 };
 
@@ -89,6 +90,16 @@ static void unref(revtun_directory_t *d) {
 }
 
 void rt_dir_release(revtun_directory_t *d) { unref(d); }
+
+void rt_dir_retain(revtun_directory_t *d) { atomic_fetch_add(&d->refs, 1); }
+
+void **rt_dir_lock_logs(revtun_directory_t *d, const struct rt_mem **mem) {
+  pthread_mutex_lock(&d->lock);
+  *mem = &d->mem;
+  return &d->logs;
+}
+
+void rt_dir_unlock_logs(revtun_directory_t *d) { pthread_mutex_unlock(&d->lock); }
 
 void revtun_directory_free(revtun_directory_t *d) {
   if (d)

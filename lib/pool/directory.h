@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/mem.h"
 #include "pool/sockstate.h"
 #include "revtun/revtun.h"
 
@@ -49,6 +50,16 @@ int rt_dir_attach(revtun_directory_t *dir, bool isolation, int *slot_out, int *w
 struct rt_dmsg *rt_dir_detach(revtun_directory_t *dir, int slot);
 /* Drops an attached handle's reference (the last one frees dir). */
 void rt_dir_release(revtun_directory_t *dir);
+/* One more reference, for an object that outlives its handle's attachment
+ * (a shared log target); dropped with rt_dir_release(). */
+void rt_dir_retain(revtun_directory_t *dir);
+
+/* The log targets the handles share (observe/logfile.c keeps the list; the
+ * directory only stores its head, under its lock, so that loggers of one
+ * path open it once). Returns the head's address with the lock held, and
+ * the directory's allocator in *mem; rt_dir_unlock_logs() releases it. */
+void **rt_dir_lock_logs(revtun_directory_t *dir, const struct rt_mem **mem);
+void rt_dir_unlock_logs(revtun_directory_t *dir);
 
 /* The slot holds idle sockets for key, or no longer does. */
 void rt_dir_publish(revtun_directory_t *dir, int slot, const char *key, size_t len, bool holds);
