@@ -118,6 +118,19 @@ check "h2c: 200 requests by cluster on 20 connections: all 2xx ($(codes "$T/h2lo
 got=$(curl -s -o /dev/null -w '%{http_code}' -H "x-remote-node-id: nowhere" "$URL/")
 check "a node parked nowhere: 503 (got $got)" test "$got" = 503
 
+echo "# a cluster parked on one worker only, asked for by cluster from every worker"
+spawn agent3 "$T/agent3.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
+  --node solo-1 --cluster solo --tenant acme --count 1 --backend 127.0.0.1:$BACK --max-backoff-ms 500
+wait_until 20 idle_is solo-1 1
+codes3=""
+for i in $(seq 1 16); do # one connection each: the kernel spreads them over the workers
+  codes3="$codes3 $(curl -s -o /dev/null -w '%{http_code}' -H "x-remote-cluster-id: solo" "$URL/")"
+done
+bad3=$(echo $codes3 | tr ' ' '\n' | grep -cv '^200$')
+check "16 requests by cluster 'solo' on 16 connections, its one tunnel idle on one worker: all 200 ($codes3)" \
+  test "$bad3" -eq 0
+stop agent3 TERM
+
 echo "# /stats: the sum of the workers"
 curl -s "http://$ADMIN/stats" >"$T/stats.all"
 for k in $(seq 0 $((W - 1))); do curl -s "http://$ADMIN/stats?worker=$k" >"$T/stats.$k"; done

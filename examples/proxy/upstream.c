@@ -661,6 +661,13 @@ static struct upsess *for_cluster(struct proxy *p, struct xchg *x, const char *c
   return workers_forward(x, REVTUN_LOOKUP_CLUSTER, cluster, tenant);
 }
 
+/* This worker parks or runs sessions on the node. */
+static int node_here(struct proxy *p, const char *node_id, const char *tenant) {
+  const char *tkey = tenant_key(p, tenant);
+  return revtun_idle_count(p->h, node_id, tenant) > 0 ||
+         node_find(p, tkey, strlen(tkey), node_id, strlen(node_id)) != NULL;
+}
+
 /* The key select_render() gave x, tried as a cluster first and then as a
  * node, as revtun_handoff_select(3) tries it. */
 struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whylen) {
@@ -674,6 +681,15 @@ struct upsess *up_route(struct proxy *p, struct xchg *x, char *why, size_t whyle
   }
   x->target = x->key;
   x->key_is_cluster = revtun_cluster_node_count(p->h, x->key, tenant) > 0;
+  if (!x->key_is_cluster && p->w && !node_here(p, x->key, tenant)) {
+    /* This worker knows neither a cluster nor a node by that name, but
+     * another may park the cluster: it is asked for first, as a cluster,
+     * before the key is taken for a node. */
+    x->key_is_cluster = 1;
+    if ((u = for_cluster(p, x, x->key, tenant)) || x->worker_wait)
+      return u;
+    x->key_is_cluster = 0;
+  }
   u = x->key_is_cluster ? for_cluster(p, x, x->key, tenant) : for_node(p, x, x->key, tenant);
   if (!u && !x->worker_wait)
     select_miss(p, x, why, whylen);
