@@ -909,8 +909,12 @@ static void *stress_worker(void *arg) {
 }
 
 START_TEST(threads_sharing_a_file_never_interleave_records) {
+  /* no recording callbacks: they would share one record between threads */
   revtun_directory_t *dir;
-  revtun_options_t *o = dir_options(&dir);
+  revtun_options_t *o;
+  ck_assert_int_eq(revtun_directory_new(&dir), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_new(&o), REVTUN_OK);
+  ck_assert_int_eq(revtun_options_set_directory(o, dir), REVTUN_OK);
   ck_assert_int_eq(revtun_options_set_limit(o, REVTUN_LIMIT_LOG_FLUSH_MS, 1), REVTUN_OK);
   struct stress_arg a[STRESS_THREADS];
   pthread_t tid[STRESS_THREADS];

@@ -33,7 +33,8 @@ struct rt_logtarget {
   unsigned refs;             /* loggers using it; under the directory's lock */
   /* Held for a write or a reopen: with one writer at a time the records of
    * different handles cannot interleave inside one write. It is held across
-   * that write(2), which never waits (see the top of the file). */
+   * that write(2), which never waits (see the top of the file) except in
+   * revtun_free, up to FREE_WAIT_MS of accesslog.c for a full pipe. */
   pthread_mutex_t lock;
   int fd;
   bool owned; /* opened from path (closed on free/reopen); false for fds 1 and 2 */
