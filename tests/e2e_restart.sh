@@ -170,6 +170,9 @@ paused_proxy() {
   wait_until 20 grep -q "test pause at $_step" "$T/p$n.log"
 }
 abandoned() { grep -c "handover: takeover abandoned" "$T/p$1.log"; }
+# abandoned_since N COUNT: instance N has logged more than COUNT abandons
+# (a function, so that wait_until counts again at every try)
+abandoned_since() { test "$(abandoned "$1")" -gt "$2"; }
 # parked_closed N: instance N closed no parked tunnel (every tunnel_closed
 # record is that of an HTTP/2 session it ran, which ends when it exits)
 parked_closed_none() {
@@ -184,7 +187,7 @@ for step in connected hello listeners tunnels done; do
   check "crash at '$step': the new instance stopped there" test $? -eq 0
   kill -9 "$(pid_of $n)"
   check "crash at '$step': the old instance abandons the takeover" \
-    wait_until 10 test "$(abandoned $old)" -gt "$_a"
+    wait_until 10 abandoned_since $old "$_a"
   check "crash at '$step': the old instance parks $COUNT tunnels" wait_until 5 idle_is $COUNT
   got=$(curl -sS -H "$NODE" "$URL/")
   check "crash at '$step': a request through the old instance" test "$got" = "hello from backend"
