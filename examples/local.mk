@@ -106,6 +106,10 @@ dist_check_SCRIPTS += tests/fleet.sh tests/fleet_faults.sh
 # the handover protocol badly (tests/handover_peer.py).
 TESTS += tests/e2e_restart.sh
 dist_check_SCRIPTS += tests/e2e_restart.sh
+# The same with --workers 2: each worker's tunnels and listeners move, a
+# new instance with another worker count is refused.
+TESTS += tests/e2e_restart_workers.sh
+dist_check_SCRIPTS += tests/e2e_restart_workers.sh
 EXTRA_DIST += tests/handover_peer.py tests/hold_relay.py
 
 # The attacks of a security review, replayed against the real programs:

@@ -309,9 +309,10 @@ int proxy_open(struct proxy *p, const uint8_t *conf, size_t conf_len, const uint
             cfg->acceptor_config ? cfg->acceptor_config : "default acceptor config", err);
     goto out;
   }
-  /* a takeover (handover.c) brings the listeners, so it comes before them */
+  /* a takeover (handover.c) brings the listeners, so it comes before them;
+   * with --workers (dir) workers_run does both, for all the workers */
   if (proxy_tls_setup(p, aconf, aconf_len) < 0 || fleet_new(p) < 0 ||
-      (!dir && handover_takeover(p) < 0) || listeners_start(p) < 0)
+      (!dir && (handover_takeover(p) < 0 || listeners_start(p) < 0)))
     goto out;
   rc = 0;
 out:

@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   if (size < 1)
     return 0;
-  nfds = data[0] % (HO_MAX_FDS + 2);
+  nfds = data[0] % (HO_MAX_MSG_FDS + 2);
   len = size - 1;
   /* a copy of exactly len bytes, so that a read past it is caught */
   if (!(buf = malloc(len ? len : 1)))
@@ -72,13 +72,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     break;
   }
   case HO_LISTENERS: {
-    unsigned seen = 0;
-    check(m.n == nfds && m.n >= 1 && m.n <= HO_L_MAX);
+    unsigned count[HO_L_MAX + 1] = {0};
+    check(m.n == nfds && m.n >= 1 && m.n <= HO_MAX_LISTENERS && len == HO_HEADER + 1 + m.n);
     for (size_t i = 0; i < m.n; i++) {
       check(m.kinds[i] >= HO_L_TUNNEL && m.kinds[i] <= HO_L_MAX);
-      check(!(seen & (1u << m.kinds[i])));
-      seen |= 1u << m.kinds[i];
+      check(m.kinds[i] == buf[HO_HEADER + 1 + i]);
+      count[m.kinds[i]]++;
     }
+    check(count[HO_L_ADMIN] <= 1 && count[HO_L_TUNNEL] == count[HO_L_CLIENT]);
+    check(m.workers == count[HO_L_TUNNEL] && m.workers >= 1 && m.workers <= HO_MAX_WORKERS);
     break;
   }
   case HO_REFUSE:

@@ -248,6 +248,13 @@ void proxy_drain_clients(struct proxy *p) {
   }
 }
 
+/* Halfway through a handover's grace period: h2c clients get GOAWAY. */
+void proxy_goaway(struct proxy *p) {
+  for (struct conn *c = p->conns; c; c = c->next)
+    if (c->mode == C_H2)
+      h2c_drain(c);
+}
+
 /* ----------------------------------------------- dispatch by protocol */
 
 void conn_response_head(struct xchg *x);

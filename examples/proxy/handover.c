@@ -42,6 +42,17 @@
  * Either way each tunnel is in exactly one pool. The new instance, if it
  * cannot say it serves, gives up what it imported without a close record.
  *
+ * With --workers N the main thread runs the handover (the old instance's
+ * and the new one's) and reaches the workers' pools through workers.c:
+ * each worker exports its parked tunnels on its own thread, and a tunnel
+ * that comes back (or arrives after SERVING) is imported on the thread of
+ * the worker it joins. LISTENERS carries one tunnel and one client listener
+ * per worker (SO_REUSEPORT group members: closing one would reset the
+ * connections in its queue), so the new instance must run as many workers
+ * as the old one; otherwise it gives up and the old one keeps serving. The
+ * new instance imports the tunnels into its workers round robin before
+ * their threads start (any worker serves any node).
+ *
  * Tests: REVTUN_PROXY_TEST_TAKEOVER_PAUSE=STEP makes the new instance stop
  * (log "handover: test pause at STEP", then SIGSTOP) at a step of the
  * takeover: connected (HELLO not sent yet), hello (sent), listeners,
@@ -70,13 +81,6 @@
 #define IO_TIMEOUT_S 10     /* one message, either way, during the takeover */
 #define TRANSIT_MAX 1000000 /* tunnels one takeover may carry */
 
-/* A tunnel sent and not yet confirmed: the old instance's copy. */
-struct transit {
-  int fd;
-  void *user;
-  size_t len;
-  uint8_t *state;
-};
 
 enum ho_state {
   HO_ST_IDLE,   /* old: listening on PATH, no takeover in progress */
@@ -96,9 +100,10 @@ struct handover {
   struct event *cev, *sweep_ev, *goaway_ev;
   struct event *stop_ev; /* a signal came mid-takeover: give up waiting at */
   const char *stop_why;  /* that signal, while the takeover finishes */
-  struct transit *tr;
+  struct ho_tunnel *tr; /* sent, not yet confirmed: the old instance's copies */
   size_t ntr, cap;
   uint64_t moved;
+  unsigned next_worker; /* new, --workers: round robin of the imports */
   uint8_t buf[HO_MAX_MESSAGE + 1];
 };
 
@@ -110,7 +115,7 @@ static void close_fds(int *fds, size_t n) {
       close(fds[i]);
 }
 
-/* Receives one message with up to HO_MAX_FDS descriptors (close-on-exec).
+/* Receives one message with up to HO_MAX_MSG_FDS descriptors (close-on-exec).
  * Returns its length, 0 at EOF, -1 with errno (EAGAIN: nothing yet), or -2
  * with *why for a message that was cut (too long, too many descriptors):
  * then every descriptor that came with it is closed already. */
@@ -118,7 +123,7 @@ static ssize_t ho_recv(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds,
                        const char **why) {
   union {
     struct cmsghdr h;
-    uint8_t b[CMSG_SPACE(sizeof(int) * HO_MAX_FDS)];
+    uint8_t b[CMSG_SPACE(sizeof(int) * HO_MAX_MSG_FDS)];
   } ctl;
   struct iovec iov = {buf, cap};
   struct msghdr mh = {0};
@@ -141,7 +146,7 @@ static ssize_t ho_recv(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds,
     for (size_t i = 0; i < k; i++) {
       int got;
       memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      if (*nfds < HO_MAX_FDS)
+      if (*nfds < HO_MAX_MSG_FDS)
         fds[(*nfds)++] = got;
       else
         close(got);
@@ -166,7 +171,7 @@ static ssize_t ho_recv(int fd, uint8_t *buf, size_t cap, int *fds, size_t *nfds,
 static int ho_send(int fd, const uint8_t *buf, size_t len, const int *fds, size_t nfds) {
   union {
     struct cmsghdr h;
-    uint8_t b[CMSG_SPACE(sizeof(int) * HO_MAX_FDS)];
+    uint8_t b[CMSG_SPACE(sizeof(int) * HO_MAX_MSG_FDS)];
   } ctl;
   struct iovec iov = {(void *)buf, len};
   struct msghdr mh = {0};
@@ -232,42 +237,75 @@ static int path_addr(const char *path, struct sockaddr_un *sa) {
   return 0;
 }
 
+/* ------------------------------------------------------------ the pools */
+
+/* The tunnels in t[0..n) park in their pools (t->worker's with --workers,
+ * else this loop's handle), each with its state; t->rc says how it went. */
+static void import(struct proxy *p, struct ho_tunnel *t, size_t n) {
+  if (p->all) {
+    workers_import(p->all, t, n);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    t[i].rc =
+        revtun_import_socket(p->h, t[i].fd, t[i].state, t[i].len, t[i].user, revtun_libevent_now());
+}
+
+/* Is the instance (every worker of it) stopping? */
+static int stopping(const struct proxy *p) { return p->all ? workers_stopping(p->all) : p->stopping; }
+
+/* Stops serving: after a handover (handing_over: clients are drained as
+ * such), or for a signal that came during a takeover. */
+static void stop_serving(struct proxy *p, const char *why, int handing_over) {
+  if (p->all) {
+    workers_shutdown(p, why, handing_over);
+    return;
+  }
+  p->handing_over = handing_over;
+  proxy_begin_shutdown(p, why);
+}
+
 /* ------------------------------------------------- the old instance's side */
 
-static void transit_push(struct handover *ho, int fd, void *user, const uint8_t *st, size_t len) {
+static void transit_push(void *arg, unsigned worker, int fd, void *user, const uint8_t *st,
+                         size_t len) {
+  struct handover *ho = arg;
+  uint8_t *copy;
+
   if (ho->ntr == ho->cap) {
     size_t cap = ho->cap ? ho->cap * 2 : 64;
-    struct transit *t = realloc(ho->tr, cap * sizeof(*t));
+    struct ho_tunnel *t = realloc(ho->tr, cap * sizeof(*t));
     if (!t)
       goto fail;
     ho->tr = t;
     ho->cap = cap;
   }
-  uint8_t *copy = malloc(len);
-  if (!copy)
+  if (!(copy = malloc(len)))
     goto fail;
   memcpy(copy, st, len);
-  ho->tr[ho->ntr++] = (struct transit){fd, user, len, copy};
+  ho->tr[ho->ntr++] = (struct ho_tunnel){fd, worker, user, len, copy, REVTUN_OK};
   return;
-fail:
-  /* out of memory: this one goes back into our pool at once */
-  if (revtun_import_socket(ho->p->h, fd, st, len, user, revtun_libevent_now()) != REVTUN_OK)
+fail: {
+  /* out of memory: this one goes back into its pool at once */
+  struct ho_tunnel back = {fd, worker, user, len, (uint8_t *)st, REVTUN_OK};
+  import(ho->p, &back, 1);
+  if (back.rc != REVTUN_OK)
     close(fd);
+}
 }
 
 /* The new instance did not take them: every tunnel in transit parks here
- * again, its keepalive where it stood. */
+ * again (in the pool it left), its keepalive where it stood. */
 static void transit_restore(struct handover *ho) {
   size_t back = 0;
 
+  import(ho->p, ho->tr, ho->ntr);
   for (size_t i = 0; i < ho->ntr; i++) {
-    struct transit *t = &ho->tr[i];
-    int rc =
-        revtun_import_socket(ho->p->h, t->fd, t->state, t->len, t->user, revtun_libevent_now());
-    if (rc == REVTUN_OK)
+    struct ho_tunnel *t = &ho->tr[i];
+    if (t->rc == REVTUN_OK)
       back++;
     else {
-      logmsg("handover: tunnel fd %d cannot be parked again: %s", t->fd, revtun_strerror(rc));
+      logmsg("handover: tunnel fd %d cannot be parked again: %s", t->fd, revtun_strerror(t->rc));
       close(t->fd);
     }
     free(t->state);
@@ -290,12 +328,12 @@ static void transit_release(struct handover *ho) {
 static int send_tunnels(struct handover *ho, size_t from) {
   while (from < ho->ntr) {
     size_t n = ho->ntr - from < HO_MAX_FDS ? ho->ntr - from : HO_MAX_FDS, off = HO_HEADER + 2;
-    int fds[HO_MAX_FDS];
+    int fds[HO_MAX_MSG_FDS];
 
     ho->buf[HO_HEADER] = (uint8_t)(n >> 8);
     ho->buf[HO_HEADER + 1] = (uint8_t)n;
     for (size_t i = 0; i < n; i++) {
-      struct transit *t = &ho->tr[from + i];
+      struct ho_tunnel *t = &ho->tr[from + i];
       fds[i] = t->fd;
       ho->buf[off] = (uint8_t)(t->len >> 8);
       ho->buf[off + 1] = (uint8_t)t->len;
@@ -310,10 +348,15 @@ static int send_tunnels(struct handover *ho, size_t from) {
   return 0;
 }
 
-/* Every tunnel parked here now leaves the pool into transit. */
+/* Every tunnel parked here now leaves its pool into transit (with
+ * --workers, each worker's on its own thread). */
 static void export_all(struct handover *ho) {
   uint8_t st[REVTUN_SOCKET_STATE_MAX];
 
+  if (ho->p->all) {
+    workers_export(ho->p->all, TRANSIT_MAX - ho->ntr, transit_push, ho);
+    return;
+  }
   while (ho->ntr < TRANSIT_MAX) {
     int fd;
     size_t len;
@@ -321,7 +364,7 @@ static void export_all(struct handover *ho) {
     if (revtun_export_next(ho->p->h, revtun_libevent_now(), &fd, st, sizeof(st), &len, &user) !=
         REVTUN_OK)
       break;
-    transit_push(ho, fd, user, st, len);
+    transit_push(ho, 0, fd, user, st, len);
   }
 }
 
@@ -346,22 +389,30 @@ static void abort_takeover(struct handover *ho, const char *why) {
   if (stop) {
     ho->stop_why = NULL;
     evtimer_del(ho->stop_ev);
-    proxy_begin_shutdown(ho->p, stop);
+    stop_serving(ho->p, stop, 0);
   }
 }
 
 static void send_everything(struct handover *ho, pid_t pid) {
-  int fds[HO_L_MAX];
+  int fds[HO_MAX_LISTENERS];
   uint8_t *b = ho->buf;
   size_t n = 0;
-  struct plistener *pls[HO_L_MAX] = {&ho->p->tunnel_l, &ho->p->client_l, &ho->p->admin_l};
+  struct proxy *p = ho->p;
   uint8_t total[4];
 
-  for (int k = 0; k < HO_L_MAX; k++)
-    if (pls[k]->l) {
-      fds[n] = evconnlistener_get_fd(pls[k]->l);
-      b[HO_HEADER + 1 + n++] = (uint8_t)(k + 1);
-    }
+  /* the tunnel and client listeners (one of each per worker), the admin one */
+  if (p->all)
+    n = workers_listener_fds(p->all, fds, b + HO_HEADER + 1);
+  else if (p->tunnel_l.l && p->client_l.l) {
+    fds[n] = evconnlistener_get_fd(p->tunnel_l.l);
+    b[HO_HEADER + 1 + n++] = HO_L_TUNNEL;
+    fds[n] = evconnlistener_get_fd(p->client_l.l);
+    b[HO_HEADER + 1 + n++] = HO_L_CLIENT;
+  }
+  if (p->admin_l.l) {
+    fds[n] = evconnlistener_get_fd(p->admin_l.l);
+    b[HO_HEADER + 1 + n++] = HO_L_ADMIN;
+  }
   b[HO_HEADER] = (uint8_t)n;
   if (ho_send(ho->cfd, b, ho_header(b, HO_LISTENERS, (uint32_t)(1 + n)), fds, n) < 0) {
     abort_takeover(ho, strerror(errno));
@@ -409,8 +460,7 @@ static void handed_over(struct handover *ho) {
   ho->lev = NULL;
   close(ho->lfd); /* a third instance talks to the new one */
   ho->lfd = -1;
-  p->handing_over = 1;
-  proxy_begin_shutdown(p, "handed over to the new instance");
+  stop_serving(p, "handed over to the new instance", 1);
   evtimer_add(ho->sweep_ev, &sweep);
   evtimer_add(ho->goaway_ev, &half);
 }
@@ -450,14 +500,15 @@ static void goaway_cb(evutil_socket_t fd, short what, void *arg) {
   struct handover *ho = arg;
 
   (void)fd, (void)what;
-  for (struct conn *c = ho->p->conns; c; c = c->next)
-    if (c->mode == C_H2)
-      h2c_drain(c);
+  if (ho->p->all)
+    workers_goaway(ho->p->all);
+  else
+    proxy_goaway(ho->p);
 }
 
 static void old_conn_cb(evutil_socket_t fd, short what, void *arg) {
   struct handover *ho = arg;
-  int fds[HO_MAX_FDS];
+  int fds[HO_MAX_MSG_FDS];
   size_t nfds;
   const char *why = NULL;
   struct ho_msg m;
@@ -524,7 +575,7 @@ static void old_conn_cb(evutil_socket_t fd, short what, void *arg) {
 static void refuse_after_hello(int fd, const char *why) {
   struct timeval tv = {0, REFUSE_WAIT_MS * 1000};
   uint8_t b[HO_HEADER];
-  int fds[HO_MAX_FDS];
+  int fds[HO_MAX_MSG_FDS];
   size_t nfds;
   const char *ignored;
 
@@ -550,7 +601,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg) {
     refuse_after_hello(fd, "not the same user");
     return;
   }
-  if (ho->p->stopping) {
+  if (stopping(ho->p)) {
     logmsg("handover: refused a takeover from pid %ld: shutting down", (long)pid);
     refuse_after_hello(fd, "the old instance is shutting down");
     return;
@@ -657,7 +708,10 @@ int handover_on_signal(struct proxy *p, const char *why) {
   if (ho->stop_why) {
     abort_takeover(ho, "a second signal"); /* shutdown begins */
     logmsg("second signal: exiting now");
-    event_base_loopbreak(p->base);
+    if (p->all)
+      workers_stop_now(p->all);
+    else
+      event_base_loopbreak(p->base);
     return 1;
   }
   /* every tunnel is with the new instance now: stopping here would close
@@ -681,21 +735,29 @@ static void test_pause(const char *step) {
   raise(SIGSTOP);
 }
 
+/* The tunnels of one TUNNELS message park here (with --workers, round
+ * robin over the workers). */
 static void import_tunnels(struct handover *ho, const struct ho_msg *m, int *fds) {
+  struct ho_tunnel t[HO_MAX_FDS];
+  unsigned n_workers = ho->p->all ? ho->p->cfg.workers : 1;
+
   for (size_t i = 0; i < m->n; i++) {
-    int rc = revtun_import_socket(ho->p->h, fds[i], m->state[i], m->state_len[i], NULL,
-                                  revtun_libevent_now());
-    if (rc != REVTUN_OK) {
-      logmsg("handover: a tunnel's state was refused: %s", revtun_strerror(rc));
+    t[i] = (struct ho_tunnel){fds[i], ho->next_worker, NULL, m->state_len[i],
+                              (uint8_t *)m->state[i], REVTUN_OK};
+    ho->next_worker = (ho->next_worker + 1) % n_workers;
+  }
+  import(ho->p, t, m->n);
+  for (size_t i = 0; i < m->n; i++)
+    if (t[i].rc != REVTUN_OK) {
+      logmsg("handover: a tunnel's state was refused: %s", revtun_strerror(t[i].rc));
       close(fds[i]);
     } else
       ho->moved++;
-  }
 }
 
 static void new_conn_cb(evutil_socket_t fd, short what, void *arg) {
   struct handover *ho = arg;
-  int fds[HO_MAX_FDS];
+  int fds[HO_MAX_MSG_FDS];
   size_t nfds;
   const char *why = NULL;
   struct ho_msg m;
@@ -717,7 +779,7 @@ static void new_conn_cb(evutil_socket_t fd, short what, void *arg) {
     logmsg("handover: the old instance is gone: %llu tunnel(s) taken over in all",
            (unsigned long long)ho->moved);
   conn_close(ho);
-  if (ho->p->cfg.handover_path && !ho->p->stopping)
+  if (ho->p->cfg.handover_path && !stopping(ho->p))
     (void)listen_path(ho);
 }
 
@@ -726,12 +788,22 @@ static void new_conn_cb(evutil_socket_t fd, short what, void *arg) {
  * them and parks them again), listeners received are closed. */
 static void abandon(struct handover *ho) {
   uint8_t st[REVTUN_SOCKET_STATE_MAX];
-  int fd;
-  size_t len;
+  unsigned n_workers = ho->p->all ? ho->p->cfg.workers : 1;
 
-  while (revtun_export_next(ho->p->h, revtun_libevent_now(), &fd, st, sizeof(st), &len, NULL) ==
-         REVTUN_OK)
-    close(fd);
+  /* with --workers, before the workers' threads run: each pool is ours */
+  for (unsigned w = 0; w < n_workers; w++) {
+    struct proxy *p = ho->p->all ? workers_proxy(ho->p->all, w) : ho->p;
+    int fd;
+    size_t len;
+    while (revtun_export_next(p->h, revtun_libevent_now(), &fd, st, sizeof(st), &len, NULL) ==
+           REVTUN_OK)
+      close(fd);
+    for (int k = 0; k <= HO_L_MAX; k++)
+      if (p->inherited_fd[k] >= 0) {
+        close(p->inherited_fd[k]);
+        p->inherited_fd[k] = -1;
+      }
+  }
   for (int k = 0; k <= HO_L_MAX; k++)
     if (ho->p->inherited_fd[k] >= 0) {
       close(ho->p->inherited_fd[k]);
@@ -757,6 +829,18 @@ static int is_listening_stream(int fd) {
   return getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) == 0 && v == SOCK_STREAM;
 }
 
+/* LISTENERS: the k-th tunnel and client listeners are worker k's (the
+ * proxy's own without --workers), the admin one the admin port's. */
+static void take_listeners(struct proxy *p, const struct ho_msg *m, const int *fds) {
+  unsigned next[HO_L_MAX + 1] = {0};
+
+  for (size_t i = 0; i < m->n; i++) {
+    unsigned kind = m->kinds[i], k = next[kind]++;
+    struct proxy *to = kind == HO_L_ADMIN || !p->all ? p : workers_proxy(p->all, k);
+    to->inherited_fd[kind] = fds[i];
+  }
+}
+
 /* Receives everything up to DONE, blocking (each message within
  * IO_TIMEOUT_S). */
 static int receive_all(struct handover *ho) {
@@ -764,7 +848,7 @@ static int receive_all(struct handover *ho) {
   uint64_t tunnels = 0;
 
   for (;;) {
-    int fds[HO_MAX_FDS];
+    int fds[HO_MAX_MSG_FDS];
     size_t nfds;
     const char *why = NULL;
     struct ho_msg m;
@@ -794,16 +878,19 @@ static int receive_all(struct handover *ho) {
         close_fds(fds, nfds);
         return takeover_fail(ho, "bad message from the old instance", "LISTENERS twice");
       }
-      for (size_t i = 0; i < m.n; i++)
-        ho->p->inherited_fd[m.kinds[i]] = fds[i];
+      if (m.workers != ho->p->cfg.workers) {
+        close_fds(fds, nfds);
+        snprintf(reason, sizeof(reason),
+                 "it runs %u worker(s) and this one %u: start this one with --workers %u",
+                 m.workers, ho->p->cfg.workers, m.workers);
+        return takeover_fail(ho, "the old instance has another number of workers", reason);
+      }
+      take_listeners(ho->p, &m, fds);
       test_pause("listeners");
       for (size_t i = 0; i < m.n; i++)
         if (!is_listening_stream(fds[i]))
           return takeover_fail(ho, "bad message from the old instance",
                                "a listener that is not a listening TCP socket");
-      if (ho->p->inherited_fd[HO_L_TUNNEL] < 0 || ho->p->inherited_fd[HO_L_CLIENT] < 0)
-        return takeover_fail(ho, "bad message from the old instance",
-                             "no tunnel or no client listener");
       break;
     case HO_TUNNELS:
       if (!got_listeners) {

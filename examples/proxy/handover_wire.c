@@ -33,12 +33,12 @@ static int bad(const char **why, const char *text) {
 
 static int decode_listeners(const uint8_t *p, size_t len, size_t nfds, struct ho_msg *m,
                             const char **why) {
-  unsigned seen = 0;
+  unsigned count[HO_L_MAX + 1] = {0};
 
   if (len < 1)
     return bad(why, "LISTENERS without a count");
   m->n = p[0];
-  if (m->n < 1 || m->n > HO_L_MAX)
+  if (m->n < 1 || m->n > HO_MAX_LISTENERS)
     return bad(why, "LISTENERS count out of range");
   if (len != 1 + m->n)
     return bad(why, "LISTENERS length does not match its count");
@@ -48,11 +48,16 @@ static int decode_listeners(const uint8_t *p, size_t len, size_t nfds, struct ho
     uint8_t k = p[1 + i];
     if (k < HO_L_TUNNEL || k > HO_L_MAX)
       return bad(why, "LISTENERS names an unknown listener");
-    if (seen & (1u << k))
-      return bad(why, "LISTENERS names a listener twice");
-    seen |= 1u << k;
+    count[k]++;
     m->kinds[i] = k;
   }
+  if (count[HO_L_ADMIN] > 1)
+    return bad(why, "LISTENERS names an admin listener twice");
+  if (count[HO_L_TUNNEL] != count[HO_L_CLIENT])
+    return bad(why, "LISTENERS has not one client listener per tunnel listener");
+  if (count[HO_L_TUNNEL] < 1 || count[HO_L_TUNNEL] > HO_MAX_WORKERS)
+    return bad(why, "LISTENERS tunnel listener count out of range");
+  m->workers = count[HO_L_TUNNEL];
   return HO_OK;
 }
 

@@ -11,7 +11,11 @@
  *
  *   HELLO      new -> old   no payload, no fds: "I speak this version"
  *   REFUSE     old -> new   1..HO_MAX_REASON bytes of text, no fds
- *   LISTENERS  old -> new   n:u8, then n kinds (u8, each once); n fds
+ *   LISTENERS  old -> new   n:u8, then n kinds (u8); n fds, the i-th fd is of the
+ *                           i-th kind. One tunnel and one client listener per
+ *                           worker of the old instance (as many of each, at most
+ *                           HO_MAX_WORKERS; the k-th of a kind is worker k's),
+ *                           and at most one admin listener
  *   TUNNELS    old -> new   n:u16 (1..HO_MAX_FDS), then n x (len:u16, state);
  *                           n fds, the i-th state belongs to the i-th fd
  *   DONE       old -> new   total:u32, the tunnels sent before it; no fds
@@ -28,6 +32,10 @@
 #define HO_MAX_FDS 8      /* descriptors in one message */
 #define HO_MAX_STATE 5168 /* one socket's state: REVTUN_SOCKET_STATE_MAX */
 #define HO_MAX_REASON 256 /* a refusal's text */
+#define HO_MAX_WORKERS 64 /* tunnel (and client) listeners in LISTENERS */
+#define HO_MAX_LISTENERS (2 * HO_MAX_WORKERS + 1)
+/* descriptors one received message may bring (the larger of the two) */
+#define HO_MAX_MSG_FDS (HO_MAX_LISTENERS > HO_MAX_FDS ? HO_MAX_LISTENERS : HO_MAX_FDS)
 #define HO_MAX_MESSAGE (HO_HEADER + 2 + HO_MAX_FDS * (2 + HO_MAX_STATE))
 
 enum ho_type { HO_HELLO = 1, HO_REFUSE, HO_LISTENERS, HO_TUNNELS, HO_DONE, HO_SERVING };
@@ -37,7 +45,8 @@ enum ho_listener { HO_L_TUNNEL = 1, HO_L_CLIENT, HO_L_ADMIN, HO_L_MAX = HO_L_ADM
 struct ho_msg {
   uint16_t version, type;
   size_t n;                         /* LISTENERS: kinds; TUNNELS: states */
-  uint8_t kinds[HO_L_MAX];          /* LISTENERS */
+  uint8_t kinds[HO_MAX_LISTENERS];  /* LISTENERS */
+  unsigned workers;                 /* LISTENERS: tunnel (= client) listeners */
   const uint8_t *state[HO_MAX_FDS]; /* TUNNELS */
   size_t state_len[HO_MAX_FDS];
   uint32_t total;        /* DONE */

@@ -214,6 +214,10 @@ int listeners_start(struct proxy *p) {
   return 0;
 }
 
+/* A worker's thread: its listeners' errors are its proxy's (listeners_start
+ * ran on the main thread). */
+void listeners_bind_thread(struct proxy *p) { the_proxy = p; }
+
 /* The admin evhttp's own listener gets the same error handling. */
 int listeners_watch_admin(struct proxy *p, struct evconnlistener *l) {
   the_proxy = p; /* with --workers, the main thread's admin port */

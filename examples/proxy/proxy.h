@@ -351,6 +351,7 @@ struct ssl_st *proxy_handoff_ssl(struct proxy *p, int fd, revtun_strip_t strip,
 
 /* listeners.c */
 int listeners_start(struct proxy *p);
+void listeners_bind_thread(struct proxy *p);
 int listeners_watch_admin(struct proxy *p, struct evconnlistener *l);
 void listeners_stop(struct proxy *p);
 void listeners_client_count_changed(struct proxy *p);
@@ -374,6 +375,7 @@ void conn_response_data(struct xchg *x);
 void conn_response_abort(struct xchg *x);
 void conn_request_drained(struct xchg *x, size_t n);
 void proxy_drain_clients(struct proxy *p);
+void proxy_goaway(struct proxy *p);
 int h2c_setup(void);
 void h2c_teardown(void);
 int h2c_start(struct conn *c);
@@ -427,6 +429,18 @@ void fleet_free(struct proxy *p);
 int fleet_route(struct xchg *x, char *why, size_t whylen);
 void fleet_stats(struct proxy *p, struct evbuffer *b, int prom);
 
+/* A parked tunnel on its way between pools (handover.c, workers.c): its
+ * descriptor and state (as revtun_export_next gives them), the worker
+ * whose pool it left or joins, and how its import went. */
+struct ho_tunnel {
+  int fd;
+  unsigned worker;
+  void *user;
+  size_t len;
+  uint8_t *state;
+  int rc;
+};
+
 /* workers.c: --workers N > 1 */
 int workers_check_settings(struct proxy *p);
 int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const uint8_t *aconf,
@@ -440,6 +454,26 @@ int workers_retry(struct xchg *x);
 void workers_note_session(struct proxy *p, const struct node *n, int delta);
 int workers_admin_stats(struct workers *all, struct evbuffer *b, unsigned flags, int worker);
 void workers_admin_tunnels(struct workers *all, struct evbuffer *b);
+/* for handover.c, on the main thread: the workers' listeners and pools.
+ * listener_fds: worker k's tunnel and client listeners (kinds as in
+ * handover_wire.h), for every k; returns the count. export: every worker
+ * gives up its parked tunnels on its own thread (a stopped worker, those
+ * that parked while it drained after a handover), at most max; take gets
+ * each. import: each t[i] parks in worker t[i].worker's pool (on its
+ * thread once the threads run), t[i].rc saying how it went. shutdown: as
+ * for SIGTERM (handing_over: after a handover); stop_now: as for a second
+ * signal; goaway: every worker's h2c clients get GOAWAY. */
+struct proxy *workers_proxy(struct workers *all, unsigned k);
+size_t workers_listener_fds(struct workers *all, int *fds, uint8_t *kinds);
+void workers_export(struct workers *all, size_t max,
+                    void (*take)(void *arg, unsigned worker, int fd, void *user,
+                                 const uint8_t *state, size_t len),
+                    void *arg);
+void workers_import(struct workers *all, struct ho_tunnel *t, size_t n);
+int workers_stopping(struct workers *all);
+void workers_shutdown(struct proxy *ctl, const char *why, int handing_over);
+void workers_stop_now(struct workers *all);
+void workers_goaway(struct workers *all);
 
 /* admin.c */
 void admin_metric(struct evbuffer *b, int prom, const char *name, const char *type, uint64_t v);

@@ -25,6 +25,14 @@
  *   workers: the library's loggers share them through the directory.
  * No lock is held across a system call other than the eventfd write.
  *
+ * Restarts (--handover-socket, --takeover) run on the main thread
+ * (handover.c), which reaches the workers' pools here: a snapshot asks
+ * every worker to export its parked tunnels on its own thread, or to
+ * import the ones handed to it; before the threads start (the new
+ * instance taking over) the main thread imports into their handles itself.
+ * A worker that exits while handing over exports what parked meanwhile
+ * (leftover) for the main thread's last sweep.
+ *
  * --fleet-redis is refused with --workers: its directory client runs in
  * one loop and follows one handle's events, so N handles would need a
  * publisher that merges them.
@@ -42,7 +50,9 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/listener.h>
 
+#include "handover_wire.h"
 #include "proxy.h"
 
 #define INBOX_MAX 256    /* socket-pair ends waiting for a worker to serve them */
@@ -52,14 +62,31 @@
 #define RETRY_FOR_MS 250 /* ...for at most this long */
 #define WORKER_HEADER "x-revtun-worker"
 
-enum { CMD_STOP = 1, CMD_STOP_NOW = 2, CMD_RELOAD = 4, CMD_REOPEN_LOGS = 8 };
-enum { SNAP_STATS, SNAP_TUNNELS };
+enum {
+  CMD_STOP = 1,
+  CMD_STOP_NOW = 2,
+  CMD_RELOAD = 4,
+  CMD_REOPEN_LOGS = 8,
+  CMD_HANDING_OVER = 16, /* with CMD_STOP: a new instance serves now */
+  CMD_GOAWAY = 32,       /* halfway through a handover's grace period */
+};
+enum { SNAP_STATS, SNAP_TUNNELS, SNAP_EXPORT, SNAP_IMPORT };
 
-/* One worker's part of an admin answer. */
+/* One worker's part of an answer (admin, or a handover's). */
 struct part {
-  struct evbuffer *a, *b, *c; /* stats text; or /tunnels' nodes, clusters, sessions */
+  struct evbuffer *a, *b, *c; /* stats text; or /tunnels' nodes, clusters, sessions;
+                                 SNAP_EXPORT: a has the exported tunnels (struct exported) */
   size_t pending;             /* handshakes in progress */
   int gone;                   /* the worker had stopped */
+  struct ho_tunnel **items;   /* SNAP_IMPORT: the tunnels that join this worker */
+  size_t n_items;
+};
+
+/* An exported tunnel in a part's buffer: this, then len bytes of state. */
+struct exported {
+  int fd;
+  uint32_t len;
+  void *user;
 };
 
 struct snapshot {
@@ -67,6 +94,7 @@ struct snapshot {
   unsigned flags;
   struct part *parts;
   unsigned answered; /* under workers.snap_lock */
+  size_t max;        /* SNAP_EXPORT: tunnels per worker */
 };
 
 struct worker_wait {
@@ -92,6 +120,9 @@ struct worker {
   struct snapshot *snap;
   int inbox[INBOX_MAX];
   unsigned n_inbox;
+  struct evbuffer *leftover; /* set with closed: exported at exit (handing over) */
+  /* set before the thread starts */
+  int tunnel_fd, client_fd; /* its listeners, for a handover */
 };
 
 struct reg_entry {
@@ -117,6 +148,7 @@ struct workers {
   int done_fd; /* each worker adds 1 when its loop has ended */
   unsigned n_done;
   int stopping;
+  int running; /* the threads were started: each handle is its worker's */
 };
 
 int workers_check_settings(struct proxy *p) {
@@ -124,14 +156,6 @@ int workers_check_settings(struct proxy *p) {
     fprintf(stderr,
             PROG ": --workers %u with --fleet-redis: not supported (the fleet "
                  "directory publishes one handle's tunnels); use --workers 1 or no fleet\n",
-            p->cfg.workers);
-    return -1;
-  }
-  if (p->cfg.workers > 1 && (p->cfg.handover_path || p->cfg.takeover_path)) {
-    fprintf(stderr,
-            PROG ": --workers %u with --handover-socket/--takeover: not supported yet (a "
-                 "restart hands over one handle's tunnels); use --workers 1 to restart "
-                 "without dropping tunnels\n",
             p->cfg.workers);
     return -1;
   }
@@ -443,10 +467,41 @@ static void snapshot_answered(struct workers *all, struct snapshot *s) {
   pthread_mutex_unlock(&all->snap_lock);
 }
 
+/* This worker's parked tunnels leave its pool into b (struct exported
+ * records), at most max. */
+static void export_pool(struct proxy *p, struct evbuffer *b, size_t max) {
+  uint8_t st[REVTUN_SOCKET_STATE_MAX];
+  struct exported e;
+  size_t len;
+
+  for (size_t n = 0; n < max; n++) {
+    if (revtun_export_next(p->h, revtun_libevent_now(), &e.fd, st, sizeof(st), &len, &e.user) !=
+        REVTUN_OK)
+      break;
+    e.len = (uint32_t)len;
+    if (evbuffer_add(b, &e, sizeof(e)) < 0 || evbuffer_add(b, st, len) < 0) {
+      /* out of memory: this one stays here */
+      if (revtun_import_socket(p->h, e.fd, st, len, e.user, revtun_libevent_now()) != REVTUN_OK)
+        close(e.fd);
+      break;
+    }
+  }
+}
+
+static void import_items(struct proxy *p, struct ho_tunnel **t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    t[i]->rc = revtun_import_socket(p->h, t[i]->fd, t[i]->state, t[i]->len, t[i]->user,
+                                    revtun_libevent_now());
+}
+
 static void render(struct worker *w, struct snapshot *s) {
   struct part *part = &s->parts[w->index];
 
-  if (s->kind == SNAP_STATS) {
+  if (s->kind == SNAP_EXPORT) {
+    export_pool(&w->p, part->a, s->max);
+  } else if (s->kind == SNAP_IMPORT) {
+    import_items(&w->p, part->items, part->n_items);
+  } else if (s->kind == SNAP_STATS) {
     admin_stats(&w->p, part->a, s->flags);
   } else {
     admin_tunnel_lines(&w->p, (int)w->index, part->a, part->b, part->c);
@@ -486,8 +541,12 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
     proxy_tls_reload(p);
   if (cmds & CMD_REOPEN_LOGS) /* the first worker reopens a shared file, the others find it done */
     proxy_reopen_logs(p);
-  if ((cmds & CMD_STOP) && !p->stopping)
+  if ((cmds & CMD_STOP) && !p->stopping) {
+    p->handing_over = (cmds & CMD_HANDING_OVER) != 0;
     proxy_begin_shutdown(p, w->all->stop_why);
+  }
+  if (cmds & CMD_GOAWAY)
+    proxy_goaway(p);
   if (cmds & CMD_STOP_NOW)
     event_base_loopbreak(p->base);
 }
@@ -496,13 +555,20 @@ static void *worker_main(void *arg) {
   struct worker *w = arg;
   struct proxy *p = &w->p;
   struct snapshot *snap;
+  struct evbuffer *leftover = NULL;
   int inbox[INBOX_MAX];
   unsigned n;
 
+  listeners_bind_thread(p);
   event_base_dispatch(p->base);
+  /* handed over: the tunnels that parked while draining go to the new
+   * instance (the main thread's last sweep), not closed with the pool */
+  if (p->handing_over && (leftover = evbuffer_new()))
+    export_pool(p, leftover, SIZE_MAX);
   /* nothing more is served: what is still posted is answered or closed */
   pthread_mutex_lock(&w->lock);
   w->closed = 1;
+  w->leftover = leftover;
   n = w->n_inbox;
   memcpy(inbox, w->inbox, n * sizeof(inbox[0]));
   w->n_inbox = 0;
@@ -530,22 +596,12 @@ static void *worker_main(void *arg) {
 
 /* ------------------------------------------------------------ admin side */
 
-/* Asks the workers (all, or only one) for their part and waits for every
- * answer: a worker answers from its loop, or from its exit path. */
-static struct part *gather(struct workers *all, int kind, unsigned flags, int only) {
-  struct part *parts = calloc(all->n, sizeof(*parts));
-  struct snapshot s = {kind, flags, parts, 0};
+/* Asks the workers (all, or only one) for their part of s and waits for
+ * every answer: a worker answers from its loop, or from its exit path. */
+static void ask(struct workers *all, struct snapshot *s, int only) {
+  struct part *parts = s->parts;
   unsigned expected = 0;
 
-  if (!parts)
-    return NULL;
-  for (unsigned k = 0; k < all->n; k++) {
-    if (only >= 0 && k != (unsigned)only)
-      continue;
-    if (!(parts[k].a = evbuffer_new()) || !(parts[k].b = evbuffer_new()) ||
-        !(parts[k].c = evbuffer_new()))
-      parts[k].gone = 1;
-  }
   for (unsigned k = 0; k < all->n; k++) {
     struct worker *w = &all->w[k];
     int posted = 0;
@@ -553,7 +609,7 @@ static struct part *gather(struct workers *all, int kind, unsigned flags, int on
       continue;
     pthread_mutex_lock(&w->lock);
     if (!w->closed) {
-      w->snap = &s;
+      w->snap = s;
       posted = 1;
     }
     pthread_mutex_unlock(&w->lock);
@@ -565,9 +621,26 @@ static struct part *gather(struct workers *all, int kind, unsigned flags, int on
     }
   }
   pthread_mutex_lock(&all->snap_lock);
-  while (s.answered < expected)
+  while (s->answered < expected)
     pthread_cond_wait(&all->snap_cond, &all->snap_lock);
   pthread_mutex_unlock(&all->snap_lock);
+}
+
+/* ask() for an admin answer: each part gets its buffers. */
+static struct part *gather(struct workers *all, int kind, unsigned flags, int only) {
+  struct part *parts = calloc(all->n, sizeof(*parts));
+  struct snapshot s = {kind, flags, parts, 0, 0};
+
+  if (!parts)
+    return NULL;
+  for (unsigned k = 0; k < all->n; k++) {
+    if (only >= 0 && k != (unsigned)only)
+      continue;
+    if (!(parts[k].a = evbuffer_new()) || !(parts[k].b = evbuffer_new()) ||
+        !(parts[k].c = evbuffer_new()))
+      parts[k].gone = 1;
+  }
+  ask(all, &s, only);
   return parts;
 }
 
@@ -754,6 +827,128 @@ void workers_admin_tunnels(struct workers *all, struct evbuffer *b) {
   parts_free(all, parts);
 }
 
+/* ------------------------------------------------- restarts (handover.c) */
+
+struct proxy *workers_proxy(struct workers *all, unsigned k) { return &all->w[k].p; }
+
+size_t workers_listener_fds(struct workers *all, int *fds, uint8_t *kinds) {
+  size_t n = 0;
+
+  for (unsigned k = 0; k < all->n; k++) {
+    fds[n] = all->w[k].tunnel_fd;
+    kinds[n++] = HO_L_TUNNEL;
+    fds[n] = all->w[k].client_fd;
+    kinds[n++] = HO_L_CLIENT;
+  }
+  return n;
+}
+
+/* Hands each record of b to take, for worker k. */
+static void take_exported(struct evbuffer *b, unsigned k,
+                          void (*take)(void *, unsigned, int, void *, const uint8_t *, size_t),
+                          void *arg) {
+  uint8_t st[REVTUN_SOCKET_STATE_MAX];
+  struct exported e;
+
+  while (evbuffer_remove(b, &e, sizeof(e)) == (int)sizeof(e)) {
+    /* written by export_pool, never more than the buffer it came from */
+    if (e.len > sizeof(st) || evbuffer_remove(b, st, e.len) != (int)e.len) {
+      close(e.fd);
+      continue;
+    }
+    take(arg, k, e.fd, e.user, st, e.len);
+  }
+}
+
+void workers_export(struct workers *all, size_t max,
+                    void (*take)(void *arg, unsigned worker, int fd, void *user,
+                                 const uint8_t *state, size_t len),
+                    void *arg) {
+  struct part *parts = calloc(all->n, sizeof(*parts));
+  struct snapshot s = {SNAP_EXPORT, 0, parts, 0, max};
+
+  if (!parts)
+    return;
+  for (unsigned k = 0; k < all->n; k++) {
+    struct worker *w = &all->w[k];
+    if (!all->running) { /* the main thread's, until the threads start */
+      if ((parts[k].a = evbuffer_new()))
+        export_pool(&w->p, parts[k].a, max);
+      parts[k].gone = 1;
+      continue;
+    }
+    pthread_mutex_lock(&w->lock);
+    if (w->closed) { /* what parked while it drained */
+      parts[k].a = w->leftover;
+      w->leftover = NULL;
+      parts[k].gone = 1;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!parts[k].gone && !(parts[k].a = evbuffer_new()))
+      parts[k].gone = 1;
+  }
+  if (all->running)
+    ask(all, &s, -1);
+  for (unsigned k = 0; k < all->n; k++)
+    if (parts[k].a) {
+      take_exported(parts[k].a, k, take, arg);
+      evbuffer_free(parts[k].a);
+    }
+  free(parts);
+}
+
+void workers_import(struct workers *all, struct ho_tunnel *t, size_t n) {
+  struct part *parts = calloc(all->n, sizeof(*parts));
+  struct ho_tunnel **items = calloc(n ? n : 1, sizeof(*items));
+  struct snapshot s = {SNAP_IMPORT, 0, parts, 0, 0};
+  size_t at = 0;
+
+  for (size_t i = 0; i < n; i++)
+    t[i].rc = REVTUN_E_NOMEM;
+  if (!parts || !items)
+    goto out;
+  /* items, grouped by worker: parts[k].items points at worker k's */
+  for (unsigned k = 0; k < all->n; k++) {
+    parts[k].items = items + at;
+    for (size_t i = 0; i < n; i++)
+      if (t[i].worker == k)
+        items[at++] = &t[i];
+    parts[k].n_items = (size_t)(items + at - parts[k].items);
+    if (!parts[k].n_items)
+      parts[k].gone = 1; /* nothing to ask */
+  }
+  for (size_t i = 0; i < n; i++)
+    t[i].rc = REVTUN_E_STATE; /* until its worker imports it: stopped, or no such worker */
+  if (!all->running) {
+    for (unsigned k = 0; k < all->n; k++)
+      import_items(&all->w[k].p, parts[k].items, parts[k].n_items);
+  } else {
+    ask(all, &s, -1);
+  }
+out:
+  free(items);
+  free(parts);
+}
+
+int workers_stopping(struct workers *all) { return all->stopping; }
+
+static void post(struct workers *all, unsigned cmd);
+
+void workers_shutdown(struct proxy *ctl, const char *why, int handing_over) {
+  struct workers *all = ctl->all;
+
+  if (all->stopping)
+    return;
+  all->stopping = 1;
+  all->stop_why = why;
+  admin_stop(ctl); /* the port is free again at once (or the new instance's) */
+  post(all, CMD_STOP | (handing_over ? CMD_HANDING_OVER : 0));
+}
+
+void workers_stop_now(struct workers *all) { post(all, CMD_STOP_NOW); }
+
+void workers_goaway(struct workers *all) { post(all, CMD_GOAWAY); }
+
 /* ------------------------------------------------------------ main thread */
 
 static void post(struct workers *all, unsigned cmd) {
@@ -792,10 +987,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     post(all, CMD_STOP_NOW);
     return;
   }
-  all->stopping = 1;
-  all->stop_why = sig == SIGTERM ? "SIGTERM" : "SIGINT";
-  admin_stop(m->ctl); /* the port is free again at once */
-  post(all, CMD_STOP);
+  if (handover_on_signal(m->ctl, sig == SIGTERM ? "SIGTERM" : "SIGINT"))
+    return;
+  workers_shutdown(m->ctl, sig == SIGTERM ? "SIGTERM" : "SIGINT", 0);
 }
 
 static void done_cb(evutil_socket_t fd, short what, void *arg) {
@@ -819,6 +1013,7 @@ static int worker_init(struct workers *all, unsigned k, const struct proxy *tmpl
   w->all = all;
   w->index = k;
   w->wake_fd = -1;
+  w->tunnel_fd = w->client_fd = -1;
   pthread_mutex_init(&w->lock, NULL);
   if (proxy_open(&w->p, conf, conf_len, aconf, aconf_len, all->dir) < 0)
     return -1;
@@ -855,12 +1050,9 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
   pthread_cond_init(&all->snap_cond, NULL);
   for (unsigned k = 0; k < n; k++)
     all->w[k].wake_fd = -1;
-  for (unsigned k = 0; k < n; k++)
-    if (worker_init(all, k, tmpl, conf, conf_len, aconf, aconf_len) < 0)
-      goto out;
   ctl.cfg = tmpl->cfg;
   for (size_t k = 0; k < sizeof(ctl.inherited_fd) / sizeof(ctl.inherited_fd[0]); k++)
-    ctl.inherited_fd[k] = -1; /* no takeover with workers: nothing inherited */
+    ctl.inherited_fd[k] = -1;
   ctl.all = all;
   ctl.reserve_fd = ctl.admin_reserve_fd = -1;
   if (!(all->base = event_base_new()) ||
@@ -871,7 +1063,24 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
     goto out;
   }
   ctl.base = all->base;
+  for (unsigned k = 0; k < n; k++)
+    if (worker_init(all, k, tmpl, conf, conf_len, aconf, aconf_len) < 0)
+      goto out;
+  /* a takeover (handover.c) brings each worker's listeners and parks the
+   * tunnels in the workers' handles, before their threads start */
+  if (handover_takeover(&ctl) < 0)
+    goto out;
+  for (unsigned k = 0; k < n; k++) {
+    struct worker *w = &all->w[k];
+    if (listeners_start(&w->p) < 0)
+      goto out;
+    w->tunnel_fd = evconnlistener_get_fd(w->p.tunnel_l.l);
+    w->client_fd = evconnlistener_get_fd(w->p.client_l.l);
+  }
   if (tmpl->cfg.admin_listen && admin_start(&ctl, tmpl->cfg.admin_listen) < 0)
+    goto out;
+  /* says SERVING to the instance taken over, or listens for the next one */
+  if (handover_start(&ctl) < 0)
     goto out;
   for (int i = 0; i < 4; i++)
     if (!(sigs[i] = evsignal_new(all->base, signos[i], signal_cb, &mc)) || event_add(sigs[i], NULL))
@@ -882,6 +1091,7 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
   /* the workers take no signals: the main thread's loop handles them once */
   sigfillset(&all_sigs);
   pthread_sigmask(SIG_BLOCK, &all_sigs, &old);
+  all->running = 1;
   for (unsigned k = 0; k < n; k++) {
     if (pthread_create(&all->w[k].tid, NULL, worker_main, &all->w[k]) != 0) {
       logmsg("cannot start worker %u: %s", k, strerror(errno));
@@ -912,6 +1122,7 @@ int workers_run(struct proxy *tmpl, const uint8_t *conf, size_t conf_len, const 
       pthread_join(all->w[k].tid, NULL);
   rc = fatal ? 1 : 0;
 out:
+  handover_free(&ctl); /* after the workers: the tunnels they left while draining */
   admin_stop(&ctl);
   listeners_free(&ctl);
   for (int i = 0; i < 4; i++)
