@@ -81,7 +81,6 @@
 #define IO_TIMEOUT_S 10     /* one message, either way, during the takeover */
 #define TRANSIT_MAX 1000000 /* tunnels one takeover may carry */
 
-
 enum ho_state {
   HO_ST_IDLE,   /* old: listening on PATH, no takeover in progress */
   HO_ST_SENT,   /* old: everything sent, waiting for SERVING */
@@ -100,7 +99,7 @@ struct handover {
   struct event *cev, *sweep_ev, *goaway_ev;
   struct event *stop_ev; /* a signal came mid-takeover: give up waiting at */
   const char *stop_why;  /* that signal, while the takeover finishes */
-  struct ho_tunnel *tr; /* sent, not yet confirmed: the old instance's copies */
+  struct ho_tunnel *tr;  /* sent, not yet confirmed: the old instance's copies */
   size_t ntr, cap;
   uint64_t moved;
   unsigned next_worker; /* new, --workers: round robin of the imports */
@@ -252,7 +251,9 @@ static void import(struct proxy *p, struct ho_tunnel *t, size_t n) {
 }
 
 /* Is the instance (every worker of it) stopping? */
-static int stopping(const struct proxy *p) { return p->all ? workers_stopping(p->all) : p->stopping; }
+static int stopping(const struct proxy *p) {
+  return p->all ? workers_stopping(p->all) : p->stopping;
+}
 
 /* Stops serving: after a handover (handing_over: clients are drained as
  * such), or for a signal that came during a takeover. */
@@ -285,7 +286,7 @@ static void transit_push(void *arg, unsigned worker, int fd, void *user, const u
   memcpy(copy, st, len);
   ho->tr[ho->ntr++] = (struct ho_tunnel){fd, worker, user, len, copy, REVTUN_OK};
   return;
-fail: {
+fail : {
   /* out of memory: this one goes back into its pool at once */
   struct ho_tunnel back = {fd, worker, user, len, (uint8_t *)st, REVTUN_OK};
   import(ho->p, &back, 1);
@@ -742,8 +743,8 @@ static void import_tunnels(struct handover *ho, const struct ho_msg *m, int *fds
   unsigned n_workers = ho->p->all ? ho->p->cfg.workers : 1;
 
   for (size_t i = 0; i < m->n; i++) {
-    t[i] = (struct ho_tunnel){fds[i], ho->next_worker, NULL, m->state_len[i],
-                              (uint8_t *)m->state[i], REVTUN_OK};
+    t[i] = (struct ho_tunnel){fds[i],          ho->next_worker,        NULL,
+                              m->state_len[i], (uint8_t *)m->state[i], REVTUN_OK};
     ho->next_worker = (ho->next_worker + 1) % n_workers;
   }
   import(ho->p, t, m->n);

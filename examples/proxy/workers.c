@@ -829,7 +829,9 @@ void workers_admin_tunnels(struct workers *all, struct evbuffer *b) {
 
 /* ------------------------------------------------- restarts (handover.c) */
 
-struct proxy *workers_proxy(struct workers *all, unsigned k) { return &all->w[k].p; }
+struct proxy *workers_proxy(struct workers *all, unsigned k) {
+  return &all->w[k].p;
+}
 
 size_t workers_listener_fds(struct workers *all, int *fds, uint8_t *kinds) {
   size_t n = 0;
