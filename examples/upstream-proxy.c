@@ -110,7 +110,7 @@ static void usage(FILE *f) {
         "                              tunnels of the instance listening on PATH (give\n"
         "                              the same flags); it drains within its\n"
         "                              --grace-period and exits (neither goes with\n"
-        "                              --fleet-redis)\n"
+        "                              --fleet-redis; with --workers, give the same N)\n"
         "  --fleet-redis HOST:PORT     join a fleet: publish this instance's nodes in\n"
         "                              Redis and forward requests for nodes held by\n"
         "                              other instances to them (default: off)\n"
