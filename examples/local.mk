@@ -110,7 +110,7 @@ dist_check_SCRIPTS += tests/e2e_restart.sh
 # new instance with another worker count is refused.
 TESTS += tests/e2e_restart_workers.sh
 dist_check_SCRIPTS += tests/e2e_restart_workers.sh
-EXTRA_DIST += tests/handover_peer.py tests/hold_relay.py
+EXTRA_DIST += tests/handover_peer.py tests/hold_relay.py tests/restart_lib.sh
 
 # The attacks of a security review, replayed against the real programs:
 # hostile peers written by hand (h2evil), HTTP/1.1 probes with deadlines

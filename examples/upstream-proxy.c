@@ -200,10 +200,29 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg) {
 
 void proxy_schedule_reap(struct proxy *p) { event_active(p->reap_ev, 0, 0); }
 
-/* During shutdown: once the last client connection is gone, we are done. */
+static void handshakes_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd, (void)what;
+  proxy_check_done(arg);
+}
+
+/*
+ * During shutdown: once the last client connection is gone, we are done.
+ * After a handover, a handshake still going on is waited for too (the
+ * grace period and the acceptor's handshake timeout bound it): its tunnel
+ * then parks and is handed over, where exiting now would close it and make
+ * its agent dial again. The acceptor tells no one when a handshake ends, so
+ * this looks again every HANDSHAKE_RECHECK_MS.
+ */
 void proxy_check_done(struct proxy *p) {
-  if (p->stopping && !p->conns && !fleet_stopping(p))
-    event_base_loopbreak(p->base);
+  if (!p->stopping || p->conns || fleet_stopping(p))
+    return;
+  if (p->handing_over && revtun_acceptor_pending(p->acc) > 0) {
+    struct timeval again = {0, HANDSHAKE_RECHECK_MS * 1000};
+    if (!evtimer_pending(p->handshakes_ev, NULL))
+      evtimer_add(p->handshakes_ev, &again);
+    return;
+  }
+  event_base_loopbreak(p->base);
 }
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg) {
@@ -280,7 +299,9 @@ int proxy_open(struct proxy *p, const uint8_t *conf, size_t conf_len, const uint
   }
   if (!(p->base = event_base_new()) || !(p->reap_ev = event_new(p->base, -1, 0, reap_cb, p)) ||
       !(p->grace_ev = evtimer_new(p->base, grace_cb, p)) ||
-      !(p->trim_ev = evtimer_new(p->base, trim_cb, p)) || revtun_options_new(&opts) != REVTUN_OK ||
+      !(p->trim_ev = evtimer_new(p->base, trim_cb, p)) ||
+      !(p->handshakes_ev = evtimer_new(p->base, handshakes_cb, p)) ||
+      revtun_options_new(&opts) != REVTUN_OK ||
       revtun_options_set_allocator(opts, lib_malloc, lib_realloc, lib_free, NULL) != REVTUN_OK ||
       !(p->le = revtun_libevent_new(p->base, opts, p)) ||
       (dir && workers_set_options(p, opts, dir) < 0)) {
@@ -355,7 +376,9 @@ void proxy_close(struct proxy *p) {
     event_free(p->reap_ev);
   if (p->trim_ev)
     event_free(p->trim_ev);
-  p->grace_ev = p->reap_ev = p->trim_ev = NULL;
+  if (p->handshakes_ev)
+    event_free(p->handshakes_ev);
+  p->grace_ev = p->reap_ev = p->trim_ev = p->handshakes_ev = NULL;
   free(p->h1_fields);
   free(p->nv_scratch);
   p->h1_fields = NULL;

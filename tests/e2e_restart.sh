@@ -12,33 +12,21 @@ set -u
 top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
+. "$top_srcdir/tests/restart_lib.sh"
 
 e2e_require curl h2load python3 protoc
 
 fails=0
 e2e_begin e2e_restart 40
 
-curl() { command curl --max-time 30 "$@"; }
-h2load() { timeout 120 h2load "$@"; }
 PEER="python3 $top_srcdir/tests/handover_peer.py"
 
 e2e_ports
 NODE="x-remote-node-id: edge-1"
 COUNT=4
 SOCK=$T/handover.sock
+restart_acceptor_config
 
-# RPING every 200 ms: a tunnel whose keepalive phase were lost in a move
-# would show as a ping timeout within a second.
-cat >"$T/acceptor.txtpb" <<EOF2
-# proto-message: envoy.extensions.filters.network.reverse_tunnel.v3.ReverseTunnel
-ping_interval { nanos: 200000000 }
-EOF2
-if ! encode "$T/acceptor.txtpb" "$T/acceptor.bin"; then
-  echo "FAIL - cannot encode the acceptor config with protoc"
-  exit 1
-fi
-
-n=0
 # start_proxy [--takeover PATH]: instance n+1, its pid in PID_p<n>, log p<n>.log
 start_proxy() {
   n=$((n + 1))
@@ -47,30 +35,7 @@ start_proxy() {
     --acceptor-config "$T/acceptor.bin" --handover-socket "$SOCK" --grace-period 20s \
     --verbose "$@"
 }
-# pid_of N
-pid_of() { eval "echo \${PID_p$1:-}"; }
-# exited N: instance N has exited (with status 0, checked by stop)
-exited() { ! running "$(pid_of "$1")"; }
-# reconnects: the agent's count, asked for with SIGUSR1
-reconnects() {
-  kill -USR1 "$PID_agent"
-  sleep 0.3
-  sed -n 's/.*reconnects=\([0-9]*\).*/\1/p' "$T/agent.log" | tail -n 1
-}
-idle() { node_field $ADMIN edge-1 idle; }
-idle_is() { [ "$(idle)" = "$1" ]; }
-fd_count() { ls "/proc/$1/fd" | wc -l; }
-# h2load_clean OUT: h2load's own counts say nothing failed or errored
-h2load_clean() {
-  grep -q "^requests: .* 0 failed, 0 errored" "$1" &&
-    grep -q "^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" "$1"
-}
-# restart: a new instance takes over; the old one exits 0
-restart() {
-  _old=$n
-  start_proxy --takeover "$SOCK"
-  wait_until 40 exited $_old && stop "p$_old" && wait_until 10 test -S "$SOCK"
-}
+new_instance() { start_proxy --takeover "$SOCK"; }
 
 spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK
 wait_until 10 curl -sf "http://127.0.0.1:$BACK/" || { echo "FAIL - backend did not start"; exit 1; }
@@ -94,29 +59,6 @@ check "agent: reconnects=0" test "$(reconnects)" = 0
 got=$(curl -sS -H "$NODE" "$URL/")
 check "a request through the new instance" test "$got" = "hello from backend"
 
-# traffic_restart NAME H2LOAD-ARGS...: h2load runs, a restart happens in its
-# middle; nothing fails
-traffic_restart() {
-  _tn=$1
-  shift
-  h2load "$@" -H "$NODE" "$URL/size/512" >"$T/h2load-$_tn.out" 2>&1 &
-  _h=$!
-  sleep 1
-  _before=$n
-  restart
-  _rc=$?
-  wait $_h
-  grep -E "^requests:|^status codes:" "$T/h2load-$_tn.out" | sed 's/^/     /'
-  check "$_tn: the restart happened while h2load ran (old exited 0)" test $_rc -eq 0
-  check "$_tn: the new instance took client connections" \
-    grep -q "handover: taking over" "$T/p$n.log"
-  check "$_tn: h2load: 0 failed, 0 errored, all 2xx" h2load_clean "$T/h2load-$_tn.out"
-  check "$_tn: agent: reconnects=0" test "$(reconnects)" = 0
-  check "$_tn: no tunnel closed for a ping timeout" \
-    sh -c "! grep -h 'record tunnel_closed' '$T'/p*.log | grep -q ping"
-  check "$_tn: the new instance parks tunnels" wait_until 10 node_has_idle $ADMIN edge-1
-}
-
 # h2c clients stay on the old instance until GOAWAY, which it sends halfway
 # through the grace period (10 s here); h2load never opens a new connection
 # after a GOAWAY and counts what it had left as failed, so this run is
@@ -136,7 +78,7 @@ for c in garbage truncated oversized lying version fds toomanyfds; do
 done
 grep "handover: takeover abandoned" "$T/p$n.log" | sed 's/.*handover: /     /' | sort | uniq -c | head -n 10
 check "bad peers: the proxy still has $COUNT parked tunnels" wait_until 5 idle_is $COUNT
-check "bad peers: no descriptor leaked ($fds0 before)" test "$(fd_count "$P")" -eq "$fds0"
+check "bad peers: no descriptor leaked ($fds0 before)" wait_until 5 fd_count_is "$P" "$fds0"
 
 out=$($PEER new "$SOCK" crash 2>&1)
 echo "     crash: $out"
@@ -150,7 +92,7 @@ check "two takeovers at once: the second is refused" \
   sh -c "echo '$out' | grep -q 'refused: another takeover is in progress'"
 check "two: the proxy has $COUNT parked tunnels again" wait_until 5 idle_is $COUNT
 sleep 1
-check "faults: no descriptor leaked" test "$(fd_count "$P")" -eq "$fds0"
+check "faults: no descriptor leaked" wait_until 5 fd_count_is "$P" "$fds0"
 check "faults: agent: reconnects=0" test "$(reconnects)" = 0
 check "faults: no tunnel_closed record in the running instance" \
   sh -c "! grep -q 'record tunnel_closed' '$T/p$n.log'"
@@ -158,21 +100,6 @@ got=$(curl -sS -H "$NODE" "$URL/")
 check "faults: the proxy still serves" test "$got" = "hello from backend"
 
 echo "# a real new instance killed -9 at each step of its takeover: the old one keeps serving"
-# REVTUN_PROXY_TEST_TAKEOVER_PAUSE=STEP: the new instance logs "test pause
-# at STEP" and stops itself (SIGSTOP) there.
-# paused_proxy STEP [ARGS...]: instance n+1 started with --takeover, stopped at STEP
-paused_proxy() {
-  _step=$1
-  shift
-  export REVTUN_PROXY_TEST_TAKEOVER_PAUSE=$_step
-  start_proxy --takeover "$SOCK" "$@"
-  unset REVTUN_PROXY_TEST_TAKEOVER_PAUSE
-  wait_until 20 grep -q "test pause at $_step" "$T/p$n.log"
-}
-abandoned() { grep -c "handover: takeover abandoned" "$T/p$1.log"; }
-# abandoned_since N COUNT: instance N has logged more than COUNT abandons
-# (a function, so that wait_until counts again at every try)
-abandoned_since() { test "$(abandoned "$1")" -gt "$2"; }
 # parked_closed N: instance N closed no parked tunnel (every tunnel_closed
 # record is that of an HTTP/2 session it ran, which ends when it exits)
 parked_closed_none() {
@@ -194,7 +121,7 @@ for step in connected hello listeners tunnels done; do
 done
 sleep 1
 check "crashes: no descriptor leaked in the old instance ($fds0 before)" \
-  test "$(fd_count "$P")" -eq "$fds0"
+  wait_until 5 fd_count_is "$P" "$fds0"
 check "crashes: agent: reconnects=0" test "$(reconnects)" = 0
 check "crashes: no tunnel_closed record in the old instance" \
   sh -c "! grep -q 'record tunnel_closed' '$T/p$old.log'"
@@ -220,48 +147,42 @@ got=$(curl -sS -H "$NODE" "$URL/")
 check "SIGTERM mid-takeover: a request through the new instance" test "$got" = "hello from backend"
 check "SIGTERM mid-takeover: agent: reconnects=0" test "$(reconnects)" = 0
 
-echo "# a handshake that finishes in the old instance while it drains is handed over"
+echo "# a handshake that finishes in the old instance after the takeover is handed over"
 # edge-2's agent dials through a relay that holds its bytes: the old
 # instance accepts the connection before the takeover and reads the
-# handshake only after it; an idle HTTP/1.1 client keeps it draining.
+# handshake only after it. No client keeps the old instance draining: it
+# waits for the handshake alone, then hands its tunnel over and exits.
 pick_port RELAY
 spawn relay "$T/relay.log" python3 "$top_srcdir/tests/hold_relay.py" $RELAY $TUN "$T/release"
 wait_until 10 sh -c "ss -ltn | grep -q ':$RELAY '"
 spawn agent2 "$T/agent2.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$RELAY \
   --node edge-2 --cluster edge2 --tenant acme --count 1 --backend 127.0.0.1:$BACK \
   --max-backoff-ms 1000
-check "drain handshake: the relay dialed the old instance" wait_until 10 grep -q "connected 1" "$T/relay.log"
-python3 -c '
-import socket, sys, time
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-remote-node-id: edge-1\r\n\r\n")
-s.recv(65536)
-time.sleep(float(sys.argv[2]))
-' "$CLI" 15 &
-_idle=$!
-sleep 0.5
+check "pending handshake: the relay dialed the old instance" wait_until 10 grep -q "connected 1" "$T/relay.log"
 _old=$n
+# the connection is accepted (a handshake in progress), not only queued
+check "pending handshake: the old instance accepted it" \
+  wait_until 10 grep -q "tunnel connection from .*: handshake" "$T/p$_old.log"
 start_proxy --takeover "$SOCK"
-check "drain handshake: the old instance handed over and drains" \
+check "pending handshake: the old instance handed over and drains" \
   wait_until 10 grep -q "the new instance serves: not accepting any more, draining" "$T/p$_old.log"
-check "drain handshake: edge-2 has no tunnel yet" test -z "$(node_field $ADMIN edge-2 idle)"
+sleep 1
+check "pending handshake: the old instance waits for it (no client left)" running "$(pid_of $_old)"
+check "pending handshake: edge-2 has no tunnel yet" test -z "$(node_field $ADMIN edge-2 idle)"
 touch "$T/release"
-check "drain handshake: edge-2's tunnel parks in the new instance" \
+check "pending handshake: edge-2's tunnel parks in the new instance" \
   wait_until 10 grep -q "record socket_imported node=edge-2" "$T/p$n.log"
-check "drain handshake: the old instance handed it over" \
+check "pending handshake: the old instance handed it over" \
   grep -q "handover: 1 more tunnel(s) handed over" "$T/p$_old.log"
-check "drain handshake: the old instance is still draining" running "$(pid_of $_old)"
-check "drain handshake: edge-2's agent dialed only once" \
+check "pending handshake: the old instance then exits" wait_until 20 exited $_old
+stop "p$_old"
+check "pending handshake: ... with status 0" test $? -eq 0
+check "pending handshake: edge-2's agent dialed only once" \
   test "$(grep -c connected "$T/relay.log")" -eq 1
 got=$(curl -sS -H "x-remote-node-id: edge-2" "$URL/")
-check "drain handshake: a request to edge-2 through the new instance" test "$got" = "hello from backend"
-kill "$_idle" 2>/dev/null
-wait "$_idle" 2>/dev/null
-check "drain handshake: the old instance exits once its client is gone" wait_until 20 exited $_old
-stop "p$_old"
-check "drain handshake: ... with status 0" test $? -eq 0
-check "drain handshake: the old instance closed no parked tunnel" parked_closed_none $_old
-check "drain handshake: agent: reconnects=0" test "$(reconnects)" = 0
+check "pending handshake: a request to edge-2 through the new instance" test "$got" = "hello from backend"
+check "pending handshake: the old instance closed no parked tunnel" parked_closed_none $_old
+check "pending handshake: agent: reconnects=0" test "$(reconnects)" = 0
 wait_until 10 test -S "$SOCK"
 
 echo "# --fleet-redis with a handover is refused"

@@ -13,32 +13,19 @@ set -u
 top_builddir=${top_builddir:-$(pwd)}
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
+. "$top_srcdir/tests/restart_lib.sh"
 
 e2e_require curl h2load protoc
 
 fails=0
 e2e_begin e2e_restart_workers 40
 
-curl() { command curl --max-time 30 "$@"; }
-h2load() { timeout 120 h2load "$@"; }
-
 e2e_ports
 NODE="x-remote-node-id: edge-1"
 COUNT=6
 SOCK=$T/handover.sock
+restart_acceptor_config
 
-# RPING every 200 ms: a tunnel whose keepalive phase were lost in a move
-# would show as a ping timeout within a second.
-cat >"$T/acceptor.txtpb" <<EOF2
-# proto-message: envoy.extensions.filters.network.reverse_tunnel.v3.ReverseTunnel
-ping_interval { nanos: 200000000 }
-EOF2
-if ! encode "$T/acceptor.txtpb" "$T/acceptor.bin"; then
-  echo "FAIL - cannot encode the acceptor config with protoc"
-  exit 1
-fi
-
-n=0
 # start_proxy WORKERS [ARGS...]: instance n+1, its pid in PID_p<n>, log p<n>.log
 start_proxy() {
   n=$((n + 1))
@@ -49,34 +36,11 @@ start_proxy() {
     --acceptor-config "$T/acceptor.bin" --handover-socket "$SOCK" --grace-period 20s \
     --verbose "$@"
 }
-pid_of() { eval "echo \${PID_p$1:-}"; }
-exited() { ! running "$(pid_of "$1")"; }
-reconnects() {
-  kill -USR1 "$PID_agent"
-  sleep 0.3
-  sed -n 's/.*reconnects=\([0-9]*\).*/\1/p' "$T/agent.log" | tail -n 1
-}
-idle() { node_field $ADMIN edge-1 idle; }
-idle_is() { [ "$(idle)" = "$1" ]; }
+new_instance() { start_proxy 2 --takeover "$SOCK"; }
 # worker_idle K: edge-1's parked tunnels in worker K
 worker_idle() {
   curl -s --max-time 2 "http://$ADMIN/tunnels" | grep '{"node": "edge-1"' |
     grep "\"worker\": $1[,}]" | sed -n 's/.*"idle": \([0-9]*\).*/\1/p'
-}
-fd_count() { ls "/proc/$1/fd" | wc -l; }
-h2load_clean() {
-  grep -q "^requests: .* 0 failed, 0 errored" "$1" &&
-    grep -q "^status codes: [0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx" "$1"
-}
-imported() { grep -c 'record socket_imported' "$T/p$1.log"; }
-abandoned() { grep -c "handover: takeover abandoned" "$T/p$1.log"; }
-# abandoned_since N COUNT: instance N has logged more than COUNT abandons
-abandoned_since() { test "$(abandoned "$1")" -gt "$2"; }
-# restart: a new instance (2 workers) takes over; the old one exits 0
-restart() {
-  _old=$n
-  start_proxy 2 --takeover "$SOCK"
-  wait_until 40 exited $_old && stop "p$_old" && wait_until 10 test -S "$SOCK"
 }
 
 spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK
@@ -105,23 +69,6 @@ check "agent: reconnects=0" test "$(reconnects)" = 0
 got=$(curl -sS -H "$NODE" "$URL/")
 check "a request through the new instance" test "$got" = "hello from backend"
 
-traffic_restart() {
-  _tn=$1
-  shift
-  h2load "$@" -H "$NODE" "$URL/size/512" >"$T/h2load-$_tn.out" 2>&1 &
-  _h=$!
-  sleep 1
-  restart
-  _rc=$?
-  wait $_h
-  grep -E "^requests:|^status codes:" "$T/h2load-$_tn.out" | sed 's/^/     /'
-  check "$_tn: the restart happened while h2load ran (old exited 0)" test $_rc -eq 0
-  check "$_tn: h2load: 0 failed, 0 errored, all 2xx" h2load_clean "$T/h2load-$_tn.out"
-  check "$_tn: agent: reconnects=0" test "$(reconnects)" = 0
-  check "$_tn: no tunnel closed for a ping timeout" \
-    sh -c "! grep -h 'record tunnel_closed' '$T'/p*.log | grep -q ping"
-  check "$_tn: the new instance parks tunnels" wait_until 10 node_has_idle $ADMIN edge-1
-}
 echo "# restart under h2c traffic"
 traffic_restart h2c -D 4 -c 4 -m 4
 echo "# restart under HTTP/1.1 traffic"
@@ -150,14 +97,6 @@ for w in 1 3; do
 done
 
 echo "# a new instance killed -9 at each step of its takeover: the old one keeps serving"
-paused_proxy() {
-  _step=$1
-  shift
-  export REVTUN_PROXY_TEST_TAKEOVER_PAUSE=$_step
-  start_proxy 2 --takeover "$SOCK" "$@"
-  unset REVTUN_PROXY_TEST_TAKEOVER_PAUSE
-  wait_until 20 grep -q "test pause at $_step" "$T/p$n.log"
-}
 for step in listeners tunnels done; do
   _a=$(abandoned $old)
   paused_proxy $step
@@ -173,7 +112,7 @@ check "each tunnel went back to the worker it left (worker 0: $(worker_idle 0), 
   test "$(worker_idle 0)" = "$w0" -a "$(worker_idle 1)" = "$w1"
 sleep 1
 check "faults: no descriptor leaked in the old instance ($fds0 before)" \
-  test "$(fd_count "$P")" -eq "$fds0"
+  wait_until 5 fd_count_is "$P" "$fds0"
 check "faults: agent: reconnects=0" test "$(reconnects)" = 0
 check "faults: no tunnel_closed record in the old instance" \
   sh -c "! grep -q 'record tunnel_closed' '$T/p$old.log'"

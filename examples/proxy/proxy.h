@@ -56,6 +56,7 @@
 #define MAX_ID_BYTES 1024         /* node, cluster and tenant ids, as the library allows */
 #define TIMER_SLACK_MS 10         /* the library's timer: see revtun_libevent_set_timer_slack */
 #define TRIM_QUIET_S 5            /* after the last tunnel handshake, heap pages go back */
+#define HANDSHAKE_RECHECK_MS 50   /* draining after a handover: handshakes still going on? */
 #define NV_SCRATCH_EXTRA 4        /* :status and a local reply's fields beyond max_headers */
 
 /*
@@ -173,6 +174,7 @@ struct proxy {
   int fatal; /* exit with status 1 (the fleet refused this instance) */
   struct event *grace_ev, *reap_ev;
   struct event *trim_ev;        /* gives memory freed after handshakes back */
+  struct event *handshakes_ev;  /* draining after a handover: see proxy_check_done */
   struct conn *dead_conns;      /* closed, freed by the reaper */
   struct upsess *dead_sessions; /* same */
   struct counters st;
