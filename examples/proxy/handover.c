@@ -20,9 +20,10 @@
  * so the old one keeps serving everything. One takeover at a time: a second
  * connection is refused while one is in progress.
  *
- * Pending handshakes stay with the old instance, which finishes them; the
- * tunnels that park from them (and any that park while it drains) are handed
- * over as they come, every SWEEP_MS. Both instances accept on the shared
+ * Pending handshakes stay with the old instance, which finishes them (it
+ * does not exit before they end: proxy_check_done); the tunnels that park
+ * from them (and any that park while it drains) are handed over as they
+ * come, every SWEEP_MS. Both instances accept on the shared
  * listeners between SERVING being sent and received, which is harmless.
  *
  * Draining: HTTP/1.1 clients get "connection: close" on their next response
