@@ -5,7 +5,9 @@
 # tunnels in its workers round robin. Under steady h2load traffic no
 # request fails and the agent never re-dials; a new instance with another
 # worker count is refused and one killed mid-takeover changes nothing: the
-# old instance keeps every tunnel, each in exactly one pool. Run by
+# old instance keeps every tunnel, each in exactly one pool; a handshake
+# still going on when the takeover happens finishes in the old instance
+# and its tunnel is handed over. Run by
 # `make check` (and under TSan by scripts/test --tsan); by hand:
 #   top_builddir=build top_srcdir=. tests/e2e_restart_workers.sh
 set -u
@@ -15,7 +17,7 @@ top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 . "$top_srcdir/tests/e2e_lib.sh"
 . "$top_srcdir/tests/restart_lib.sh"
 
-e2e_require curl h2load protoc
+e2e_require curl h2load python3 protoc
 
 fails=0
 e2e_begin e2e_restart_workers 40
@@ -119,10 +121,15 @@ check "faults: no tunnel_closed record in the old instance" \
 check "faults: every tunnel sent was parked again" \
   test "$(grep -c "$COUNT of $COUNT tunnel(s) parked here again" "$T/p$old.log")" -ge 5
 
+pending_handshake_restart $old
+old=$n
+
 echo "# the last instance stops"
 stop "p$old"
 check "last instance exited 0" test $? -eq 0
 check "handover socket removed at exit" test ! -e "$SOCK"
+stop agent2
+stop relay
 stop agent
 check "agent prints reconnects on exit" grep -q "reconnects=0" "$T/agent.log"
 no_sanitizer_reports "$T"

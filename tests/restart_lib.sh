@@ -86,3 +86,55 @@ paused_proxy() {
   unset REVTUN_PROXY_TEST_TAKEOVER_PAUSE
   wait_until 20 grep -q "test pause at $1" "$T/p$n.log"
 }
+# parked_closed_none N: instance N closed no parked tunnel (every
+# tunnel_closed record is that of an HTTP/2 session it ran, which ends when
+# it exits)
+parked_closed_none() {
+  test "$(grep -c 'record tunnel_closed' "$T/p$1.log")" -eq "$(grep -c 'session .*: closed:' "$T/p$1.log")"
+}
+
+# pending_handshake_restart N: a handshake that finishes in the old instance
+# after the takeover is handed over. edge-2's agent (agent2, one tunnel)
+# dials through a relay that holds its bytes: the old instance accepts the
+# connection before the takeover and reads the handshake only after it. No
+# client keeps the old instance draining: it waits for the handshake alone,
+# then hands the tunnel over and exits. N is the running instance (the new
+# one is n afterwards). Needs $BACK (the backend's port);
+# the caller stops agent2 and relay.
+pending_handshake_restart() {
+  echo "# a handshake that finishes in the old instance after the takeover is handed over"
+  pick_port RELAY
+  spawn relay "$T/relay.log" python3 "$top_srcdir/tests/hold_relay.py" $RELAY $TUN "$T/release"
+  wait_until 10 sh -c "ss -ltn | grep -q ':$RELAY '"
+  spawn agent2 "$T/agent2.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$RELAY \
+    --node edge-2 --cluster edge2 --tenant acme --count 1 --backend 127.0.0.1:$BACK \
+    --max-backoff-ms 1000
+  check "pending handshake: the relay dialed the old instance" \
+    wait_until 10 grep -q "connected 1" "$T/relay.log"
+  _old=$1
+  # the connection is accepted (a handshake in progress), not only queued
+  check "pending handshake: the old instance accepted it" \
+    wait_until 10 grep -q "tunnel connection from .*: handshake" "$T/p$_old.log"
+  new_instance
+  check "pending handshake: the old instance handed over and drains" \
+    wait_until 10 grep -q "the new instance serves: not accepting any more, draining" "$T/p$_old.log"
+  sleep 1
+  check "pending handshake: the old instance waits for it (no client left)" running "$(pid_of $_old)"
+  check "pending handshake: edge-2 has no tunnel yet" test -z "$(node_field $ADMIN edge-2 idle)"
+  touch "$T/release"
+  check "pending handshake: edge-2's tunnel parks in the new instance" \
+    wait_until 10 grep -q "record socket_imported node=edge-2" "$T/p$n.log"
+  check "pending handshake: the old instance handed it over" \
+    grep -q "handover: 1 more tunnel(s) handed over" "$T/p$_old.log"
+  check "pending handshake: the old instance then exits" wait_until 20 exited $_old
+  stop "p$_old"
+  check "pending handshake: ... with status 0" test $? -eq 0
+  check "pending handshake: edge-2's agent dialed only once" \
+    test "$(grep -c connected "$T/relay.log")" -eq 1
+  got=$(curl -sS -H "x-remote-node-id: edge-2" "$URL/")
+  check "pending handshake: a request to edge-2 through the new instance" \
+    test "$got" = "hello from backend"
+  check "pending handshake: the old instance closed no parked tunnel" parked_closed_none $_old
+  check "pending handshake: agent: reconnects=0" test "$(reconnects)" = 0
+  wait_until 10 test -S "$SOCK"
+}
