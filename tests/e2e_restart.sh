@@ -25,39 +25,10 @@ e2e_ports
 NODE="x-remote-node-id: edge-1"
 COUNT=4
 SOCK=$T/handover.sock
-restart_acceptor_config
+WORKERS=1
 
-# start_proxy [--takeover PATH]: instance n+1, its pid in PID_p<n>, log p<n>.log
-start_proxy() {
-  n=$((n + 1))
-  spawn "p$n" "$T/p$n.log" ${PROXY_WRAP:-} "$EX/revtun-upstream-proxy" \
-    --tunnel-listen 127.0.0.1:$TUN --listen 127.0.0.1:$CLI --admin-listen $ADMIN \
-    --acceptor-config "$T/acceptor.bin" --handover-socket "$SOCK" --grace-period 20s \
-    --verbose "$@"
-}
-new_instance() { start_proxy --takeover "$SOCK"; }
-
-spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK
-wait_until 10 curl -sf "http://127.0.0.1:$BACK/" || { echo "FAIL - backend did not start"; exit 1; }
-start_proxy
-wait_until 20 curl -sf "http://$ADMIN/tunnels" || { echo "FAIL - proxy did not start"; exit 1; }
-spawn agent "$T/agent.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
-  --node edge-1 --cluster edge --tenant acme --count $COUNT --backend 127.0.0.1:$BACK \
-  --max-backoff-ms 1000
-check "agent parks $COUNT tunnels" wait_until 20 idle_is $COUNT
-
-echo "# restart without traffic"
-restart
-check "old instance exited 0 after handing over" test $? -eq 0
-check "the new instance holds all $COUNT parked tunnels" idle_is $COUNT
-check "old instance: $COUNT tunnels handed over, none closed" \
-  sh -c "grep -q 'handover: $COUNT tunnel(s) handed over in all' '$T/p1.log' && ! grep -q 'record tunnel_closed' '$T/p1.log'"
-check "new instance imported $COUNT" test "$(grep -c 'record socket_imported' "$T/p2.log")" -eq $COUNT
-sleep 1.5
-check "RPING goes on in the new instance" grep -q "record idle_ping_ack" "$T/p2.log"
-check "agent: reconnects=0" test "$(reconnects)" = 0
-got=$(curl -sS -H "$NODE" "$URL/")
-check "a request through the new instance" test "$got" = "hello from backend"
+restart_setup
+first_restart
 
 # h2c clients stay on the old instance until GOAWAY, which it sends halfway
 # through the grace period (10 s here); h2load never opens a new connection

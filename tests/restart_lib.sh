@@ -1,8 +1,8 @@
 # Shell helpers shared by tests/e2e_restart.sh and
 # tests/e2e_restart_workers.sh (POSIX sh; source it after e2e_lib.sh).
-# The caller defines start_proxy (instance n+1, its pid in PID_p<n>, its
-# log in $T/p<n>.log) and new_instance (start_proxy with --takeover
-# "$SOCK"), and spawns the agent as "agent" with its log in $T/agent.log.
+# The caller sets WORKERS (the proxy's --workers), COUNT (edge-1's
+# tunnels), NODE (edge-1's header) and SOCK (the handover socket) after
+# e2e_ports, then runs restart_setup.
 
 n=0
 curl() { command curl --max-time 30 "$@"; }
@@ -20,6 +20,51 @@ EOF2
     echo "FAIL - cannot encode the acceptor config with protoc"
     exit 1
   fi
+}
+
+# start_proxy WORKERS [ARGS...]: instance n+1, its pid in PID_p<n>, its
+# log $T/p<n>.log
+start_proxy() {
+  n=$((n + 1))
+  _w=$1
+  shift
+  spawn "p$n" "$T/p$n.log" ${PROXY_WRAP:-} "$EX/revtun-upstream-proxy" --workers "$_w" \
+    --tunnel-listen 127.0.0.1:$TUN --listen 127.0.0.1:$CLI --admin-listen $ADMIN \
+    --acceptor-config "$T/acceptor.bin" --handover-socket "$SOCK" --grace-period 20s \
+    --verbose "$@"
+}
+# new_instance: one that takes over from the running one
+new_instance() { start_proxy "$WORKERS" --takeover "$SOCK"; }
+
+# restart_setup: the acceptor config, the backend, the first instance and
+# edge-1's agent ("agent", $T/agent.log) with COUNT parked tunnels
+restart_setup() {
+  restart_acceptor_config
+  spawn backend "$T/backend.log" "$EX/revtun-demo-backend" --listen 127.0.0.1:$BACK
+  wait_until 10 curl -sf "http://127.0.0.1:$BACK/" || { echo "FAIL - backend did not start"; exit 1; }
+  start_proxy "$WORKERS"
+  wait_until 20 curl -sf "http://$ADMIN/tunnels" || { echo "FAIL - proxy did not start"; exit 1; }
+  spawn agent "$T/agent.log" "$EX/revtun-downstream-agent" --upstream 127.0.0.1:$TUN \
+    --node edge-1 --cluster edge --tenant acme --count $COUNT --backend 127.0.0.1:$BACK \
+    --max-backoff-ms 1000
+  check "agent parks $COUNT tunnels ($WORKERS worker(s))" wait_until 20 idle_is $COUNT
+}
+
+# first_restart: instance 2 takes over from instance 1 with no traffic; the
+# tunnels move with their keepalive, none closes, the agent stays
+first_restart() {
+  echo "# restart without traffic"
+  restart
+  check "old instance exited 0 after handing over" test $? -eq 0
+  check "the new instance holds all $COUNT parked tunnels" idle_is $COUNT
+  check "old instance: $COUNT tunnels handed over, none closed" \
+    sh -c "grep -q 'handover: $COUNT tunnel(s) handed over in all' '$T/p1.log' && ! grep -q 'record tunnel_closed' '$T/p1.log'"
+  check "new instance imported $COUNT" test "$(imported 2)" -eq $COUNT
+  sleep 1.5
+  check "RPING goes on in the new instance" grep -q "record idle_ping_ack" "$T/p2.log"
+  check "agent: reconnects=0" test "$(reconnects)" = 0
+  got=$(curl -sS -H "$NODE" "$URL/")
+  check "a request through the new instance" test "$got" = "hello from backend"
 }
 
 # pid_of N
